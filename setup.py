@@ -1,0 +1,70 @@
+"""Packaging for tensorboard_nnviz (the version lives in tensorboard_nnviz/version.py)."""
+
+import os
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _version():
+    scope = {}
+    with open(os.path.join(HERE, "tensorboard_nnviz", "version.py")) as f:
+        exec(f.read(), scope)
+    return scope["__version__"]
+
+
+# The callback needs Keras 3 on TensorFlow. The test and demo extras name the
+# CPU build directly so that nothing pulls the full `tensorflow` wheel on top.
+_TF_CPU = [
+    "keras>=3.0",
+    "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
+    "tensorflow>=2.16; platform_machine!='x86_64'",
+]
+
+setup(
+    name="tensorboard_nnviz",
+    version=_version(),
+    description="TensorBoard plugin: weight heatmaps that evolve across training steps",
+    long_description=open(os.path.join(HERE, "README.md")).read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # The panel lives in frontend/ and ships as tensorboard_nnviz/frontend.
+    packages=["tensorboard_nnviz", "tensorboard_nnviz.frontend"],
+    package_dir={"tensorboard_nnviz.frontend": "frontend"},
+    package_data={
+        "tensorboard_nnviz": ["http_api.md"],
+        "tensorboard_nnviz.frontend": ["*.js", "*.css", "*.html", "*.json", "*.svg"],
+    },
+    install_requires=[
+        "tensorboard>=2.16",
+        "numpy>=1.23",
+        "werkzeug>=2.2",
+        "protobuf>=3.19",
+    ],
+    extras_require={
+        "keras": ["keras>=3.0", "tensorflow>=2.16"],
+        "export": ["matplotlib>=3.6", "pillow>=9"],
+        "demo": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"],
+        "test": _TF_CPU
+        + [
+            "scikit-learn>=1.2",
+            "matplotlib>=3.6",
+            "pillow>=9",
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "hypothesis>=6",
+            "playwright>=1.40",
+            "psutil>=5",
+        ],
+    },
+    entry_points={
+        "tensorboard_plugins": ["nnviz = tensorboard_nnviz.plugin:NNVizLoader"],
+        "console_scripts": ["nnviz = tensorboard_nnviz.cli:main"],
+    },
+    classifiers=[
+        "Framework :: TensorFlow",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Visualization",
+    ],
+)
