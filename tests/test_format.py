@@ -1,0 +1,106 @@
+"""The shared format module: round trips and clear errors on bad data."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import types_pb2
+from tensorboard.util import tensor_util
+
+from tensorboard_nnviz import format as fmt
+
+
+def test_frame_round_trip_is_exact_float32():
+    frame = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
+    frame[0, 0], frame[1, 1], frame[2, 2] = np.nan, np.inf, -np.inf
+    out = fmt.decode_frame(fmt.encode_frame(frame))
+    assert out.dtype == np.float32 and out.shape == (7, 5)
+    np.testing.assert_array_equal(out, frame)  # NaN == NaN here
+
+
+def test_frame_float16_round_trip_within_half_precision():
+    frame = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    out = fmt.decode_frame(fmt.encode_frame(frame, fmt.ENCODING_F16))
+    np.testing.assert_allclose(out, frame, rtol=1e-3, atol=1e-3)
+
+
+def test_frame_of_wrong_length_is_a_format_error():
+    blob = fmt.encode_frame(np.zeros((4, 4), np.float32))
+    with pytest.raises(fmt.FormatError, match="expected"):
+        fmt.decode_frame(blob[:-4])
+    with pytest.raises(fmt.FormatError, match="truncated"):
+        fmt.decode_frame(blob[:5])
+    with pytest.raises(fmt.FormatError, match="not an nnviz frame"):
+        fmt.decode_frame(b"X" * len(blob))
+
+
+def test_newer_frame_version_is_named():
+    blob = bytearray(fmt.encode_frame(np.zeros((1, 1), np.float32)))
+    blob[4] = fmt.FORMAT_VERSION + 1
+    with pytest.raises(fmt.NewerFormatError, match="upgrade"):
+        fmt.decode_frame(bytes(blob))
+
+
+def test_content_versions():
+    layout = {"row_axes": [0], "col_axes": [1], "block": [1, 1], "groups": []}
+    doc = fmt.parse_content(
+        fmt.frame_content(shape=(3, 4), dtype="float32", layout=layout, rows=3, cols=4)
+    )
+    assert doc["kind"] == fmt.KIND_FRAME and doc["layout"] == layout
+    assert doc["shape"] == [3, 4] and doc["version"] == fmt.FORMAT_VERSION
+    newer = json.dumps({"version": fmt.FORMAT_VERSION + 1, "kind": "frame"}).encode()
+    with pytest.raises(fmt.NewerFormatError, match="version %d" % (fmt.FORMAT_VERSION + 1)):
+        fmt.parse_content(newer)
+    for bad in (b"", b"\xff", b"[]", b'{"kind": "frame"}'):
+        with pytest.raises(fmt.FormatError):
+            fmt.parse_content(bad)
+
+
+def test_frame_value_is_rank1_string_blob_sequence():
+    blob = fmt.encode_frame(np.ones((2, 2), np.float32))
+    value = fmt.frame_value("dense/kernel", blob, b"{}")
+    assert value.tag == "nnviz/frame/dense/kernel"
+    assert value.metadata.plugin_data.plugin_name == "nnviz"
+    assert value.metadata.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+    assert value.tensor.dtype == types_pb2.DT_STRING
+    assert [d.size for d in value.tensor.tensor_shape.dim] == [1]
+    assert tensor_util.make_ndarray(value.tensor)[0] == blob
+
+
+def test_stats_value_round_trip_nulls():
+    stats = {name: float(i) for i, name in enumerate(fmt.STAT_FIELDS)}
+    stats["update_l2"] = None
+    value = fmt.stats_value("bn/gamma", stats)
+    assert value.tag == "nnviz/stats/bn/gamma"
+    assert value.metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+    fields = fmt.parse_content(value.metadata.plugin_data.content)["fields"]
+    back = fmt.stats_from_array(tensor_util.make_ndarray(value.tensor), fields)
+    assert back["update_l2"] is None
+    assert back["mean"] == 0.0 and back["init_cos"] == float(len(fmt.STAT_FIELDS) - 1)
+    with pytest.raises(fmt.FormatError):
+        fmt.stats_from_array(np.zeros(3), fields)
+
+
+def test_stats_from_array_maps_non_finite_to_none():
+    out = fmt.stats_from_array([math.nan, math.inf, 1.5], ["a", "b", "c"])
+    assert out == {"a": None, "b": None, "c": 1.5}
+
+
+def test_structure_round_trip_and_errors():
+    structure = {"model": {"name": "m"}, "layers": [{"path": "dense", "class": "Dense"}]}
+    value = fmt.structure_value(structure)
+    assert value.tag == fmt.STRUCTURE_TAG
+    assert fmt.structure_from_array(tensor_util.make_ndarray(value.tensor)) == structure
+    with pytest.raises(fmt.FormatError):
+        fmt.structure_from_array(np.array([b"not json"], dtype=object))
+    with pytest.raises(fmt.FormatError):
+        fmt.structure_from_array(np.array([b"[1]"], dtype=object))
+
+
+def test_parse_summary_tag():
+    assert fmt.parse_summary_tag("nnviz/frame/a/b/kernel") == ("frame", "a/b/kernel")
+    assert fmt.parse_summary_tag("nnviz/stats/x/bias") == ("stats", "x/bias")
+    assert fmt.parse_summary_tag("nnviz/structure") == ("structure", None)
+    assert fmt.parse_summary_tag("dense/kernel/histogram") is None

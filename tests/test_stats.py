@@ -1,0 +1,178 @@
+"""Tests of tensorboard_nnviz.stats against plain numpy float64 references."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tensorboard_nnviz import format as nnviz_format
+from tensorboard_nnviz import stats as S
+from tensorboard_nnviz.stats import compute_stats
+
+
+def reference(w, prev=None, init=None):
+    """The stats by the definition, with numpy in float64 (slow and obvious)."""
+    x = np.asarray(w, dtype=np.float64).ravel()
+    fin = np.isfinite(x)
+    f = x[fin]
+    ref = {"nan": float(np.isnan(x).sum()), "inf": float(np.isinf(x).sum())}
+    if f.size:
+        ref.update(
+            mean=f.mean(),
+            std=f.std(),
+            min=f.min(),
+            max=f.max(),
+            l2=np.sqrt(np.sum(f * f)),
+            absmax=np.abs(f).max(),
+            zero_frac=np.mean(np.abs(f) <= 1e-8),
+        )
+        ref["p01"], ref["p99"] = np.percentile(f, [1, 99])
+    for key, other in (("update", prev), ("init", init)):
+        if other is None:
+            continue
+        y = np.asarray(other, dtype=np.float64).ravel()
+        joint = fin & np.isfinite(y)
+        a, b = x[joint], y[joint]
+        if not a.size:
+            continue
+        ref[key + "_l2"] = np.linalg.norm(a - b)
+        ref[key + "_absmax"] = np.abs(a - b).max()
+        if key == "update" and np.linalg.norm(b) > 0:
+            ref["update_ratio"] = np.linalg.norm(a - b) / np.linalg.norm(b)
+        if key == "init" and np.linalg.norm(a) * np.linalg.norm(b) > 0:
+            ref["init_cos"] = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return ref
+
+
+def assert_matches(got, ref, rtol=1e-9, skip=()):
+    assert set(got) == set(nnviz_format.STAT_FIELDS)
+    for name in nnviz_format.STAT_FIELDS:
+        if name in skip:
+            continue
+        if name not in ref:
+            assert got[name] is None, name
+        else:
+            assert got[name] is not None, name
+            assert isinstance(got[name], float), name
+            assert got[name] == pytest.approx(float(ref[name]), rel=rtol, abs=1e-12), name
+
+
+def weights(shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 3, 4, 5), (256, 256), (300, 301)])
+def test_matches_numpy(shape):
+    w = weights(shape)
+    prev = w + weights(shape, 1) * 0.01
+    init = weights(shape, 2)
+    got = compute_stats(w, prev=prev, init=init)
+    # Above the sample size p01/p99 are estimates (checked below).
+    skip = ("p01", "p99") if w.size > S.SAMPLE_SIZE else ()
+    assert_matches(got, reference(w, prev, init), skip=skip)
+
+
+def test_percentiles_exact_up_to_sample_size_estimated_above():
+    w = weights((S.SAMPLE_SIZE,), 5)
+    got = compute_stats(w)
+    assert got["p01"] == pytest.approx(np.percentile(w.astype(np.float64), 1), rel=1e-12)
+    assert got["p99"] == pytest.approx(np.percentile(w.astype(np.float64), 99), rel=1e-12)
+    big = weights((400_000,), 6)
+    got = compute_stats(big)
+    exact = np.percentile(big.astype(np.float64), [1, 99])
+    # The standard error of a 1% quantile from 65536 normal samples is ~0.015.
+    assert abs(got["p01"] - exact[0]) < 0.06
+    assert abs(got["p99"] - exact[1]) < 0.06
+    assert compute_stats(big) == got  # a fixed sample: deterministic
+
+
+def test_sample_positions_are_distinct_sorted_and_in_range():
+    for n in (S.SAMPLE_SIZE + 1, 100_003, 25_600_000):
+        index = S._sample_index(n)
+        assert index.size == S.SAMPLE_SIZE
+        assert index[0] >= 0 and index[-1] < n
+        assert np.all(np.diff(index) > 0)
+
+
+def test_nan_and_inf_are_counted_and_stats_use_finite_entries():
+    w = weights((200_000,), 3)  # several chunks; non-finite in two of them
+    w[[5, 70_000, 150_000]] = np.nan
+    w[[6, 70_001]] = np.inf
+    w[150_001] = -np.inf
+    prev = w * 0.9
+    prev[[10, 199_999]] = np.nan  # other positions: excluded from updates
+    got = compute_stats(w, prev=prev, init=w[::-1].copy())
+    assert got["nan"] == 3.0 and got["inf"] == 3.0
+    assert_matches(got, reference(w, prev, w[::-1]), skip=("p01", "p99"))
+    assert math.isfinite(got["p01"]) and math.isfinite(got["p99"])
+    json.dumps(got, allow_nan=False)
+
+
+def test_small_nonfinite_tensor_exact():
+    w = np.array([[1.0, np.nan, -2.0], [np.inf, 0.0, 3.0]], np.float32)
+    got = compute_stats(w, prev=np.zeros_like(w))
+    assert_matches(got, reference(w, np.zeros_like(w)))
+    assert got["zero_frac"] == 0.25
+    assert got["update_ratio"] is None  # ||prev|| = 0
+
+
+def test_zero_fraction_threshold_is_inclusive_1e_8():
+    w = np.array([0.0, 1e-8, -1e-8, 1.5e-8, -2e-8, 1.0, np.nan], np.float64)
+    assert compute_stats(w)["zero_frac"] == 3 / 6
+    w32 = w.astype(np.float32)  # float32(1e-8) < 1e-8: still a zero
+    assert compute_stats(w32)["zero_frac"] == pytest.approx(reference(w32)["zero_frac"])
+
+
+def test_undefined_values_are_none():
+    w = weights((4, 5))
+    got = compute_stats(w)
+    for name in ("update_l2", "update_absmax", "update_ratio", "init_l2", "init_absmax", "init_cos"):
+        assert got[name] is None
+    all_nan = np.full((3, 3), np.nan, np.float32)
+    got = compute_stats(all_nan, prev=w[:3, :3], init=w[:3, :3])
+    assert got["nan"] == 9.0 and got["inf"] == 0.0
+    assert all(got[k] is None for k in nnviz_format.STAT_FIELDS if k not in ("nan", "inf"))
+    got = compute_stats(w, init=np.zeros_like(w))
+    assert got["init_cos"] is None and got["init_l2"] == pytest.approx(np.linalg.norm(w.astype(np.float64)))
+    got = compute_stats(w, prev=weights((5, 4)))  # shape changed: no update
+    assert got["update_l2"] is None
+    empty = compute_stats(np.zeros((0, 3), np.float32))
+    assert empty["nan"] == 0.0 and empty["mean"] is None and empty["l2"] is None
+
+
+def test_identical_prev_gives_zero_update():
+    w = weights((50, 40))
+    got = compute_stats(w, prev=w.copy(), init=w.copy())
+    assert got["update_l2"] == 0.0 and got["update_absmax"] == 0.0 and got["update_ratio"] == 0.0
+    assert got["init_cos"] == pytest.approx(1.0)
+
+
+def test_std_has_no_cancellation_for_large_means():
+    # e.g. a BatchNorm moving_variance: large mean, tiny spread.
+    w = 1000.0 + np.random.default_rng(4).standard_normal(100_000) * 1e-3
+    got = compute_stats(w)
+    assert got["std"] == pytest.approx(np.std(w), rel=1e-7)
+    assert got["mean"] == pytest.approx(np.mean(w), rel=1e-14)
+
+
+def test_other_dtypes():
+    import ml_dtypes  # ships with TensorFlow and JAX; Keras weights may be bfloat16
+
+    for w in (
+        weights((9, 11)).astype(np.float16),
+        weights((9, 11)).astype(ml_dtypes.bfloat16),
+        np.arange(-10, 10, dtype=np.int32),
+        np.array([True, False, True]),
+        np.uint32([3, 4]),  # e.g. a SeedGenerator state
+    ):
+        assert_matches(compute_stats(w), reference(np.asarray(w).astype(np.float64)))
+
+
+def test_float32_accumulates_in_float64():
+    # 1e7 ones and one large value: float32 running sums would drift.
+    w = np.ones(2_000_001, np.float32)
+    w[-1] = 1e7
+    got = compute_stats(w)
+    assert got["mean"] == (2_000_000 + 1e7) / 2_000_001
+    assert got["l2"] == pytest.approx(math.sqrt(2_000_000 + 1e14), rel=1e-15)
