@@ -41,6 +41,9 @@ setup(
         "numpy>=1.23",
         "werkzeug>=2.2",
         "protobuf>=3.19",
+        # TensorBoard's event writer checksums records in pure Python (~1 MB/s,
+        # holding the GIL); fast_crc.py swaps in this C implementation.
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "keras": ["keras>=3.0", "tensorflow>=2.16"],

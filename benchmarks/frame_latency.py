@@ -1,0 +1,150 @@
+"""Latency of GET /frame on a real TensorBoard, both ingesters.
+
+A 256x256 kernel (65,536 cells: stored exactly, 256 KiB a frame) is
+snapshotted at 30, 300 and 3000 steps, written with TensorBoard's event
+writer and the format module (no training needed). For each logdir and each
+ingester, a real `tensorboard` is started and /frame is fetched at random
+steps; the table shows p50/p95 per request (client-side, whole response
+read) and the ratio to the 30-step run, which shows that the cost of a frame
+does not grow with the number of steps.
+
+Targets (300 steps): p50 <= 15 ms on the Python ingester, <= 60 ms on
+RustBoard.
+
+    .venv/bin/python benchmarks/frame_latency.py [--requests 200] [--steps 30,300,3000]
+"""
+
+import argparse
+import http.client
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from tb_server import TensorBoardServer  # noqa: E402
+
+TAG = "dense/kernel"
+SHAPE = (256, 256)
+TARGETS_MS = {"python": 15.0, "rustboard": 60.0}
+
+
+def _record_writer(run):
+    """(write(event), close) for an event file in `run`.
+
+    TensorBoard's EventFileWriter frames records with a pure-Python CRC
+    (~0.1 s per 256 KiB frame); when TensorFlow is installed its C++
+    TFRecordWriter writes the same records much faster.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        writer = EventFileWriter(run, max_queue_size=50, flush_secs=3600)
+        return writer.add_event, writer.close
+    from tensorboard.compat.proto import event_pb2
+
+    os.makedirs(run, exist_ok=True)
+    path = os.path.join(run, "events.out.tfevents.%010d.bench" % time.time())
+    writer = tf.io.TFRecordWriter(path)
+    writer.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+    return (lambda event: writer.write(event.SerializeToString())), writer.close
+
+
+def write_logdir(root, steps):
+    """One run, one 256x256 weight, `steps` snapshots (frame + stats)."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    from tensorboard_nnviz import format as fmt
+
+    run = os.path.join(root, "bench")
+    write, close = _record_writer(run)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(SHAPE).astype(np.float32)
+    layout = {"row_axes": [0], "col_axes": [1], "block": [1, 1], "groups": []}
+    content = fmt.frame_content(shape=SHAPE, dtype="float32", layout=layout, rows=SHAPE[0], cols=SHAPE[1])
+    for step in range(steps):
+        w += np.float32(0.001) * rng.standard_normal(SHAPE).astype(np.float32)
+        stats = {k: None for k in fmt.STAT_FIELDS}
+        stats.update(mean=float(w.mean()), std=float(w.std()), l2=float(np.linalg.norm(w)))
+        values = [fmt.frame_value(TAG, fmt.encode_frame(w), content), fmt.stats_value(TAG, stats)]
+        write(event_pb2.Event(step=step, wall_time=time.time(), summary=summary_pb2.Summary(value=values)))
+    close()
+    return run
+
+
+def fetch(port, step):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        t0 = time.perf_counter()
+        conn.request("GET", "/data/plugin/nnviz/frame?run=bench&tag=%s&step=%d" % (TAG, step))
+        resp = conn.getresponse()
+        body = resp.read()
+        elapsed = time.perf_counter() - t0
+    finally:
+        conn.close()
+    if resp.status != 200 or len(body) != SHAPE[0] * SHAPE[1] * 4:
+        raise RuntimeError("frame at step %d: %d %r" % (step, resp.status, body[:200]))
+    if int(resp.getheader("X-NNViz-Step")) != step:
+        raise RuntimeError("asked step %d, served %s" % (step, resp.getheader("X-NNViz-Step")))
+    return elapsed * 1000.0
+
+
+def measure(logdir, steps, load_fast, requests):
+    t0 = time.monotonic()
+    with TensorBoardServer(logdir, load_fast=load_fast, timeout=600) as tb:
+        tb.wait_for(
+            lambda: any(r["run"] == "bench" and len(r["steps"]) == steps for r in tb.get_json("runs")["runs"]),
+            timeout=1200,
+            interval=1.0,
+        )
+        load_s = time.monotonic() - t0
+        rng = random.Random(1)
+        for _ in range(5):  # warm-up: the blob-key listing is read once
+            fetch(tb.port, rng.randrange(steps))
+        times = [fetch(tb.port, rng.randrange(steps)) for _ in range(requests)]
+    return np.percentile(times, 50), np.percentile(times, 95), load_s
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--steps", default="30,300,3000")
+    args = parser.parse_args()
+    step_counts = [int(s) for s in args.steps.split(",")]
+    results = {}
+    for steps in step_counts:
+        root = tempfile.mkdtemp(prefix="nnviz_frame_latency_")
+        try:
+            t0 = time.monotonic()
+            write_logdir(root, steps)
+            print("wrote %d snapshots of %dx%d in %.1f s" % (steps, SHAPE[0], SHAPE[1], time.monotonic() - t0), flush=True)
+            for name, load_fast in (("python", False), ("rustboard", True)):
+                results[(name, steps)] = measure(root, steps, load_fast, args.requests)
+                p50, p95, load_s = results[(name, steps)]
+                print("  %-9s p50 %.2f ms  p95 %.2f ms  (loaded in %.0f s)" % (name, p50, p95, load_s), flush=True)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    base = step_counts[0]
+    print()
+    print("GET /frame, %dx%d float32 (%d KiB), %d requests at random steps" % (SHAPE[0], SHAPE[1], SHAPE[0] * SHAPE[1] * 4 // 1024, args.requests))
+    print("| ingester  | steps | p50 ms | p95 ms | p50 / p50@%d | target p50 |" % base)
+    print("|-----------|------:|-------:|-------:|------------:|-----------:|")
+    for name in ("python", "rustboard"):
+        for steps in step_counts:
+            p50, p95, _ = results[(name, steps)]
+            ratio = p50 / results[(name, base)][0]
+            target = "<= %g ms %s" % (TARGETS_MS[name], "ok" if p50 <= TARGETS_MS[name] else "MISSED") if steps == 300 else ""
+            print("| %-9s | %5d | %6.2f | %6.2f | %11.2f | %10s |" % (name, steps, p50, p95, ratio, target))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+// Stats over time: one small SVG line chart per stat, one line per selected
+// run, a marker at the current step; clicking a chart moves the step.
+
+import {clear, el, svg} from './dom.js';
+import {formatCount, formatTicks, formatValue} from './numbers.js';
+import {niceTicks, OUTLIER_FACTOR, robustBound} from './scale.js';
+import {indexAtOrBefore, unionSteps} from './structure.js';
+
+export const CHART_STATS = [
+  {key: 'l2', label: 'L2 norm ‖W‖'},
+  {key: 'std', label: 'std'},
+  {key: 'update_ratio', label: 'update ratio ‖ΔW‖ / ‖W_prev‖'},
+  {key: 'init_l2', label: 'distance from init ‖W − W₀‖'},
+  {key: 'init_cos', label: 'cosine to init'},
+  {key: 'nonfinite', label: 'NaN / Inf count', count: true},
+];
+
+const W = 300;
+const H = 140;
+const M = {left: 46, right: 8, top: 8, bottom: 20};
+
+/** Values of a stat along a series; `nonfinite` adds the NaN and Inf counts. */
+export function statValues(series, key) {
+  if (key === 'nonfinite') {
+    const nan = series.nan || [];
+    const inf = series.inf || [];
+    return series.steps.map((_, i) => (nan[i] === null && inf[i] === null) ? null : (nan[i] || 0) + (inf[i] || 0));
+  }
+  return series.steps.map((_, i) => {
+    const v = (series[key] || [])[i];
+    return v === undefined ? null : v;
+  });
+}
+
+export class StatCharts {
+  constructor(onStep) {
+    this.onStep = onStep;
+    this.root = el('div', {class: 'charts'});
+    this.charts = [];
+    this.steps = [];
+  }
+
+  /**
+   * @param {Array<{run, color, series}>} lines one per run (series: a tag's /stats entry).
+   * @param {number} step the current step.
+   */
+  update(lines, step) {
+    clear(this.root);
+    this.charts = [];
+    this.lines = lines;
+    this.steps = unionSteps(lines.map((l) => l.series.steps));
+    if (this.steps.length === 0) {
+      this.root.appendChild(el('div', {class: 'note', text: 'No stats recorded for this tensor.'}));
+      return;
+    }
+    for (const stat of CHART_STATS) this.charts.push(this.buildChart(stat, lines));
+    this.setStep(step);
+  }
+
+  buildChart(stat, lines) {
+    let x0 = this.steps[0];
+    let x1 = this.steps[this.steps.length - 1];
+    if (x1 === x0) {
+      x0 -= 1;
+      x1 += 1;
+    }
+    const values = lines.map((l) => statValues(l.series, stat.key));
+    // Exploded values (a learning rate too high) would flatten every other
+    // line to the axis: they are drawn clamped at the top, and said so.
+    const all = [];
+    for (const vs of values) for (const v of vs) if (v !== null && Number.isFinite(v)) all.push(v);
+    const robust = stat.count ? {saturated: 0} : robustBound(all.map(Math.abs));
+    const limit = robust.saturated ? robust.bound : Infinity;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of all) if (Math.abs(v) <= limit) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const empty = lo > hi;
+    if (empty) { lo = 0; hi = 1; }
+    if (stat.count) {
+      // Counts start at 0 and never go below it.
+      lo = 0;
+      hi = Math.max(1, hi);
+    } else if (hi === lo) {
+      lo -= Math.abs(lo) * 0.1 || 1;
+      hi += Math.abs(hi) * 0.1 || 1;
+    }
+    const pad = (hi - lo) * 0.05;
+    lo -= stat.count ? 0 : pad;
+    hi += pad;
+    const sx = (s) => M.left + (s - x0) / (x1 - x0) * (W - M.left - M.right);
+    const sy = (v) => H - M.bottom - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo) * (H - M.top - M.bottom);
+    // Focusable: left/right arrows (Home/End) move the step, as a click does.
+    const plot = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'chart', tabindex: 0, role: 'slider',
+      'aria-label': `${stat.label}: step`, 'aria-valuemin': this.steps[0], 'aria-valuemax': this.steps[this.steps.length - 1]});
+    const grid = svg('g', {class: 'axis'});
+    const yTicks = niceTicks(lo, hi, 4).filter((t) => !stat.count || Number.isInteger(t));
+    const yLabels = formatTicks(yTicks, stat.count ? formatCount : formatValue);
+    yTicks.forEach((t, k) => {
+      grid.appendChild(svg('line', {x1: M.left, x2: W - M.right, y1: sy(t), y2: sy(t), class: 'gridline'}));
+      const label = svg('text', {x: M.left - 4, y: sy(t) + 3, 'text-anchor': 'end'});
+      label.textContent = yLabels[k];
+      grid.appendChild(label);
+    });
+    for (const t of niceTicks(x0, x1, 4)) {
+      if (!Number.isInteger(t)) continue;
+      const label = svg('text', {x: sx(t), y: H - 6, 'text-anchor': 'middle'});
+      label.textContent = formatCount(t);
+      grid.appendChild(label);
+    }
+    plot.appendChild(grid);
+    lines.forEach((line, k) => {
+      let d = '';
+      let pen = false;
+      line.series.steps.forEach((s, i) => {
+        const v = values[k][i];
+        if (v === null || !Number.isFinite(v)) {
+          pen = false;
+          return;
+        }
+        d += `${pen ? 'L' : 'M'}${sx(s).toFixed(1)},${sy(v).toFixed(1)}`;
+        pen = true;
+      });
+      const path = svg('path', {d: d || 'M0,0', class: 'line', stroke: line.color});
+      plot.appendChild(path);
+      // Lone points (a single snapshot) would be invisible as a path.
+      if (line.series.steps.length === 1 && values[k][0] !== null) {
+        plot.appendChild(svg('circle', {cx: sx(line.series.steps[0]), cy: sy(values[k][0]), r: 2.5, fill: line.color}));
+      }
+    });
+    const marker = svg('line', {y1: M.top, y2: H - M.bottom, class: 'marker'});
+    plot.appendChild(marker);
+    const dots = lines.map((line) => {
+      const dot = svg('circle', {r: 3, fill: line.color, class: 'dot'});
+      plot.appendChild(dot);
+      return dot;
+    });
+    // One read-out per run, updated in place as the step moves.
+    const readouts = lines.map((line) => {
+      const swatch = el('span', {class: 'swatch'});
+      swatch.style.background = line.color;
+      const value = el('span', {class: 'value'});
+      return {value, node: el('span', {class: 'chart-value'}, [swatch, el('span', {class: 'run-name', text: line.run}), value])};
+    });
+    const current = el('div', {class: 'chart-values'}, readouts.map((r) => r.node));
+    plot.addEventListener('click', (e) => {
+      const ctm = plot.getScreenCTM();
+      if (!ctm) return;
+      const p = new DOMPoint(e.clientX, e.clientY).matrixTransform(ctm.inverse());
+      const s = x0 + (p.x - M.left) / (W - M.left - M.right) * (x1 - x0);
+      this.onStep(this.nearestStep(s));
+    });
+    plot.addEventListener('keydown', (e) => {
+      const step = this.keyStep(e.key);
+      if (step === null) return;
+      e.preventDefault();
+      e.stopPropagation(); // the page's own arrow keys would step twice
+      this.onStep(step);
+    });
+    const card = el('div', {class: 'card chart-card'}, [
+      el('div', {class: 'chart-title'}, [stat.label, robust.saturated ?
+        el('span', {class: 'off-scale', text: ` · off scale: up to ${formatValue(robust.peak)}`,
+          title: `${robust.saturated} value${robust.saturated > 1 ? 's' : ''} over ${OUTLIER_FACTOR}× the typical one, drawn at the top`}) : null]),
+      plot,
+      current,
+    ]);
+    if (empty) card.appendChild(el('div', {class: 'note', text: 'no values (undefined until a second snapshot)'}));
+    this.root.appendChild(card);
+    return {stat, sx, sy, marker, dots, values, readouts, plot};
+  }
+
+  /** The step an arrow/Home/End key on a chart moves to, or null for other keys. */
+  keyStep(key) {
+    const i = indexAtOrBefore(this.steps, this.current ?? this.steps[0]);
+    const last = this.steps.length - 1;
+    if (key === 'ArrowRight' || key === 'ArrowUp') return this.steps[Math.min(last, i + 1)];
+    if (key === 'ArrowLeft' || key === 'ArrowDown') return this.steps[Math.max(0, i - 1)];
+    if (key === 'Home') return this.steps[0];
+    if (key === 'End') return this.steps[last];
+    return null;
+  }
+
+  nearestStep(s) {
+    let best = this.steps[0];
+    for (const step of this.steps) if (Math.abs(step - s) < Math.abs(best - s)) best = step;
+    return best;
+  }
+
+  /** Moves the markers (cheap: no rebuild). */
+  setStep(step) {
+    this.current = step;
+    for (const chart of this.charts) {
+      const x = chart.sx(step);
+      chart.marker.setAttribute('x1', x);
+      chart.marker.setAttribute('x2', x);
+      chart.plot.setAttribute('aria-valuenow', step);
+      const said = this.lines.map((line, k) => {
+        const i = indexAtOrBefore(line.series.steps, step);
+        const v = i < 0 ? null : chart.values[k][i];
+        return `${line.run} ${chart.stat.count ? formatCount(v) : formatValue(v)}`;
+      });
+      chart.plot.setAttribute('aria-valuetext', `step ${step}: ${said.join(', ')}`);
+      this.lines.forEach((line, k) => {
+        const i = indexAtOrBefore(line.series.steps, step);
+        const v = i < 0 ? null : chart.values[k][i];
+        const dot = chart.dots[k];
+        if (v === null || !Number.isFinite(v)) {
+          dot.setAttribute('visibility', 'hidden');
+        } else {
+          dot.setAttribute('visibility', 'visible');
+          dot.setAttribute('cx', chart.sx(line.series.steps[i]));
+          dot.setAttribute('cy', chart.sy(v));
+        }
+        chart.readouts[k].value.textContent = chart.stat.count ? formatCount(v) : formatValue(v);
+      });
+    }
+  }
+}

@@ -1,0 +1,47 @@
+// The colour legend: the colormap bar with value ticks, what the scale is
+// fixed to, and the NaN/±Inf colours by name.
+
+import {colormapRGB, SPECIAL_COLORS} from './colors.js';
+import {clear, el} from './dom.js';
+import {formatTicks} from './numbers.js';
+import {niceTicks} from './scale.js';
+
+const BAR_WIDTH = 256;
+
+/**
+ * @param {Element} node the legend container.
+ * @param {{scale, cmap, note: string, counts: {nan, posinf, neginf}}} legend
+ */
+export function renderLegend(node, {scale, cmap, note, counts}) {
+  clear(node);
+  const bar = el('canvas', {class: 'legend-bar', attrs: {width: BAR_WIDTH, height: 12, 'aria-hidden': 'true'}});
+  const ctx = bar.getContext('2d');
+  const rgb = colormapRGB(cmap);
+  for (let i = 0; i < BAR_WIDTH; i++) {
+    const [r, g, b] = rgb[Math.floor(i * 256 / BAR_WIDTH)];
+    ctx.fillStyle = `rgb(${r},${g},${b})`;
+    ctx.fillRect(i, 0, 1, 12);
+  }
+  const ticks = el('div', {class: 'legend-ticks'});
+  const span = scale.hi - scale.lo;
+  const values = niceTicks(scale.lo, scale.hi, 5);
+  const labels = formatTicks(values);
+  values.forEach((t, k) => {
+    const pos = span > 0 ? (t - scale.lo) / span : 0.5;
+    const tick = el('span', {class: 'tick', text: labels[k]});
+    tick.style.left = `${(pos * 100).toFixed(2)}%`;
+    ticks.appendChild(tick);
+  });
+  const specials = el('div', {class: 'legend-specials'});
+  for (const [key, spec] of Object.entries(SPECIAL_COLORS)) {
+    const swatch = el('span', {class: 'swatch'});
+    swatch.style.background = spec.css;
+    const n = counts ? counts[key] : 0;
+    specials.appendChild(el('span', {class: 'special' + (n ? ' present' : ''), title: `${spec.label} cells`},
+        [swatch, `${spec.label}${n ? ` (${n})` : ''}`]));
+  }
+  node.appendChild(el('div', {class: 'legend-scale'}, [bar, ticks]));
+  node.appendChild(el('div', {class: 'legend-side'}, [el('div', {class: 'legend-note', text: note}), specials]));
+  node.dataset.lo = scale.lo;
+  node.dataset.hi = scale.hi;
+}

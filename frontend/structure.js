@@ -1,0 +1,137 @@
+// The layer list: /structure's layers in model order with their nesting,
+// branches (an output read by several layers) and merges (several inputs),
+// plus any weight tag /tags knows that the structure does not.
+// Pure: no DOM, tested by node --test.
+
+function parentPath(path) {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? null : path.slice(0, i);
+}
+
+function lastPart(path) {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? path : path.slice(i + 1);
+}
+
+/** The layer of a weight tag: the tag without its last part. */
+export function layerOfTag(tag) {
+  return parentPath(tag) ?? '';
+}
+
+/**
+ * Rows of the layer list, in model order:
+ * [{path, name, depth, class, params, outputShape, inbound, consumers,
+ *   merge, branch, synthetic, weights: [{name, tag, shape}]}].
+ * @param {?Object} structure the /structure answer (null when unavailable).
+ * @param {!Array<Object>} tensors the /tags answer's tensors.
+ */
+export function layerRows(structure, tensors) {
+  const layers = (structure && Array.isArray(structure.layers)) ? structure.layers : [];
+  const shapes = new Map(tensors.map((t) => [t.tag, t.shape]));
+  const consumers = new Map();
+  for (const layer of layers) {
+    for (const src of layer.inbound || []) {
+      if (!consumers.has(src)) consumers.set(src, []);
+      consumers.get(src).push(layer.path);
+    }
+  }
+  const rows = [];
+  const seenPaths = new Set();
+  const seenTags = new Set();
+  const addRow = (row) => {
+    // A parent missing from the list (e.g. only its cells own weights) gets
+    // a plain row so the nesting still reads right.
+    const parent = parentPath(row.path);
+    if (parent !== null && !seenPaths.has(parent)) {
+      addRow(emptyRow(parent));
+    }
+    seenPaths.add(row.path);
+    rows.push(row);
+  };
+  for (const layer of layers) {
+    if (typeof layer.path !== 'string' || seenPaths.has(layer.path)) continue;
+    const weights = (layer.weights || []).map((w) => {
+      seenTags.add(w.tag);
+      return {name: w.name, tag: w.tag, shape: w.shape || shapes.get(w.tag) || [], recorded: shapes.has(w.tag)};
+    });
+    const inbound = layer.inbound || [];
+    const cons = consumers.get(layer.path) || [];
+    addRow({
+      path: layer.path,
+      name: lastPart(layer.path),
+      depth: layer.path.split('/').length - 1,
+      class: layer.class || '',
+      params: layer.params ?? null,
+      outputShape: layer.output_shape ?? null,
+      inbound,
+      consumers: cons,
+      merge: inbound.length > 1,
+      branch: cons.length > 1,
+      synthetic: false,
+      weights,
+    });
+  }
+  // Tags the structure does not list (no structure, or it changed).
+  for (const t of tensors) {
+    if (seenTags.has(t.tag)) continue;
+    const path = t.layer ?? layerOfTag(t.tag);
+    let row = rows.find((r) => r.path === path);
+    if (!row) {
+      row = emptyRow(path);
+      addRow(row);
+    }
+    row.weights.push({name: lastPart(t.tag), tag: t.tag, shape: t.shape, recorded: true});
+    seenTags.add(t.tag);
+  }
+  return rows;
+}
+
+function emptyRow(path) {
+  return {
+    path,
+    name: lastPart(path) || '(model)',
+    depth: path ? path.split('/').length - 1 : 0,
+    class: '',
+    params: null,
+    outputShape: null,
+    inbound: [],
+    consumers: [],
+    merge: false,
+    branch: false,
+    synthetic: true,
+    weights: [],
+  };
+}
+
+/** Index of the largest step ≤ `step` in an ascending list, or −1. */
+export function indexAtOrBefore(steps, step) {
+  let lo = 0;
+  let hi = steps.length - 1;
+  let best = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (steps[mid] <= step) {
+      best = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return best;
+}
+
+/** A stat of one tag's series at the snapshot at or before `step` (null if none). */
+export function statAt(series, stat, step) {
+  if (!series || !Array.isArray(series.steps)) return null;
+  const i = indexAtOrBefore(series.steps, step);
+  if (i < 0) return null;
+  const v = (series[stat] || [])[i];
+  return v === undefined ? null : v;
+}
+
+/** Sorted union of several ascending step lists. */
+export function unionSteps(lists) {
+  const set = new Set();
+  for (const l of lists) for (const s of l || []) set.add(s);
+  return [...set].sort((a, b) => a - b);
+}

@@ -1,0 +1,198 @@
+"""The storage budget: frame precision, bytes per snapshot, the log line.
+
+Precision on disk (measured by benchmarks/precision.py and
+benchmarks/scale.py; figures in the README):
+
+- A tensor of up to `max_cells` cells is stored exactly, float32
+  (`block == [1, 1]`).
+- A block-reduced frame is stored as float16 (`REDUCED_ENCODING`): half
+  the bytes, a rounding error of at most 2**-11 (4.9e-4) of the cell's
+  value (absolute 2**-25 below 6.1e-5, float16's subnormals; block means
+  beyond ±65504 read as ±inf, the stats keep the true values).
+  In float32, 100 ResNet50 snapshots take TensorBoard past 1.5 GiB.
+- Δ views: a block mean is linear, so the Δ of two reduced frames is the
+  reduced Δ; after float16 rounding it is within 2**-11 (|a| + |b|) per
+  cell. On a real run at lr 1e-3, Adam's updates (~lr per step) keep Δ
+  within 6% at one step between snapshots and 1% at ten; plain SGD's
+  (~100x smaller) drown in the rounding below ~100 steps between
+  snapshots. Storing Δ frames too would cost as much as float32 frames,
+  so Δ has no frames of its own; the full-resolution `update_l2` /
+  `update_absmax` stats stay exact. 8-bit frames with a per-frame scale
+  (benchmarks/precision.py) make Δ noise even for Adam at ten steps: not used.
+
+`snapshot_bytes` is exact: it sizes the very protos the writer writes
+(frame and stats `Summary.Value`s of every tensor, the event and its
+record framing), so `bytes per snapshot × snapshots` is the event-file
+growth, structure events aside.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import collections
+
+from tensorboard_nnviz import format as fmt
+from tensorboard_nnviz import layout as layout_lib
+
+REDUCED_ENCODING = fmt.ENCODING_F16
+_ITEMSIZE = {fmt.ENCODING_F32: 4, fmt.ENCODING_F16: 2}
+_FRAME_HEADER_BYTES = 16  # format._FRAME_HEADER.size
+_RECORD_FRAMING = 16  # TFRecord: u64 length, u32 crc, data, u32 crc
+
+# What the budget needs to know of one weight.
+TensorSpec = collections.namedtuple("TensorSpec", "tag shape layer_class layer_name dtype")
+TensorSpec.__new__.__defaults__ = ("", "", "float32")
+
+
+def frame_encoding(block):
+    """The encoding of a frame reduced by `block` ([1, 1] = exact → float32)."""
+    return fmt.ENCODING_F32 if list(block) == [1, 1] else REDUCED_ENCODING
+
+
+def spec(item):
+    """A `TensorSpec` from a shape, a `TensorSpec`, a `structure.WeightRef`,
+    or an object with `.shape` (and optionally `.tag`, `.layer_class`,
+    `.layer_name`)."""
+    if isinstance(item, TensorSpec):
+        return item
+    source = getattr(item, "variable", item)  # structure.WeightRef: its variable
+    shape = getattr(source, "shape", None)
+    if shape is not None:
+        return TensorSpec(
+            getattr(item, "tag", "w") or "w",
+            tuple(int(d) for d in shape),
+            getattr(item, "layer_class", "") or "",
+            getattr(item, "layer_name", "") or "",
+            _dtype_name(getattr(item, "dtype", None) or getattr(source, "dtype", None)),
+        )
+    return TensorSpec("w", tuple(int(d) for d in item))
+
+
+def _dtype_name(dtype):
+    if dtype is None:
+        return "float32"
+    return str(getattr(dtype, "name", dtype))
+
+
+def frame_layout(s):
+    """`(layout, rows, cols)` of the frame the writer makes for spec `s`
+    (layout includes its `block`)."""
+    s = spec(s)
+    weight_name = s.tag.rsplit("/", 1)[-1]
+    layout = layout_lib.choose_layout(s.layer_class, weight_name, s.shape, s.layer_name)
+    return layout, layout_lib.layout_size(layout, s.shape)
+
+
+def frame_size(s, max_cells=65536):
+    """`(rows, cols, block)` of the frame of spec `s` at `max_cells`."""
+    s = spec(s)
+    layout, (rows, cols) = frame_layout(s)
+    if rows * cols <= max_cells:
+        return rows, cols, [1, 1]
+    # The writer's choice exactly: the same tile and group alignment.
+    block = layout_lib.choose_block(
+        rows, cols, int(max_cells),
+        layout_lib._units(layout, s.shape, "rows"),
+        layout_lib._units(layout, s.shape, "cols"),
+    )
+    return -(-rows // block[0]), -(-cols // block[1]), block
+
+
+def _varint_len(n):
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
+
+
+def _field_len(payload_len):
+    """Bytes of a length-delimited proto field (one-byte key) of this payload."""
+    return 1 + _varint_len(payload_len) + payload_len
+
+
+def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
+    """On-disk bytes one weight adds to a snapshot event (frame + stats).
+
+    Args:
+      s: a shape or spec (see `spec`).
+      max_cells: the callback's `max_cells`.
+      reduced_encoding: encoding of reduced frames (default
+        `REDUCED_ENCODING`); exact frames are always float32.
+    """
+    s = spec(s)
+    layout, _ = frame_layout(s)
+    rows, cols, block = frame_size(s, max_cells)
+    if block == [1, 1]:
+        encoding = fmt.ENCODING_F32
+    else:
+        encoding = REDUCED_ENCODING if reduced_encoding is None else reduced_encoding
+    blob_len = _FRAME_HEADER_BYTES + rows * cols * _ITEMSIZE[encoding]
+    content = fmt.frame_content(shape=s.shape, dtype=s.dtype, layout=dict(layout, block=block),
+                                rows=rows, cols=cols)
+    # The real proto, with a blob of zeros of the real length.
+    frame_len = fmt.frame_value(s.tag, bytes(blob_len), content).ByteSize()
+    stats_len = fmt.stats_value(s.tag, {}).ByteSize()
+    return _field_len(frame_len) + _field_len(stats_len)
+
+
+def snapshot_bytes(tensors, max_cells=65536, reduced_encoding=None, step=100000):
+    """On-disk bytes of one snapshot event of `tensors` (shapes or specs).
+
+    `step` only sizes its varint (1 byte below 128, 3 bytes up to 2 million).
+    """
+    summary_len = sum(tensor_bytes(t, max_cells, reduced_encoding) for t in tensors)
+    # Event: wall_time (a double, 9 bytes), step (key + varint), summary.
+    event_len = 9 + (1 + _varint_len(int(step)) if step else 0) + _field_len(summary_len)
+    return event_len + _RECORD_FRAMING
+
+
+def frame_cells(tensors, max_cells=65536):
+    """Total frame cells of one snapshot (exact and reduced)."""
+    total = 0
+    for t in tensors:
+        rows, cols, _ = frame_size(t, max_cells)
+        total += rows * cols
+    return total
+
+
+def expected_snapshots(schedule, epochs=None, steps_per_epoch=None, start=0, first=True):
+    """Snapshots a `fit` will take, or None when it cannot be known.
+
+    Args:
+      schedule: from `schedule.parse`.
+      epochs: epochs of this fit (Keras `params["epochs"]`).
+      steps_per_epoch: Keras `params["steps"]` (None for an unsized dataset).
+      start: optimizer iterations when the fit begins.
+      first: whether the fit takes a first snapshot at its start.
+    """
+    if schedule.per_epoch:
+        n = schedule.count(None, None, epochs=epochs)
+    elif epochs is None or steps_per_epoch is None:
+        n = None
+    else:
+        n = schedule.count(start, start + int(epochs) * int(steps_per_epoch))
+    if n is None:
+        return None
+    return int(n) + (1 if first else 0)
+
+
+def format_bytes(n):
+    """Decimal units, 3 significant digits: 950 B, 12.6 MB, 1.26 GB."""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 999.5 or unit == "GB":
+            if unit == "B":
+                return "%d B" % n
+            return "%.3g %s" % (n, unit)
+        n /= 1000.0
+    return "%.3g TB" % n  # pragma: no cover
+
+
+def budget_message(n_tensors, bytes_per_snapshot, expected=None):
+    """The callback's one-line log at the start of a fit."""
+    msg = "nnviz: recording %d tensors, %s per snapshot" % (
+        n_tensors, format_bytes(bytes_per_snapshot))
+    if expected is not None:
+        msg += ", ~%d snapshots expected for this fit (~%s)" % (
+            expected, format_bytes(expected * bytes_per_snapshot))
+    return msg

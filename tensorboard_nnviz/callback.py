@@ -1,0 +1,254 @@
+"""`NNVizCallback`: weight snapshots and model structure from `model.fit`."""
+
+import json
+import logging
+import os
+import re
+import warnings
+import weakref
+
+import keras
+import numpy as np
+
+from tensorboard_nnviz import budget as budget_lib
+from tensorboard_nnviz import schedule as schedule_lib
+from tensorboard_nnviz import structure as structure_lib
+from tensorboard_nnviz import writer as writer_lib
+
+logger = logging.getLogger(__name__)
+
+
+class NNVizCallback(keras.callbacks.Callback):
+    """Records weight snapshots and the model structure for TensorBoard's nnviz tab.
+
+    Each snapshot stores every weight of every layer (trainable or not) as a
+    heatmap frame plus full-resolution statistics, at step = optimizer
+    iterations completed. The first snapshot is taken as soon as the model
+    has weights: at the start of training (step 0 for a fresh model), or,
+    for a subclassed model built by its first batch, right after that batch.
+    Steps stay monotonic within `log_dir`: after a recompile, a new
+    optimizer, or on a log_dir that already holds snapshots, they continue
+    after the last step written there, and no step is written twice.
+
+    The training thread only copies weights to host memory; a background
+    thread lays them out, measures and writes them. Under
+    `tf.distribute` strategies only the chief worker writes.
+
+    Args:
+      log_dir: directory for the event files (one TensorBoard run), e.g.
+        the same `log_dir` as `keras.callbacks.TensorBoard`'s `train/`.
+      snapshot_freq: `"epoch"` for a snapshot at the end of each epoch, an
+        int N for one each time the step count crosses a multiple of N
+        (with `steps_per_execution` k > 1 callbacks run only every k steps),
+        or `"log"` for log-spaced steps, dense early and sparse late
+        (`tensorboard_nnviz.schedule.LogSchedule`).
+      max_cells: tensors of up to this many cells are stored exactly;
+        larger ones are block-mean reduced to at most this many.
+      include: regular expression; only tags where it matches (`re.search`)
+        are recorded, e.g. `"kernel$"`.
+      exclude: regular expression; tags where it matches are skipped.
+
+    Raises:
+      OSError: `log_dir` cannot be written (raised here, before training).
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5,
+              callbacks=[NNVizCallback("logs/run1", snapshot_freq=100)])
+    # then: tensorboard --logdir logs
+    ```
+    """
+
+    def __init__(self, log_dir, snapshot_freq="epoch", max_cells=65536, include=None,
+                 exclude=None):
+        super().__init__()
+        self._schedule = schedule_lib.parse(snapshot_freq)  # ValueError if invalid
+        if int(max_cells) < 1:
+            raise ValueError("max_cells must be positive, got %r" % (max_cells,))
+        self.log_dir = os.fspath(log_dir)
+        self.snapshot_freq = snapshot_freq
+        self.max_cells = int(max_cells)
+        self._include = re.compile(include) if include is not None else None
+        self._exclude = re.compile(exclude) if exclude is not None else None
+        self._chief = is_chief(os.environ.get("TF_CONFIG"))
+        self._writer = None
+        self._writer_state = None
+        self._last_step = None  # last step written to log_dir (by anyone)
+        self._last_iterations = None  # optimizer iterations at our last snapshot
+        self._last_optimizer = None  # weakref to the optimizer of that snapshot
+        self._offset = 0  # step = iterations + offset
+        self._signature = None  # of the structure last written
+        self._pending_first = False
+        self._warned = False
+        self._count = 0  # steps completed, counted from the batch hooks
+        self._epoch_base = 0  # that count when the epoch began
+        if self._chief:
+            self._writer = self._new_writer()  # fails now if log_dir is unwritable
+            self._last_step = writer_lib.read_last_step(self.log_dir)
+
+    # --- Keras hooks --------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if not self._chief:
+            return
+        if self._writer is None:
+            self._writer = self._new_writer()
+        self._count = self._iterations()
+        self._pending_first = not self._has_weights()
+        if not self._pending_first:
+            self._log_budget(self._count)
+            self._snapshot(self._count)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_base = self._count
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._chief:
+            return
+        # Steps counted here, not read from the optimizer: reading its
+        # iterations syncs with the device at every batch.
+        # With steps_per_execution k, Keras reports the last hook of an epoch
+        # as batch ceil(steps / k) * k - 1, past the epoch's real steps.
+        done = batch + 1
+        steps = (self.params or {}).get("steps")
+        if steps:
+            done = min(done, steps)
+        count, previous = self._epoch_base + done, self._count
+        self._count = count
+        if self._pending_first:
+            if self._has_weights():
+                self._pending_first = False
+                self._log_budget(count)
+                self._snapshot()
+        elif not self._schedule.per_epoch and self._schedule.due(previous, count):
+            self._snapshot()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._chief and self._schedule.per_epoch and not self._pending_first:
+            self._snapshot()
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self):
+        """Writes every queued snapshot and closes the event file (idempotent)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer_state = self._writer.state
+            self._writer = None
+
+    # --- snapshots ----------------------------------------------------------------
+
+    def _log_budget(self, iterations):
+        """Logs what this fit will record: tensors, bytes per snapshot, snapshots."""
+        try:
+            refs = [r for r in structure_lib.weight_refs(self.model) if self._wanted(r.tag)]
+            params = self.params or {}
+            expected = budget_lib.expected_snapshots(
+                self._schedule, epochs=params.get("epochs"),
+                steps_per_epoch=params.get("steps"), start=iterations)
+            msg = budget_lib.budget_message(
+                len(refs), budget_lib.snapshot_bytes(refs, self.max_cells), expected)
+            logger.info(msg)
+            if params.get("verbose", 1):
+                print(msg, flush=True)  # beside Keras's progress bar, like its own messages
+        except Exception:  # an estimate must never stop training
+            logger.exception("nnviz: could not estimate the snapshot size")
+
+    def _snapshot(self, iterations=None):
+        """Takes a snapshot; an error of ours is reported, never raised into fit."""
+        try:
+            self._take_snapshot(iterations)
+        except Exception as e:
+            logger.exception("nnviz: could not take a weight snapshot")
+            if not self._warned:
+                self._warned = True
+                warnings.warn("NNVizCallback could not take a weight snapshot (%s: %s); "
+                              "training goes on (shown once)" % (type(e).__name__, e),
+                              RuntimeWarning, stacklevel=2)
+
+    def _take_snapshot(self, iterations):
+        it = self._iterations() if iterations is None else iterations
+        optimizer = self._optimizer()
+        if (self._last_iterations == it and self._last_optimizer is not None
+                and self._last_optimizer() is optimizer):
+            return  # the same weights as the last snapshot (a second fit)
+        step = self._step(it)
+        refs = structure_lib.weight_refs(self.model)
+        signature = structure_lib.signature(refs)
+        doc = None
+        if signature != self._signature:  # first snapshot, or the model changed
+            doc = structure_lib.build_structure(self.model, refs)
+        weights = [
+            writer_lib.Weight(r.tag, writer_lib.host_copy(r.variable), r.layer_class,
+                              r.layer_name, structure_lib.dtype_name(r.variable))
+            for r in refs if self._wanted(r.tag)
+        ]
+        self._writer.write(step, weights, doc)
+        self._signature = signature
+        self._last_step, self._last_iterations = step, it
+        self._last_optimizer = _weakref(optimizer)
+
+    def _step(self, iterations):
+        """The step of a snapshot at `iterations`: after every step written."""
+        step = iterations + self._offset
+        if self._last_step is not None and step <= self._last_step:
+            # Iterations went back (new optimizer) or log_dir holds later steps.
+            self._offset = self._last_step + 1 - iterations
+            step = self._last_step + 1
+        return step
+
+    def _wanted(self, tag):
+        if self._include is not None and not self._include.search(tag):
+            return False
+        return self._exclude is None or not self._exclude.search(tag)
+
+    def _new_writer(self):
+        # Raises writer.LogDirError (an OSError) when log_dir is unwritable.
+        return writer_lib.SnapshotWriter(self.log_dir, self.max_cells, state=self._writer_state)
+
+    def _optimizer(self):
+        return getattr(self.model, "optimizer", None)
+
+    def _iterations(self):
+        iterations = getattr(self._optimizer(), "iterations", None)
+        if iterations is None:  # no optimizer: count the batches ourselves
+            return self._count
+        return int(np.asarray(keras.ops.convert_to_numpy(iterations)))
+
+    def _has_weights(self):
+        return bool(getattr(self.model, "built", True) and self.model.weights)
+
+
+def _weakref(obj):
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def is_chief(tf_config):
+    """Whether this process writes, from the TF_CONFIG JSON string (or None).
+
+    No TF_CONFIG, or one without a cluster, means a single process: the
+    chief. In a cluster the chief is the "chief" (or "master") task if there
+    is one, else worker 0; evaluators and parameter servers never write.
+    """
+    if not tf_config:
+        return True
+    try:
+        config = json.loads(tf_config) if isinstance(tf_config, str) else dict(tf_config)
+    except (TypeError, ValueError) as e:
+        raise ValueError("TF_CONFIG is not valid JSON: %s" % e) from e
+    cluster = config.get("cluster") or {}
+    task = config.get("task") or {}
+    if not cluster:
+        return True
+    task_type = task.get("type")
+    index = int(task.get("index", 0) or 0)
+    if task_type in ("chief", "master"):
+        return True
+    if "chief" in cluster or "master" in cluster:
+        return False
+    return task_type == "worker" and index == 0

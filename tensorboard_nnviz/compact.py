@@ -1,0 +1,223 @@
+"""`compact`: a thinned copy of a finished run, written to a new directory.
+
+Event files are append-only and TensorBoard misreads files rewritten under
+it, so a run is never rewritten in place: `compact` reads the run's event
+files with TensorBoard's `event_file_loader` and writes a new event file
+with TensorBoard's `EventFileWriter` into `out`, which must be new or empty.
+
+What the copy holds:
+
+- the nnviz snapshots (frame and stats of every weight) at the kept steps:
+  always the first and the last, and `keep` in all (fewer only when the run
+  has fewer), chosen by `choose_steps`;
+- every structure event, and every event and summary value that is not an
+  nnviz snapshot (scalars, histograms, graphs, ...), untouched, in order.
+
+Frames are copied byte for byte. The `update_*` stats of a kept snapshot
+still measure the change since the snapshot before it in the original run
+(the copy cannot recompute them: it holds no full-resolution weights).
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import bisect
+import math
+import os
+
+from tensorboard_nnviz import format as fmt
+
+SPACINGS = ("log", "even")
+
+
+class CompactError(ValueError):
+    """The run cannot be compacted as asked (message says why)."""
+
+
+def choose_steps(steps, keep, spacing="log"):
+    """The snapshot steps to keep, sorted.
+
+    Places `keep` targets between the first and the last step, evenly or
+    log-spaced (dense early: target i sits at first + (span + 1) ** (i /
+    (keep - 1)) - 1), and keeps for each the nearest snapshot not kept yet
+    (ties go to the earlier one). The first and last are targets, so they
+    are always kept, and exactly `min(keep, len(steps))` steps come back.
+
+    Args:
+      steps: the run's snapshot steps.
+      keep: how many to keep (>= 2).
+      spacing: "log" (default: training changes fastest early) or "even".
+    """
+    if spacing not in SPACINGS:
+        raise CompactError("spacing must be one of %s, got %r" % (", ".join(SPACINGS), spacing))
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
+        raise CompactError("keep must be an int >= 2 (the first and last "
+                           "snapshots are always kept), got %r" % (keep,))
+    steps = sorted(set(int(s) for s in steps))
+    if len(steps) <= keep:
+        return steps
+    first, span = steps[0], steps[-1] - steps[0]
+    targets = []
+    for i in range(keep):
+        f = i / (keep - 1)
+        offset = (span + 1) ** f - 1 if spacing == "log" else span * f
+        targets.append(first + offset)
+    # The ends first, so they are never taken by a neighbour's target.
+    order = [0, keep - 1] + list(range(1, keep - 1))
+    kept = set()
+    for i in order:
+        kept.add(_nearest_free(steps, targets[i], kept))
+    return sorted(kept)
+
+
+def _nearest_free(steps, target, taken):
+    """The step nearest `target` not in `taken` (the earlier on a tie)."""
+    j = bisect.bisect_left(steps, target)
+    lo, hi = j - 1, j
+    while True:
+        while lo >= 0 and steps[lo] in taken:
+            lo -= 1
+        while hi < len(steps) and steps[hi] in taken:
+            hi += 1
+        d_lo = target - steps[lo] if lo >= 0 else math.inf
+        d_hi = steps[hi] - target if hi < len(steps) else math.inf
+        if d_lo == d_hi == math.inf:
+            raise AssertionError("more targets than steps")  # callers prevent it
+        return steps[lo] if d_lo <= d_hi else steps[hi]
+
+
+def _is_snapshot_value(value):
+    kind = fmt.parse_summary_tag(value.tag)
+    return kind is not None and kind[0] in (fmt.KIND_FRAME, fmt.KIND_STATS)
+
+
+def run_dir(logdir, run):
+    """The directory of `run` ("." is the logdir itself)."""
+    return os.path.normpath(os.path.join(os.fspath(logdir), run))
+
+
+def event_files(path):
+    """The run's event files (directly in `path`), in TensorBoard's order."""
+    from tensorboard.backend.event_processing import io_wrapper
+
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as e:
+        raise CompactError("cannot read run directory %r: %s" % (path, e))
+    return [os.path.join(path, n) for n in names
+            if io_wrapper.IsSummaryEventsFile(os.path.join(path, n))]
+
+
+def read_events(path):
+    """Every event of the run at `path`, as `event_pb2.Event`, in order.
+
+    Uses TensorBoard's raw loader, so events are not migrated or altered.
+    A truncated last record ends its file, as it does for TensorBoard.
+    """
+    from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.compat.proto import event_pb2
+
+    for name in event_files(path):
+        for raw in event_file_loader.RawEventFileLoader(name).Load():
+            yield event_pb2.Event.FromString(raw)
+
+
+def snapshot_steps(path):
+    """Sorted steps of the nnviz snapshots in the run at `path`."""
+    steps = set()
+    for event in read_events(path):
+        if any(_is_snapshot_value(v) for v in event.summary.value):
+            steps.add(event.step)
+    return sorted(steps)
+
+
+def _check_out(source, out):
+    src, dst = os.path.realpath(source), os.path.realpath(out)
+    if src == dst:
+        raise CompactError("the output directory is the run itself (%r): compact "
+                           "never rewrites a run in place; give a new directory" % out)
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise CompactError("output %r exists and is not a directory" % out)
+        if os.listdir(out):
+            raise CompactError("output directory %r is not empty: give a new or "
+                               "empty directory" % out)
+
+
+def compact(logdir, run, keep, out, spacing="log"):
+    """Writes a thinned copy of `run` into the new directory `out`.
+
+    Args:
+      logdir: the TensorBoard logdir holding the run.
+      run: the run's name, its directory relative to `logdir` ("." for
+        `logdir` itself).
+      keep: snapshots to keep (>= 2; first and last always kept).
+      out: the new run directory (created; must not exist or be empty,
+        and must not be the run's own directory).
+      spacing: "log" (dense early, the default) or "even"; see
+        `choose_steps`.
+
+    Returns:
+      dict: `source`, `out`, `steps` (of the run), `kept` (steps kept),
+      `events_in`, `events_out`, `bytes_in`, `bytes_out`.
+
+    Raises:
+      CompactError: bad arguments, a missing run, a run without nnviz
+        snapshots, or an unusable `out`. Nothing is written then.
+    """
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from tensorboard_nnviz import fast_crc
+
+    source = run_dir(logdir, run)
+    if not os.path.isdir(source):
+        raise CompactError("run %r not found: %r is not a directory" % (run, source))
+    _check_out(source, out)
+    steps = snapshot_steps(source)
+    if not steps:
+        raise CompactError("run %r has no nnviz snapshots in %r" % (run, source))
+    kept = set(choose_steps(steps, keep, spacing))
+
+    fast_crc.install()
+    os.makedirs(out, exist_ok=True)
+    writer = EventFileWriter(out, max_queue_size=16, flush_secs=120)
+    pending_metadata = {}  # summary tag -> metadata of a dropped first value
+    events_in = events_out = 0
+    try:
+        for event in read_events(source):
+            events_in += 1
+            if event.HasField("file_version"):
+                continue  # the new file has its own
+            if event.step not in kept and event.HasField("summary"):
+                values = [v for v in event.summary.value if not _is_snapshot_value(v)]
+                for v in event.summary.value:
+                    if _is_snapshot_value(v) and v.HasField("metadata"):
+                        pending_metadata.setdefault(v.tag, v.metadata)
+                if not values:
+                    continue
+                del event.summary.value[:]
+                event.summary.value.extend(values)
+            else:
+                # Both ingesters take a series' metadata from its first
+                # value: carry it over if that value was dropped.
+                for v in event.summary.value:
+                    metadata = pending_metadata.pop(v.tag, None)
+                    if metadata is not None and not v.HasField("metadata"):
+                        v.metadata.CopyFrom(metadata)
+            writer.add_event(event)
+            events_out += 1
+    finally:
+        writer.close()
+    return {
+        "source": source,
+        "out": out,
+        "steps": steps,
+        "kept": sorted(kept),
+        "events_in": events_in,
+        "events_out": events_out,
+        "bytes_in": _bytes(event_files(source)),
+        "bytes_out": _bytes(event_files(out)),
+    }
+
+
+def _bytes(paths):
+    return sum(os.path.getsize(p) for p in paths)

@@ -1,0 +1,147 @@
+"""When the callback takes a snapshot: `snapshot_freq` as schedule objects.
+
+User-facing spellings (`NNVizCallback(snapshot_freq=...)`):
+
+- `"epoch"`: at the end of every epoch (`EpochSchedule`).
+- an int N: each time the step count crosses a multiple of N
+  (`EverySchedule(N)`); with `steps_per_execution` k > 1 the batch hooks
+  fire only every k steps, and a crossing is still seen once.
+- `"log"`: log-spaced, dense early and sparse late, 10 per decade of steps
+  (`LogSchedule()`); or `LogSchedule(per_decade=n)` for another density.
+
+Every schedule answers `due(prev_step, step)`: whether a snapshot is due
+after training went from `prev_step` to `step` (optimizer iterations seen
+at the previous and at this hook). It is a pure function of its arguments,
+so a hook that fires every k steps, twice at the same step, or after a gap
+takes a snapshot exactly once per point it passed over, never twice.
+`count(start, end)` is the number of snapshots due as training goes from
+`start` to `end`, for the budget's "snapshots expected" figure.
+
+The first snapshot (at `on_train_begin`) is the callback's business and is
+not part of a schedule.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import math
+import numbers
+
+
+class EpochSchedule:
+    """A snapshot at the end of every epoch (that trained at least one step)."""
+
+    per_epoch = True
+
+    def due(self, prev_step, step):
+        return step > prev_step
+
+    def count(self, start, end, epochs=None):
+        """Snapshots in a fit of `epochs` epochs (None when unknown)."""
+        return epochs
+
+    def __repr__(self):
+        return '"epoch"'
+
+
+class EverySchedule:
+    """A snapshot each time the step count crosses a multiple of `n`."""
+
+    per_epoch = False
+
+    def __init__(self, n):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError("snapshot_freq must be a positive int, got %r" % (n,))
+        self.n = int(n)
+
+    def due(self, prev_step, step):
+        return step // self.n > prev_step // self.n
+
+    def count(self, start, end, epochs=None):
+        if start is None or end is None:
+            return None
+        return max(0, end // self.n - start // self.n)
+
+    def __repr__(self):
+        return "%d" % self.n
+
+
+class LogSchedule:
+    """Log-spaced snapshots: dense early, sparse late.
+
+    Snapshot points are the steps `round(10 ** (k / per_decade))` for
+    k = 0, 1, 2, … (duplicates merged): with the default 10 per decade,
+    steps 1 2 3 4 5 6 8 10 13 16 20 25 32 40 50 63 79 100 126 … — every
+    step at first, then about `per_decade` snapshots per tenfold of steps:
+    about 51 snapshots for 100,000 steps, 61 for a million.
+
+    Args:
+      per_decade: snapshot points per tenfold of steps (a positive number).
+    """
+
+    per_epoch = False
+
+    def __init__(self, per_decade=10):
+        if (isinstance(per_decade, bool) or not isinstance(per_decade, numbers.Real)
+                or not math.isfinite(per_decade) or per_decade <= 0):
+            raise ValueError("per_decade must be a positive number, got %r" % (per_decade,))
+        self.per_decade = float(per_decade)
+
+    def point(self, k):
+        """The k-th snapshot point (non-decreasing in k)."""
+        return int(math.floor(10.0 ** (k / self.per_decade) + 0.5))
+
+    def next_point(self, step):
+        """The smallest snapshot point strictly greater than `step`."""
+        k = 0
+        if step >= 1:
+            # Start a little below the estimate and walk up, so float error
+            # in the log never skips a point.
+            k = max(0, int(math.floor(self.per_decade * math.log10(step))) - 2)
+        while self.point(k) <= step:
+            k += 1
+        return self.point(k)
+
+    def due(self, prev_step, step):
+        return self.next_point(prev_step) <= step
+
+    def count(self, start, end, epochs=None):
+        if start is None or end is None:
+            return None
+        n, p = 0, self.next_point(start)
+        while p <= end:
+            n += 1
+            p = self.next_point(p)
+        return n
+
+    def points(self, end, start=0):
+        """All snapshot points in (start, end]."""
+        out, p = [], self.next_point(start)
+        while p <= end:
+            out.append(p)
+            p = self.next_point(p)
+        return out
+
+    def __repr__(self):
+        return "LogSchedule(per_decade=%g)" % self.per_decade
+
+
+def parse(snapshot_freq):
+    """The schedule of a `snapshot_freq` argument.
+
+    Raises:
+      ValueError: not "epoch", "log", a positive int or a schedule object.
+    """
+    if isinstance(snapshot_freq, (EpochSchedule, EverySchedule, LogSchedule)):
+        return snapshot_freq
+    if isinstance(snapshot_freq, str):
+        if snapshot_freq == "epoch":
+            return EpochSchedule()
+        if snapshot_freq == "log":
+            return LogSchedule()
+    elif isinstance(snapshot_freq, numbers.Integral) and not isinstance(snapshot_freq, bool):
+        if snapshot_freq > 0:
+            return EverySchedule(snapshot_freq)
+    raise ValueError(
+        "snapshot_freq must be 'epoch', 'log', a positive int or a "
+        "tensorboard_nnviz.LogSchedule, got %r" % (snapshot_freq,)
+    )

@@ -1,0 +1,349 @@
+"""Tiny Keras models of each layer family, and `train_run` to make real logdirs.
+
+Every builder returns an uncompiled model with weights (except `subclassed`,
+which is built by its first batch) and a `(x, y)` pair of synthetic data
+whose first dimension is the number of samples. Shapes are kept tiny so a
+fit takes well under a second.
+
+    from tests.keras_models import train_run
+    train_run(logdir)                         # Dense MLP, 2 epochs, 4 steps each
+    train_run(logdir, model="conv2d", snapshot_freq=2)
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+SAMPLES = 32
+BATCH = 8
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _data(x_shape, y_shape, n=SAMPLES, seed=0, x_int=None):
+    rng = np.random.default_rng(seed)
+    if x_int is not None:
+        x = rng.integers(0, x_int, size=(n,) + tuple(x_shape))
+    else:
+        x = rng.standard_normal((n,) + tuple(x_shape)).astype("float32")
+    y = rng.standard_normal((n,) + tuple(y_shape)).astype("float32")
+    return x, y
+
+
+def mlp(units=(8, 6), inputs=5, outputs=3):
+    """Sequential Dense MLP: dense, dense_1, …"""
+    keras = _keras()
+    layers = [keras.Input((inputs,))]
+    layers += [keras.layers.Dense(u, activation="tanh", name="dense" if i == 0 else "dense_%d" % i)
+               for i, u in enumerate(units)]
+    layers.append(keras.layers.Dense(outputs, name="dense_%d" % len(units)))
+    return keras.Sequential(layers, name="mlp"), _data((inputs,), (outputs,))
+
+
+def conv1d():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((10, 3)), keras.layers.Conv1D(4, 3, name="conv1d"),
+         keras.layers.GlobalAveragePooling1D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="conv1d_model",
+    )
+    return model, _data((10, 3), (2,))
+
+
+def conv2d():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, (3, 2), name="conv2d"),
+         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="conv2d_model",
+    )
+    return model, _data((8, 8, 3), (2,))
+
+
+def conv3d():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((5, 5, 5, 2)), keras.layers.Conv3D(3, 2, name="conv3d"),
+         keras.layers.GlobalAveragePooling3D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="conv3d_model",
+    )
+    return model, _data((5, 5, 5, 2), (2,))
+
+
+def depthwise():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="depthwise_model",
+    )
+    return model, _data((8, 8, 3), (2,))
+
+
+def separable():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)),
+         keras.layers.SeparableConv2D(4, 3, depth_multiplier=2, name="sep"),
+         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="separable_model",
+    )
+    return model, _data((8, 8, 3), (2,))
+
+
+def conv2d_transpose():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), keras.layers.Conv2DTranspose(5, (3, 2), name="convt"),
+         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="convt_model",
+    )
+    return model, _data((4, 4, 3), (2,))
+
+
+def embedding():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4, name="emb"),
+         keras.layers.GlobalAveragePooling1D(name="pool"), keras.layers.Dense(2, name="dense")],
+        name="embedding_model",
+    )
+    return model, _data((6,), (2,), x_int=20)
+
+
+def _rnn(layer, name):
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((5, 3)), layer, keras.layers.Dense(2, name="dense")], name=name + "_model"
+    )
+    return model, _data((5, 3), (2,))
+
+
+def lstm():
+    return _rnn(_keras().layers.LSTM(4, name="lstm"), "lstm")
+
+
+def gru():
+    """GRU with reset_after=True: its bias is (2, 3u)."""
+    return _rnn(_keras().layers.GRU(4, reset_after=True, name="gru"), "gru")
+
+
+def simple_rnn():
+    return _rnn(_keras().layers.SimpleRNN(4, name="rnn"), "rnn")
+
+
+def mha():
+    keras = _keras()
+    x = keras.Input((5, 6))
+    y = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")(x, x)
+    y = keras.layers.GlobalAveragePooling1D(name="pool")(y)
+    y = keras.layers.Dense(2, name="dense")(y)
+    return keras.Model(x, y, name="mha_model"), _data((5, 6), (2,))
+
+
+def batchnorm():
+    keras = _keras()
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(4, name="dense"),
+         keras.layers.BatchNormalization(name="bn"), keras.layers.Dense(2, name="dense_1")],
+        name="bn_model",
+    )
+    return model, _data((5,), (2,))
+
+
+def branch_merge():
+    """Functional: input → a → (b1, b2) → add(b1, b2), concat(a, add) → out."""
+    keras = _keras()
+    x = keras.Input((5,), name="inp")
+    a = keras.layers.Dense(4, activation="tanh", name="a")(x)
+    b1 = keras.layers.Dense(4, name="b1")(a)
+    b2 = keras.layers.Dense(4, name="b2")(a)
+    s = keras.layers.Add(name="add")([b1, b2])
+    c = keras.layers.Concatenate(name="concat")([a, s])
+    y = keras.layers.Dense(2, name="out")(c)
+    return keras.Model(x, y, name="branchy"), _data((5,), (2,))
+
+
+def nested():
+    """A Functional model holding a Sequential `encoder` (with layer `e1`)."""
+    keras = _keras()
+    encoder = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(4, activation="tanh", name="e1"),
+         keras.layers.Dense(3, name="e2")],
+        name="encoder",
+    )
+    x = keras.Input((5,), name="inp")
+    y = keras.layers.Dense(2, name="head")(encoder(x))
+    return keras.Model(x, y, name="outer"), _data((5,), (2,))
+
+
+def subclassed():
+    """A subclassed model with no input shape: built by its first batch."""
+    keras = _keras()
+
+    class Tiny(keras.Model):
+        def __init__(self):
+            super().__init__(name="tiny")
+            self.hidden = keras.layers.Dense(4, activation="tanh", name="hidden")
+            self.out = keras.layers.Dense(2, name="out")
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    return Tiny(), _data((5,), (2,))
+
+
+BUILDERS = {
+    "mlp": mlp,
+    "conv1d": conv1d,
+    "conv2d": conv2d,
+    "conv3d": conv3d,
+    "depthwise": depthwise,
+    "separable": separable,
+    "conv2d_transpose": conv2d_transpose,
+    "embedding": embedding,
+    "lstm": lstm,
+    "gru": gru,
+    "simple_rnn": simple_rnn,
+    "mha": mha,
+    "batchnorm": batchnorm,
+    "branch_merge": branch_merge,
+    "nested": nested,
+    "subclassed": subclassed,
+}
+
+
+def build(name="mlp", seed=0):
+    """Builds one of `BUILDERS` with a fixed Keras seed: `(model, (x, y))`."""
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    return BUILDERS[name]()
+
+
+def compile_model(model, lr=0.05, steps_per_execution=1):
+    keras = _keras()
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=lr),
+        loss="mse",
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def train_run(logdir, model=None, epochs=2, steps=4, callbacks=(), **callback_kwargs):
+    """Trains a tiny model with `NNVizCallback(logdir, **callback_kwargs)`.
+
+    Args:
+      logdir: the callback's log_dir (one run).
+      model: a name in `BUILDERS` (default "mlp"), or a `(model, (x, y))`
+        pair; an uncompiled model is compiled with SGD and mse.
+      epochs: epochs of `fit`.
+      steps: optimizer steps per epoch (batch size 8).
+      callbacks: extra callbacks passed to `fit` after ours.
+      callback_kwargs: `snapshot_freq`, `max_cells`, `include`, `exclude`.
+
+    Returns:
+      `(model, callback, history)`.
+    """
+    from tensorboard_nnviz import NNVizCallback
+
+    if model is None or isinstance(model, str):
+        model, (x, y) = build(model or "mlp")
+    else:
+        model, (x, y) = model
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
+        compile_model(model)
+    n = steps * BATCH
+    reps = -(-n // len(x))
+    x = np.concatenate([x] * reps)[:n]
+    y = np.concatenate([y] * reps)[:n]
+    cb = NNVizCallback(logdir, **callback_kwargs)
+    history = model.fit(
+        x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+        callbacks=[cb] + list(callbacks),
+    )
+    return model, cb, history
+
+
+def recorder():
+    """A Keras callback recording the true weights at NNVizCallback's hooks.
+
+    Put it after NNVizCallback in `callbacks`; its `weights[iterations]` is
+    `{tag: np.ndarray}` at train begin, after every batch and at each epoch
+    end (a later hook at the same iteration overwrites the same values).
+    """
+    keras = _keras()
+    from tensorboard_nnviz import structure
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.weights = {}
+
+        def _record(self):
+            if not self.model.weights:
+                return
+            it = int(np.asarray(self.model.optimizer.iterations))
+            self.weights[it] = {
+                r.tag: np.array(r.variable) for r in structure.weight_refs(self.model)
+            }
+
+        def on_train_begin(self, logs=None):
+            self._record()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._record()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._record()
+
+    return Recorder()
+
+
+def read_run(logdir):
+    """Reads an nnviz run back with TensorBoard's EventAccumulator.
+
+    Returns a dict with
+      "frames":   {weight_tag: {step: float32 2-D frame}},
+      "stats":    {weight_tag: {step: {stat: float or None}}},
+      "content":  {weight_tag: frame content dict},
+      "structure": [(step, structure dict)],
+      "wall_times": {weight_tag: {step: wall_time}}.
+    """
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+    from tensorboard_nnviz import format as fmt
+
+    acc = ea.EventAccumulator(str(logdir), size_guidance={ea.TENSORS: 0})
+    acc.Reload()
+    out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {}}
+    for summary_tag in acc.Tags()["tensors"]:
+        parsed = fmt.parse_summary_tag(summary_tag)
+        if parsed is None:
+            continue
+        kind, tag = parsed
+        content = fmt.parse_content(acc.SummaryMetadata(summary_tag).plugin_data.content)
+        for e in acc.Tensors(summary_tag):
+            array = tensor_util.make_ndarray(e.tensor_proto)
+            if kind == fmt.KIND_STRUCTURE:
+                out["structure"].append((e.step, fmt.structure_from_array(array)))
+            elif kind == fmt.KIND_FRAME:
+                out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
+                out["content"][tag] = content
+                out["wall_times"].setdefault(tag, {})[e.step] = e.wall_time
+            else:
+                out["stats"].setdefault(tag, {})[e.step] = fmt.stats_from_array(
+                    array, content["fields"])
+    return out
+
+
+def steps_of(logdir):
+    """Sorted snapshot steps of a run (union over weight tags)."""
+    run = read_run(logdir)
+    return sorted({s for frames in run["frames"].values() for s in frames})

@@ -1,0 +1,136 @@
+"""`nnviz demo --no-serve --quick` trains the demo runs, and the story is there.
+
+Everything is read back as a user would see it: nnviz data through
+reader.py (the plugin's code), loss curves through TensorBoard's data
+provider.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard import context
+from tensorboard.data import provider as tb_provider
+
+from tensorboard_nnviz import reader
+
+NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
+RUNS = {"mlp_tuned", "mlp_high_lr", "cnn"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("demo") / "logs")
+    proc = subprocess.run(
+        [NNVIZ, "demo", "--no-serve", "--quick", "--logdir", logdir],
+        capture_output=True, text=True, timeout=240,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    provider, eid = reader.local_data_provider(logdir)
+    r = reader.NNVizReader(provider)
+    stats = {run: r.stats_impl(None, eid, run) for run in RUNS}
+    return {"logdir": logdir, "proc": proc, "provider": provider, "eid": eid, "reader": r,
+            "stats": stats}
+
+
+def _scalars(demo, run, tag):
+    """A Keras TensorBoard callback scalar series, as the Scalars tab reads it."""
+    data = demo["provider"].read_scalars(
+        context.RequestContext(), experiment_id=demo["eid"], plugin_name="scalars",
+        downsample=1000, run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=[tag]),
+    )
+    return [d.value for d in data[run][tag]]
+
+
+def test_demo_writes_three_nnviz_runs_and_keras_loss_curves(demo):
+    runs = {x["run"]: x for x in demo["reader"].runs_impl(None, demo["eid"])["runs"]}
+    assert set(runs) == RUNS
+    for run in runs.values():
+        assert run["tags"] == 6
+        assert len(run["steps"]) > 20  # snapshots every few steps
+    all_runs = {r.run_name for r in demo["provider"].list_runs(context.RequestContext(), experiment_id=demo["eid"])}
+    for run in RUNS:
+        assert {run + "/train", run + "/validation"} <= all_runs
+    # Keras progress bars were on.
+    assert "Epoch 1/3" in demo["proc"].stdout
+
+
+def test_the_high_learning_rate_run_blows_up_to_nan(demo):
+    stats = demo["stats"]["mlp_high_lr"]
+    first_nan = {
+        tag: next((s for s, n in zip(c["steps"], c["nan"]) if n), None) for tag, c in stats.items()
+    }
+    assert all(step is not None for step in first_nan.values()), first_nan
+    kernel = stats["hidden1/kernel"]
+    i = kernel["steps"].index(first_nan["hidden1/kernel"])
+    # Before turning NaN the weights grew by orders of magnitude.
+    assert kernel["absmax"][i - 1] > 100 * kernel["absmax"][0], kernel["absmax"][: i + 1]
+    assert np.isnan(_scalars(demo, "mlp_high_lr/train", "epoch_loss")[-1])
+
+
+def test_inspect_tells_when_each_tensor_went_bad(demo, capsys):
+    from tensorboard_nnviz import cli
+
+    assert cli.main(["inspect", demo["logdir"]]) == 0
+    sections = {s.splitlines()[0].split(":")[0]: s.splitlines()[2:]
+                for s in capsys.readouterr().out.split("\n\n")}
+    for run in RUNS:
+        for line in sections["run " + run]:
+            tag, since = line.split()[0], line.split()[-1]
+            c = demo["stats"][run][tag]
+            expected = next((s for s, n in zip(c["steps"], c["nan"]) if n), None)
+            assert since == ("-" if expected is None else str(expected)), (run, line)
+            assert (since != "-") == (run == "mlp_high_lr")
+
+
+def test_the_tuned_run_stays_finite_and_learns(demo):
+    for tag, c in demo["stats"]["mlp_tuned"].items():
+        assert not any(c["nan"]) and not any(c["inf"]), tag
+        assert max(c["absmax"]) < 10, tag
+        assert c["update_ratio"][-1] is not None and c["update_ratio"][-1] > 0, tag
+    accuracy = _scalars(demo, "mlp_tuned/validation", "epoch_accuracy")
+    assert accuracy[-1] > 0.85, accuracy
+
+
+def _neighbour_correlation(frame, kh=3, kw=3):
+    """Correlation of horizontally and vertically adjacent kernel weights."""
+    rows, cols = frame.shape
+    tiles = frame.reshape(rows // kh, kh, cols // kw, kw).transpose(0, 2, 1, 3)
+    tiles = tiles.reshape(-1, kh, kw)
+    a = np.concatenate([tiles[:, :, :-1].ravel(), tiles[:, :-1, :].ravel()])
+    b = np.concatenate([tiles[:, :, 1:].ravel(), tiles[:, 1:, :].ravel()])
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_the_cnn_first_layer_kernels_become_smooth_strokes(demo):
+    r, eid = demo["reader"], demo["eid"]
+    kernel = [t for t in r.tags_impl(None, eid, "cnn")["tensors"] if t["tag"] == "conv1/kernel"][0]
+    assert kernel["shape"] == [3, 3, 1, 16] and (kernel["rows"], kernel["cols"]) == (3, 48)
+    first, _ = r.frame_impl(None, eid, "cnn", "conv1/kernel", kernel["steps"][0])
+    last, _ = r.frame_impl(None, eid, "cnn", "conv1/kernel", kernel["steps"][-1])
+    # Random at init (neighbours uncorrelated); strokes and edges are smooth.
+    assert abs(_neighbour_correlation(first)) < 0.1
+    assert _neighbour_correlation(last) > 0.12
+    accuracy = _scalars(demo, "cnn/validation", "epoch_accuracy")
+    assert accuracy[-1] > 0.5, accuracy
+
+
+def test_a_second_demo_keeps_the_trained_runs(demo):
+    before = {
+        os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
+        for d, _, files in os.walk(demo["logdir"]) for f in files
+    }
+    proc = subprocess.run(
+        [NNVIZ, "demo", "--no-serve", "--quick", "--logdir", demo["logdir"]],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("already trained") == 3, proc.stdout
+    after = {
+        os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
+        for d, _, files in os.walk(demo["logdir"]) for f in files
+    }
+    assert after == before

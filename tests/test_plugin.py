@@ -1,0 +1,310 @@
+"""The plugin's routes through TensorBoard's own WSGI app (werkzeug client).
+
+The app is TensorBoard's `TensorBoardWSGI` (its routing and middlewares)
+around our plugin, loaded by `NNVizLoader` with a `TBContext` whose data
+provider is TensorBoard's `MultiplexerDataProvider` over a real logdir.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from tensorboard import errors as tb_errors
+from tensorboard.backend import application
+from tensorboard.plugins import base_plugin
+from werkzeug import test as wtest
+from werkzeug import wrappers
+
+from tb_server import write_damaged_run, write_newer_structure_run, write_synthetic_run
+from tensorboard_nnviz import http
+from tensorboard_nnviz import plugin as plugin_lib
+from tensorboard_nnviz.reader import local_data_provider
+
+PREFIX = "/data/plugin/nnviz"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_app(logdir):
+    provider, _ = local_data_provider(str(logdir))
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(logdir))
+    plugin = plugin_lib.NNVizLoader().load(context)
+    return application.TensorBoardWSGI([plugin], data_provider=provider), plugin
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plugin_logdir")
+    written = {
+        "a": write_synthetic_run(str(root / "a"), list(range(0, 120, 2))),
+        "damaged": write_damaged_run(str(root / "damaged")),
+    }
+    write_newer_structure_run(str(root / "newer_structure"))
+    return root, written
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    app, _ = make_app(logdir[0])
+    return wtest.Client(app)
+
+
+def get_json(client, path, status=200):
+    r = client.get(PREFIX + path)
+    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.mimetype == "application/json"
+    body = r.get_data(as_text=True)
+    assert "NaN" not in body and "Infinity" not in body
+    return json.loads(body)
+
+
+def assert_error(client, path, status, match):
+    doc = get_json(client, path, status)
+    assert set(doc) == {"error"}
+    assert match in doc["error"], doc
+
+
+# --- routes ---------------------------------------------------------------------
+
+
+def test_runs(client):
+    runs = {r["run"]: r for r in get_json(client, "/runs")["runs"]}
+    assert runs["a"] == {"run": "a", "steps": list(range(0, 120, 2)), "tags": 2}
+    assert runs["damaged"]["steps"] == [0, 1, 2, 3]
+
+
+def test_tags(client):
+    tensors = get_json(client, "/tags?run=a")["tensors"]
+    assert [t["tag"] for t in tensors] == ["dense/bias", "dense/kernel"]
+    kernel = tensors[1]
+    assert (kernel["shape"], kernel["rows"], kernel["cols"]) == ([4, 3], 4, 3)
+    assert kernel["layer"] == "dense" and kernel["downsampled"] is False
+    assert kernel["steps"] == list(range(0, 120, 2))
+
+
+def test_structure(client):
+    doc = get_json(client, "/structure?run=a")
+    assert [w["tag"] for w in doc["layers"][0]["weights"]] == ["dense/kernel", "dense/bias"]
+
+
+def test_stats_one_tag_and_all(client):
+    one = get_json(client, "/stats?run=a&tag=dense/kernel")
+    assert one["steps"] == list(range(0, 120, 2))
+    assert one["update_l2"][0] is None and one["update_l2"][1] > 0
+    every = get_json(client, "/stats?run=a")
+    assert every["dense/kernel"] == one and set(every) == {"dense/kernel", "dense/bias"}
+
+
+def test_frame_bytes_and_headers(client, logdir):
+    expected = logdir[1]["a"]["dense/kernel"]
+    for query, served in [("&step=51", 50), ("&step=50", 50), ("", 118), ("&step=999999", 118)]:
+        r = client.get(PREFIX + "/frame?run=a&tag=dense/kernel" + query)
+        assert r.status_code == 200
+        assert r.mimetype == "application/octet-stream"
+        assert r.headers["X-NNViz-Rows"] == "4" and r.headers["X-NNViz-Cols"] == "3"
+        assert r.headers["X-NNViz-Step"] == str(served)
+        cells = np.frombuffer(r.get_data(), dtype="<f4").reshape(4, 3)
+        np.testing.assert_array_equal(cells, expected[served])
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path,status,match",
+    [
+        ("/tags", 400, "missing parameter 'run'"),
+        ("/tags?run=", 400, "missing parameter 'run'"),
+        ("/tags?run=a&run=b", 400, "given 2 times"),
+        ("/structure", 400, "missing parameter 'run'"),
+        ("/stats", 400, "missing parameter 'run'"),
+        ("/frame?run=a", 400, "missing parameter 'tag'"),
+        ("/frame?tag=dense/kernel", 400, "missing parameter 'run'"),
+        ("/frame?run=a&tag=dense/kernel&step=x", 400, "must be a 64-bit integer"),
+        ("/frame?run=a&tag=dense/kernel&step=1.5", 400, "must be a 64-bit integer"),
+        ("/frame?run=a&tag=dense/kernel&step=99999999999999999999", 400, "64-bit"),
+        ("/frame?run=a&tag=dense/kernel&step=" + "9" * 5000, 400, "64-bit"),
+        ("/tags?run=nope", 404, "unknown run 'nope'"),
+        ("/structure?run=nope", 404, "unknown run 'nope'"),
+        ("/stats?run=nope", 404, "unknown run 'nope'"),
+        ("/stats?run=a&tag=nope", 404, "no stats for weight 'nope'"),
+        ("/frame?run=nope&tag=dense/kernel", 404, "unknown run 'nope'"),
+        ("/frame?run=a&tag=nope", 404, "no weight tag 'nope'"),
+        ("/frame?run=a&tag=dense/kernel&step=-1", 404, "no snapshot at or before step -1"),
+        ("/frame?run=damaged&tag=short/kernel&step=2", 422, "frame blob has"),
+        ("/frame?run=damaged&tag=future/kernel", 422, "upgrade tensorboard_nnviz"),
+        ("/stats?run=damaged&tag=future/kernel", 422, "upgrade tensorboard_nnviz"),
+        ("/structure?run=newer_structure", 422, "upgrade tensorboard_nnviz"),
+    ],
+)
+def test_errors_are_json(client, path, status, match):
+    assert_error(client, path, status, match)
+
+
+def test_damaged_items_leave_the_rest_served(client):
+    tags = {t["tag"]: t for t in get_json(client, "/tags?run=damaged")["tensors"]}
+    assert "upgrade" in tags["future/kernel"]["error"]
+    assert "error" not in tags["ok/kernel"]
+    stats = get_json(client, "/stats?run=damaged")
+    assert "upgrade" in stats["future/kernel"]["error"]
+    assert stats["short/kernel"]["mean"] == [None] * 4  # NaN on disk → null
+    for step in (0, 1, 3):
+        assert client.get(PREFIX + "/frame?run=damaged&tag=short/kernel&step=%d" % step).status_code == 200
+    assert client.get(PREFIX + "/frame?run=newer_structure&tag=d/kernel").status_code == 200
+
+
+def test_tensorboard_public_errors_become_json():
+    """A provider's tensorboard.errors (text/plain in TensorBoard) come out
+    as JSON with their own status, through the one adapter."""
+
+    class Raising:
+        @http.route
+        def app(self, request):
+            raise tb_errors.NotFoundError("blob gone")
+
+    r = wtest.Client(Raising().app).get("/")
+    assert r.status_code == 404
+    assert r.mimetype == "application/json"
+    assert "blob gone" in r.get_json()["error"]
+
+
+def test_json_writes_non_finite_as_null():
+    request = wrappers.Request(wtest.EnvironBuilder().get_environ())
+    r = http.json_response(request, {"a": [float("nan"), float("inf"), -float("inf"), 1.5]})
+    assert json.loads(r.get_data()) == {"a": [None, None, None, 1.5]}
+
+
+# --- static assets ---------------------------------------------------------------
+
+
+def test_every_panel_file_is_served_with_its_type(client):
+    folder = plugin_lib.frontend_dir()
+    names = sorted(os.listdir(folder))
+    # The module TensorBoard loads (es_module_path) must exist.
+    assert "index.js" in names
+    expected = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html"}
+    for name in names:
+        ext = os.path.splitext(name)[1]
+        if ext not in expected:
+            continue
+        r = client.get(PREFIX + "/" + name)
+        assert r.status_code == 200, name
+        assert r.mimetype == expected[ext], (name, r.mimetype)
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        with open(os.path.join(folder, name), "rb") as f:
+            assert r.get_data() == f.read(), name
+
+
+def test_frontend_metadata_is_an_es_module(logdir):
+    _, plugin = make_app(logdir[0])
+    assert plugin.frontend_metadata().es_module_path == "/index.js"
+    assert plugin.is_active() is False
+
+
+TRAVERSALS = [
+    "../setup.py",
+    "../../setup.py",
+    "%2e%2e/setup.py",
+    "%2e%2e%2fsetup.py",
+    "..%2fsetup.py",
+    ".%2e/setup.py",
+    "%2E%2E%2Fsetup.py",
+    "..%5csetup.py",
+    "..\\setup.py",
+    "%252e%252e%252fsetup.py",
+    "/" + os.path.join(REPO, "setup.py").lstrip("/"),
+    "%2f" + os.path.join(REPO, "setup.py").lstrip("/").replace("/", "%2f"),
+    "....//setup.py",
+    "./../setup.py",
+    "x/../../setup.py",
+    "%00",
+    "index.js%00.js",
+    "..%00/setup.py",
+    "../tensorboard_nnviz/reader.py",
+    "../tests/tb_server.py",
+    "..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+    "../../../../../../etc/passwd",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_no_path_traversal(client, path):
+    r = client.get(PREFIX + "/" + path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    body = r.get_data()
+    assert b"setup(" not in body and b"root:" not in body and b"import " not in body
+
+
+def test_unknown_static_types_are_not_served(client, tmp_path):
+    assert client.get(PREFIX + "/does-not-exist.js").status_code == 404
+    r = client.get(PREFIX + "/README")
+    assert r.status_code == 404 and r.mimetype == "application/json"
+
+
+# --- loader -----------------------------------------------------------------------
+
+
+def test_fix_flags_keeps_every_nnviz_sample_unless_user_set():
+    loader = plugin_lib.NNVizLoader()
+    flags = argparse.Namespace(samples_per_plugin={"images": 5})
+    loader.fix_flags(flags)
+    assert flags.samples_per_plugin == {"images": 5, "nnviz": 0}
+    flags = argparse.Namespace(samples_per_plugin={"nnviz": 50})
+    loader.fix_flags(flags)
+    assert flags.samples_per_plugin == {"nnviz": 50}
+
+
+def test_fix_flags_through_tensorboard_argument_parsing():
+    """TensorBoard finds the loader through the entry point and runs fix_flags."""
+    from tensorboard import program
+
+    for argv, expected in [
+        (["tensorboard", "--logdir=x"], 0),
+        (["tensorboard", "--logdir=x", "--samples_per_plugin=nnviz=7,images=3"], 7),
+    ]:
+        tb = program.TensorBoard()  # default plugins + entry points
+        assert any(isinstance(p, plugin_lib.NNVizLoader) for p in tb.plugin_loaders)
+        tb.configure(argv)
+        assert tb.flags.samples_per_plugin["nnviz"] == expected
+
+
+_NO_TF = textwrap.dedent(
+    """
+    import sys, importlib.abc
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+                raise ImportError("blocked: " + name)
+
+    sys.meta_path.insert(0, Block())
+    from werkzeug import test as wtest
+    from tensorboard.backend import application
+    from tensorboard.plugins import base_plugin
+    from tensorboard_nnviz import plugin
+    from tensorboard_nnviz.reader import local_data_provider
+
+    provider, _ = local_data_provider(sys.argv[1])
+    p = plugin.NNVizLoader().load(base_plugin.TBContext(data_provider=provider))
+    client = wtest.Client(application.TensorBoardWSGI([p], data_provider=provider))
+    runs = client.get("/data/plugin/nnviz/runs").get_json()["runs"]
+    frame = client.get("/data/plugin/nnviz/frame?run=a&tag=dense/kernel")
+    loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
+    print(len(runs), frame.status_code, frame.headers["X-NNViz-Step"], loaded)
+    """
+)
+
+
+def test_plugin_works_without_tensorflow_or_keras(logdir):
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_TF, str(logdir[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "200", "118", "[]"], out.stdout + out.stderr

@@ -1,0 +1,256 @@
+"""NNVizReader on TensorBoard's in-process data provider (no HTTP)."""
+
+import time
+
+import numpy as np
+import pytest
+
+from tb_server import (
+    SyntheticWriter,
+    synthetic_weight,
+    truncate_event_file,
+    write_damaged_run,
+    write_newer_structure_run,
+    write_synthetic_run,
+)
+from tensorboard_nnviz import format as fmt
+from tensorboard_nnviz import reader as reader_lib
+from tensorboard_nnviz.reader import NNVizReader, local_data_provider
+
+
+class CountingProvider:
+    """TensorBoard's real provider, counting the calls the reader makes."""
+
+    def __init__(self, provider):
+        self._provider = provider
+        self.calls = {}
+
+    def __getattr__(self, name):
+        method = getattr(self._provider, name)
+
+        def counted(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reader_logdir")
+    written = {
+        "a": write_synthetic_run(str(root / "a"), list(range(0, 150))),
+        "b": write_synthetic_run(str(root / "b"), [0, 5, 10], weights={"conv/kernel": (3, 3, 2, 4)}),
+        "big": write_synthetic_run(str(root / "big"), [0, 1], weights={"big/kernel": (300, 500)}, max_cells=4096),
+    }
+    written["damaged"] = write_damaged_run(str(root / "damaged"))
+    write_newer_structure_run(str(root / "newer_structure"))
+    return root, written
+
+
+@pytest.fixture(scope="module")
+def reader(logdir):
+    provider, eid = local_data_provider(str(logdir[0]))
+    return NNVizReader(provider), eid
+
+
+def test_runs_lists_every_step_of_every_nnviz_run(reader):
+    r, eid = reader
+    runs = {x["run"]: x for x in r.runs_impl(None, eid)["runs"]}
+    assert set(runs) == {"a", "b", "big", "damaged", "newer_structure"}
+    # More than the 10 samples TensorBoard keeps by default: all 150.
+    assert runs["a"]["steps"] == list(range(150))
+    assert runs["a"]["tags"] == 2
+    assert runs["b"] == {"run": "b", "steps": [0, 5, 10], "tags": 1}
+    assert runs["damaged"]["tags"] == 3
+
+
+def test_tags_describe_frames(reader):
+    r, eid = reader
+    (conv,) = r.tags_impl(None, eid, "b")["tensors"]
+    assert conv == {
+        "tag": "conv/kernel",
+        "layer": "conv",
+        "shape": [3, 3, 2, 4],
+        "rows": 18,
+        "cols": 4,
+        "downsampled": False,
+        "layout": {"row_axes": [0, 1, 2], "col_axes": [3], "block": [1, 1], "groups": []},
+        "steps": [0, 5, 10],
+    }
+    (big,) = r.tags_impl(None, eid, "big")["tensors"]
+    assert big["downsampled"] is True
+    assert big["rows"] * big["cols"] <= 4096
+    assert big["layout"]["block"] != [1, 1]
+
+
+def test_frame_is_the_largest_step_at_or_before(reader, logdir):
+    r, eid = reader
+    written = logdir[1]["b"]["conv/kernel"]
+    for asked, served in [(0, 0), (4, 0), (5, 5), (9, 5), (10, 10), (10**12, 10), (None, 10)]:
+        frame, step = r.frame_impl(None, eid, "b", "conv/kernel", asked)
+        assert step == served
+        assert frame.dtype == np.float32
+        np.testing.assert_array_equal(frame, written[served])
+    with pytest.raises(reader_lib.NotFoundError, match="no snapshot at or before step -1"):
+        r.frame_impl(None, eid, "b", "conv/kernel", -1)
+
+
+def test_downsampled_frame_matches_what_was_written(reader, logdir):
+    r, eid = reader
+    frame, step = r.frame_impl(None, eid, "big", "big/kernel", 1)
+    np.testing.assert_array_equal(frame, logdir[1]["big"]["big/kernel"][1])
+
+
+def test_stats_one_tag_and_all_tags(reader):
+    r, eid = reader
+    one = r.stats_impl(None, eid, "a", "dense/kernel")
+    assert one["steps"] == list(range(150))
+    assert len(one["wall_times"]) == 150
+    assert set(fmt.STAT_FIELDS) <= set(one)
+    w = synthetic_weight("dense/kernel", (4, 3), 7)
+    assert one["mean"][7] == pytest.approx(float(w.astype(np.float64).mean()))
+    assert one["update_l2"][0] is None  # no previous snapshot: null, not NaN
+    both = r.stats_impl(None, eid, "a")
+    assert set(both) == {"dense/kernel", "dense/bias"}
+    assert both["dense/kernel"] == one
+
+
+def test_structure(reader):
+    r, eid = reader
+    doc = r.structure_impl(None, eid, "b")
+    assert doc["layers"][0]["weights"][0]["tag"] == "conv/kernel"
+
+
+def test_unknown_run_and_tag_are_not_found(reader):
+    r, eid = reader
+    for call in (
+        lambda: r.tags_impl(None, eid, "nope"),
+        lambda: r.structure_impl(None, eid, "nope"),
+        lambda: r.stats_impl(None, eid, "nope"),
+        lambda: r.stats_impl(None, eid, "nope", "dense/kernel"),
+        lambda: r.frame_impl(None, eid, "nope", "dense/kernel"),
+    ):
+        with pytest.raises(reader_lib.NotFoundError, match="unknown run 'nope'"):
+            call()
+    with pytest.raises(reader_lib.NotFoundError, match="no weight tag 'x/kernel'"):
+        r.frame_impl(None, eid, "a", "x/kernel")
+    with pytest.raises(reader_lib.NotFoundError, match="no stats for weight 'x/kernel'"):
+        r.stats_impl(None, eid, "a", "x/kernel")
+
+
+def test_damaged_items_fail_alone(reader, logdir):
+    r, eid = reader
+    written = logdir[1]["damaged"]
+    # The healthy weight is served whole.
+    frame, _ = r.frame_impl(None, eid, "damaged", "ok/kernel", 3)
+    np.testing.assert_array_equal(frame, written["ok/kernel"][3])
+    # A frame blob of the wrong length: that step fails, the others do not.
+    with pytest.raises(reader_lib.DataError, match="at step 2: frame blob has"):
+        r.frame_impl(None, eid, "damaged", "short/kernel", 2)
+    frame, _ = r.frame_impl(None, eid, "damaged", "short/kernel", 3)
+    np.testing.assert_array_equal(frame, written["short/kernel"][3])
+    # A newer format version: a clear message naming the upgrade.
+    with pytest.raises(reader_lib.DataError, match="upgrade tensorboard_nnviz"):
+        r.frame_impl(None, eid, "damaged", "future/kernel", 0)
+    tags = {t["tag"]: t for t in r.tags_impl(None, eid, "damaged")["tensors"]}
+    assert "error" not in tags["ok/kernel"] and "error" not in tags["short/kernel"]
+    assert "format version 2" in tags["future/kernel"]["error"]
+    assert tags["future/kernel"]["steps"] == [0, 1, 2, 3]
+    stats = r.stats_impl(None, eid, "damaged")
+    assert "upgrade" in stats["future/kernel"]["error"]
+    assert stats["short/kernel"]["mean"] == [None] * 4  # NaN stored → null
+    assert stats["ok/kernel"]["steps"] == [0, 1, 2, 3]
+    with pytest.raises(reader_lib.DataError, match="upgrade"):
+        r.stats_impl(None, eid, "damaged", "future/kernel")
+    with pytest.raises(reader_lib.DataError, match="model structure of run 'newer_structure'.*upgrade"):
+        r.structure_impl(None, eid, "newer_structure")
+    frame, _ = r.frame_impl(None, eid, "newer_structure", "d/kernel")
+    assert frame.shape == (2, 2)
+
+
+def test_frame_reads_blob_keys_once_and_one_blob_per_frame(logdir):
+    provider, eid = local_data_provider(str(logdir[0]))
+    counting = CountingProvider(provider)
+    r = NNVizReader(counting)
+    for step in range(0, 150, 7):
+        r.frame_impl(None, eid, "a", "dense/kernel", step)
+    assert counting.calls["read_blob_sequences"] == 1
+    assert counting.calls["read_blob"] == len(range(0, 150, 7))
+    # Within recheck_seconds the listing (which walks every step on the
+    # Python ingester) is not asked again.
+    assert counting.calls["list_blob_sequences"] == 1
+    assert "read_tensors" not in counting.calls
+
+
+def test_frame_rechecks_after_the_window_and_tags_always(tmp_path):
+    writer = SyntheticWriter(str(tmp_path / "live")).write([0, 1])
+    provider, eid = local_data_provider(str(tmp_path))
+    r = NNVizReader(provider, recheck_seconds=0.3)
+    assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 1
+    writer.write([2])
+    provider._multiplexer.Reload()  # what TensorBoard's reload thread does
+    # /tags always checks, and refreshes the series frames use.
+    (kernel,) = [t for t in r.tags_impl(None, eid, "live")["tensors"] if t["tag"] == "dense/kernel"]
+    assert kernel["steps"] == [0, 1, 2]
+    assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 2
+    writer.write([3])
+    writer.close()
+    provider._multiplexer.Reload()
+    time.sleep(0.35)
+    assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 3
+
+
+def test_a_vanished_blob_is_re_listed_not_a_404(tmp_path):
+    """A run restarted from a checkpoint logs SessionLog.START at the restart
+    step and TensorBoard purges the later steps: cached blob keys go stale;
+    the reader re-lists once and serves the new data."""
+    from tensorboard.compat.proto import event_pb2
+
+    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+    writer = SyntheticWriter(str(tmp_path / "restarted"))
+    writer.add_event(event_pb2.Event(step=0, wall_time=time.time(), session_log=start))
+    writer.write([0, 1, 2, 3])
+    provider, eid = local_data_provider(str(tmp_path))
+    r = NNVizReader(provider, recheck_seconds=3600)
+    assert r.frame_impl(None, eid, "restarted", "dense/kernel")[1] == 3
+    writer.add_event(event_pb2.Event(step=2, wall_time=time.time(), session_log=start))
+    writer.seed = 1
+    writer.write([2])
+    writer.close()
+    provider._multiplexer.Reload()
+    frame, step = r.frame_impl(None, eid, "restarted", "dense/kernel", 3)
+    assert step == 2
+    np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (4, 3), 2, seed=1))
+
+
+def test_new_steps_appear_after_reload(tmp_path):
+    writer = SyntheticWriter(str(tmp_path / "live")).write([0, 1, 2])
+    provider, eid = local_data_provider(str(tmp_path))
+    counting = CountingProvider(provider)
+    r = NNVizReader(counting, recheck_seconds=0)  # check on every request
+    assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 2
+    assert r.frame_impl(None, eid, "live", "dense/kernel", 50)[1] == 2
+    writer.write([3, 4])
+    writer.close()
+    provider._multiplexer.Reload()
+    frame, step = r.frame_impl(None, eid, "live", "dense/kernel", 50)
+    assert step == 4
+    np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (4, 3), 4))
+    assert r.runs_impl(None, eid)["runs"][0]["steps"] == [0, 1, 2, 3, 4]
+    assert r.stats_impl(None, eid, "live", "dense/bias")["steps"] == [0, 1, 2, 3, 4]
+    assert counting.calls["read_blob_sequences"] == 3  # first read, refresh, the bias for /runs
+
+
+def test_truncated_event_file_serves_what_came_before(tmp_path):
+    run = tmp_path / "cut"
+    write_synthetic_run(str(run), list(range(10)), weights={"dense/kernel": (20, 20)})
+    truncate_event_file(str(run), 0.55)
+    provider, eid = local_data_provider(str(tmp_path))
+    r = NNVizReader(provider)
+    (entry,) = r.runs_impl(None, eid)["runs"]
+    steps = entry["steps"]
+    assert 0 < len(steps) < 10 and steps == list(range(len(steps)))
+    frame, step = r.frame_impl(None, eid, "cut", "dense/kernel")
+    assert step == steps[-1]
+    np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (20, 20), step))

@@ -1,0 +1,158 @@
+"""SnapshotWriter and the callback's failure handling: a full disk, an
+unwritable log_dir, a slow worker; event files read back with TensorBoard."""
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+from tensorboard.compat.proto import event_pb2
+from tensorboard.summary.writer import record_writer
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+import keras_models as km
+from tensorboard_nnviz import writer as writer_lib
+
+
+def _weights(seed, shapes=(("dense/kernel", (5, 4)), ("dense/bias", (4,)))):
+    rng = np.random.default_rng(seed)
+    return [
+        writer_lib.Weight(tag, rng.standard_normal(shape).astype("float32"), "Dense", "dense",
+                          "float32")
+        for tag, shape in shapes
+    ]
+
+
+def test_unwritable_log_dir_is_a_clear_error_before_training(tmp_path):
+    from tensorboard_nnviz import NNVizCallback
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="cannot write to log_dir .*a_file/logs"):
+        NNVizCallback(str(blocker / "logs"))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_failed_writes_warn_once_and_training_goes_on(tmp_path, monkeypatch):
+    """Writing steps 8 and 12 fails as on a full disk; fit finishes and the
+    snapshots before and after the failure are on disk. After two failures
+    in a row the writer skips one snapshot (16) before retrying."""
+    real_write = record_writer.RecordWriter.write
+
+    def failing_write(self, data):
+        event = event_pb2.Event.FromString(data)
+        if event.step in (8, 12) and event.summary.value:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, cb, history = km.train_run(tmp_path, epochs=5)
+    ours = [w for w in caught if "NNVizCallback could not write" in str(w.message)]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    assert "No space left on device" in str(ours[0].message)
+    assert len(history.history["loss"]) == 5
+    assert km.steps_of(tmp_path) == [0, 4, 20]
+    assert cb._writer is None  # closed by on_train_end
+
+
+def test_a_slow_worker_makes_the_caller_wait_and_nothing_is_dropped(tmp_path):
+    delay = 0.05
+
+    def slow_writer(log_dir):
+        events = EventFileWriter(log_dir)
+        add = events.add_event
+
+        def slow_add(event):
+            time.sleep(delay)
+            add(event)
+
+        events.add_event = slow_add
+        return events
+
+    w = writer_lib.SnapshotWriter(str(tmp_path), queue_size=1, event_writer_factory=slow_writer)
+    start = time.monotonic()
+    for step in range(6):
+        w.write(step, _weights(step))
+        assert w._queue.qsize() <= 1
+    blocked = time.monotonic() - start
+    w.close()
+    # With one slot, write() returned only once the worker had taken the
+    # snapshot before last: at least 4 snapshots were written meanwhile.
+    assert blocked >= 4 * delay
+    run = km.read_run(tmp_path)
+    assert sorted(run["frames"]["dense/kernel"]) == list(range(6))
+    for step in range(6):
+        np.testing.assert_array_equal(run["frames"]["dense/kernel"][step],
+                                      _weights(step)[0].value)
+
+
+def test_nan_and_inf_never_crash_the_writer(tmp_path):
+    w = writer_lib.SnapshotWriter(str(tmp_path))
+    bad = np.full((3, 4), np.nan, "float32")
+    bad[0, 0] = np.inf
+    w.write(0, [writer_lib.Weight("d/kernel", bad, "Dense", "d", "float32")])
+    w.write(1, [writer_lib.Weight("d/kernel", np.ones((3, 4), "float32"), "Dense", "d",
+                                  "float32")])
+    w.close()
+    run = km.read_run(tmp_path)
+    s0, s1 = run["stats"]["d/kernel"][0], run["stats"]["d/kernel"][1]
+    assert (s0["nan"], s0["inf"]) == (11, 1)
+    assert s0["mean"] is None and s0["l2"] is None  # no finite entry: null, not NaN
+    assert s1["mean"] == 1.0 and s1["nan"] == 0
+    frame = run["frames"]["d/kernel"][0]
+    assert frame[0, 0] == np.inf and np.isnan(frame[1:]).all()
+
+
+def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):
+    w = writer_lib.SnapshotWriter(str(tmp_path))
+    w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})
+    w.close()
+    w2 = writer_lib.SnapshotWriter(str(tmp_path), state=w.state)
+    w2.write(5, _weights(1))
+    w2.close()
+    run = km.read_run(tmp_path)
+    assert [s for s, _ in run["structure"]] == [0]
+    a, b = _weights(0)[0].value.astype(np.float64), _weights(1)[0].value.astype(np.float64)
+    s = run["stats"]["dense/kernel"][5]
+    assert s["update_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
+    assert s["init_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
+    assert km.steps_of(tmp_path) == [0, 5]
+    assert writer_lib.read_last_step(str(tmp_path)) == 5
+
+
+def test_read_last_step_of_an_empty_or_missing_log_dir(tmp_path):
+    assert writer_lib.read_last_step(str(tmp_path)) is None
+    assert writer_lib.read_last_step(str(tmp_path / "missing")) is None
+
+
+def test_write_after_close_is_an_error(tmp_path):
+    w = writer_lib.SnapshotWriter(str(tmp_path))
+    w.close()
+    w.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        w.write(0, _weights(0))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_structure_lost_to_a_failed_write_comes_with_the_next_snapshot(tmp_path, monkeypatch):
+    real_write = record_writer.RecordWriter.write
+
+    def failing_write(self, data):
+        event = event_pb2.Event.FromString(data)
+        if event.step == 0 and event.summary.value:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    w = writer_lib.SnapshotWriter(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="could not write the weight snapshot at step 0"):
+        w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})
+        w.flush()
+    w.write(1, _weights(1))
+    w.close()
+    assert w.failed_steps == [0]
+    run = km.read_run(tmp_path)
+    assert [(s, doc["model"]["name"]) for s, doc in run["structure"]] == [(1, "m")]
+    assert km.steps_of(tmp_path) == [1]
