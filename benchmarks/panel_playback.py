@@ -27,14 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 from playwright.sync_api import sync_playwright  # noqa: E402
 from tb_server import TensorBoardServer, write_synthetic_run  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+import chromium  # noqa: E402
 TAG = "big/kernel"
 
 
@@ -122,7 +115,7 @@ def main():
             print("wrote %d steps of a %dx%d tensor in %.1f s" % (args.steps, args.size, args.size, time.perf_counter() - t0))
         results = {}
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = chromium.launch(p)
             try:
                 for name in args.ingesters.split(","):
                     results[name] = measure(logdir, name == "rust", args.steps, browser)

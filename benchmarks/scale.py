@@ -199,13 +199,15 @@ def hold_times(model, logdir, steps=20, every=4):
     Returns (holds, hand-offs = holds less the time blocked on the
     writer's full queue, floors, floors into fresh memory).
 
-    The floor loop frees each copy at once, so malloc hands the same pages
-    back warm; a snapshot's copies live on in the writer (its queue, and
-    `prev`/`init` for the update stats), so each snapshot copies into
-    fresh pages and pays their page faults: the second floor keeps its
-    copies alive to show that cost. When the writer is slower than the
-    snapshots come, the training thread waits for its queue (by design:
-    no snapshot is dropped); the hand-off leaves that wait out.
+    The floor loop frees each copy at once, so malloc may hand the same
+    pages back warm; the second floor keeps its copies alive, as a naive
+    snapshot would (the writer keeps them in its queue and as `prev`/`init`),
+    and pays fresh pages' faults. The callback copies into buffers the
+    writer recycles (`writer.BufferPool`), so only its first few snapshots
+    pay them (benchmarks/hold_time.py measures the hold alone). When the
+    writer is slower than the snapshots come, the training thread waits
+    for its queue (by design: no snapshot is dropped); the hand-off leaves
+    that wait out.
     """
     import keras
 

@@ -10,7 +10,8 @@ loss curves into that run's train/ and validation/ subdirectories):
   Learns to ~97% validation accuracy; the weights grow smoothly and settle.
 - mlp_high_lr: the same MLP, same seed and data, at lr 0.5. The updates
   feed on themselves: within a few dozen steps the weights blow up and
-  every tensor turns NaN (black in the panel), and the loss goes NaN.
+  every tensor turns NaN (the panel paints NaN cells in its NaN colour
+  and counts them), and the loss goes NaN.
 - cnn: a small CNN whose first layer has 16 3x3 kernels; they start as
   noise and become oriented stroke and edge detectors.
 

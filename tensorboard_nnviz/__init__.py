@@ -6,7 +6,7 @@ imports this package to load the plugin, never imports Keras or TensorFlow.
 
 from tensorboard_nnviz.version import __version__
 
-__all__ = ["NNVizCallback", "__version__"]
+__all__ = ["LogSchedule", "NNVizCallback", "__version__"]
 
 
 def __getattr__(name):
@@ -14,4 +14,8 @@ def __getattr__(name):
         from tensorboard_nnviz.callback import NNVizCallback
 
         return NNVizCallback
+    if name == "LogSchedule":
+        from tensorboard_nnviz.schedule import LogSchedule
+
+        return LogSchedule
     raise AttributeError("module 'tensorboard_nnviz' has no attribute %r" % name)

@@ -79,6 +79,8 @@ class NNVizCallback(keras.callbacks.Callback):
         self._last_optimizer = None  # weakref to the optimizer of that snapshot
         self._offset = 0  # step = iterations + offset
         self._signature = None  # of the structure last written
+        self._refs_key = None  # ids of the model and its weights when _refs was computed
+        self._refs = None  # (all weight refs, signature, recorded refs with dtype)
         self._pending_first = False
         self._warned = False
         self._count = 0  # steps completed, counted from the batch hooks
@@ -175,20 +177,37 @@ class NNVizCallback(keras.callbacks.Callback):
                 and self._last_optimizer() is optimizer):
             return  # the same weights as the last snapshot (a second fit)
         step = self._step(it)
-        refs = structure_lib.weight_refs(self.model)
-        signature = structure_lib.signature(refs)
+        refs, signature, recorded = self._weight_refs()
         doc = None
         if signature != self._signature:  # first snapshot, or the model changed
             doc = structure_lib.build_structure(self.model, refs)
-        weights = [
-            writer_lib.Weight(r.tag, writer_lib.host_copy(r.variable), r.layer_class,
-                              r.layer_name, structure_lib.dtype_name(r.variable))
-            for r in refs if self._wanted(r.tag)
-        ]
-        self._writer.write(step, weights, doc)
+        take = self._writer.pool.take
+        weights = []
+        with self._writer.paused():
+            for r, dtype in recorded:
+                value = _host_view(r.variable)
+                buf = take(r.tag, value.shape, value.dtype)
+                np.copyto(buf, value)  # the one copy: into a recycled buffer
+                weights.append(writer_lib.Weight(r.tag, buf, r.layer_class, r.layer_name,
+                                                 dtype))
+        self._writer.write(step, weights, doc, pooled=True)
         self._signature = signature
         self._last_step, self._last_iterations = step, it
         self._last_optimizer = _weakref(optimizer)
+
+    def _weight_refs(self):
+        """(refs, their signature, [(recorded ref, dtype name)]), walked again
+        only when the model's variables change: the walk is per-snapshot
+        Python work on the training thread."""
+        # _refs holds the variables, so their ids stay unique while cached.
+        key = (id(self.model),) + tuple(map(id, self.model.weights))
+        if key != self._refs_key:
+            refs = structure_lib.weight_refs(self.model)
+            recorded = [(r, structure_lib.dtype_name(r.variable)) for r in refs
+                        if self._wanted(r.tag)]
+            self._refs = (refs, structure_lib.signature(refs), recorded)
+            self._refs_key = key
+        return self._refs
 
     def _step(self, iterations):
         """The step of a snapshot at `iterations`: after every step written."""
@@ -219,6 +238,24 @@ class NNVizCallback(keras.callbacks.Callback):
 
     def _has_weights(self):
         return bool(getattr(self.model, "built", True) and self.model.weights)
+
+
+def _host_view(variable):
+    """A variable's current value as numpy, sharing its memory where it can.
+
+    `np.array(variable)` copies twice with TensorFlow (`tf.Variable.numpy()`,
+    then numpy's own copy); a tensor read of the variable is viewed in place
+    (on CPU), so the only copy is the caller's. The view must not outlive
+    the copy: while it lives, TensorFlow copies the variable at its next
+    update (copy-on-write) to keep the view unchanged.
+    """
+    value = getattr(variable, "value", variable)  # the backend's variable or array
+    if callable(getattr(value, "value", None)):  # a tf.Variable: read it as a tensor
+        value = value.value()
+    try:
+        return np.asarray(value)
+    except Exception:  # e.g. a torch tensor that requires grad
+        return np.asarray(keras.ops.convert_to_numpy(variable))
 
 
 def _weakref(obj):

@@ -17,15 +17,7 @@ from playwright.sync_api import sync_playwright
 import keras_models
 from tb_server import TensorBoardServer, write_synthetic_run
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+import chromium
 RUN_A = "conv_a"
 RUN_B = "conv_b <b>"  # a run name with markup in it: must show literally
 RUN_BLOCKS = "mlp_blocks"  # max_cells=16: block-reduced frames
@@ -96,7 +88,7 @@ def tb(trained):
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = chromium.launch(p)
         yield b
         b.close()
 

@@ -84,6 +84,23 @@ def test_frames_equal_the_layout_of_the_true_weights(family_runs, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_stats_match_numpy(family_runs, family):
     model, rec, run = family_runs[family]
+    _assert_stats_match(run, rec)
+
+
+def test_stats_stay_exact_when_snapshot_buffers_are_recycled(tmp_path):
+    """A snapshot every step: host buffers come back from the writer and are
+    reused, while prev and W_0 keep their own data (update and init stats)."""
+    model, rec = _train(tmp_path, "conv2d", steps=10, snapshot_freq=1)
+    run = km.read_run(tmp_path)
+    assert all(sorted(by_step) == list(range(11)) for by_step in run["stats"].values())
+    _assert_stats_match(run, rec)
+    for tag, frames in run["frames"].items():
+        for step, frame in frames.items():
+            expected = _layout_frame(rec.weights[step][tag], run["content"][tag]["layout"])
+            np.testing.assert_array_equal(frame, expected.astype(np.float32))
+
+
+def _assert_stats_match(run, rec):
     for tag, by_step in run["stats"].items():
         steps = sorted(by_step)
         w0 = rec.weights[steps[0]][tag].astype(np.float64)

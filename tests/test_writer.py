@@ -122,6 +122,63 @@ def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):
     assert writer_lib.read_last_step(str(tmp_path)) == 5
 
 
+def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
+    """Pooled snapshots, as the callback writes them: each weight copied into
+    a buffer from `writer.pool`, which the worker hands back once a newer
+    snapshot replaced it as prev (never W_0). Buffers are reused, and every
+    snapshot's frames and update/init stats still match numpy, with the
+    worker idle or behind, and across a reopened writer."""
+    rng = np.random.default_rng(0)
+    truth = [{"dense/kernel": rng.standard_normal((6, 5)).astype("float32"),
+              "dense/bias": rng.standard_normal(5).astype("float32")}]
+    for _ in range(11):
+        truth.append({t: v + np.float32(0.1) * rng.standard_normal(v.shape).astype("float32")
+                      for t, v in truth[-1].items()})
+    handed_out = {}  # id -> buffer (kept, so ids stay unique)
+
+    def slow_writer(log_dir):  # keeps snapshots queued while the next is copied
+        events = EventFileWriter(log_dir)
+        add = events.add_event
+        events.add_event = lambda event: (time.sleep(0.02), add(event))
+        return events
+
+    def write(w, step):
+        weights = []
+        for tag, value in truth[step].items():
+            buf = w.pool.take(tag, value.shape, value.dtype)
+            handed_out[id(buf)] = buf
+            np.copyto(buf, value)
+            weights.append(writer_lib.Weight(tag, buf, "Dense", "dense", "float32"))
+        w.write(step, weights, pooled=True)
+
+    w = writer_lib.SnapshotWriter(str(tmp_path), queue_size=1, event_writer_factory=slow_writer)
+    for step in range(8):
+        write(w, step)
+        if step % 4 == 3:
+            w.flush()  # the worker catches up now and then
+    w.close()
+    w2 = writer_lib.SnapshotWriter(str(tmp_path), state=w.state)
+    for step in range(8, 12):
+        write(w2, step)
+    w2.close()
+    assert len(handed_out) < 2 * len(truth), "no buffer was handed out twice"
+    run = km.read_run(tmp_path)
+    for tag in truth[0]:
+        assert sorted(run["stats"][tag]) == list(range(12))
+        w0 = truth[0][tag].astype(np.float64)
+        for step, values in enumerate(truth):
+            wt = values[tag].astype(np.float64)
+            s = run["stats"][tag][step]
+            np.testing.assert_array_equal(run["frames"][tag][step].ravel(), values[tag].ravel())
+            assert s["mean"] == pytest.approx(wt.mean(), rel=1e-6)
+            assert s["init_l2"] == pytest.approx(np.linalg.norm(wt - w0), rel=1e-6, abs=1e-12)
+            if step == 0:
+                assert s["update_l2"] is None
+            else:
+                prev = truth[step - 1][tag].astype(np.float64)
+                assert s["update_l2"] == pytest.approx(np.linalg.norm(wt - prev), rel=1e-6)
+
+
 def test_read_last_step_of_an_empty_or_missing_log_dir(tmp_path):
     assert writer_lib.read_last_step(str(tmp_path)) is None
     assert writer_lib.read_last_step(str(tmp_path / "missing")) is None

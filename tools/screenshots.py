@@ -29,15 +29,7 @@ from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from tb_server import TensorBoardServer  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+import chromium  # noqa: E402
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 30000
 
@@ -177,7 +169,7 @@ def main(argv=None):
     with TensorBoardServer(args.logdir, load_fast=False) as server:
         server.wait_for(lambda: len(server.get_json("runs")["runs"]) >= 3)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = chromium.launch(p)
             try:
                 shoot(server, browser, args.out)
             finally:
