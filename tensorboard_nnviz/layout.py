@@ -369,7 +369,8 @@ def make_frame(w, layout, max_cells):
       ([1, 1] = exact).
 
     Why a block mean: it is linear, so the difference of two reduced frames
-    is the reduced difference (Δ views of large tensors stay exact), and
+    is the reduced difference (Δ views of large tensors stay exact up to
+    the float16 rounding the writer stores reduced frames in: budget.py), and
     it shows the average weight of a region, like a zoomed-out image. NaN
     and Inf propagate through the mean on purpose: a block holding a NaN is
     NaN, so a few broken weights do not vanish in a downsampled frame. The
