@@ -2,7 +2,7 @@
 // through api.js, and keeping the views in step. Live: /runs is polled and
 // new steps appear without a reload.
 
-import {ApiError, FrameCache, fetchRuns, fetchStats, fetchStructure, fetchTags} from './api.js';
+import {FrameCache, fetchRuns, fetchStats, fetchStructure, fetchTags} from './api.js';
 import {RunColors} from './colors.js';
 import {StatCharts} from './charts.js';
 import {StepBar, Toolbar} from './controls.js';
@@ -162,11 +162,7 @@ export class App {
       this.runsKey = runsKey;
       this.runPicker.render(runs, this.selected, this.colors);
     }
-    const stale = runs.filter((r) => this.needsLoad(r));
-    if (stale.length) {
-      await Promise.all(stale.map((r) => this.loadRun(r)));
-      this.afterDataChange();
-    }
+    if (await this.ensureLoaded()) this.afterDataChange();
   }
 
   wantedRuns() {
@@ -203,9 +199,11 @@ export class App {
     this.referenceBounds.clear();
   }
 
+  /** Loads the wanted runs not loaded yet or with new steps; true if any was. */
   async ensureLoaded() {
     const stale = this.runs.filter((r) => this.needsLoad(r));
     if (stale.length) await Promise.all(stale.map((r) => this.loadRun(r)));
+    return stale.length > 0;
   }
 
   // --- state changes ---------------------------------------------------------
@@ -594,5 +592,3 @@ function defaultTag(data) {
   for (const row of data.rows) for (const w of row.weights) if (data.tensors.has(w.tag)) recorded.push(w.tag);
   return recorded.find((t) => /kernel$/.test(t)) ?? recorded[0] ?? null;
 }
-
-export {ApiError};

@@ -196,12 +196,6 @@ export class StatCharts {
       const said = this.lines.map((line, k) => {
         const i = indexAtOrBefore(line.series.steps, step);
         const v = i < 0 ? null : chart.values[k][i];
-        return `${line.run} ${chart.stat.count ? formatCount(v) : formatValue(v)}`;
-      });
-      chart.plot.setAttribute('aria-valuetext', `step ${step}: ${said.join(', ')}`);
-      this.lines.forEach((line, k) => {
-        const i = indexAtOrBefore(line.series.steps, step);
-        const v = i < 0 ? null : chart.values[k][i];
         const dot = chart.dots[k];
         if (v === null || !Number.isFinite(v)) {
           dot.setAttribute('visibility', 'hidden');
@@ -210,8 +204,11 @@ export class StatCharts {
           dot.setAttribute('cx', chart.sx(line.series.steps[i]));
           dot.setAttribute('cy', chart.sy(v));
         }
-        chart.readouts[k].value.textContent = chart.stat.count ? formatCount(v) : formatValue(v);
+        const text = chart.stat.count ? formatCount(v) : formatValue(v);
+        chart.readouts[k].value.textContent = text;
+        return `${line.run} ${text}`;
       });
+      chart.plot.setAttribute('aria-valuetext', `step ${step}: ${said.join(', ')}`);
     }
   }
 }

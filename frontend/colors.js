@@ -26,15 +26,20 @@ export function packRGB(r, g, b) {
       ((r << 24) | (g << 16) | (b << 8) | 255) >>> 0;
 }
 
-/** The 256 [r, g, b] entries of a named colormap. */
+const rgbCache = new Map();
+
+/** The 256 [r, g, b] entries of a named colormap (parsed once; do not modify). */
 export function colormapRGB(name) {
+  let out = rgbCache.get(name);
+  if (out) return out;
   const map = COLORMAPS[name];
   if (!map) throw new Error(`unknown colormap ${name}`);
-  const out = [];
+  out = [];
   for (let i = 0; i < 256; i++) {
     const h = map.hex.substr(6 * i, 6);
     out.push([parseInt(h.substr(0, 2), 16), parseInt(h.substr(2, 2), 16), parseInt(h.substr(4, 2), 16)]);
   }
+  rgbCache.set(name, out);
   return out;
 }
 

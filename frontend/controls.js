@@ -2,7 +2,7 @@
 // input over the snapshot steps, play/pause, speed).
 
 import {colormapNames} from './colors.js';
-import {el, labelled, select} from './dom.js';
+import {clear, el, labelled, select} from './dom.js';
 
 export const MODES = [
   ['values', 'values'],
@@ -68,7 +68,7 @@ export class Toolbar {
 function fillSelect(node, options, value) {
   const same = node.options.length === options.length && options.every(([v], i) => node.options[i].value === v);
   if (!same) {
-    while (node.firstChild) node.removeChild(node.firstChild);
+    clear(node);
     for (const [v, label] of options) node.appendChild(el('option', {text: label, attrs: {value: v}}));
   }
   if (value !== null && value !== undefined) node.value = value;

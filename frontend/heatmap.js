@@ -58,7 +58,7 @@ if (typeof matchMedia === 'function') {
   matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => themeCache.clear());
 }
 
-function cssVar(node, name, fallback) {
+export function cssVar(node, name, fallback) {
   if (!themeCache.has(name)) {
     themeCache.set(name, getComputedStyle(node).getPropertyValue(name).trim() || fallback);
   }
@@ -67,7 +67,7 @@ function cssVar(node, name, fallback) {
 
 export class HeatmapPanel {
   /**
-   * @param {{title: string, color: ?string, viewport: Viewport, onFrameDrawn: ?Function}} options
+   * @param {{title: string, color: ?string, viewport: Viewport}} options
    */
   constructor({title, color = null, viewport}) {
     this.viewport = viewport;
@@ -85,6 +85,7 @@ export class HeatmapPanel {
       this.readout,
     ]);
     this.image = null; // offscreen canvas, one pixel per cell
+    this.groups = []; // the frame's gate/head spans (layout.groupSpans)
     this.imageData = null;
     this.state = null;
     this.geometry = null;
@@ -146,15 +147,16 @@ export class HeatmapPanel {
     this.canvas.dataset.rows = frame.rows;
     this.canvas.dataset.cols = frame.cols;
     this.canvas.dataset.step = frame.step;
-    this.describeGroups(state);
+    this.groups = groupSpans(state.shape, state.layout);
+    this.describeGroups();
     if (this.viewport.hover) this.showHover(this.viewport.hover);
     else this.redraw();
     return counts;
   }
 
   /** Names the gate/head groups for screen readers (the picture marks them). */
-  describeGroups({shape, layout}) {
-    const spans = groupSpans(shape, layout);
+  describeGroups() {
+    const spans = this.groups;
     const label = `heatmap of ${this.titleNode.textContent}`;
     if (!spans.length) {
       this.canvas.setAttribute('aria-label', label);
@@ -173,8 +175,7 @@ export class HeatmapPanel {
    */
   layoutGeometry(width, height) {
     const {frame, shape, layout} = this.state;
-    const top = (this.groups && this.groups.some((g) => g.axis === 'cols') ? GROUP_MARGIN : 0) + PAD;
-    const left = (this.groups && this.groups.some((g) => g.axis === 'rows') ? GROUP_MARGIN : 0) + PAD;
+    const {top, left} = this.margins();
     const availW = width - left - PAD;
     const availH = height - top - PAD;
     const plan = planFrame(shape, layout, frame.rows, frame.cols, availW, Math.min(availH, MAX_HEIGHT - top), MAX_CELL);
@@ -186,11 +187,16 @@ export class HeatmapPanel {
     return {x0, y0, cell, w, h, top, left, plan};
   }
 
+  /** Room left of and above the image: padding, plus the group names' margin. */
+  margins() {
+    const margin = (axis) => (this.groups.some((g) => g.axis === axis) ? GROUP_MARGIN : 0) + PAD;
+    return {top: margin('cols'), left: margin('rows')};
+  }
+
   /** The natural height of the canvas for a width (before zoom). */
   naturalHeight(width) {
     const {frame, shape, layout} = this.state;
-    const top = (this.groups.some((g) => g.axis === 'cols') ? GROUP_MARGIN : 0) + PAD;
-    const left = (this.groups.some((g) => g.axis === 'rows') ? GROUP_MARGIN : 0) + PAD;
+    const {top, left} = this.margins();
     const plan = planFrame(shape, layout, frame.rows, frame.cols, width - left - PAD, MAX_HEIGHT - top - PAD, MAX_CELL);
     return plan.hu * plan.cell + top + PAD;
   }
@@ -200,7 +206,6 @@ export class HeatmapPanel {
     const {shape, layout} = this.state;
     const wrap = this.canvas.parentElement;
     const width = Math.max(60, wrap.clientWidth);
-    this.groups = groupSpans(shape, layout);
     const height = Math.round(Math.max(MIN_HEIGHT, Math.min(MAX_HEIGHT, this.naturalHeight(width))));
     const dpr = window.devicePixelRatio || 1;
     if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {

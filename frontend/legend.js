@@ -8,11 +8,18 @@ import {niceTicks} from './scale.js';
 
 const BAR_WIDTH = 256;
 
+// What each legend node shows now: playback redraws with the same scale
+// every frame, and an unchanged legend is not rebuilt.
+const shown = new WeakMap();
+
 /**
  * @param {Element} node the legend container.
  * @param {{scale, cmap, note: string, counts: {nan, posinf, neginf}}} legend
  */
 export function renderLegend(node, {scale, cmap, note, counts}) {
+  const key = JSON.stringify([scale, cmap, note, counts]);
+  if (shown.get(node) === key) return;
+  shown.set(node, key);
   clear(node);
   const bar = el('canvas', {class: 'legend-bar', attrs: {width: BAR_WIDTH, height: 12, 'aria-hidden': 'true'}});
   const ctx = bar.getContext('2d');

@@ -4,7 +4,7 @@
 
 import {colorFrame} from './colors.js';
 import {clear, el} from './dom.js';
-import {paintFrame} from './heatmap.js';
+import {cssVar, paintFrame} from './heatmap.js';
 import {planFrame} from './layout.js';
 import {formatShape} from './numbers.js';
 import {makeScale, valuesBound, frameBound} from './scale.js';
@@ -90,8 +90,7 @@ export class Overview {
       const ctx = canvas.getContext('2d');
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       const cell = Math.min(w / plan.wu, h / plan.hu);
-      const ink = getComputedStyle(this.root).getPropertyValue('--separator').trim() || '#8c8c8c';
-      paintFrame(ctx, image, {x0: 1, y0: 1, cell, plan}, tensor.shape, tensor.layout, ink);
+      paintFrame(ctx, image, {x0: 1, y0: 1, cell, plan}, tensor.shape, tensor.layout, cssVar(this.root, '--separator', '#8c8c8c'));
       canvas.dataset.drawn = 'true';
     }, (error) => {
       if (token !== this.token) return;

@@ -34,8 +34,6 @@ from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import layout as layout_lib
 
 REDUCED_ENCODING = fmt.ENCODING_F16
-_ITEMSIZE = {fmt.ENCODING_F32: 4, fmt.ENCODING_F16: 2}
-_FRAME_HEADER_BYTES = 16  # format._FRAME_HEADER.size
 _RECORD_FRAMING = 16  # TFRecord: u64 length, u32 crc, data, u32 crc
 
 # What the budget needs to know of one weight.
@@ -74,27 +72,25 @@ def _dtype_name(dtype):
 
 
 def frame_layout(s):
-    """`(layout, rows, cols)` of the frame the writer makes for spec `s`
-    (layout includes its `block`)."""
+    """`(layout, (R, C))`: the layout the writer chooses for spec `s` (without
+    its `block`) and the unreduced layout's rows and columns."""
     s = spec(s)
     weight_name = s.tag.rsplit("/", 1)[-1]
     layout = layout_lib.choose_layout(s.layer_class, weight_name, s.shape, s.layer_name)
     return layout, layout_lib.layout_size(layout, s.shape)
 
 
-def frame_size(s, max_cells=65536):
-    """`(rows, cols, block)` of the frame of spec `s` at `max_cells`."""
+def _frame(s, max_cells):
+    """`(layout, rows, cols, block)` of the frame the writer makes for spec `s`."""
     s = spec(s)
     layout, (rows, cols) = frame_layout(s)
-    if rows * cols <= max_cells:
-        return rows, cols, [1, 1]
-    # The writer's choice exactly: the same tile and group alignment.
-    block = layout_lib.choose_block(
-        rows, cols, int(max_cells),
-        layout_lib._units(layout, s.shape, "rows"),
-        layout_lib._units(layout, s.shape, "cols"),
-    )
-    return -(-rows // block[0]), -(-cols // block[1]), block
+    block = layout_lib.frame_block(layout, s.shape, max_cells)  # the writer's own choice
+    return layout, -(-rows // block[0]), -(-cols // block[1]), block
+
+
+def frame_size(s, max_cells=65536):
+    """`(rows, cols, block)` of the frame of spec `s` at `max_cells`."""
+    return _frame(s, max_cells)[1:]
 
 
 def _varint_len(n):
@@ -120,17 +116,16 @@ def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
         `REDUCED_ENCODING`); exact frames are always float32.
     """
     s = spec(s)
-    layout, _ = frame_layout(s)
-    rows, cols, block = frame_size(s, max_cells)
+    layout, rows, cols, block = _frame(s, max_cells)
     if block == [1, 1]:
         encoding = fmt.ENCODING_F32
     else:
         encoding = REDUCED_ENCODING if reduced_encoding is None else reduced_encoding
-    blob_len = _FRAME_HEADER_BYTES + rows * cols * _ITEMSIZE[encoding]
     content = fmt.frame_content(shape=s.shape, dtype=s.dtype, layout=dict(layout, block=block),
                                 rows=rows, cols=cols)
     # The real proto, with a blob of zeros of the real length.
-    frame_len = fmt.frame_value(s.tag, bytes(blob_len), content).ByteSize()
+    blob = bytes(fmt.frame_blob_size(rows, cols, encoding))
+    frame_len = fmt.frame_value(s.tag, blob, content).ByteSize()
     stats_len = fmt.stats_value(s.tag, {}).ByteSize()
     return _field_len(frame_len) + _field_len(stats_len)
 

@@ -145,7 +145,7 @@ class NNVizCallback(keras.callbacks.Callback):
     def _log_budget(self, iterations):
         """Logs what this fit will record: tensors, bytes per snapshot, snapshots."""
         try:
-            refs = [r for r in structure_lib.weight_refs(self.model) if self._wanted(r.tag)]
+            refs = [r for r, _ in self._weight_refs()[2]]  # the recorded ones
             params = self.params or {}
             expected = budget_lib.expected_snapshots(
                 self._schedule, epochs=params.get("epochs"),

@@ -74,8 +74,10 @@ def _num(v):
     return "%.3g" % v
 
 
-def _shape_text(shape):
-    return "×".join(str(d) for d in shape) if shape else "scalar"
+def _check_logdir(logdir):
+    """Raises UsageError for a local logdir that does not exist."""
+    if "://" not in logdir and not os.path.isdir(logdir):
+        raise UsageError("logdir %r does not exist" % logdir)
 
 
 # Below this much event data, TensorBoard's TensorFlow-free reader (its TF
@@ -110,16 +112,15 @@ class Logdir:
     """A logdir loaded once through reader.py, with name checks."""
 
     def __init__(self, logdir):
-        if "://" not in logdir and not os.path.isdir(logdir):
-            raise UsageError("logdir %r does not exist" % logdir)
+        _check_logdir(logdir)
         from tensorboard import context as tb_context
 
-        from tensorboard_nnviz import reader
+        from tensorboard_nnviz import local_provider, reader
 
         self.path = logdir
         self._warned = set()
         self.ctx = tb_context.RequestContext()
-        self.provider, self.eid = reader.local_data_provider(logdir)
+        self.provider, self.eid = local_provider.local_data_provider(logdir)
         self.reader = reader.NNVizReader(self.provider)
         self.runs = {r["run"]: r for r in self.reader.runs_impl(self.ctx, self.eid)["runs"]}
         if not self.runs:
@@ -191,6 +192,8 @@ class Logdir:
 
 
 def cmd_inspect(args):
+    from tensorboard_nnviz import render
+
     logdir = Logdir(args.logdir)
     runs = [args.run] if args.run else sorted(logdir.runs)
     for run in runs:
@@ -209,7 +212,7 @@ def cmd_inspect(args):
             frame = "%d×%d" % (t["rows"], t["cols"])
             if t.get("downsampled"):  # block means of br x bc cells
                 frame += "÷%d×%d" % tuple(t["layout"]["block"][:2])
-            row = [t["tag"], _shape_text(t["shape"]), frame, str(len(t["steps"])),
+            row = [t["tag"], render.shape_text(t["shape"]), frame, str(len(t["steps"])),
                    str(t["steps"][-1]) if t["steps"] else "-"]
             columns = stats.get(t["tag"]) or {}
             if columns.get("steps") and "error" not in columns:
@@ -346,8 +349,7 @@ def cmd_compact(args):
 
 
 def cmd_serve(args):
-    if "://" not in args.logdir and not os.path.isdir(args.logdir):
-        raise UsageError("logdir %r does not exist" % args.logdir)
+    _check_logdir(args.logdir)
     return serve(args.logdir, args.port)
 
 

@@ -188,9 +188,11 @@ def compact(logdir, run, keep, out, spacing="log"):
             if event.HasField("file_version"):
                 continue  # the new file has its own
             if event.step not in kept and event.HasField("summary"):
-                values = [v for v in event.summary.value if not _is_snapshot_value(v)]
+                values = []
                 for v in event.summary.value:
-                    if _is_snapshot_value(v) and v.HasField("metadata"):
+                    if not _is_snapshot_value(v):
+                        values.append(v)
+                    elif v.HasField("metadata"):
                         pending_metadata.setdefault(v.tag, v.metadata)
                 if not values:
                     continue

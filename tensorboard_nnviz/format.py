@@ -193,6 +193,11 @@ def encode_frame(frame, encoding=ENCODING_F32):
     return header + cells.tobytes()
 
 
+def frame_blob_size(rows, cols, encoding=ENCODING_F32):
+    """Bytes of the blob `encode_frame` makes for a rows x cols frame."""
+    return _FRAME_HEADER.size + rows * cols * _ENCODING_DTYPES[encoding].itemsize
+
+
 def decode_frame(blob):
     """Decodes a frame blob into a float32 array of shape (rows, cols).
 
@@ -214,7 +219,7 @@ def decode_frame(blob):
     dtype = _ENCODING_DTYPES.get(encoding)
     if dtype is None:
         raise FormatError("unknown frame encoding %d" % encoding)
-    expected = _FRAME_HEADER.size + rows * cols * dtype.itemsize
+    expected = frame_blob_size(rows, cols, encoding)
     if len(blob) != expected:
         raise FormatError(
             "frame blob has %d bytes, expected %d for %d x %d cells"

@@ -317,6 +317,14 @@ def choose_block(rows, cols, max_cells, row_units=(), col_units=()):
     return [best[1], best[2]]
 
 
+def frame_block(layout, shape, max_cells):
+    """The block `make_frame` reduces a tensor of `shape` by ([1, 1] = exact)."""
+    rows, cols = layout_size(layout, shape)
+    return choose_block(
+        rows, cols, int(max_cells), _units(layout, shape, "rows"), _units(layout, shape, "cols")
+    )
+
+
 def _sum_runs(x, run, axis):
     """Sums runs of `run` consecutive lines along axis 0 or 1, in float64.
 
@@ -383,13 +391,7 @@ def make_frame(w, layout, max_cells):
     x = np.transpose(w, axes).reshape(rows, cols)
     if rows * cols <= max_cells:
         return np.array(x, dtype=np.float32), [1, 1]
-    block = choose_block(
-        rows,
-        cols,
-        int(max_cells),
-        _units(layout, w.shape, "rows"),
-        _units(layout, w.shape, "cols"),
-    )
+    block = frame_block(layout, w.shape, max_cells)
     if not np.issubdtype(x.dtype, np.floating) or x.dtype.itemsize < 4:
         x = x.astype(np.float32)
     return block_mean(x, block), block

@@ -2,8 +2,8 @@
 
 `NNVizReader` answers the plugin's HTTP API (see http_api.md) as plain
 JSON-able values, independent of HTTP: the plugin's routes are thin adapters
-over its `*_impl` methods, and the CLI calls them directly on
-`local_data_provider(logdir)`.
+over its `*_impl` methods, and the CLI calls them directly on an in-process
+provider (local_provider.py).
 
 Frames come from blob sequences: the list of blob keys of each (run, tag) is
 cached and re-read only when `list_blob_sequences` reports that the series
@@ -94,7 +94,7 @@ def _signature(series):
 
 
 def _layer_of(tag):
-    return tag.rsplit("/", 1)[0] if "/" in tag else ""
+    return tag.rpartition("/")[0]
 
 
 class NNVizReader:
@@ -110,7 +110,7 @@ class NNVizReader:
 
     Example:
 
-        provider, eid = local_data_provider("logs/run1")
+        provider, eid = local_provider.local_data_provider("logs/run1")
         reader = NNVizReader(provider)
         frame, step = reader.frame_impl(None, eid, ".", "dense/kernel")
     """
@@ -430,25 +430,3 @@ def _stats_columns(content, datums):
         for f in fields:
             columns[f].append(values[f])
     return columns
-
-
-def local_data_provider(logdir):
-    """Loads `logdir` in-process, every nnviz sample kept.
-
-    Returns:
-      `(provider, experiment_id)`: a TensorBoard `MultiplexerDataProvider`
-      over an `EventMultiplexer` that has read the logdir once.
-    """
-    from tensorboard.backend.event_processing import data_ingester
-    from tensorboard.backend.event_processing import data_provider
-    from tensorboard.backend.event_processing import plugin_event_multiplexer
-
-    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
-    guidance[fmt.PLUGIN_NAME] = 0  # keep all
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
-        tensor_size_guidance=guidance,
-    )
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    return data_provider.MultiplexerDataProvider(multiplexer, str(logdir)), ""

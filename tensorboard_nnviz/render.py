@@ -55,12 +55,17 @@ def _finite_absmax(value):
     return float(a.max()) if a.size else None
 
 
+def _peaks(values):
+    """The nonzero finite peaks |value| of `values` (arrays or numbers)."""
+    return [p for p in map(_finite_absmax, values) if p]
+
+
 def symmetric_limit(values):
     """The largest finite |value| over `values` (arrays or numbers), or 1.0.
 
     The colour scale is [-limit, +limit], so zero is always the midpoint.
     """
-    peaks = [p for p in map(_finite_absmax, values) if p]
+    peaks = _peaks(values)
     return max(peaks) if peaks else 1.0
 
 
@@ -68,7 +73,7 @@ def robust_limit(values):
     """Like `symmetric_limit` over snapshots, but a snapshot whose peak is
     more than 100x the median peak (a run blowing up) is left to saturate
     instead of washing every other frame out to white."""
-    peaks = [p for p in map(_finite_absmax, values) if p]
+    peaks = _peaks(values)
     if not peaks:
         return 1.0
     ceiling = _SPIKE * float(np.median(peaks))
@@ -159,9 +164,13 @@ def plan(tensors, max_cols=3):
     return ncols, rows
 
 
+def shape_text(shape):
+    """A weight's shape for people: "3×3×16×32", or "scalar"."""
+    return "×".join(str(d) for d in shape) if shape else "scalar"
+
+
 def _describe(tensor):
-    shape = "×".join(str(d) for d in tensor.get("shape") or []) or "scalar"
-    text = "%s  (%s)" % (tensor["tag"], shape)
+    text = "%s  (%s)" % (tensor["tag"], shape_text(tensor.get("shape")))
     block = (tensor.get("layout") or {}).get("block") or [1, 1]
     if tensor.get("downsampled") or list(block) != [1, 1]:
         text += "  mean of %d×%d" % tuple(block[:2])
@@ -387,8 +396,8 @@ def limits_for(tensors, values_by_tag, scale="shared", vmax=None, robust=False):
     n = max((len(v) for v in values_by_tag.values()), default=0)
     peaks = []
     for i in range(n):
-        at_i = [v[i] for v in values_by_tag.values() if i < len(v)]
-        peaks.append(symmetric_limit(at_i) if any(_finite_absmax(a) for a in at_i) else None)
+        at_i = _peaks(v[i] for v in values_by_tag.values() if i < len(v))
+        peaks.append(max(at_i) if at_i else None)
     shared = (robust_limit if robust else symmetric_limit)(peaks)
     return {t["tag"]: shared for t in tensors}
 

@@ -107,11 +107,7 @@ class LogSchedule:
     def count(self, start, end, epochs=None):
         if start is None or end is None:
             return None
-        n, p = 0, self.next_point(start)
-        while p <= end:
-            n += 1
-            p = self.next_point(p)
-        return n
+        return len(self.points(end, start))
 
     def points(self, end, start=0):
         """All snapshot points in (start, end]."""

@@ -46,75 +46,57 @@ def mlp(units=(8, 6), inputs=5, outputs=3):
     return keras.Sequential(layers, name="mlp"), _data((inputs,), (outputs,))
 
 
-def conv1d():
+def _pooled(input_shape, layer, pool, name, x_int=None):
+    """Sequential: input → `layer` → global average `pool` → dense (2 outputs)."""
     keras = _keras()
     model = keras.Sequential(
-        [keras.Input((10, 3)), keras.layers.Conv1D(4, 3, name="conv1d"),
-         keras.layers.GlobalAveragePooling1D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="conv1d_model",
+        [keras.Input(input_shape, dtype="int32" if x_int else None), layer,
+         pool(name="pool"), keras.layers.Dense(2, name="dense")],
+        name=name,
     )
-    return model, _data((10, 3), (2,))
+    return model, _data(input_shape, (2,), x_int=x_int)
+
+
+def conv1d():
+    layers = _keras().layers
+    return _pooled((10, 3), layers.Conv1D(4, 3, name="conv1d"),
+                   layers.GlobalAveragePooling1D, "conv1d_model")
 
 
 def conv2d():
-    keras = _keras()
-    model = keras.Sequential(
-        [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, (3, 2), name="conv2d"),
-         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="conv2d_model",
-    )
-    return model, _data((8, 8, 3), (2,))
+    layers = _keras().layers
+    return _pooled((8, 8, 3), layers.Conv2D(4, (3, 2), name="conv2d"),
+                   layers.GlobalAveragePooling2D, "conv2d_model")
 
 
 def conv3d():
-    keras = _keras()
-    model = keras.Sequential(
-        [keras.Input((5, 5, 5, 2)), keras.layers.Conv3D(3, 2, name="conv3d"),
-         keras.layers.GlobalAveragePooling3D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="conv3d_model",
-    )
-    return model, _data((5, 5, 5, 2), (2,))
+    layers = _keras().layers
+    return _pooled((5, 5, 5, 2), layers.Conv3D(3, 2, name="conv3d"),
+                   layers.GlobalAveragePooling3D, "conv3d_model")
 
 
 def depthwise():
-    keras = _keras()
-    model = keras.Sequential(
-        [keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
-         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="depthwise_model",
-    )
-    return model, _data((8, 8, 3), (2,))
+    layers = _keras().layers
+    return _pooled((8, 8, 3), layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+                   layers.GlobalAveragePooling2D, "depthwise_model")
 
 
 def separable():
-    keras = _keras()
-    model = keras.Sequential(
-        [keras.Input((8, 8, 3)),
-         keras.layers.SeparableConv2D(4, 3, depth_multiplier=2, name="sep"),
-         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="separable_model",
-    )
-    return model, _data((8, 8, 3), (2,))
+    layers = _keras().layers
+    return _pooled((8, 8, 3), layers.SeparableConv2D(4, 3, depth_multiplier=2, name="sep"),
+                   layers.GlobalAveragePooling2D, "separable_model")
 
 
 def conv2d_transpose():
-    keras = _keras()
-    model = keras.Sequential(
-        [keras.Input((4, 4, 3)), keras.layers.Conv2DTranspose(5, (3, 2), name="convt"),
-         keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="convt_model",
-    )
-    return model, _data((4, 4, 3), (2,))
+    layers = _keras().layers
+    return _pooled((4, 4, 3), layers.Conv2DTranspose(5, (3, 2), name="convt"),
+                   layers.GlobalAveragePooling2D, "convt_model")
 
 
 def embedding():
-    keras = _keras()
-    model = keras.Sequential(
-        [keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4, name="emb"),
-         keras.layers.GlobalAveragePooling1D(name="pool"), keras.layers.Dense(2, name="dense")],
-        name="embedding_model",
-    )
-    return model, _data((6,), (2,), x_int=20)
+    layers = _keras().layers
+    return _pooled((6,), layers.Embedding(20, 4, name="emb"),
+                   layers.GlobalAveragePooling1D, "embedding_model", x_int=20)
 
 
 def _rnn(layer, name):

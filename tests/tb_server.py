@@ -292,7 +292,7 @@ class SyntheticWriter:
                 self._structure = False
             for tag, shape in self.weights.items():
                 w = synthetic_weight(tag, shape, step, self.seed)
-                frame, _, layout = _frame_of(w, self.max_cells)
+                frame, layout = _frame_of(w, self.max_cells)
                 content = fmt.frame_content(
                     shape=list(shape), dtype="float32", layout=layout, rows=frame.shape[0], cols=frame.shape[1]
                 )
@@ -333,9 +333,7 @@ def _frame_of(w, max_cells):
     from tensorboard_nnviz.layout import make_frame
 
     frame, block = make_frame(w, layout, max_cells)
-    frame = np.asarray(frame, dtype=np.float32)
-    layout = dict(layout, block=[int(b) for b in block])
-    return frame, block, layout
+    return frame, dict(layout, block=[int(b) for b in block])
 
 
 def _simple_stats(w, prev, init):
@@ -419,7 +417,7 @@ def write_damaged_run(logdir):
         values = []
         for tag in ("ok/kernel", "short/kernel", "future/kernel"):
             w = synthetic_weight(tag, (3, 2), step)
-            frame, _, layout = _frame_of(w, 65536)
+            frame, layout = _frame_of(w, 65536)
             content = fmt.frame_content(shape=[3, 2], dtype="float32", layout=layout, rows=3, cols=2)
             blob = fmt.encode_frame(frame)
             stats = _simple_stats(w, None, w)

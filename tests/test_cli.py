@@ -21,7 +21,7 @@ from PIL import Image
 import keras_models
 from tb_server import _free_port, write_damaged_run
 
-from tensorboard_nnviz import cli, reader
+from tensorboard_nnviz import cli, local_provider, reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -43,7 +43,7 @@ def logdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(logdir):
     """What the reader (the plugin's code path) says is in the logdir."""
-    provider, eid = reader.local_data_provider(logdir)
+    provider, eid = local_provider.local_data_provider(logdir)
     r = reader.NNVizReader(provider)
     runs = {x["run"]: x for x in r.runs_impl(None, eid)["runs"]}
     tensors = {run: r.tags_impl(None, eid, run)["tensors"] for run in runs}

@@ -14,7 +14,7 @@ import pytest
 from tensorboard import context
 from tensorboard.data import provider as tb_provider
 
-from tensorboard_nnviz import reader
+from tensorboard_nnviz import local_provider, reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 RUNS = {"mlp_tuned", "mlp_high_lr", "cnn"}
@@ -29,7 +29,7 @@ def demo(tmp_path_factory):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    provider, eid = reader.local_data_provider(logdir)
+    provider, eid = local_provider.local_data_provider(logdir)
     r = reader.NNVizReader(provider)
     stats = {run: r.stats_impl(None, eid, run) for run in RUNS}
     return {"logdir": logdir, "proc": proc, "provider": provider, "eid": eid, "reader": r,

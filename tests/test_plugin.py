@@ -23,7 +23,7 @@ from werkzeug import wrappers
 from tb_server import write_damaged_run, write_newer_structure_run, write_synthetic_run
 from tensorboard_nnviz import http
 from tensorboard_nnviz import plugin as plugin_lib
-from tensorboard_nnviz.reader import local_data_provider
+from tensorboard_nnviz.local_provider import local_data_provider
 
 PREFIX = "/data/plugin/nnviz"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -286,7 +286,7 @@ _NO_TF = textwrap.dedent(
     from tensorboard.backend import application
     from tensorboard.plugins import base_plugin
     from tensorboard_nnviz import plugin
-    from tensorboard_nnviz.reader import local_data_provider
+    from tensorboard_nnviz.local_provider import local_data_provider
 
     provider, _ = local_data_provider(sys.argv[1])
     p = plugin.NNVizLoader().load(base_plugin.TBContext(data_provider=provider))

@@ -15,7 +15,8 @@ from tb_server import (
 )
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import reader as reader_lib
-from tensorboard_nnviz.reader import NNVizReader, local_data_provider
+from tensorboard_nnviz.local_provider import local_data_provider
+from tensorboard_nnviz.reader import NNVizReader
 
 
 class CountingProvider:
