@@ -1,31 +1,72 @@
 # `make test` and `make demo` set up everything on a fresh machine.
+#
+# Three virtualenvs, one per way of recording:
+#   .venv        Keras on TensorFlow (CPU build), the browser tests, the demo
+#   .venv-jax    Keras on JAX, no TensorFlow
+#   .venv-torch  PyTorch (watch, Lightning) and Keras on torch, no TensorFlow
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PIP := $(BIN)/pip --quiet --disable-pip-version-check
+JAX_VENV := .venv-jax
+JAX_STAMP := $(JAX_VENV)/.installed
+TORCH_VENV := .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.installed
+# The CPU build of torch: on this kind of machine pip takes it from a wheel on
+# disk (a plain `torch` from PyPI is a CUDA build of several GB).
+TORCH_PIN ?= torch==2.13.0
+PIP_FLAGS := --quiet --disable-pip-version-check
+PIP := $(BIN)/pip $(PIP_FLAGS)
+# pip warns about every missing local index folder; the rest of its output stays.
+QUIET_PIP := 2>&1 | grep -v "^WARNING: Location" || true
+NO_TF := "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)"
 
-.PHONY: test test-py test-js demo bench chromium clean
+.PHONY: test test-py test-js test-jax test-torch envs demo bench chromium clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PIP) install -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install --upgrade pip $(QUIET_PIP)
+	$(PIP) install -e '.[test]' $(QUIET_PIP)
 	@# Fail loudly if the install broke or an extra pulled the full TF wheel.
 	$(BIN)/python -c "import tensorboard_nnviz, keras, tensorflow, tensorboard, playwright"
 	@if $(BIN)/pip show tensorflow >/dev/null 2>&1; then \
 		echo "error: the full 'tensorflow' wheel was pulled in next to tensorflow-cpu"; exit 1; fi
 	touch $@
 
+$(JAX_STAMP): setup.py
+	$(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/pip $(PIP_FLAGS) install -e '.[jax,test-tools]' $(QUIET_PIP)
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -c "import tensorboard_nnviz, keras, jax, tensorboard"
+	@$(JAX_VENV)/bin/python -c $(NO_TF) || (echo "error: [jax] pulled in TensorFlow"; exit 1)
+	touch $@
+
+$(TORCH_STAMP): setup.py
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install '$(TORCH_PIN)' $(QUIET_PIP)
+	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,test-tools]' $(QUIET_PIP)
+	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, tensorboard"
+	@$(TORCH_VENV)/bin/python -c $(NO_TF) || (echo "error: [torch] pulled in TensorFlow"; exit 1)
+	touch $@
+
+envs: $(STAMP) $(JAX_STAMP) $(TORCH_STAMP)
+
 # Browser tests drive Debian's chromium through Playwright.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v /usr/bin/chromium >/dev/null 2>&1 || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-test: $(STAMP) chromium test-js test-py
+test: envs chromium test-js test-py test-jax test-torch
 
+# Keras on TensorFlow: everything but the torch-only tests.
 test-py: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/torch
+
+# The backend-independent Keras tests again on JAX and on torch.
+test-jax: $(JAX_STAMP)
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q tests/backends
+
+test-torch: $(TORCH_STAMP)
+	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -m pytest -q tests/backends tests/torch
 
 test-js:
 	@if ls tests/js/*.test.mjs >/dev/null 2>&1; then node --test tests/js/; else echo "no JS tests yet"; fi
@@ -38,4 +79,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/frame_latency.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo_logs bench_logs
+	rm -rf $(VENV) $(JAX_VENV) $(TORCH_VENV) build dist *.egg-info demo_logs bench_logs

@@ -14,12 +14,22 @@ def _version():
     return scope["__version__"]
 
 
-# The callback needs Keras 3 on TensorFlow. The test and demo extras name the
-# CPU build directly so that nothing pulls the full `tensorflow` wheel on top.
+# Keras 3 runs on TensorFlow, JAX or PyTorch; `[keras]` is Keras on TensorFlow,
+# `[jax]` and `[torch]` install no TensorFlow. The test and demo extras name
+# the CPU build of TensorFlow directly so that nothing pulls the full
+# `tensorflow` wheel on top.
 _TF_CPU = [
     "keras>=3.0",
     "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
     "tensorflow>=2.16; platform_machine!='x86_64'",
+]
+
+_TEST_TOOLS = [
+    "pytest>=7",
+    "pytest-timeout>=2",
+    "hypothesis>=6",
+    "playwright>=1.40",
+    "psutil>=5",
 ]
 
 setup(
@@ -47,19 +57,14 @@ setup(
     ],
     extras_require={
         "keras": ["keras>=3.0", "tensorflow>=2.16"],
+        "jax": ["keras>=3.0", "jax[cpu]>=0.4.30"],
+        "torch": ["keras>=3.0", "torch>=2.1"],
+        "lightning": ["torch>=2.1", "lightning>=2.1"],
         "export": ["matplotlib>=3.6", "pillow>=9"],
         "demo": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"],
-        "test": _TF_CPU
-        + [
-            "scikit-learn>=1.2",
-            "matplotlib>=3.6",
-            "pillow>=9",
-            "pytest>=7",
-            "pytest-timeout>=2",
-            "hypothesis>=6",
-            "playwright>=1.40",
-            "psutil>=5",
-        ],
+        "test": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"] + _TEST_TOOLS,
+        # The JAX and torch test environments: no TensorFlow.
+        "test-tools": _TEST_TOOLS,
     },
     entry_points={
         "tensorboard_plugins": ["nnviz = tensorboard_nnviz.plugin:NNVizLoader"],
