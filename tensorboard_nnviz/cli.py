@@ -81,8 +81,8 @@ def _check_logdir(logdir):
 
 
 # Below this much event data, TensorBoard's TensorFlow-free reader (its TF
-# stub) is faster than importing TensorFlow (seconds) even with its
-# pure-Python CRC (~3 MB/s); with google-crc32c's C CRC it always is.
+# stub) is faster than importing TensorFlow (seconds) even with its slow
+# pure-Python CRC (README, "Checksums run in C"); with the C CRC it always is.
 _SMALL_LOGDIR_BYTES = 4 << 20
 
 
@@ -93,16 +93,11 @@ def _skip_tensorflow(logdir):
     command-line process: the switch holds for the rest of the process."""
     if "tensorflow" in sys.modules or "://" in logdir or not os.path.isdir(logdir):
         return
-    from tensorboard_nnviz import fast_crc
+    from tensorboard_nnviz import eventfiles, fast_crc
 
     if not fast_crc.install():
-        total = 0
-        for root, _, files in os.walk(logdir):
-            for name in files:
-                if "tfevents" in name:
-                    total += os.path.getsize(os.path.join(root, name))
-                    if total >= _SMALL_LOGDIR_BYTES:
-                        return
+        if eventfiles.event_bytes(logdir, stop_at=_SMALL_LOGDIR_BYTES) >= _SMALL_LOGDIR_BYTES:
+            return
     import types
 
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
@@ -138,7 +133,7 @@ class Logdir:
     def tensors(self, run, tag=None):
         """The `/tags` entries of `run` that can be read (and only `tag` if given)."""
         self.check_run(run)
-        from tensorboard_nnviz import reader
+        from tensorboard_nnviz import errors
 
         tensors = self.reader.tags_impl(self.ctx, self.eid, run)["tensors"]
         if tag is not None:
@@ -148,7 +143,7 @@ class Logdir:
                     run, tag, _did_you_mean(tag, [t["tag"] for t in tensors]),
                     _names(t["tag"] for t in tensors)))
             if "error" in chosen[0]:
-                raise reader.DataError("tensor %r of run %r: %s" % (tag, run, chosen[0]["error"]))
+                raise errors.DataError("tensor %r of run %r: %s" % (tag, run, chosen[0]["error"]))
             return chosen
         for t in tensors:
             if "error" in t:
@@ -157,11 +152,11 @@ class Logdir:
 
     def _model_order(self, run, tensors):
         """Tensors in the model's layer order (from its structure), else by tag."""
-        from tensorboard_nnviz import reader
+        from tensorboard import errors as tb_errors
 
         try:
             layers = self.reader.structure_impl(self.ctx, self.eid, run).get("layers") or []
-        except reader.ReaderError:
+        except tb_errors.PublicError:
             return tensors
         rank = {}
         for layer in layers:
@@ -172,15 +167,15 @@ class Logdir:
     def frames(self, run, tensors, step):
         """{tag: frame at the largest snapshot <= step, or None if there is
         none or it cannot be read (said once per tensor on stderr)}."""
-        from tensorboard_nnviz import reader
+        from tensorboard_nnviz import errors
 
         out = {}
         for t in tensors:
             try:
                 out[t["tag"]], _ = self.reader.frame_impl(self.ctx, self.eid, run, t["tag"], step)
-            except reader.NotFoundError:
+            except errors.NotFoundError:
                 out[t["tag"]] = None
-            except reader.DataError as e:
+            except errors.DataError as e:
                 out[t["tag"]] = None
                 if t["tag"] not in self._warned:
                     self._warned.add(t["tag"])
@@ -508,18 +503,15 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if argv is None and args.command in ("inspect", "export"):
         _skip_tensorflow(args.logdir)
-    from tensorboard_nnviz import reader
+    from tensorboard import errors as tb_errors
 
     try:
         return args.func(args)
-    except UsageError as e:
+    except (UsageError, tb_errors.NotFoundError) as e:  # errors.NotFoundError among them
         print("nnviz %s: %s" % (args.command, e), file=sys.stderr)
         return EXIT_USAGE
-    except reader.NotFoundError as e:
-        print("nnviz %s: %s" % (args.command, e.message), file=sys.stderr)
-        return EXIT_USAGE
-    except reader.ReaderError as e:
-        print("nnviz %s: %s" % (args.command, e.message), file=sys.stderr)
+    except tb_errors.PublicError as e:  # errors.DataError: damaged or newer data
+        print("nnviz %s: %s" % (args.command, e), file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print("nnviz %s: interrupted" % args.command, file=sys.stderr)

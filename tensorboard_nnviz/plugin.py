@@ -14,6 +14,7 @@ from tensorboard import plugin_util
 from tensorboard.plugins import base_plugin
 from werkzeug import security
 
+from tensorboard_nnviz import errors
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import http
 from tensorboard_nnviz import reader
@@ -110,7 +111,7 @@ class NNVizPlugin(base_plugin.TBPlugin):
         content_type = _CONTENT_TYPES.get(os.path.splitext(path)[1].lower())
         full = security.safe_join(self._static_dir, path) if path else None
         if content_type is None or full is None or not os.path.isfile(full):
-            raise reader.NotFoundError("no such file: %r" % path[:200])
+            raise errors.NotFoundError("no such file: %r" % path[:200])
         with open(full, "rb") as f:
             contents = f.read()
         return http.static_response(request, contents, content_type)

@@ -13,8 +13,8 @@ many steps the run has. A frame request checks for changes at most once per
 step, which would make a frame's cost grow with the run); /runs and /tags
 always check. TensorBoard itself reloads every 5 s by default.
 
-Errors are typed (`BadRequestError` 400, `NotFoundError` 404, `DataError`
-422 for a damaged or too-new item); anything the data provider raises as a
+Errors are typed (errors.py: `NotFoundError` 404, `DataError` 422 for a
+damaged or too-new item); anything the data provider raises as a
 `tensorboard.errors.PublicError` passes through unchanged.
 
 This module imports neither Keras nor TensorFlow.
@@ -29,38 +29,12 @@ from tensorboard import errors as tb_errors
 from tensorboard.data import provider as tb_provider
 
 from tensorboard_nnviz import format as fmt
+# BadRequestError is unused here so far; kept importable as reader.BadRequestError
+# while branches that validate parameters in the reader are merged.
+from tensorboard_nnviz.errors import BadRequestError, DataError, NotFoundError  # noqa: F401
 
 # "Keep everything": larger than any number of snapshots a run can hold.
 _ALL = 1 << 30
-
-
-class ReaderError(Exception):
-    """An error with a message safe to show to the user and an HTTP code."""
-
-    http_code = 500
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequestError(ReaderError):
-    """A malformed request parameter."""
-
-    http_code = 400
-
-
-class NotFoundError(ReaderError):
-    """An unknown run, tag or step."""
-
-    http_code = 404
-
-
-class DataError(ReaderError):
-    """Data on disk that this reader cannot serve: damaged, or written by a
-    newer tensorboard_nnviz. Only the affected item fails."""
-
-    http_code = 422
 
 
 class _FrameSeries:

@@ -36,10 +36,9 @@ import warnings
 import numpy as np
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tensorboard_nnviz import fast_crc
 from tensorboard_nnviz import budget
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import layout as layout_lib
 from tensorboard_nnviz import stats as stats_lib
@@ -112,7 +111,7 @@ class SnapshotWriter:
       state: the per-tag state of an earlier, closed writer on the same run,
         so update and init stats carry over (`writer.state`).
       event_writer_factory: builds the event writer from a log_dir (default
-        TensorBoard's `EventFileWriter`).
+        `eventfiles.new_writer`: TensorBoard's `EventFileWriter`).
 
     Raises:
       LogDirError: the log_dir cannot be created or written.
@@ -123,7 +122,7 @@ class SnapshotWriter:
         self.log_dir = str(log_dir)
         self.max_cells = int(max_cells)
         self.state = state if state is not None else {}
-        self._factory = event_writer_factory or _default_event_writer
+        self._factory = event_writer_factory or eventfiles.new_writer
         self._queue = queue.Queue(maxsize=max(1, int(queue_size)))
         self._failed_steps = []
         self._warned = False
@@ -314,46 +313,3 @@ class SnapshotWriter:
     def failed_steps(self):
         """Steps whose snapshot could not be written."""
         return list(self._failed_steps)
-
-
-def _default_event_writer(log_dir):
-    # TensorBoard's record writer checksums in pure Python (~1 s per MB,
-    # holding the GIL, so training slows too); use the C CRC-32C if present.
-    fast_crc.install()
-    # flush_secs is moot: the worker flushes after every snapshot.
-    return EventFileWriter(log_dir, max_queue_size=4, flush_secs=120)
-
-
-def read_last_step(log_dir):
-    """The largest step of nnviz stats already in `log_dir`'s event files, or None.
-
-    Reads the event files directly inside `log_dir` (one run) with
-    TensorBoard's event file loader; a damaged file ends its own reading,
-    not the callback.
-    """
-    from tensorboard.backend.event_processing import event_file_loader
-    from tensorboard.backend.event_processing import io_wrapper
-    from tensorboard.compat import tf
-
-    try:
-        if not tf.io.gfile.isdir(log_dir):
-            return None
-        names = tf.io.gfile.listdir(log_dir)
-    except Exception:
-        return None
-    last = None
-    for name in sorted(names):
-        path = log_dir.rstrip("/") + "/" + name
-        if not io_wrapper.IsSummaryEventsFile(path):
-            continue
-        try:
-            for event in event_file_loader.EventFileLoader(path).Load():
-                if event.step <= (last if last is not None else -1):
-                    continue
-                for value in event.summary.value:
-                    if value.tag.startswith(fmt.STATS_PREFIX):
-                        last = event.step
-                        break
-        except Exception as e:
-            logger.warning("nnviz: stopped reading %s: %s", path, e)
-    return last

@@ -11,6 +11,7 @@ from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models as km
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import writer as writer_lib
 
 
@@ -119,7 +120,7 @@ def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):
     assert s["update_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
     assert s["init_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
     assert km.steps_of(tmp_path) == [0, 5]
-    assert writer_lib.read_last_step(str(tmp_path)) == 5
+    assert eventfiles.read_last_step(str(tmp_path)) == 5
 
 
 def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
@@ -177,11 +178,6 @@ def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
             else:
                 prev = truth[step - 1][tag].astype(np.float64)
                 assert s["update_l2"] == pytest.approx(np.linalg.norm(wt - prev), rel=1e-6)
-
-
-def test_read_last_step_of_an_empty_or_missing_log_dir(tmp_path):
-    assert writer_lib.read_last_step(str(tmp_path)) is None
-    assert writer_lib.read_last_step(str(tmp_path / "missing")) is None
 
 
 def test_write_after_close_is_an_error(tmp_path):
