@@ -20,7 +20,10 @@ without it (Keras skips `on_train_end` when `fit` raises).
 A write failure after the start (a full disk) is reported once with a
 warning; training goes on and later snapshots are tried on a new event
 file, backing off (1, 2, 4, … snapshots) while they keep failing. The
-snapshots that failed are lost, and the warning says so.
+snapshots that failed are lost, and the warning says so. A lost snapshot
+leaves no trace: the next one's `update_*` stats measure the change since
+the last snapshot on disk, and a weight whose
+first snapshot was lost takes its W_0 from its first one on disk.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -213,38 +216,66 @@ class SnapshotWriter:
                 self._queue.task_done()
 
     def _write_snapshot(self, snap):
+        if self._events is None and self._skip > 0:
+            # Backing off after failures: each retry opens a new file (and
+            # TensorBoard's writer thread prints its error), so not every
+            # time; a skipped snapshot costs no layout or encoding.
+            self._skip -= 1
+            self._failed_steps.append(snap.step)
+            self._forget(snap)
+            return
         try:
             values = self._values(snap)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
+            self._forget(snap)
             return
         event = event_pb2.Event(
             step=snap.step, wall_time=snap.wall_time, summary=summary_pb2.Summary(value=values)
         )
-        if self._events is None and self._skip > 0:
-            # Backing off after failures: each retry opens a new file (and
-            # TensorBoard's writer thread prints its error), so not every time.
-            if snap.structure is not None:
-                self._lost_structure = snap.structure
-            self._skip -= 1
-            self._failed_steps.append(snap.step)
-            return
         try:
             if self._events is None:  # an earlier failure: try a new file
                 self._events = self._factory(self.log_dir)
             self._events.add_event(event)
             self._events.flush()
-            self.snapshots_written += 1
-            self._failures = 0
-            self._lost_structure = None
         except Exception as e:
-            if snap.structure is not None:  # rewrite it with the next snapshot
-                self._lost_structure = snap.structure
             self._warn_failure(snap.step, e)
+            self._forget(snap)
             self._discard_events()
             self._failures += 1
             self._skip = 2 ** min(self._failures - 1, 6) - 1
+            return
+        self.snapshots_written += 1
+        self._failures = 0
+        self._lost_structure = None
+        for w in snap.weights:
+            self._advance(self.state[w.tag], w, snap.pooled)
+
+    def _forget(self, snap):
+        """Leaves no trace of a snapshot that is not on disk, so the next
+        one's update and init stats measure from snapshots that are: the
+        tag states it created go, and its pooled buffers go back."""
+        if snap.structure is not None:  # written with the next snapshot instead
+            self._lost_structure = snap.structure
+        for w in snap.weights:
+            state = self.state.get(w.tag)
+            if state is not None and state.init is w.value:
+                del self.state[w.tag]
+            if snap.pooled:
+                self.pool.give(w.tag, w.value)
+
+    def _advance(self, state, w, pooled):
+        """Makes a written weight its tag's W_prev (update stats measure
+        from it) and recycles the buffer it replaces."""
+        old, old_pooled = state.prev, state.prev_pooled
+        state.prev, state.prev_pooled = w.value, pooled
+        if old_pooled and old is not state.init:  # W_0 stays for the init stats
+            self.pool.give(w.tag, old)
+        elif pooled:
+            # Nothing came back: stock a spare, its pages mapped here
+            # rather than by the next copy on the training thread.
+            self.pool.give(w.tag, w.value.copy())
 
     def _values(self, snap):
         values = []
@@ -257,14 +288,6 @@ class SnapshotWriter:
                 pass
             frame, state = self._frame(w)
             stats = stats_lib.compute_stats(w.value, prev=state.prev, init=state.init)
-            old, old_pooled = state.prev, state.prev_pooled
-            state.prev, state.prev_pooled = w.value, snap.pooled
-            if old_pooled and old is not state.init:  # W_0 stays for the init stats
-                self.pool.give(w.tag, old)
-            elif snap.pooled:
-                # Nothing came back: stock a spare, its pages mapped here
-                # rather than by the next copy on the training thread.
-                self.pool.give(w.tag, w.value.copy())
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
             values.append(fmt.frame_value(w.tag, blob, state.content))

@@ -180,6 +180,51 @@ def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
                 assert s["update_l2"] == pytest.approx(np.linalg.norm(wt - prev), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:NNVizCallback could not write")
+def test_lost_snapshots_cost_no_work_and_leave_stats_true_to_the_disk(tmp_path, monkeypatch):
+    """Steps 0, 2 and 3 fail to be written; after two failures in a row the
+    writer skips step 4 without laying it out. The update stats of each
+    snapshot on disk measure from the snapshot before it on disk, and W_0
+    is the first snapshot on disk, with pooled buffers recycled meanwhile."""
+    rng = np.random.default_rng(1)
+    truth = [rng.standard_normal((6, 5)).astype("float32")]
+    for _ in range(6):
+        truth.append(truth[-1] + rng.standard_normal((6, 5)).astype("float32"))
+
+    def flaky_writer(log_dir):
+        events = EventFileWriter(log_dir)
+        add = events.add_event
+
+        def add_event(event):
+            if event.step in (0, 2, 3):
+                raise OSError(28, "No space left on device")
+            add(event)
+
+        events.add_event = add_event
+        return events
+
+    measured = []
+    compute_stats = writer_lib.stats_lib.compute_stats
+    monkeypatch.setattr(writer_lib.stats_lib, "compute_stats",
+                        lambda value, **kw: measured.append(1) or compute_stats(value, **kw))
+    w = writer_lib.SnapshotWriter(str(tmp_path), event_writer_factory=flaky_writer)
+    for step, value in enumerate(truth):
+        buf = w.pool.take("d/kernel", value.shape, value.dtype)
+        np.copyto(buf, value)
+        w.write(step, [writer_lib.Weight("d/kernel", buf, "Dense", "d", "float32")], pooled=True)
+        w.flush()
+    w.close()
+    assert w.failed_steps == [0, 2, 3, 4]
+    assert len(measured) == 6  # every step but the skipped one
+    stats = km.read_run(tmp_path)["stats"]["d/kernel"]
+    assert sorted(stats) == [1, 5, 6]
+    t = [v.astype(np.float64) for v in truth]
+    assert stats[1]["update_l2"] is None and stats[1]["init_l2"] == 0
+    for step, prev in ((5, 1), (6, 5)):
+        assert stats[step]["update_l2"] == pytest.approx(np.linalg.norm(t[step] - t[prev]), rel=1e-6)
+        assert stats[step]["init_l2"] == pytest.approx(np.linalg.norm(t[step] - t[1]), rel=1e-6)
+
+
 def test_write_after_close_is_an_error(tmp_path):
     w = writer_lib.SnapshotWriter(str(tmp_path))
     w.close()
