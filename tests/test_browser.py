@@ -15,7 +15,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import keras_models
-from tb_server import TensorBoardServer, write_synthetic_run
+from runs import write_synthetic_run
+from tb_server import TensorBoardServer
 
 import chromium
 RUN_A = "conv_a"

@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 import keras_models as km
+from runs import steps_of
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,7 +53,7 @@ def test_fit_raising_still_writes_every_queued_snapshot(tmp_path):
     assert proc.returncode != 0 and "RuntimeError: boom" in proc.stderr, proc.stderr[-2000:]
     queued = int(proc.stdout.split("queued")[1].split()[0])
     assert queued >= 1  # snapshots were still waiting when fit raised
-    assert km.steps_of(tmp_path) == [0, 4, 8, 12]
+    assert steps_of(tmp_path) == [0, 4, 8, 12]
 
 
 def test_import_does_not_import_keras_or_tensorflow():

@@ -6,7 +6,7 @@ import pytest
 from tensorboard import errors as tb_errors
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from tb_server import write_synthetic_run
+from runs import write_synthetic_run
 from tensorboard_nnviz import errors, eventfiles
 
 

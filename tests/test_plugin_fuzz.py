@@ -15,15 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug import test as wtest
 
-from tb_server import write_damaged_run, write_synthetic_run
-from test_plugin import make_app
+from runs import write_damaged_run, write_synthetic_run
 
 PREFIX = "/data/plugin/nnviz"
 ROUTES = ["runs", "structure", "tags", "stats", "frame"]
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def client(tmp_path_factory, make_app):
     root = tmp_path_factory.mktemp("fuzz_logdir")
     write_synthetic_run(str(root / "a"), [0, 3, 9])
     write_damaged_run(str(root / "damaged"))

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from tb_server import (
+from runs import (
     SyntheticWriter,
     synthetic_weight,
     truncate_event_file,
@@ -15,6 +15,7 @@ from tb_server import (
 )
 from tensorboard_nnviz import errors
 from tensorboard_nnviz import format as fmt
+from tensorboard_nnviz import layout as layout_lib
 from tensorboard_nnviz.local_provider import local_data_provider
 from tensorboard_nnviz.reader import NNVizReader
 
@@ -101,6 +102,11 @@ def test_downsampled_frame_matches_what_was_written(reader, logdir):
     r, eid = reader
     frame, step = r.frame_impl(None, eid, "big", "big/kernel", 1)
     np.testing.assert_array_equal(frame, logdir[1]["big"]["big/kernel"][1])
+    # Block means of the true weights, stored in float16.
+    (big,) = r.tags_impl(None, eid, "big")["tensors"]
+    expected = layout_lib.block_mean(synthetic_weight("big/kernel", (300, 500), 1),
+                                     big["layout"]["block"])
+    np.testing.assert_allclose(frame, expected, rtol=2**-11, atol=2**-24)
 
 
 def test_stats_one_tag_and_all_tags(reader):

@@ -11,6 +11,7 @@ from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models as km
+from runs import read_run, steps_of
 from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import writer as writer_lib
 
@@ -54,7 +55,7 @@ def test_failed_writes_warn_once_and_training_goes_on(tmp_path, monkeypatch):
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert "No space left on device" in str(ours[0].message)
     assert len(history.history["loss"]) == 5
-    assert km.steps_of(tmp_path) == [0, 4, 20]
+    assert steps_of(tmp_path) == [0, 4, 20]
     assert cb._writer is None  # closed by on_train_end
 
 
@@ -82,7 +83,7 @@ def test_a_slow_worker_makes_the_caller_wait_and_nothing_is_dropped(tmp_path):
     # With one slot, write() returned only once the worker had taken the
     # snapshot before last: at least 4 snapshots were written meanwhile.
     assert blocked >= 4 * delay
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["frames"]["dense/kernel"]) == list(range(6))
     for step in range(6):
         np.testing.assert_array_equal(run["frames"]["dense/kernel"][step],
@@ -97,7 +98,7 @@ def test_nan_and_inf_never_crash_the_writer(tmp_path):
     w.write(1, [writer_lib.Weight("d/kernel", np.ones((3, 4), "float32"), "Dense", "d",
                                   "float32")])
     w.close()
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     s0, s1 = run["stats"]["d/kernel"][0], run["stats"]["d/kernel"][1]
     assert (s0["nan"], s0["inf"]) == (11, 1)
     assert s0["mean"] is None and s0["l2"] is None  # no finite entry: null, not NaN
@@ -113,13 +114,13 @@ def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):
     w2 = writer_lib.SnapshotWriter(str(tmp_path), state=w.state)
     w2.write(5, _weights(1))
     w2.close()
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert [s for s, _ in run["structure"]] == [0]
     a, b = _weights(0)[0].value.astype(np.float64), _weights(1)[0].value.astype(np.float64)
     s = run["stats"]["dense/kernel"][5]
     assert s["update_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
     assert s["init_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
-    assert km.steps_of(tmp_path) == [0, 5]
+    assert steps_of(tmp_path) == [0, 5]
     assert eventfiles.read_last_step(str(tmp_path)) == 5
 
 
@@ -163,7 +164,7 @@ def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
         write(w2, step)
     w2.close()
     assert len(handed_out) < 2 * len(truth), "no buffer was handed out twice"
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     for tag in truth[0]:
         assert sorted(run["stats"][tag]) == list(range(12))
         w0 = truth[0][tag].astype(np.float64)
@@ -216,7 +217,7 @@ def test_lost_snapshots_cost_no_work_and_leave_stats_true_to_the_disk(tmp_path, 
     w.close()
     assert w.failed_steps == [0, 2, 3, 4]
     assert len(measured) == 6  # every step but the skipped one
-    stats = km.read_run(tmp_path)["stats"]["d/kernel"]
+    stats = read_run(tmp_path)["stats"]["d/kernel"]
     assert sorted(stats) == [1, 5, 6]
     t = [v.astype(np.float64) for v in truth]
     assert stats[1]["update_l2"] is None and stats[1]["init_l2"] == 0
@@ -251,6 +252,6 @@ def test_a_structure_lost_to_a_failed_write_comes_with_the_next_snapshot(tmp_pat
     w.write(1, _weights(1))
     w.close()
     assert w.failed_steps == [0]
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert [(s, doc["model"]["name"]) for s, doc in run["structure"]] == [(1, "m")]
-    assert km.steps_of(tmp_path) == [1]
+    assert steps_of(tmp_path) == [1]
