@@ -445,7 +445,8 @@ def build_parser():
     p = sub.add_parser("export", help="draw a run's weights into a .png or an animated .gif",
                        description="Draws the weights of a run as heatmaps: one per "
                        "tensor, a layer's tensors stacked (kernel above bias), conv kernels "
-                       "as tiles, a diverging colour scale centred on zero, NaN in black. "
+                       "as tiles, a diverging colour scale centred on zero, NaN and ±Inf in the "
+                       "panel's colours (magenta, green, yellow). "
                        "OUT.png: one step (the latest by default). OUT.gif: every step, "
                        "with the colour scale fixed across the animation (a snapshot more "
                        "than 100x beyond the others, a run blowing up, saturates; its "

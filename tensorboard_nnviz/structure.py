@@ -8,7 +8,7 @@ or sublayer adds its `name`), then `/` and the variable's `name`:
 layer) keeps its first path. `variable.path` is not used: it includes the
 root's name for some model kinds and not for others.
 
-The structure document (DESIGN.md, `GET /structure`):
+The structure document (`GET /structure` in http_api.md):
 
     {"model": {"name", "class", "params", "trainable_params"},
      "layers": [{"path", "class", "params", "trainable", "inbound": [path],
