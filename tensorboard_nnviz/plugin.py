@@ -19,17 +19,12 @@ from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import http
 from tensorboard_nnviz import reader
 
-# Explicit types: the platform's mimetypes table may lack .mjs, or map .js
-# to something a browser refuses for a module script.
+# The kinds of file the panel ships, with explicit types: the platform's
+# mimetypes table may map .js to something a browser refuses for a module
+# script. Any other file is not served.
 _CONTENT_TYPES = {
     ".js": "text/javascript",
-    ".mjs": "text/javascript",
     ".css": "text/css",
-    ".html": "text/html",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".map": "application/json",
 }
 
 

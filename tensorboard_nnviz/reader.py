@@ -41,10 +41,10 @@ class _FrameSeries:
     """Blob keys of one (run, tag) frame series, by ascending step, and its
     decoded content (or why it cannot be decoded)."""
 
-    def __init__(self, signature, content, steps, keys, listed_at):
-        self.signature = signature
+    def __init__(self, stamp, content, steps, keys, listed_at):
+        self.stamp = stamp
         self.listed_at = listed_at  # when the provider was asked
-        self.checked_at = listed_at  # last time it confirmed the signature
+        self.checked_at = listed_at  # last time it confirmed the stamp
         self.steps = steps
         self.keys = keys
         self.doc = None
@@ -55,7 +55,7 @@ class _FrameSeries:
             self.error = str(e)
 
 
-def _signature(series):
+def _series_stamp(series):
     # TensorBoard gives plugins no reload hook: a series changed when any of
     # these did (new steps move max_step/max_wall_time, a rewrite moves
     # max_wall_time).
@@ -94,7 +94,7 @@ class NNVizReader:
         self._recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
         self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
-        self._stats = {}  # (eid, run, summary tag) -> (signature, columns)
+        self._stats = {}  # (eid, run, summary tag) -> (stamp, columns)
 
     # --- frame series ------------------------------------------------------
 
@@ -123,7 +123,7 @@ class NNVizReader:
         for run, by_tag in listing.items():
             for tag, series in by_tag.items():
                 cached = self._frames.get((eid, run, tag))
-                if cached is not None and cached.signature == _signature(series):
+                if cached is not None and cached.stamp == _series_stamp(series):
                     cached.checked_at = max(cached.checked_at, listed_at)
                     result[(run, tag)] = cached
                 else:
@@ -141,7 +141,7 @@ class NNVizReader:
             with self._lock:
                 for run, tag, series in stale:
                     datums = data.get(run, {}).get(tag, [])
-                    entry = _index_blobs(_signature(series), series.plugin_content, datums, listed_at)
+                    entry = _index_blobs(_series_stamp(series), series.plugin_content, datums, listed_at)
                     current = self._frames.get((eid, run, tag))
                     if current is None or current.listed_at <= listed_at:
                         self._frames[(eid, run, tag)] = entry
@@ -299,7 +299,7 @@ class NNVizReader:
         stale = {}
         for tag, series in listing.items():
             cached = self._stats.get((eid, run, tag))
-            if cached is not None and cached[0] == _signature(series):
+            if cached is not None and cached[0] == _series_stamp(series):
                 result[tag] = cached[1]
             else:
                 stale[tag] = series
@@ -319,7 +319,7 @@ class NNVizReader:
                     result[tag] = {"error": message}
                     continue
                 with self._lock:
-                    self._stats[(eid, run, tag)] = (_signature(series), columns)
+                    self._stats[(eid, run, tag)] = (_series_stamp(series), columns)
                 result[tag] = columns
         return result
 
@@ -341,14 +341,14 @@ class NNVizReader:
             raise DataError("model structure of run %r: %s" % (run, e))
 
 
-def _index_blobs(signature, content, datums, listed_at):
+def _index_blobs(stamp, content, datums, listed_at):
     """A _FrameSeries from read_blob_sequences' datums (one blob per step)."""
     by_step = {}
     for d in datums:
         if d.values and d.step not in by_step:
             by_step[d.step] = d.values[0].blob_key
     steps = sorted(by_step)
-    return _FrameSeries(signature, content, steps, [by_step[s] for s in steps], listed_at)
+    return _FrameSeries(stamp, content, steps, [by_step[s] for s in steps], listed_at)
 
 
 def _tag_info(tag, entry):

@@ -9,8 +9,8 @@ so a live TensorBoard sees it.
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
 the worker hands it back, so the next copy writes into memory that is
-already mapped instead of page-faulting fresh memory (for ResNet50 that
-was most of the copy's time on the training thread).
+already mapped instead of page-faulting fresh memory (README, "Snapshot
+hold time").
 
 The queue between the two is bounded: when the worker falls behind, `write`
 blocks and training waits; no snapshot is dropped. Everything queued is
@@ -174,8 +174,8 @@ class SnapshotWriter:
 
         The training thread copies a snapshot in it: each of its variable
         reads releases the GIL, and a busy worker would take it back for up
-        to `sys.getswitchinterval()` each time (measured: MobileNetV2's
-        262 reads 8 ms with the worker idle, 60 ms with it busy).
+        to `sys.getswitchinterval()` each time (README, "Snapshot hold
+        time").
         """
         return self._pause
 
