@@ -259,8 +259,21 @@ def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale=
     Raises:
       UsageError: an unknown logdir, run, tag or step, or a bad option.
     """
-    from tensorboard_nnviz import render
+    ext = _check_export_options(output, step, steps, every)
+    data = Logdir(logdir)
+    tensors = data.tensors(run, tag)
+    if not tensors:
+        raise UsageError("run %r has no readable tensors" % run)
+    recorded = sorted(set(s for t in tensors for s in t["steps"]))
+    what = tag or "%d tensors" % len(tensors)
+    if ext == ".png":
+        return _export_png(data, run, tensors, recorded, output, what, step, scale, vmax, dpi)
+    return _export_gif(data, run, tensors, recorded, output, what, steps, every, scale, vmax,
+                       fps, dpi, progress)
 
+
+def _check_export_options(output, step, steps, every):
+    """The output's extension, once the options make sense for it."""
     ext = os.path.splitext(output)[1].lower()
     if ext not in (".png", ".gif"):
         raise UsageError("output %r must end in .png or .gif" % output)
@@ -274,22 +287,27 @@ def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale=
                          "(use --steps A:B and --every K to choose)")
     if ext == ".png" and steps is not None:
         raise UsageError("--steps A:B is for a .gif; a .png shows one --step")
-    data = Logdir(logdir)
-    tensors = data.tensors(run, tag)
-    if not tensors:
-        raise UsageError("run %r has no readable tensors" % run)
-    recorded = sorted(set(s for t in tensors for s in t["steps"]))
-    what = tag or "%d tensors" % len(tensors)
-    if ext == ".png":
-        step = recorded[-1] if step is None else step
-        if step not in recorded:
-            raise UsageError("run %r has no snapshot at step %d (steps: %s)"
-                             % (run, step, _steps_text(recorded)))
-        grid = render.render_png(tensors, data.frames(run, tensors, step), output,
-                                 title="%s  step %d" % (run, step), scale=scale,
-                                 vmax=vmax, dpi=dpi or 100)
-        print("wrote %s (%s of run %s at step %d)" % (output, what, run, step))
-        return grid
+    return ext
+
+
+def _export_png(data, run, tensors, recorded, output, what, step, scale, vmax, dpi):
+    from tensorboard_nnviz import render
+
+    step = recorded[-1] if step is None else step
+    if step not in recorded:
+        raise UsageError("run %r has no snapshot at step %d (steps: %s)"
+                         % (run, step, _steps_text(recorded)))
+    grid = render.render_png(tensors, data.frames(run, tensors, step), output,
+                             title="%s  step %d" % (run, step), scale=scale,
+                             vmax=vmax, dpi=dpi or 100)
+    print("wrote %s (%s of run %s at step %d)" % (output, what, run, step))
+    return grid
+
+
+def _export_gif(data, run, tensors, recorded, output, what, steps, every, scale, vmax, fps,
+                dpi, progress):
+    from tensorboard_nnviz import render
+
     if steps is not None:
         first, last = steps
         in_range = [s for s in recorded if first <= s <= last]
@@ -419,7 +437,15 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _demo_parser(sub)
+    _serve_parser(sub)
+    _export_parser(sub)
+    _compact_parser(sub)
+    _inspect_parser(sub)
+    return parser
 
+
+def _demo_parser(sub):
     p = sub.add_parser("demo", help="train the demo runs, then serve TensorBoard on them",
                        description="Trains three runs on scikit-learn's digits (a tuned MLP, "
                        "the same MLP with a learning rate that blows up, a small CNN) with "
@@ -434,6 +460,8 @@ def build_parser():
                    help="train again runs that are already complete in LOGDIR")
     p.set_defaults(func=cmd_demo)
 
+
+def _serve_parser(sub):
     p = sub.add_parser("serve", help="serve TensorBoard with the nnviz plugin",
                        description="Serves TensorBoard on localhost with the nnviz plugin, "
                        "every nnviz step kept.")
@@ -442,6 +470,8 @@ def build_parser():
                    help="port (default: 6006, or the next free one)")
     p.set_defaults(func=cmd_serve)
 
+
+def _export_parser(sub):
     p = sub.add_parser("export", help="draw a run's weights into a .png or an animated .gif",
                        description="Draws the weights of a run as heatmaps: one per "
                        "tensor, a layer's tensors stacked (kernel above bias), conv kernels "
@@ -469,6 +499,8 @@ def build_parser():
     p.add_argument("--dpi", type=int, default=None, help="resolution (default: 100 png, 80 gif)")
     p.set_defaults(func=cmd_export)
 
+
+def _compact_parser(sub):
     p = sub.add_parser("compact", help="write a thinned copy of a finished run",
                        description="Copies RUN into the new directory OUT keeping N of its "
                        "weight snapshots: the first, the last, and the rest spread log-spaced "
@@ -485,6 +517,8 @@ def build_parser():
                    help="how kept snapshots are spread (default: log, dense early)")
     p.set_defaults(func=cmd_compact)
 
+
+def _inspect_parser(sub):
     p = sub.add_parser("inspect", help="list runs, tensors, shapes, steps and latest stats",
                        description="Prints a table per run: each tensor's shape, its frame "
                        "(the heatmap's rows×cols; ÷br×bc when block-averaged to fit "
@@ -494,7 +528,6 @@ def build_parser():
     p.add_argument("logdir", metavar="LOGDIR")
     p.add_argument("--run", help="only this run")
     p.set_defaults(func=cmd_inspect)
-    return parser
 
 
 def main(argv=None):

@@ -13,6 +13,8 @@ matplotlib is imported here, never by the plugin, with the Agg backend.
 """
 
 
+import collections
+
 import numpy as np
 
 from tensorboard_nnviz import layout as layout_lib
@@ -179,6 +181,49 @@ def _describe(tensor):
     return text
 
 
+# One heatmap's place, in inches from the figure's top-left corner.
+Box = collections.namedtuple("Box", "tensor x top width height")
+Geometry = collections.namedtuple("Geometry", "width height boxes bar")
+
+
+def grid_geometry(tensors, shared=True):
+    """Where a `Grid` puts everything, in inches (a pure function).
+
+    Layers flow on the grid of `plan`; a layer's tensors stack in its cell,
+    each a title line, its heatmap (`_box_height`: cells about square) and
+    tick labels. With `shared`, one colour bar right of the grid; without,
+    room for a bar beside each heatmap.
+
+    Returns:
+      `Geometry(width, height, boxes, bar)`: the figure's size, a `Box` per
+      tensor (the heatmap's rectangle), and the shared colour bar's
+      `(x, top, width, height)` or None.
+    """
+    ncols, rows = plan(tensors)
+    col_w = _COL_WIDTH + (0 if shared else _OWN_BAR)
+    # A layer across the whole row gets enough width for its tiles.
+    widest = max([t["cols"] for t in tensors if _is_wide([t])] or [0])
+    full_w = max(ncols * col_w, min(_WIDE_CELL * widest, _MAX_WIDTH))
+    boxes, top = [], _SUPTITLE_HEIGHT
+    for row in rows:
+        x, row_h = _LEFT, 0.0
+        for layer, span in row:
+            w = (full_w if span == ncols else span * col_w) - _GAP - (0 if shared else _OWN_BAR)
+            y = top
+            for t in layer:
+                h = _box_height(t, w)
+                boxes.append(Box(t, x, y + _TITLE_HEIGHT, w, h))
+                y += _TITLE_HEIGHT + h + _TICKS_HEIGHT
+            row_h = max(row_h, y - top)
+            x += span * col_w
+        top += row_h
+    bar = None
+    if shared and tensors:
+        bar_h = min(top - _SUPTITLE_HEIGHT - _TICKS_HEIGHT - _TITLE_HEIGHT, _MAX_BAR)
+        bar = (_LEFT + full_w, _SUPTITLE_HEIGHT + _TITLE_HEIGHT, 0.15, max(bar_h, 0.5))
+    return Geometry(_LEFT + full_w + (_BAR_AREA if shared else 0), top + 0.1, boxes, bar)
+
+
 class Grid:
     """A figure of heatmaps, one per tensor, that can be redrawn per step.
 
@@ -208,59 +253,32 @@ class Grid:
 
         self.tensors = list(tensors)
         self.limits = dict(limits)
-        ncols, rows = plan(self.tensors)
         shared = len(set(self.limits.values())) <= 1
-        col_w = _COL_WIDTH + (0 if shared else _OWN_BAR)
-        # A layer across the whole row gets enough width for its tiles.
-        widest = max([t["cols"] for t in self.tensors if _is_wide([t])] or [0])
-        full_w = max(ncols * col_w, min(_WIDE_CELL * widest, _MAX_WIDTH))
-
-        def box_width(span):
-            row_w = full_w if span == ncols else span * col_w
-            return row_w - _GAP - (0 if shared else _OWN_BAR)
-
-        def block(t, span):  # title + heatmap + tick labels
-            return _TITLE_HEIGHT + _box_height(t, box_width(span)) + _TICKS_HEIGHT
-
-        row_heights = [max(sum(block(t, span) for t in layer) for layer, span in row)
-                       for row in rows]
-        width = _LEFT + full_w + (_BAR_AREA if shared else 0)
-        height = _SUPTITLE_HEIGHT + sum(row_heights) + 0.1
-        self.fig = plt.figure(figsize=(width, height))
+        geo = grid_geometry(self.tensors, shared)
+        self.fig = plt.figure(figsize=(geo.width, geo.height))
         # NaN is "bad"; ±Inf are drawn beyond the scale (see `_displayed`).
         self.cmap = cmap = matplotlib.colormaps[CMAP].resampled(levels).with_extremes(
             bad=SPECIAL_COLORS["nan"][0], over=SPECIAL_COLORS["posinf"][0],
             under=SPECIAL_COLORS["neginf"][0])
 
         def rect(x, top, w, h):  # inches from the top-left -> figure fraction
-            return [x / width, 1 - (top + h) / height, w / width, h / height]
+            return [x / geo.width, 1 - (top + h) / geo.height, w / geo.width, h / geo.height]
 
         self.axes, self.images, self.colorbars, self._titles = {}, {}, [], {}
-        top = _SUPTITLE_HEIGHT
-        for i, row in enumerate(rows):
-            x = _LEFT
-            for layer, span in row:
-                y = top
-                for t in layer:
-                    h = _box_height(t, box_width(span))
-                    ax = self.fig.add_axes(rect(x, y + _TITLE_HEIGHT, box_width(span), h))
-                    self._draw_empty(ax, t, cmap, self.limits[t["tag"]])
-                    if not shared:
-                        cax = self.fig.add_axes(rect(x + box_width(span) + 0.08,
-                                                     y + _TITLE_HEIGHT, 0.12, h))
-                        self.colorbars.append(self.fig.colorbar(self.images[t["tag"]], cax=cax))
-                        cax.tick_params(labelsize=6)
-                    y += block(t, span)
-                x += span * col_w
-            top += row_heights[i]
-        if shared and self.tensors:
-            bar_h = min(sum(row_heights) - _TICKS_HEIGHT - _TITLE_HEIGHT, _MAX_BAR)
-            cax = self.fig.add_axes(rect(_LEFT + full_w, _SUPTITLE_HEIGHT + _TITLE_HEIGHT,
-                                         0.15, max(bar_h, 0.5)))
+        for box in geo.boxes:
+            t = box.tensor
+            ax = self.fig.add_axes(rect(box.x, box.top, box.width, box.height))
+            self._draw_empty(ax, t, cmap, self.limits[t["tag"]])
+            if not shared:
+                cax = self.fig.add_axes(rect(box.x + box.width + 0.08, box.top, 0.12, box.height))
+                self.colorbars.append(self.fig.colorbar(self.images[t["tag"]], cax=cax))
+                cax.tick_params(labelsize=6)
+        if geo.bar is not None:
+            cax = self.fig.add_axes(rect(*geo.bar))
             self.colorbars.append(
                 self.fig.colorbar(self.images[self.tensors[0]["tag"]], cax=cax))
             cax.tick_params(labelsize=7)
-        self.suptitle = self.fig.suptitle(title, y=1 - 0.12 / height, va="top")
+        self.suptitle = self.fig.suptitle(title, y=1 - 0.12 / geo.height, va="top")
 
     def _draw_empty(self, ax, t, cmap, limit):
         tag = t["tag"]

@@ -1,5 +1,7 @@
 """render.py's geometry and colour scale rules, on hand-made frames."""
 
+import itertools
+
 import numpy as np
 from PIL import Image
 
@@ -93,3 +95,26 @@ def test_gif_has_one_frame_per_step_with_a_fixed_scale(tmp_path):
     assert all(not np.array_equal(a, b) for a, b in zip(pixels, pixels[1:]))
     magenta = (pixels[3] == (255, 0, 255)).all(axis=2)
     assert magenta.sum() > 20 and not (pixels[2] == (255, 0, 255)).all(axis=2).any()
+
+
+def test_grid_geometry_places_every_heatmap_inside_the_figure_without_overlap():
+    conv1 = _tensor("conv1/kernel", (3, 3, 1, 16), 3, 48, [2, 0], [3, 1])
+    bias1 = _tensor("conv1/bias", (16,), 1, 16, [], [0])
+    dense = [_tensor("d%d/kernel" % i, (8, 4 + 4 * i), 8, 4 + 4 * i, [0], [1]) for i in range(4)]
+    for shared in (True, False):
+        geo = render.grid_geometry([conv1, bias1] + dense, shared)
+        assert [b.tensor["tag"] for b in geo.boxes] == [
+            "conv1/kernel", "conv1/bias", "d0/kernel", "d1/kernel", "d2/kernel", "d3/kernel"]
+        for b in geo.boxes:
+            assert 0 < b.x and b.x + b.width <= geo.width and 0 < b.top
+            assert b.top + b.height <= geo.height
+        for a, b in itertools.combinations(geo.boxes, 2):
+            apart = (a.x + a.width <= b.x or b.x + b.width <= a.x
+                     or a.top + a.height <= b.top or b.top + b.height <= a.top)
+            assert apart, (a.tensor["tag"], b.tensor["tag"])
+        strip = geo.boxes[1]  # a vector: a thin strip under its kernel
+        assert strip.height < 0.3 and strip.top > geo.boxes[0].top + geo.boxes[0].height
+        assert (geo.bar is not None) == shared
+        if shared:
+            x, top, w, h = geo.bar
+            assert x >= max(b.x + b.width for b in geo.boxes) and x + w <= geo.width
