@@ -22,8 +22,8 @@ warning; training goes on and later snapshots are tried on a new event
 file, backing off (1, 2, 4, … snapshots) while they keep failing. The
 snapshots that failed are lost, and the warning says so. A lost snapshot
 leaves no trace: the next one's `update_*` stats measure the change since
-the last snapshot on disk, and a weight whose
-first snapshot was lost takes its W_0 from its first one on disk.
+the last snapshot on disk, and a weight whose first snapshot was lost takes
+its W_0 from its first snapshot on disk.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -174,8 +174,8 @@ class SnapshotWriter:
 
         The training thread copies a snapshot in it: each of its variable
         reads releases the GIL, and a busy worker would take it back for up
-        to `sys.getswitchinterval()` each time (README, "Snapshot hold
-        time").
+        to `sys.getswitchinterval()` each time (measured: the README, "The
+        worker pauses while the training thread copies").
         """
         return self._pause
 
