@@ -138,6 +138,8 @@ def full_scan_alpha(evals):
     x = np.sort(np.asarray(evals, np.float64))
     x = x[x > spectral.EVALS_THRESH]
     count = x.size
+    if count < spectral.MIN_EVALS:
+        return None
     logs = np.log(x)
     best = (math.inf, None)
     for i in range(count - 1):
@@ -189,8 +191,7 @@ def compare(model_name, mats, repeats):
     times["power"] = (cpu, wall)
     ref = [spectral.metrics(e) for e in spectra["svd64"]]
     fit_cpu, fit_wall, _ = timed(lambda: [spectral.fit_alpha(e) for e in spectra["svd64"]], repeats)
-    scan_cpu, scan_wall, scan = timed(lambda: [full_scan_alpha(e) if e.size >= spectral.MIN_EVALS
-                                               else None for e in spectra["svd64"]], 1)
+    scan_cpu, scan_wall, scan = timed(lambda: [full_scan_alpha(e) for e in spectra["svd64"]], 1)
     ref_cpu, ref_wall = times["svd64"]
     print("%-14s %9s %7s %9s %7s %11s %11s %10s %8s" % (
         "spectrum", "CPU s", "ratio", "wall s", "ratio", "sv_max err", "s.rank err",
@@ -210,8 +211,7 @@ def compare(model_name, mats, repeats):
                  for (lam, fro), r in zip(power, ref))
     print("%-14s %9.3f %7.2f %9.3f %7.2f %11.1e %11.1e %10s %8s" % (
         "power (σ only)", cpu, cpu / ref_cpu, wall, wall / ref_wall, sv_err, sr_err, "-", "-"))
-    mism = sum(absdiff(spectral.fit_alpha(e) if e.size >= spectral.MIN_EVALS else None, s) > 1e-9
-               for e, s in zip(spectra["svd64"], scan))
+    mism = sum(absdiff(spectral.fit_alpha(e), s) > 1e-9 for e, s in zip(spectra["svd64"], scan))
     print("fit of alpha: fit_alpha %.3f s CPU (%.3f wall), full scan %.3f s CPU (%.3f wall): "
           "%.0fx faster; %d of %d alphas differ by > 1e-9" % (
               fit_cpu, fit_wall, scan_cpu, scan_wall, scan_cpu / max(fit_cpu, 1e-9),

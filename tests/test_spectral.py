@@ -52,7 +52,8 @@ def reference_metrics(slices):
     evals = s ** 2
     out = {"sv_max": float(s.max()),
            "stable_rank": float(evals.sum() / evals.max()) if evals.max() > 0 else None,
-           "alpha": full_scan_fit(evals) if evals.size >= spectral.MIN_EVALS else None}
+           "alpha": (full_scan_fit(evals)
+                     if np.sum(evals > spectral.EVALS_THRESH) >= spectral.MIN_EVALS else None)}
     out["alpha_weighted"] = (out["alpha"] * math.log10(evals.max())
                              if out["alpha"] is not None else None)
     return out
@@ -145,7 +146,8 @@ def test_bounded_search_finds_the_full_scans_minimum():
         cases.append(rng.pareto(rng.uniform(0.5, 5), size=n) + 1e-3)
     cases.append(np.repeat([1.0, 2.0, 3.0], 20))  # ties
     for evals in cases:
-        assert spectral.fit_alpha(evals) == pytest.approx(full_scan_fit(evals), rel=1e-10, abs=1e-12)
+        got = spectral.fit_alpha(evals, min_evals=2)
+        assert got == pytest.approx(full_scan_fit(evals), rel=1e-10, abs=1e-12)
 
 
 # --- null, never NaN ------------------------------------------------------------------------
@@ -184,12 +186,13 @@ def test_non_finite_weights_give_nulls(bad):
 
 def test_too_few_eigenvalues_to_fit():
     rng = np.random.default_rng(4)
-    w = rng.standard_normal((50, 9))  # 9 < MIN_EVALS = 10, weightwatcher's floor
+    w = rng.standard_normal((50, 19))  # 19 < MIN_EVALS = 20
     got = spectral.compute(w, dense_plan(w.shape))
     assert_json_clean(got)
     assert got["alpha"] is None and got["alpha_weighted"] is None
     assert got["sv_max"] == pytest.approx(np.linalg.norm(w, 2), rel=1e-12)
-    w = rng.standard_normal((50, 10))
+    assert got["stable_rank"] == pytest.approx(np.sum(w ** 2) / np.linalg.norm(w, 2) ** 2)
+    w = rng.standard_normal((50, 20))
     assert spectral.compute(w, dense_plan(w.shape))["alpha"] is not None
 
 
@@ -419,8 +422,8 @@ def test_real_keras_training_matches_float64_svd():
         keras.Input((8, 8, 3)),
         keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
         keras.layers.Flatten(name="flat"),
-        keras.layers.Dense(24, activation="relu", name="dense"),
-        keras.layers.Dense(16, activation="relu", name="dense_1"),
+        keras.layers.Dense(32, activation="relu", name="dense"),
+        keras.layers.Dense(24, activation="relu", name="dense_1"),
         keras.layers.Dense(2, name="out"),
     ])
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss="mse")
@@ -458,6 +461,6 @@ def test_real_keras_training_matches_float64_svd():
                 assert got["alpha"] == pytest.approx(want["alpha"], abs=1e-8), tag
                 assert got["alpha_weighted"] == pytest.approx(want["alpha_weighted"], abs=1e-7)
                 seen_alpha.setdefault(tag, set()).add(round(got["alpha"], 6))
-    # conv (27 eigenvalues), dense (24), dense_1 (16) are fitted; out (2) is not.
+    # conv (27 eigenvalues), dense (32), dense_1 (24) are fitted; out (2) is not.
     assert set(seen_alpha) == {"conv/kernel", "dense/kernel", "dense_1/kernel"}
     assert all(len(v) > 1 for v in seen_alpha.values())  # training moved alpha
