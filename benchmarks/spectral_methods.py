@@ -235,16 +235,17 @@ def writer_cpu(weights, snapshots=3):
         return writer.worker_cpu_seconds / snapshots
 
 
-def budget_run(mats, budget, snapshots=12):
-    """Spectral CPU per snapshot under SpectralScheduler(budget), and the
+def budget_run(mats, option, writer_seconds, snapshots=12):
+    """Spectral CPU per snapshot under the `spectral=` option's scheduler
+    (snapshots back to back: no share of the time between them), and the
     snapshots it takes until every matrix has been computed once."""
-    scheduler = spectral.SpectralScheduler(budget)
+    scheduler = spectral.scheduler_for(option)
     ops = [(tag, spectral.cost(w.shape, p)) for tag, w, p in mats]
     by_tag = {tag: (w, p) for tag, w, p in mats}
     seen, spent, full_after = set(), [], None
     for s in range(snapshots):
         total = 0.0
-        for tag in scheduler.select(ops):
+        for tag in scheduler.select(ops, writer_seconds=writer_seconds):
             c = time.thread_time()
             spectral.compute(*by_tag[tag])
             dt = time.thread_time() - c
@@ -269,7 +270,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet50,mlp")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--budgets", default="0.1,0.25,0.5")
+    parser.add_argument("--budgets", default="auto,0.1,0.25,0.5",
+                        help="spectral= options to simulate: auto or seconds per snapshot")
     parser.add_argument("--blas-threads", default="1",
                         help="'1': as the writer runs them (spectral.blas_single_thread); "
                              "'default': numpy's own thread count")
@@ -290,9 +292,10 @@ def run(args):
         base = writer_cpu(weights)
         print("writer CPU per snapshot: %.3f s without spectral metrics, %.3f s with all of them "
               "(x%.2f); load %s" % (base, base + spectral_cpu, (base + spectral_cpu) / base, loadavg()))
-        for b in [float(v) for v in args.budgets.split(",")]:
-            spent, full = budget_run(mats, b)
-            print("  budget %.2f s: spectral CPU per snapshot mean %.3f s, max %.3f s; every matrix "
+        for b in args.budgets.split(","):
+            option = b if b == "auto" else float(b)
+            spent, full = budget_run(mats, option, base)
+            print("  spectral=%-5s: spectral CPU per snapshot mean %.3f s, max %.3f s; every matrix "
                   "computed within %s snapshots (x%.2f of the writer's CPU)" % (
                       b, np.mean(spent[1:]), max(spent), full, (base + np.mean(spent[1:])) / base))
 

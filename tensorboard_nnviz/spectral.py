@@ -429,11 +429,14 @@ class SpectralScheduler:
     snapshot and come first at the next ones, so every matrix is refreshed
     in turn and none waits forever.
 
-    The budget is a credit of CPU seconds. Each snapshot adds its allowance:
-    `budget`, or `share` of the wall time since the previous snapshot when
-    that is more (snapshots minutes apart can afford every matrix; snapshots
-    at every step get the fixed budget). Unspent credit carries over up to
-    `carry` allowances, and what a computation really took is taken off.
+    The budget is a credit of CPU seconds. Each snapshot adds its allowance,
+    the largest of: `budget`; `share` of the wall time since the previous
+    snapshot (snapshots minutes apart can afford every matrix); and
+    `writer_share` of the CPU seconds the writer spent on the rest of this
+    snapshot (stats, frames, encoding), so the spectral work grows with the
+    model instead of dwarfing a small model's snapshot. Unspent credit
+    carries over up to `carry` allowances, and what a computation really
+    took is taken off.
     Tags are served oldest first (never computed, then least recently
     computed, then model order); the first tag whose estimated cost exceeds
     the credit ends the selection, so a costly matrix is not passed over by
@@ -447,17 +450,20 @@ class SpectralScheduler:
     operation measured so far.
 
     Args:
-      budget: CPU seconds per snapshot, or None for no limit (every matrix
-        at every snapshot).
-      share: fraction of the wall time between snapshots that may be spent
-        when that exceeds `budget` (0: the fixed budget only).
+      budget: CPU seconds per snapshot at least, or None for no limit (every
+        matrix at every snapshot).
+      share: fraction of the wall time between snapshots that may be spent.
+      writer_share: fraction of the writer's other CPU time per snapshot
+        that may be spent.
       carry: how many allowances of unspent budget the credit may hold.
       seconds_per_op: the initial guess of seconds per `cost` unit.
     """
 
-    def __init__(self, budget=None, share=0.0, carry=4, seconds_per_op=3e-11):
+    def __init__(self, budget=None, share=0.0, writer_share=0.0, carry=4,
+                 seconds_per_op=3e-11):
         self.budget = None if budget is None else float(budget)
         self.share = float(share)
+        self.writer_share = float(writer_share)
         self.carry = float(carry)
         self.credit = 0.0
         self.snapshot = 0
@@ -466,12 +472,21 @@ class SpectralScheduler:
         self._seconds = {}  # tag → its last measured seconds
         self._ops = {}  # tag → operation count (from `select`)
 
-    def allowance(self, elapsed=None):
-        """CPU seconds a snapshot adds to the credit, `elapsed` wall seconds
-        after the previous one (None: unknown, e.g. the first snapshot)."""
-        if elapsed is None or not elapsed > 0:
-            return self.budget
-        return max(self.budget, self.share * float(elapsed))
+    def allowance(self, elapsed=None, writer_seconds=None):
+        """CPU seconds a snapshot adds to the credit.
+
+        Args:
+          elapsed: wall seconds since the previous snapshot (None: unknown,
+            e.g. at the first snapshot).
+          writer_seconds: CPU seconds the writer spent on this snapshot's
+            stats and frames (None: unknown).
+        """
+        parts = [self.budget]
+        if elapsed is not None and elapsed > 0:
+            parts.append(self.share * float(elapsed))
+        if writer_seconds is not None and writer_seconds > 0:
+            parts.append(self.writer_share * float(writer_seconds))
+        return max(parts)
 
     def estimate(self, tag):
         """Seconds `tag` is expected to take."""
@@ -479,13 +494,13 @@ class SpectralScheduler:
             return self._seconds[tag]
         return self._ops.get(tag, 0.0) * self._seconds_per_op
 
-    def select(self, ops, elapsed=None):
+    def select(self, ops, elapsed=None, writer_seconds=None):
         """The tags to compute at this snapshot, in order.
 
         Args:
           ops: `[(tag, operation count)]` of the matrices of this snapshot,
             in model order (operation count from `cost`).
-          elapsed: wall seconds since the previous snapshot, or None.
+          elapsed, writer_seconds: as for `allowance`.
 
         Returns:
           A list of tags (a subset of `ops`' tags).
@@ -498,7 +513,7 @@ class SpectralScheduler:
         if self.budget is None:
             return list(order)
         costs = {tag: self.estimate(tag) for tag in order}
-        allowance = self.allowance(elapsed)
+        allowance = self.allowance(elapsed, writer_seconds)
         cap = max(self.carry, 1.0) * allowance
         self.credit = min(self.credit + allowance, max(cap, self.credit))
         queue = sorted(order, key=lambda t: (self._last.get(t, -1), order[t]))
@@ -525,11 +540,16 @@ class SpectralScheduler:
             self._seconds_per_op = 0.7 * self._seconds_per_op + 0.3 * seconds / ops
 
 
-# The callback's `spectral=` option (see `scheduler_for`): "auto" spends up
-# to AUTO_BUDGET CPU seconds per snapshot, or AUTO_SHARE of the wall time
-# between snapshots when that is more.
-AUTO_BUDGET = 0.25
+# The callback's `spectral=` option (see `scheduler_for`): "auto" spends per
+# snapshot the most of AUTO_BUDGET CPU seconds, AUTO_SHARE of the wall time
+# between snapshots and AUTO_WRITER_SHARE of the writer's other CPU time.
+# benchmarks/spectral_methods.py: every ResNet50 matrix costs 1.2-1.3 s CPU
+# per snapshot, the rest of the writer's work 0.6 s; "auto" adds about half
+# of that and refreshes every matrix within 5-6 snapshots, or all of them at
+# every snapshot once snapshots are half a minute apart.
+AUTO_BUDGET = 0.02
 AUTO_SHARE = 0.05
+AUTO_WRITER_SHARE = 0.5
 
 
 def scheduler_for(option):
@@ -537,8 +557,7 @@ def scheduler_for(option):
 
     Args:
       option: False (off), True (every matrix at every snapshot), "auto"
-        (AUTO_BUDGET per snapshot, or AUTO_SHARE of the time between
-        snapshots), or a number of CPU seconds per snapshot.
+        (see AUTO_BUDGET), or a number of CPU seconds per snapshot.
 
     Raises:
       ValueError: any other value.
@@ -548,7 +567,7 @@ def scheduler_for(option):
     if option is True:
         return SpectralScheduler(None)
     if option == "auto":
-        return SpectralScheduler(AUTO_BUDGET, share=AUTO_SHARE)
+        return SpectralScheduler(AUTO_BUDGET, share=AUTO_SHARE, writer_share=AUTO_WRITER_SHARE)
     if isinstance(option, (int, float)) and not isinstance(option, bool) and option > 0:
         return SpectralScheduler(float(option))
     raise ValueError("spectral must be True, False, \"auto\" or a positive number of seconds "

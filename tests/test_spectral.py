@@ -360,21 +360,26 @@ def test_costly_matrix_waits_for_credit_and_is_not_starved():
     assert all("small2" not in snap for snap in done[1:first_big])  # waits its turn
 
 
-def test_share_of_the_time_between_snapshots_raises_the_allowance():
+def test_time_between_snapshots_and_writer_time_raise_the_allowance():
     costs = {"t%d" % i: 1.0 for i in range(6)}
     ops = list(costs.items())
-    scheduler = spectral.SpectralScheduler(0.5, share=0.1, seconds_per_op=1.0)
+    scheduler = spectral.SpectralScheduler(0.5, share=0.1, writer_share=0.5, seconds_per_op=1.0)
     assert scheduler.select(ops) == []  # the first snapshot: 0.5 s, less than any matrix
     assert scheduler.select(ops, elapsed=1.0) == ["t0"]  # 0.5 + 0.5 s of credit
     scheduler.record("t0", 1.0)
     assert scheduler.select(ops, elapsed=60.0) == ["t1", "t2", "t3", "t4", "t5", "t0"]
+    for tag in ["t1", "t2", "t3", "t4", "t5", "t0"]:
+        scheduler.record(tag, 1.0)
+    # The writer spent 4 s on the rest of the snapshot: 2 s more.
+    assert scheduler.select(ops, elapsed=1.0, writer_seconds=4.0) == ["t0", "t1"]
 
 
 def test_spectral_option():
     assert spectral.scheduler_for(False) is None
     assert spectral.scheduler_for(True).budget is None
     auto = spectral.scheduler_for("auto")
-    assert (auto.budget, auto.share) == (spectral.AUTO_BUDGET, spectral.AUTO_SHARE)
+    assert (auto.budget, auto.share, auto.writer_share) == (
+        spectral.AUTO_BUDGET, spectral.AUTO_SHARE, spectral.AUTO_WRITER_SHARE)
     assert spectral.scheduler_for(0.5).budget == 0.5
     for bad in ("fast", -1, 0, [1]):
         with pytest.raises(ValueError, match="spectral must be"):
