@@ -17,8 +17,10 @@ Spectrum methods (eigenvalues of WᵀW, pooled over the slices):
 
 Then the fit of alpha, on the reference eigenvalues: spectral.fit_alpha
 (the bounded search) against a full scan of every candidate xmin (what
-weightwatcher's WWFit does), and the writer's CPU per snapshot with and
-without spectral metrics (SnapshotWriter's worker CPU, 3 snapshots).
+weightwatcher's WWFit does), the writer's CPU per snapshot with and
+without spectral metrics (SnapshotWriter's worker CPU, 3 snapshots), and
+the spectral CPU per snapshot under SpectralScheduler for each `spectral=`
+option (auto, or a budget in seconds), snapshots back to back.
 
 Printed: CPU seconds per snapshot (this process, all threads) and the wall
 time, each as a ratio of the reference; the largest relative error of sv_max
@@ -26,7 +28,7 @@ and stable_rank and the largest absolute error of alpha over the model's
 matrices; and how many alphas differ by more than 1e-6.
 
     python benchmarks/spectral_methods.py [--models resnet50,mlp] [--repeats 3]
-        [--blas-threads 1|default]
+        [--blas-threads 1|default] [--budgets auto,0.1,0.25,0.5]
 """
 
 import argparse
