@@ -110,10 +110,11 @@ def power_law_quantiles(alpha, n, xmin=1.0):
 def test_power_law_spectrum_gives_its_exponent(alpha):
     """A matrix whose eigenvalues follow a power law exactly (the quantiles of
     the density, so no sampling noise) gives its exponent within 0.05: what is
-    left is the MLE's O(1/n) bias and where the KS search puts xmin."""
+    left is where the KS search puts xmin and the MLE's bias of order
+    (alpha − 1)/n (0.021 at alpha 6 with these 200 eigenvalues)."""
     rng = np.random.default_rng(2)
-    evals = power_law_quantiles(alpha, 400, xmin=0.5)
-    w = planted(rng, 600, 400, np.sqrt(evals))
+    evals = power_law_quantiles(alpha, 200, xmin=0.5)
+    w = planted(rng, 300, 200, np.sqrt(evals))
     got = spectral.compute(w, dense_plan(w.shape))
     assert got["alpha"] == pytest.approx(alpha, abs=0.05)
     assert got["alpha_weighted"] == pytest.approx(got["alpha"] * math.log10(evals.max()), rel=1e-9)
