@@ -7,7 +7,7 @@ The modules form four groups (docs/architecture.md, "Modules"; the import
 rules between them are checked by tests/test_architecture.py, which reads
 this list):
 
-- shared: format, layout, version
+- shared: format, layout, spectral, version
 - write: callback, writer, stats, structure, schedule, budget, eventfiles, fast_crc
 - read: plugin, http, reader, errors
 - tools: cli, render, compact, local_provider
