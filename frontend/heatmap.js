@@ -93,12 +93,16 @@ export class HeatmapPanel {
     viewport.listeners.add(this.onViewport);
     this.onHover = (cell) => this.showHover(cell);
     viewport.hoverListeners.add(this.onHover);
+    // Listeners outside the panel's own nodes (the window's) would keep a
+    // disposed panel and its image alive: they go when it is disposed.
+    this.outside = new AbortController();
     this.bindEvents();
   }
 
   dispose() {
     this.viewport.listeners.delete(this.onViewport);
     this.viewport.hoverListeners.delete(this.onHover);
+    this.outside.abort();
   }
 
   showHover(cell) {
@@ -340,7 +344,7 @@ export class HeatmapPanel {
     this.canvas.addEventListener('mousedown', (e) => {
       if (vp.zoom > 1 || vp.ox || vp.oy) this.drag = {x: e.clientX, y: e.clientY, ox: vp.ox, oy: vp.oy};
     });
-    window.addEventListener('mouseup', () => (this.drag = null));
+    window.addEventListener('mouseup', () => (this.drag = null), {signal: this.outside.signal});
     this.canvas.addEventListener('wheel', (e) => {
       if (!(e.ctrlKey || e.metaKey || vp.zoom > 1)) return; // plain wheel scrolls the page
       e.preventDefault();

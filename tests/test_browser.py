@@ -723,3 +723,61 @@ def test_stats_charts_are_keyboard_operable(panel, tb):
     panel.wait_drawn(steps[-1])
     # Still focused: the charts are not rebuilt by a step change.
     assert panel.frame.evaluate("() => document.activeElement === document.querySelector('.chart')")
+
+
+def _leak_metrics(cdp):
+    """After a full garbage collection: live HeatmapPanel objects, window
+    `mouseup` listeners, and chromium's counts of JS event listeners and
+    DOM nodes and its used JS heap."""
+    cdp.send("HeapProfiler.collectGarbage")
+
+    def evaluate(expression):
+        return cdp.send("Runtime.evaluate", {"expression": expression, "objectGroup": "leak"})["result"]["objectId"]
+
+    proto = evaluate("window.nnviz.panels[0].panel.constructor.prototype")
+    live = cdp.send("Runtime.queryObjects", {"prototypeObjectId": proto, "objectGroup": "leak"})["objects"]["objectId"]
+    panels = cdp.send("Runtime.callFunctionOn", {
+        "objectId": live, "functionDeclaration": "function () { return this.length; }", "returnByValue": True,
+    })["result"]["value"]
+    listeners = cdp.send("DOMDebugger.getEventListeners", {"objectId": evaluate("window")})["listeners"]
+    # What was handed to this session would keep the panels alive.
+    cdp.send("Runtime.releaseObjectGroup", {"objectGroup": "leak"})
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return {
+        "panels": panels,
+        "window_mouseup": sum(1 for l in listeners if l["type"] == "mouseup"),
+        "listeners": metrics["JSEventListeners"],
+        "nodes": metrics["Nodes"],
+        "heap": metrics["JSHeapUsedSize"],
+    }
+
+
+def test_run_selection_changes_do_not_leak_panels_or_listeners(panel):
+    """50 run-selection changes (each rebuilds the heatmap panels): the
+    panels and listeners alive afterwards are those on screen, not one set
+    per change."""
+    cdp = panel.page.context.new_cdp_session(panel.page)
+    cdp.send("Performance.enable")
+    box = '.run-checkbox[data-run="%s"]' % RUN_B
+
+    def change(k):
+        # Odd changes show two panels (RUN_A and RUN_B), even ones one.
+        (panel.frame.check if k % 2 else panel.frame.uncheck)(box)
+        panel.wait_panels(2 if k % 2 else 1)
+
+    start = _leak_metrics(cdp)  # one panel (RUN_A)
+    for k in range(1, 11):
+        change(k)
+    warm = _leak_metrics(cdp)
+    for k in range(11, 51):
+        change(k)
+    after = _leak_metrics(cdp)
+    print("\nleak metrics at the start: %s\nafter 10 changes: %s\nafter 50 changes: %s" % (start, warm, after))
+    assert panel.frame.locator(".heatmap-panel").count() == 1
+    assert after["panels"] == 1, after  # the one on screen
+    # The window's mouseup listeners (Playwright adds one of its own): as at the start.
+    assert after["window_mouseup"] == start["window_mouseup"], (start, after)
+    # 40 more changes add no listeners and no nodes (a few of slack for
+    # focus and timers).
+    assert after["listeners"] - warm["listeners"] <= 10, (warm, after)
+    assert after["nodes"] - warm["nodes"] <= 50, (warm, after)
