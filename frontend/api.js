@@ -2,7 +2,7 @@
 // this module (TensorBoard serves it under /data/plugin/nnviz/), and a frame
 // cache with prefetch for smooth playback.
 
-import {decodeFrame} from './decode.js';
+import {decodeFrame, decodeUnits} from './decode.js';
 
 const BASE = new URL('./', import.meta.url);
 
@@ -81,6 +81,25 @@ export async function fetchFrame(run, tag, step) {
   } catch (e) {
     throw new ApiError(`frame ${tag} at step ${step}: ${e.message}`, response.status);
   }
+}
+
+/**
+ * Per-unit stats of one tag: {rows, cols, block, data}, one row per step of
+ * its stats series (stat: 'norm' or 'update').
+ */
+export async function fetchUnits(run, tag, stat) {
+  const response = await request('units', {run, tag, stat});
+  const buffer = await response.arrayBuffer();
+  try {
+    return decodeUnits(buffer, response.headers);
+  } catch (e) {
+    throw new ApiError(`units of ${tag}: ${e.message}`, response.status);
+  }
+}
+
+/** Findings of a run: {findings: [{kind, severity, tag, first_step, last_step, message, units?, value?}]}. */
+export function fetchFindings(run) {
+  return getJSON('findings', {run});
 }
 
 /**

@@ -8,7 +8,7 @@ import {cssVar, paintFrame} from './heatmap.js';
 import {planFrame} from './layout.js';
 import {formatShape} from './numbers.js';
 import {makeScale, valuesBound, frameBound} from './scale.js';
-import {indexAtOrBefore} from './structure.js';
+import {indexAtOrBefore} from './steps.js';
 
 const TILE_W = 200;
 const TILE_H = 128;

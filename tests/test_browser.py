@@ -212,9 +212,15 @@ def open_panel(browser, server, color_scheme="light", direct=False, query="", vi
     return panel
 
 
+# 404s the panel expects and shows as notes (chromium still logs each failed
+# request): /units of a run recorded before per-unit stats, and /findings of
+# a server without the findings route.
+EXPECTED_404 = re.compile(r"status of 404 .*/data/plugin/nnviz/(units|findings)\?")
+
+
 def no_errors(p, direct=True):
     # The entry page opened directly has no favicon: TensorBoard's 404, not the panel's.
-    errors = [e for e in p.errors if not (direct and "favicon.ico" in e)]
+    errors = [e for e in p.errors if not (direct and "favicon.ico" in e) and not EXPECTED_404.search(e)]
     assert errors == [], errors
     if direct:
         # Nothing but the plugin's own routes and files: no CDN, no fonts, no other host.
@@ -522,7 +528,7 @@ def test_rustboard_and_live_steps_and_damaged_frame(browser, tmp_path):
             assert "= NaN" in p.hover_cell(0, 1)
         finally:
             p.page.close()
-    expected_404 = [e for e in p.errors if "favicon" not in e and "status of 422" not in e]
+    expected_404 = [e for e in p.errors if "favicon" not in e and "status of 422" not in e and not EXPECTED_404.search(e)]
     assert expected_404 == [], p.errors
 
 
