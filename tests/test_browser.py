@@ -554,6 +554,38 @@ def test_downsampled_cell_names_its_block_and_mean(panel, tb, trained):
     assert_3_digits(readout_value(text), float(w[r0 : r1 + 1, c0 : c1 + 1].mean()))
 
 
+def test_downsampled_tensor_is_scaled_from_its_block_means(panel, tb, trained):
+    """A block-reduced frame's colour scale comes from its block means (a
+    high percentile of |mean| at sampled steps), not from the full-resolution
+    min/max, which would leave the picture near-blank; the legend says so."""
+    show_only(panel, RUN_BLOCKS, "dense/kernel")
+    tensor = [t for t in tb.get_json("tags", {"run": RUN_BLOCKS})["tensors"] if t["tag"] == "dense/kernel"][0]
+    br, bc = tensor["layout"]["block"]
+    steps = tensor["steps"]
+    assert len(steps) <= 8, "every step is sampled (the panel samples 8)"
+    weights = trained[1][RUN_BLOCKS]
+
+    def block_means(w):
+        rows, cols = -(-w.shape[0] // br), -(-w.shape[1] // bc)
+        return np.array([[w[i * br:(i + 1) * br, j * bc:(j + 1) * bc].astype(np.float64).mean()
+                          for j in range(cols)] for i in range(rows)])
+
+    expected = max(np.percentile(np.abs(block_means(weights[s]["dense/kernel"])), 99.9) for s in steps)
+    full = max(np.abs(weights[s]["dense/kernel"]).max() for s in steps)
+    panel.frame.wait_for_function("() => document.querySelector('.legend-note').textContent.includes('block means')")
+    note = panel.frame.locator(".legend-note").text_content()
+    assert note.startswith("Colour scale (signed, centred on 0): fixed over %d sampled steps" % len(steps)), note
+    lo, hi = (float(panel.frame.locator("#legend").get_attribute(k)) for k in ("data-lo", "data-hi"))
+    # Frames are stored as float16: the served means differ from the true ones by its rounding.
+    assert hi == pytest.approx(expected, rel=2e-3) and lo == -hi
+    assert hi < 0.8 * full, (hi, full)
+    # The picture uses the colour range: the largest block mean sits near its end.
+    last = panel.frame.evaluate(
+        "() => { const f = window.nnviz.panels[0].panel.state.frame.data;"
+        " return Math.max(...Array.from(f, Math.abs)); }")
+    assert last / hi > 0.5, (last, hi)
+
+
 def test_zoom_keeps_hover_on_the_right_cell(panel, tb, trained):
     panel.wait_panels(1)
     canvas = panel.frame.locator(".heatmap-canvas")
