@@ -5,7 +5,9 @@
 
 import {FrameCache} from './api.js';
 import {RunColors} from './colors.js';
+import {usesSequential} from './controls.js';
 import {errorBox} from './dom.js';
+import {findingUnits, kindName} from './findings.js';
 import {TensorDrawing} from './drawing.js';
 import {Viewport} from './heatmap.js';
 import {RunLoader, startPolling} from './loading.js';
@@ -23,9 +25,11 @@ export class App {
     this.viewport = new Viewport();
     this.settings = {
       view: 'tensor', mode: 'values', colorKind: 'diverging', cmapDiverging: 'RdBu_r', cmapSequential: 'viridis',
-      scaleMode: 'fixed', clip: false, layerStat: 'update_ratio', speed: '10', runA: null, runB: null,
+      scaleMode: 'fixed', clip: false, layerStat: 'update_ratio', mapStat: 'update_ratio', unitsStat: 'update', speed: '10', runA: null,
+      runB: null,
     };
     this.tag = null;
+    this.highlight = null; // units a finding names: {run, tag, units, label}
     this.steps = [];
     this.stepIndex = 0;
     this.playback = new Playback(this);
@@ -132,7 +136,7 @@ export class App {
   async changeSetting(key, value) {
     const s = this.settings;
     if (key === 'cmap') {
-      s[s.colorKind === 'magnitude' ? 'cmapSequential' : 'cmapDiverging'] = value;
+      s[usesSequential(s) ? 'cmapSequential' : 'cmapDiverging'] = value;
     } else {
       s[key] = value;
     }
@@ -149,6 +153,7 @@ export class App {
     }
     this.page.toolbar.update(s, this.runs.map((r) => r.run));
     if (key === 'view') this.afterDataChange();
+    else if (s.view === 'map') this.renderMap();
     else this.drawing.draw();
   }
 
@@ -156,6 +161,7 @@ export class App {
     if (tag === this.tag) return;
     const step = this.step;
     this.tag = tag;
+    if (this.highlight && this.highlight.tag !== tag) this.highlight = null;
     this.viewport.hover = null;
     this.viewport.reset();
     this.afterDataChange(step);
@@ -166,6 +172,13 @@ export class App {
     if (this.settings.view !== 'tensor') await this.changeSetting('view', 'tensor');
     this.selectTag(tag);
     if (step !== null) await this.setStep(step);
+  }
+
+  /** Opens the tensor of a finding at its first step, with the units it names marked. */
+  async openFinding(run, finding) {
+    this.highlight = {run, tag: finding.tag, units: findingUnits(finding), label: kindName(finding.kind)};
+    if (this.tag === finding.tag) this.updateUnits();
+    await this.openTensor(finding.tag, Number.isFinite(finding.first_step) ? finding.first_step : null);
   }
 
   /** After runs, data, tag or mode changed: recompute steps and redraw all. */
@@ -194,6 +207,9 @@ export class App {
     }
     this.drawing.rebuild();
     this.updateCharts();
+    this.renderFindings();
+    if (this.settings.view === 'tensor') this.updateUnits();
+    if (this.settings.view === 'map') this.renderMap();
     this.onStepChanged();
   }
 
@@ -234,6 +250,8 @@ export class App {
     this.page.charts.setStep(this.step ?? 0);
     this.colourLayers();
     if (this.settings.view === 'overview') this.renderOverview();
+    if (this.settings.view === 'map') this.page.dynamicsMap.setStep(this.step);
+    this.page.unitsView.setStep(this.step);
     return this.drawing.draw();
   }
 
@@ -254,6 +272,39 @@ export class App {
     charts.update(lines, this.step ?? 0);
     const errors = this.displayRuns().map((r) => this.runData.get(r)?.errors.stats).filter((e) => e);
     if (errors.length) charts.root.prepend(errorBox(`stats unavailable: ${errors[0]}`));
+  }
+
+  /** The selected tensor's units map, per run shown. */
+  updateUnits() {
+    const runs = [];
+    for (const run of this.displayRuns()) {
+      const data = this.runData.get(run);
+      const tensor = data?.tensors.get(this.tag);
+      const series = data?.stats?.[this.tag];
+      if (tensor && series && Array.isArray(series.steps)) {
+        runs.push({run, color: this.colors.get(run), tensor, steps: series.steps});
+      }
+    }
+    this.page.unitsView.show({runs, tag: this.tag, step: this.step, cmap: this.settings.cmapSequential,
+      highlight: this.highlight});
+  }
+
+  /** The findings of the selected runs in the sidebar. */
+  renderFindings() {
+    this.page.findings.render(this.selected.map((run) => {
+      const data = this.runData.get(run);
+      return {run, color: this.colors.get(run), findings: data?.findings ?? null, error: data?.errors.findings ?? null};
+    }));
+  }
+
+  /** The dynamics map of the selected runs, from their /stats answers. */
+  renderMap() {
+    const runs = [];
+    for (const run of this.selected) {
+      const data = this.runData.get(run);
+      if (data) runs.push({run, color: this.colors.get(run), rows: data.rows, stats: data.stats, stepsKey: data.stepsKey});
+    }
+    this.page.dynamicsMap.render({runs, cmap: this.settings.cmapSequential, step: this.step});
   }
 
   renderOverview() {

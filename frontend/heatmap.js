@@ -382,7 +382,7 @@ export class HeatmapPanel {
 }
 
 /** "gate f" for a one-letter gate name, else the name ("head 1"). */
-function groupLabel(name) {
+export function groupLabel(name) {
   return name.length <= 2 ? `gate ${name}` : name;
 }
 

@@ -2,7 +2,7 @@
 // reload) and, per run, its tags, structure, stats and findings (one request
 // each, again when the run gains steps). Requests go through api.js.
 
-import {fetchFindings, fetchRuns, fetchStats, fetchStructure, fetchTags} from './api.js';
+import {fetchFindings, fetchRuns, fetchStats, fetchStructure, fetchTags, fetchUnits} from './api.js';
 import {layerRows} from './structure.js';
 
 export const POLL_MS = 5000;
@@ -17,6 +17,24 @@ export class RunLoader {
     this.runs = []; // [{run, steps, tags}] from /runs, sorted by name
     // run → {tensors: Map, rows, structure, stats, findings, errors, stepsKey}
     this.runData = new Map();
+    this.unitAnswers = new Map(); // [run, tag, stat, stepsKey] → promise of a /units answer
+  }
+
+  /**
+   * A tag's /units answer (requested once per run state; a 404, which
+   * stands for a run recorded before per-unit stats, is kept too).
+   */
+  units(run, tag, stat) {
+    const key = JSON.stringify([run, tag, stat, this.runData.get(run)?.stepsKey]);
+    if (!this.unitAnswers.has(key)) {
+      const answer = fetchUnits(run, tag, stat);
+      answer.catch((e) => {
+        if (e.status !== 404 && this.unitAnswers.get(key) === answer) this.unitAnswers.delete(key);
+      });
+      if (this.unitAnswers.size > 64) this.unitAnswers.delete(this.unitAnswers.keys().next().value);
+      this.unitAnswers.set(key, answer);
+    }
+    return this.unitAnswers.get(key);
   }
 
   /** Fetches /runs (throws an ApiError when it cannot). */

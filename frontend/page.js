@@ -5,8 +5,11 @@
 import {StatCharts} from './charts.js';
 import {StepBar, Toolbar} from './controls.js';
 import {clear, el, errorBox} from './dom.js';
+import {DynamicsMap} from './dynamics_map.js';
+import {FindingsList} from './findings_view.js';
 import {Overview} from './overview.js';
 import {LayerList, RunPicker} from './sidebar.js';
+import {UnitsView} from './units_view.js';
 
 export class Page {
   /**
@@ -36,23 +39,39 @@ export class Page {
     this.panelArea = el('div', {class: 'panels'});
     this.legend = el('div', {class: 'card legend', attrs: {id: 'legend'}});
     this.charts = new StatCharts((step) => app.setStep(step));
+    this.unitsView = new UnitsView({
+      stat: settings.unitsStat,
+      onStat: (stat) => (settings.unitsStat = stat),
+      load: (run, tag, stat) => app.loader.units(run, tag, stat),
+    });
+    this.findings = new FindingsList({onOpen: (run, finding) => app.openFinding(run, finding)});
     this.overview = new Overview((tag) => app.openTensor(tag));
     this.tensorView = el('div', {class: 'tensor-view'}, [
       el('div', {class: 'tensor-head'}, [this.tensorTitle, this.toolbar.zoom]), this.panelArea, this.legend,
-      el('h3', {class: 'section-title', text: 'Stats over time'}), this.charts.root,
+      el('h3', {class: 'section-title', text: 'Stats over time'}), this.charts.root, this.unitsView.root,
     ]);
     this.overviewView = el('div', {class: 'overview-view', attrs: {hidden: true}}, [this.overview.root]);
-    const sidebar = el('aside', {class: 'sidebar'}, [this.runPicker.root, this.layerList.root]);
-    const main = el('main', {class: 'main'}, [this.status, this.toolbar.root, this.stepBar.root, this.tensorView, this.overviewView]);
+    this.dynamicsMap = new DynamicsMap({
+      stat: settings.mapStat,
+      onStat: (stat) => (settings.mapStat = stat),
+      onOpen: (tag, step) => app.openTensor(tag, step),
+    });
+    this.mapView = el('div', {class: 'map-view', attrs: {hidden: true}}, [this.dynamicsMap.root]);
+    const sidebar = el('aside', {class: 'sidebar'}, [this.runPicker.root, this.findings.root, this.layerList.root]);
+    const main = el('main', {class: 'main'}, [this.status, this.toolbar.root, this.stepBar.root, this.tensorView, this.overviewView, this.mapView]);
     root.appendChild(el('div', {class: 'nnviz'}, [sidebar, main]));
     document.addEventListener('keydown', (e) => this.onKey(e));
-    window.addEventListener('resize', () => app.drawing.redrawPanels());
+    window.addEventListener('resize', () => {
+      app.drawing.redrawPanels();
+      if (!this.mapView.hidden) this.dynamicsMap.redraw();
+    });
   }
 
-  /** Shows the view named `view` ('tensor' or 'overview'), hides the others. */
+  /** Shows the view named `view` ('tensor', 'overview' or 'map'), hides the others. */
   showView(view) {
     this.tensorView.hidden = view !== 'tensor';
     this.overviewView.hidden = view !== 'overview';
+    this.mapView.hidden = view !== 'map';
   }
 
   /** The page's keys: arrows and Home/End move the step, space plays or pauses. */

@@ -819,3 +819,163 @@ def test_run_selection_changes_do_not_leak_panels_or_listeners(panel):
     # focus and timers).
     assert after["listeners"] - warm["listeners"] <= 10, (warm, after)
     assert after["nodes"] - warm["nodes"] <= 50, (warm, after)
+
+
+# --- the dynamics map --------------------------------------------------------------------
+
+
+def open_map(panel):
+    panel.frame.select_option("#view", "map")
+    panel.frame.wait_for_function("() => document.querySelector('.map-canvas').dataset.rows", timeout=TIMEOUT_MS)
+
+
+def map_rows(panel):
+    return panel.frame.evaluate("() => window.nnviz.page.dynamicsMap.model.rows.map((r) => [r.run, r.tag])")
+
+
+def hover_map_cell(panel, row, col):
+    """Moves the mouse over cell (row, col) of the map; returns the read-out."""
+    canvas = panel.frame.locator(".map-canvas")
+    box = canvas.bounding_box()
+    p = panel.frame.evaluate("([r, c]) => window.nnviz.page.dynamicsMap.cellCenter(r, c)", [row, col])
+    panel.page.mouse.move(box["x"] + p["x"], box["y"] + p["y"])
+    panel.frame.wait_for_function(
+        "([r, c]) => { const n = document.querySelector('.map-readout');"
+        " return n.dataset.row === String(r) && n.dataset.col === String(c); }",
+        arg=[row, col], timeout=TIMEOUT_MS,
+    )
+    return panel.frame.locator(".map-readout").text_content()
+
+
+def model_order_tags(server, run):
+    recorded = {t["tag"] for t in server.get_json("tags", {"run": run})["tensors"]}
+    layers = server.get_json("structure", {"run": run})["layers"]
+    return [w["tag"] for layer in layers for w in layer["weights"] if w["tag"] in recorded]
+
+
+def map_value(text):
+    m = re.search(r" = (\S+)", text)
+    assert m, text
+    return float(m.group(1))
+
+
+def norm(x):
+    return float(np.linalg.norm(x.astype(np.float64)))
+
+
+def test_dynamics_map_draws_one_row_per_tensor_with_the_true_values(panel, tb, trained):
+    weights = trained[1][RUN_A]
+    steps = [r for r in tb.get_json("runs")["runs"] if r["run"] == RUN_A][0]["steps"]
+    open_map(panel)
+    tags = model_order_tags(tb, RUN_A)
+    assert len(tags) == 4
+    assert map_rows(panel) == [[RUN_A, t] for t in tags]
+    canvas = panel.frame.locator(".map-canvas")
+    assert canvas.get_attribute("data-rows") == "4" and canvas.get_attribute("data-cols") == str(len(steps))
+    # Every row is painted at the last step (its update ratio is defined there).
+    colors = panel.frame.evaluate(
+        """(n) => {
+          const c = document.querySelector('.map-canvas');
+          const m = window.nnviz.page.dynamicsMap;
+          const dpr = c.width / c.clientWidth;
+          const ctx = c.getContext('2d');
+          const out = [];
+          for (let r = 0; r < n; r++) {
+            const p = m.cellCenter(r, m.model.steps.length - 1);
+            out.push([...ctx.getImageData(Math.floor(p.x * dpr), Math.floor(p.y * dpr), 1, 1).data]);
+          }
+          return out;
+        }""", 4)
+    assert all(px[3] == 255 for px in colors), colors
+    # Hover: the tag, the step and the update ratio of the true weights.
+    k = len(steps) - 1
+    for row, tag in enumerate(tags):
+        text = hover_map_cell(panel, row, k)
+        assert text.startswith("%s · step %d · update ratio" % (tag, steps[k])), text
+        w, prev = weights[steps[k]][tag], weights[steps[k - 1]][tag]
+        assert_3_digits(map_value(text), norm(w - prev) / norm(prev))
+    # The first snapshot has no update ratio: said so, and the cell is left blank.
+    assert "undefined (first snapshot" in hover_map_cell(panel, 0, 0)
+    # Another stat: the distance from init relative to ‖W₀‖.
+    panel.frame.select_option("#map-stat", "rel_init")
+    panel.frame.wait_for_function("() => document.querySelector('.map-canvas').dataset.stat === 'rel_init'")
+    text = hover_map_cell(panel, 2, k)
+    assert text.startswith("%s · step %d · distance from init" % (tags[2], steps[k])), text
+    w, w0 = weights[steps[k]][tags[2]], weights[steps[0]][tags[2]]
+    assert_3_digits(map_value(text), norm(w - w0) / norm(w0))
+    # The update ratio's legend marks the ~1e-3-per-step reference for the
+    # snapshots' spacing (k steps: 1e-3·√k) and explains it.
+    panel.frame.select_option("#map-stat", "update_ratio")
+    panel.frame.wait_for_function("() => document.querySelector('.map-canvas').dataset.stat === 'update_ratio'")
+    gap = steps[1] - steps[0]
+    reference = float(panel.frame.locator("#map-legend").get_attribute("data-reference"))
+    assert reference == pytest.approx(1e-3 * np.sqrt(gap))
+    assert "√k" in panel.frame.locator(".map-reference").text_content()
+    panel.screenshot("map.png")
+
+
+def test_dynamics_map_click_opens_that_tensor_at_that_step(panel, tb, trained):
+    steps = [r for r in tb.get_json("runs")["runs"] if r["run"] == RUN_A][0]["steps"]
+    open_map(panel)
+    tags = model_order_tags(tb, RUN_A)
+    row, col = tags.index("dense/kernel"), 2
+    canvas = panel.frame.locator(".map-canvas")
+    p = panel.frame.evaluate("([r, c]) => window.nnviz.page.dynamicsMap.cellCenter(r, c)", [row, col])
+    canvas.click(position={"x": p["x"], "y": p["y"]})
+    panel.wait_drawn(steps[col])
+    panel.wait_panels(1)
+    assert panel.frame.locator("#view").input_value() == "tensor"
+    assert panel.frame.locator(".tensor-title").text_content() == "dense/kernel"
+    assert panel.frame.locator("#step-label").text_content().startswith("step %d " % steps[col])
+    # The heatmap shows dense/kernel at that step: its true value under the mouse.
+    text = panel.hover_cell(1, 1)
+    assert text.startswith("kernel[1, 1] = "), text
+    assert_3_digits(readout_value(text), float(trained[1][RUN_A][steps[col]]["dense/kernel"][1, 1]))
+
+
+def test_dynamics_map_is_keyboard_operable(panel, tb):
+    steps = [r for r in tb.get_json("runs")["runs"] if r["run"] == RUN_A][0]["steps"]
+    open_map(panel)
+    tags = model_order_tags(tb, RUN_A)
+    # Tab from the stat control reaches the map; the cursor starts on the
+    # first tensor at the last step.
+    panel.frame.locator("#map-stat").focus()
+    panel.page.keyboard.press("Tab")
+    assert panel.frame.evaluate("() => document.activeElement === document.querySelector('.map-canvas')")
+    readout = panel.frame.locator(".map-readout")
+    assert readout.text_content().startswith("%s · step %d" % (tags[0], steps[-1]))
+    panel.page.keyboard.press("ArrowDown")
+    panel.page.keyboard.press("ArrowLeft")
+    panel.page.keyboard.press("ArrowLeft")
+    assert readout.text_content().startswith("%s · step %d" % (tags[1], steps[-3]))
+    # The page's own arrow keys did not move the step meanwhile.
+    assert panel.frame.locator("#step-label").text_content().startswith("step %d " % steps[-1])
+    panel.page.keyboard.press("Home")
+    panel.page.keyboard.press("ArrowRight")
+    assert readout.text_content().startswith("%s · step %d" % (tags[1], steps[1]))
+    panel.page.keyboard.press("Enter")
+    panel.wait_drawn(steps[1])
+    assert panel.frame.locator(".tensor-title").text_content() == tags[1]
+    assert panel.frame.locator("#step-label").text_content().startswith("step %d " % steps[1])
+
+
+def test_dynamics_map_stacks_runs_on_one_scale(panel, tb):
+    panel.frame.check('.run-checkbox[data-run="%s"]' % RUN_B)
+    open_map(panel)
+    panel.frame.wait_for_function("() => document.querySelector('.map-canvas').dataset.rows === '8'")
+    rows = map_rows(panel)
+    assert rows == [[RUN_A, t] for t in model_order_tags(tb, RUN_A)] + [[RUN_B, t] for t in model_order_tags(tb, RUN_B)]
+    # One scale over both runs: the 1st-99th percentile of every positive
+    # update ratio of either run (log scale).
+    ratios = []
+    for run in (RUN_A, RUN_B):
+        for series in tb.get_json("stats", {"run": run}).values():
+            ratios += [v for v in series["update_ratio"] if v is not None and v > 0]
+    lo, hi = (float(panel.frame.locator("#map-legend").get_attribute(k)) for k in ("data-lo", "data-hi"))
+    assert lo == pytest.approx(np.percentile(ratios, 1)) and hi == pytest.approx(np.percentile(ratios, 99))
+    # The second run's rows start below the first's, under its own name.
+    top_b = panel.frame.evaluate("() => window.nnviz.page.dynamicsMap.cellCenter(4, 0).y")
+    bottom_a = panel.frame.evaluate("() => window.nnviz.page.dynamicsMap.cellCenter(3, 0).y")
+    assert top_b > bottom_a + 10
+    text = hover_map_cell(panel, 4, 1)
+    assert text.startswith("%s · conv2d/kernel · step" % RUN_B), text
