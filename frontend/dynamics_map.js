@@ -4,15 +4,16 @@
 // keyboard cursor reads a cell out; a click or Enter opens that tensor at
 // that step. The model, scale and geometry are map_model.js's.
 
-import {colormapCSS, colormapLUT} from './colors.js';
+import {colormapLUT} from './colors.js';
 import {clear, el, select} from './dom.js';
 import {cssVar} from './heatmap.js';
+import {colormapBar} from './legend.js';
 import {
   cellAtPoint, cellCenter, cellInfo, gapSummary, MAP_STATS, mapDomain, mapLayout, mapRows, mapStat, mapValues,
   moveCursor, referenceOver, rowLabels,
 } from './map_model.js';
 import {formatCount, formatTicks, formatValue} from './numbers.js';
-import {CELL, CELL_COLORS, paintCells, statPosition, statTicks} from './stat_scale.js';
+import {CELL, CELL_COLORS, paintCells, scaleSpace, statPosition, statTicks} from './stat_scale.js';
 
 const BAR_WIDTH = 256;
 
@@ -68,6 +69,7 @@ export class DynamicsMap {
     }
     this.key = key;
     this.model = mapRows(runs);
+    this.byStat = new Map(); // stat key → {cells, domain}: switching back costs no recomputation
     this.cursor = null;
     if (!this.model.rows.length) {
       this.note.textContent = runs.length ? 'No weight stats recorded in the selected runs yet.' : 'Select a run.';
@@ -101,8 +103,11 @@ export class DynamicsMap {
   redraw() {
     const started = performance.now();
     const model = this.model;
-    this.cells = mapValues(model, this.stat);
-    this.domain = mapDomain(this.cells, this.stat);
+    if (!this.byStat.has(this.stat.key)) {
+      const cells = mapValues(model, this.stat);
+      this.byStat.set(this.stat.key, {cells, domain: mapDomain(cells, this.stat)});
+    }
+    ({cells: this.cells, domain: this.domain} = this.byStat.get(this.stat.key));
     const nCols = model.steps.length;
     const nRows = model.rows.length;
     if (!this.image || this.image.width !== nCols || this.image.height !== nRows) {
@@ -115,7 +120,17 @@ export class DynamicsMap {
         new Uint32Array(this.imageData.data.buffer));
     this.image.getContext('2d').putImageData(this.imageData, 0, 0);
     this.paint();
-    this.renderLegend();
+    const entry = this.byStat.get(this.stat.key);
+    if (entry.legendFor !== this.cmap) {
+      this.renderLegend();
+      entry.legendFor = this.cmap;
+      entry.legend = [...this.legend.childNodes];
+      entry.legendData = {...this.legend.dataset};
+    } else {
+      this.legend.replaceChildren(...entry.legend);
+      for (const k of Object.keys(this.legend.dataset)) delete this.legend.dataset[k];
+      Object.assign(this.legend.dataset, entry.legendData);
+    }
     if (this.cursor) this.showCell(this.cursor);
     record('nnviz-map-draw', started);
   }
@@ -206,15 +221,11 @@ export class DynamicsMap {
 
   renderLegend() {
     clear(this.legend);
+    delete this.legend.dataset.reference;
     const domain = this.domain;
     const parts = [];
     if (domain) {
-      const bar = el('canvas', {class: 'legend-bar', attrs: {width: BAR_WIDTH, height: 12, 'aria-hidden': 'true'}});
-      const ctx = bar.getContext('2d');
-      for (let i = 0; i < BAR_WIDTH; i++) {
-        ctx.fillStyle = colormapCSS(this.cmap, i / BAR_WIDTH);
-        ctx.fillRect(i, 0, 1, 12);
-      }
+      const bar = colormapBar(this.cmap, BAR_WIDTH, 12);
       const ticks = el('div', {class: 'legend-ticks'});
       const values = statTicks(domain);
       const labels = formatTicks(values, this.stat.count ? formatCount : formatValue);
@@ -257,8 +268,7 @@ export class DynamicsMap {
     const text = `Reference ▼: ~${per} per step. Snapshots are ${spacing}, so a ratio is over k steps of updates: ` +
         `if they are independent (noise-dominated), ~${per} per step reads as ${per}·√k = ${formatValue(ref.independent)}; ` +
         `if they all point the same way, up to ${per}·k = ${formatValue(ref.aligned)}.`;
-    const t = domain.kind === 'log' && ref.independent > 0 ? (Math.log10(ref.independent) - Math.log10(domain.lo)) /
-        (Math.log10(domain.hi) - Math.log10(domain.lo)) : -1;
+    const t = domain.kind === 'log' ? (scaleSpace(ref.independent, 'log') - domain.a) / (domain.b - domain.a) : -1;
     const mark = el('span', {class: 'reference-mark', text: '▼', title: `~${per} per step over ${k} steps: ${formatValue(ref.independent)}`});
     if (t < 0 || t > 1) {
       mark.classList.add('outside');

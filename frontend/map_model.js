@@ -5,45 +5,79 @@
 
 import {CELL, statDomain} from './stat_scale.js';
 
+// Columns of a series as Float64Arrays, NaN where undefined (JSON null):
+// read once per series and stat, so a redraw reads typed arrays only.
+const columns = new WeakMap();
+
+function cached(series, key, build) {
+  let byKey = columns.get(series);
+  if (!byKey) {
+    byKey = new Map();
+    columns.set(series, byKey);
+  }
+  let column = byKey.get(key);
+  if (!column) {
+    column = build();
+    byKey.set(key, column);
+  }
+  return column;
+}
+
+/** One field of a stats series over its snapshots, NaN where undefined. */
+export function seriesColumn(series, key) {
+  return cached(series, key, () => {
+    const list = series[key];
+    const out = new Float64Array(series.steps.length);
+    for (let i = 0; i < out.length; i++) {
+      const v = list ? list[i] : null;
+      out[i] = v === null || v === undefined ? NaN : v;
+    }
+    return out;
+  });
+}
+
 /** A stat read straight from one field of the stats series. */
 export function fieldStat(key, label, scale, extra = {}) {
-  return {key, label, scale, value: (series, i) => valueAt(series[key], i), ...extra};
+  return {key, label, scale, column: (series) => seriesColumn(series, key), ...extra};
 }
 
-function valueAt(list, i) {
-  const v = list ? list[i] : null;
-  return v === undefined || v === null ? null : v;
+/** nan + inf at snapshot i (NaN when neither was recorded). */
+export function nonfiniteAt(series, i) {
+  const nan = seriesColumn(series, 'nan')[i];
+  const inf = seriesColumn(series, 'inf')[i];
+  return nan !== nan && inf !== inf ? NaN : (nan || 0) + (inf || 0);
 }
 
-/** nan + inf of a snapshot (null when neither was recorded). */
-export function nonfiniteCount(series, i) {
-  const nan = valueAt(series.nan, i);
-  const inf = valueAt(series.inf, i);
-  return nan === null && inf === null ? null : (nan || 0) + (inf || 0);
+/** nan + inf over the snapshots. */
+export function nonfiniteColumn(series) {
+  return cached(series, ':nonfinite', () => Float64Array.from(series.steps, (_, i) => nonfiniteAt(series, i)));
+}
+
+/** ‖W_t − W_0‖ / ‖W_0‖ over the snapshots, ‖W_0‖ the L2 norm at the first one (NaN when it is 0 or unknown). */
+export function relativeToInit(series) {
+  return cached(series, ':rel_init', () => {
+    const d = seriesColumn(series, 'init_l2');
+    const w0 = seriesColumn(series, 'l2')[0];
+    return Float64Array.from(d, (x) => (w0 > 0 ? x / w0 : NaN));
+  });
 }
 
 // The per-step update ratio that is usually healthy (cs231n's rule of thumb).
 export const UPDATE_RATIO_REFERENCE = 1e-3;
 
 /**
- * The stats a map can show. scale 'log' for quantities that span decades
- * (0 gets its own colour), 'linear' otherwise. More can be added with
- * fieldStat (e.g. spectral stats: fieldStat('sv_max', 'σ_max', 'log')).
+ * The stats a map can show: `column(series)` gives the values over the
+ * series' snapshots (NaN: undefined). scale 'log' for quantities that span
+ * decades (0 gets its own colour), 'linear' otherwise. More can be added
+ * with fieldStat (e.g. spectral stats: fieldStat('sv_max', 'σ_max', 'log')).
  */
 export const MAP_STATS = [
   fieldStat('update_ratio', 'update ratio ‖ΔW‖ / ‖W_prev‖', 'log', {reference: UPDATE_RATIO_REFERENCE}),
-  {key: 'rel_init', label: 'distance from init ‖W − W₀‖ / ‖W₀‖', scale: 'linear', value: relativeToInit},
+  {key: 'rel_init', label: 'distance from init ‖W − W₀‖ / ‖W₀‖', scale: 'linear', column: relativeToInit},
   fieldStat('l2', 'L2 norm ‖W‖', 'log'),
   fieldStat('std', 'std', 'log'),
-  {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', value: nonfiniteCount, count: true},
+  {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', column: nonfiniteColumn, count: true},
 ];
-
-/** ‖W_t − W_0‖ / ‖W_0‖, ‖W_0‖ the L2 norm at the first snapshot (null when it is 0 or unknown). */
-export function relativeToInit(series, i) {
-  const d = valueAt(series.init_l2, i);
-  const w0 = valueAt(series.l2, 0);
-  return d === null || !(w0 > 0) ? null : d / w0;
-}
 
 export function mapStat(key) {
   return MAP_STATS.find((s) => s.key === key) || MAP_STATS[0];
@@ -93,7 +127,8 @@ export function mapRows(inputs) {
 }
 
 /**
- * Values of a stat in every cell, row-major (rows × steps), with what each
+ * Values of a stat in every cell, row-major (rows × steps), in the scale's
+ * space (log10 for a log stat: see stat_scale.statDomain), with what each
  * cell holds (stat_scale.CELL): a value; ZERO on a log scale; NONFINITE when
  * the value is undefined because the tensor holds NaN/Inf; UNDEFINED (e.g.
  * the first snapshot's update ratio); ABSENT where a run has no snapshot.
@@ -105,16 +140,18 @@ export function mapValues(model, stat) {
   const log = stat.scale === 'log';
   model.rows.forEach((row, r) => {
     if (!row.series) return;
+    const column = stat.column(row.series);
+    const bad = nonfiniteColumn(row.series);
     const base = r * nCols;
     for (let i = 0; i < row.cols.length; i++) {
       const j = base + row.cols[i];
-      const v = stat.value(row.series, i);
-      if (v === null || !Number.isFinite(v)) {
-        kinds[j] = v === null && !(nonfiniteCount(row.series, i) > 0) ? CELL.UNDEFINED : CELL.NONFINITE;
+      const v = column[i];
+      if (v !== v) {
+        kinds[j] = bad[i] > 0 ? CELL.NONFINITE : CELL.UNDEFINED;
       } else if (log && v <= 0) {
         kinds[j] = CELL.ZERO;
       } else {
-        values[j] = v;
+        values[j] = log ? Math.log10(v) : v;
         kinds[j] = CELL.VALUE;
       }
     }
@@ -137,14 +174,27 @@ export function stepGap(row, i) {
 
 /** Smallest, median and largest step gap between snapshots over the map's rows (null: < 2 snapshots). */
 export function gapSummary(model) {
-  const gaps = [];
+  // Gaps take few distinct values: counted, not sorted.
+  const counts = new Map();
+  let n = 0;
   for (const row of model.rows) {
     if (!row.series) continue;
-    for (let i = 1; i < row.series.steps.length; i++) gaps.push(row.series.steps[i] - row.series.steps[i - 1]);
+    const steps = row.series.steps;
+    for (let i = 1; i < steps.length; i++) counts.set(steps[i] - steps[i - 1], (counts.get(steps[i] - steps[i - 1]) || 0) + 1);
+    n += Math.max(0, steps.length - 1);
   }
-  if (!gaps.length) return null;
-  gaps.sort((a, b) => a - b);
-  return {min: gaps[0], median: gaps[(gaps.length - 1) >> 1], max: gaps[gaps.length - 1]};
+  if (!n) return null;
+  const gaps = [...counts.keys()].sort((a, b) => a - b);
+  let seen = 0;
+  let median = gaps[0];
+  for (const g of gaps) {
+    seen += counts.get(g);
+    if (seen > (n - 1) / 2) {
+      median = g;
+      break;
+    }
+  }
+  return {min: gaps[0], median, max: gaps[gaps.length - 1]};
 }
 
 /**
@@ -266,5 +316,7 @@ export function cellInfo(model, cells, stat, row, col) {
   const base = {run: r.run, tag: r.tag, layer: r.layer, step, kind: cells.kinds[row * model.steps.length + col]};
   const i = r.series ? r.series.steps.indexOf(step) : -1;
   if (i < 0) return {...base, value: null, gap: null, nonfinite: null};
-  return {...base, value: stat.value(r.series, i), gap: stepGap(r, i), nonfinite: nonfiniteCount(r.series, i)};
+  const value = stat.column(r.series)[i];
+  const nonfinite = nonfiniteAt(r.series, i);
+  return {...base, value: value === value ? value : null, gap: stepGap(r, i), nonfinite: nonfinite === nonfinite ? nonfinite : null};
 }

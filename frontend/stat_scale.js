@@ -23,16 +23,21 @@ export const CLIP_PERCENT = 1;
 // linear in time (a 320 × 1000 map is not sorted on every redraw).
 export const SAMPLE_LIMIT = 16384;
 
-/** The cells a scale is taken from: VALUE cells, positive ones for a log scale. */
-function sampleOf(values, kinds, log) {
+/** A value in the space a scale is linear in: log10 for a log scale. */
+export function scaleSpace(v, kind) {
+  return kind === 'log' ? Math.log10(v) : v;
+}
+
+/** A strided sample of the VALUE cells, sorted. */
+function sampleOf(values, kinds) {
   let n = 0;
-  for (let i = 0; i < values.length; i++) if (kinds[i] === CELL.VALUE && (!log || values[i] > 0)) n++;
+  for (let i = 0; i < kinds.length; i++) if (kinds[i] === CELL.VALUE) n++;
   const stride = Math.max(1, Math.ceil(n / SAMPLE_LIMIT));
   const out = new Float64Array(Math.ceil(n / stride));
   let k = 0;
   let j = 0;
-  for (let i = 0; i < values.length; i++) {
-    if (kinds[i] !== CELL.VALUE || (log && !(values[i] > 0))) continue;
+  for (let i = 0; i < kinds.length; i++) {
+    if (kinds[i] !== CELL.VALUE) continue;
     if (j++ % stride === 0) out[k++] = values[i];
   }
   return out.subarray(0, k).sort();
@@ -45,53 +50,48 @@ function quantile(sorted, p) {
 }
 
 /**
- * A scale for the VALUE cells: {kind: 'log'|'linear', lo, hi, clipped}
- * (clipped: the ends are percentiles, values beyond them saturate); null
- * when no cell has a value on it. A linear scale of non-negative values
- * starts at 0.
+ * A scale for the VALUE cells, whose `values` are in scale space (log10 of
+ * the value for a log scale: cells are stored that way so painting needs no
+ * logarithms): {kind: 'log'|'linear', lo, hi, a, b, clipped}. lo, hi: the
+ * ends in the stat's units; a, b: the same in scale space; clipped: the
+ * ends are percentiles and values beyond them saturate. null when no cell
+ * has a value. A linear scale of non-negative values starts at 0.
  */
 export function statDomain(values, kinds, kind, clip = CLIP_PERCENT) {
-  const log = kind === 'log';
-  const sample = sampleOf(values, kinds, log);
+  const sample = sampleOf(values, kinds);
   if (sample.length === 0) return null;
-  let lo = quantile(sample, clip);
-  let hi = quantile(sample, 100 - clip);
-  const clipped = clip > 0 && (lo > sample[0] || hi < sample[sample.length - 1]);
-  if (log) {
-    if (hi <= lo) [lo, hi] = [lo / Math.sqrt(10), hi * Math.sqrt(10)];
-  } else {
-    if (sample[0] >= 0) lo = 0;
-    if (hi <= lo) hi = lo + (Math.abs(lo) || 1);
+  let a = quantile(sample, clip);
+  let b = quantile(sample, 100 - clip);
+  const clipped = clip > 0 && (a > sample[0] || b < sample[sample.length - 1]);
+  if (kind === 'log') {
+    if (b <= a) [a, b] = [a - 0.5, b + 0.5];
+    return {kind, lo: Math.pow(10, a), hi: Math.pow(10, b), a, b, clipped};
   }
-  return {kind, lo, hi, clipped};
+  if (sample[0] >= 0) a = 0;
+  if (b <= a) b = a + (Math.abs(a) || 1);
+  return {kind, lo: a, hi: b, a, b, clipped};
 }
 
-/** Position of a value on a scale, in [0, 1] (clamped). */
+/** Position of a value (in the stat's units) on a scale, in [0, 1] (clamped). */
 export function statPosition(domain, v) {
-  let t;
-  if (domain.kind === 'log') {
-    t = (Math.log10(v) - Math.log10(domain.lo)) / (Math.log10(domain.hi) - Math.log10(domain.lo));
-  } else {
-    t = (v - domain.lo) / (domain.hi - domain.lo);
-  }
+  const t = (scaleSpace(v, domain.kind) - domain.a) / (domain.b - domain.a);
   return t < 0 ? 0 : t > 1 ? 1 : t;
 }
 
 /**
  * Colours cells into `out` (packed RGBA, as colors.colorFrame): VALUE cells
- * through the colormap `lut` (256 packed pixels), ZERO and NONFINITE cells
- * in their own colours, the others transparent.
+ * (values in scale space) through the colormap `lut` (256 packed pixels),
+ * ZERO and NONFINITE cells in their own colours, the others transparent.
  */
 export function paintCells(values, kinds, domain, lut, out) {
   const zero = packRGB(...CELL_COLORS[CELL.ZERO].rgb);
   const bad = packRGB(...CELL_COLORS[CELL.NONFINITE].rgb);
-  const log = domain && domain.kind === 'log';
-  const a = domain ? (log ? Math.log10(domain.lo) : domain.lo) : 0;
-  const k = domain ? 256 / ((log ? Math.log10(domain.hi) : domain.hi) - a) : 0;
-  for (let i = 0; i < values.length; i++) {
+  const a = domain ? domain.a : 0;
+  const k = domain ? 256 / (domain.b - domain.a) : 0;
+  for (let i = 0; i < kinds.length; i++) {
     const kind = kinds[i];
     if (kind === CELL.VALUE && domain) {
-      const t = ((log ? Math.log10(values[i]) : values[i]) - a) * k;
+      const t = (values[i] - a) * k;
       out[i] = lut[t <= 0 ? 0 : t >= 255 ? 255 : t | 0];
     } else if (kind === CELL.ZERO) {
       out[i] = zero;
@@ -110,8 +110,7 @@ export function paintCells(values, kinds, domain, lut, out) {
  */
 export function statTicks(domain) {
   if (domain.kind !== 'log') return niceTicks(domain.lo, domain.hi, 5);
-  const a = Math.log10(domain.lo);
-  const b = Math.log10(domain.hi);
+  const {a, b} = domain;
   const out = [];
   const mantissas = b - a >= 2 ? [1] : b - a >= 0.7 ? [1, 2, 5] : [1, 1.5, 2, 3, 5, 7];
   for (let e = Math.floor(a); e <= Math.ceil(b); e++) {

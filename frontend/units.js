@@ -69,9 +69,10 @@ export function unitLabel(shape, layout, col, block) {
 
 /**
  * The picture's cells, units as rows and steps as columns (the /units answer
- * transposed): values and what each holds (stat_scale.CELL): NaN is
- * undefined (the first snapshot's update), 0 is ZERO (a unit that did not
- * move, or a zero norm), ±Inf NONFINITE.
+ * transposed): values on a log scale (log10, see stat_scale.statDomain) and
+ * what each holds (stat_scale.CELL): NaN is undefined (the first
+ * snapshot's update), 0 is ZERO (a unit that did not move, or a zero norm),
+ * ±Inf NONFINITE.
  */
 export function unitCells(units) {
   const {rows: steps, cols: n, data} = units;
@@ -85,7 +86,7 @@ export function unitCells(units) {
       else if (!Number.isFinite(v)) kinds[j] = CELL.NONFINITE;
       else if (v <= 0) kinds[j] = CELL.ZERO;
       else {
-        values[j] = v;
+        values[j] = Math.log10(v);
         kinds[j] = CELL.VALUE;
       }
     }

@@ -3,9 +3,10 @@
 // marked; columns: snapshot steps), on one scale shared by the runs. Hover
 // reads a unit out; units named by a finding are marked.
 
-import {colormapCSS, colormapLUT} from './colors.js';
+import {colormapLUT} from './colors.js';
 import {clear, el, errorBox, select} from './dom.js';
 import {cssVar, groupLabel} from './heatmap.js';
+import {colormapBar} from './legend.js';
 import {moveCursor} from './map_model.js';
 import {formatTicks, formatValue} from './numbers.js';
 import {CELL, CELL_COLORS, paintCells, statDomain, statPosition, statTicks} from './stat_scale.js';
@@ -93,12 +94,7 @@ export class UnitsView {
   renderLegend(cmap, any) {
     clear(this.legend);
     if (!any || !this.domain) return;
-    const bar = el('canvas', {class: 'legend-bar', attrs: {width: BAR_WIDTH, height: 10, 'aria-hidden': 'true'}});
-    const ctx = bar.getContext('2d');
-    for (let i = 0; i < BAR_WIDTH; i++) {
-      ctx.fillStyle = colormapCSS(cmap, i / BAR_WIDTH);
-      ctx.fillRect(i, 0, 1, 10);
-    }
+    const bar = colormapBar(cmap, BAR_WIDTH, 10);
     const ticks = el('div', {class: 'legend-ticks'});
     const values = statTicks(this.domain);
     formatTicks(values).forEach((label, k) => {

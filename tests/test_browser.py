@@ -966,13 +966,14 @@ def test_dynamics_map_stacks_runs_on_one_scale(panel, tb):
     rows = map_rows(panel)
     assert rows == [[RUN_A, t] for t in model_order_tags(tb, RUN_A)] + [[RUN_B, t] for t in model_order_tags(tb, RUN_B)]
     # One scale over both runs: the 1st-99th percentile of every positive
-    # update ratio of either run (log scale).
+    # update ratio of either run (taken on the log scale the map draws).
     ratios = []
     for run in (RUN_A, RUN_B):
         for series in tb.get_json("stats", {"run": run}).values():
             ratios += [v for v in series["update_ratio"] if v is not None and v > 0]
     lo, hi = (float(panel.frame.locator("#map-legend").get_attribute(k)) for k in ("data-lo", "data-hi"))
-    assert lo == pytest.approx(np.percentile(ratios, 1)) and hi == pytest.approx(np.percentile(ratios, 99))
+    logs = np.log10(ratios)
+    assert lo == pytest.approx(10 ** np.percentile(logs, 1)) and hi == pytest.approx(10 ** np.percentile(logs, 99))
     # The second run's rows start below the first's, under its own name.
     top_b = panel.frame.evaluate("() => window.nnviz.page.dynamicsMap.cellCenter(4, 0).y")
     bottom_a = panel.frame.evaluate("() => window.nnviz.page.dynamicsMap.cellCenter(3, 0).y")

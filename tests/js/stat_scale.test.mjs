@@ -1,9 +1,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {colormapLUT, packRGB} from '../../frontend/colors.js';
-import {CELL, CELL_COLORS, paintCells, SAMPLE_LIMIT, statDomain, statPosition, statTicks} from '../../frontend/stat_scale.js';
+import {CELL, CELL_COLORS, paintCells, SAMPLE_LIMIT, scaleSpace, statDomain, statPosition, statTicks} from '../../frontend/stat_scale.js';
 
-const cells = (values) => ({values: Float64Array.from(values), kinds: new Uint8Array(values.length)});
+// Cells hold values in scale space (log10 for a log scale).
+const cells = (values, kind = 'log') => ({values: Float64Array.from(values, (v) => scaleSpace(v, kind)),
+  kinds: new Uint8Array(values.length)});
 
 test('a log scale spans the 1st to 99th percentile of the positive values', () => {
   const values = [];
@@ -21,13 +23,13 @@ test('a log scale spans the 1st to 99th percentile of the positive values', () =
 });
 
 test('only VALUE cells count; a linear scale of non-negative values starts at 0', () => {
-  const {values, kinds} = cells([0.1, 0.2, 0.3, 5, 0]);
+  const {values, kinds} = cells([0.1, 0.2, 0.3, 5, 0], 'linear');
   kinds[3] = CELL.NONFINITE;
   kinds[4] = CELL.ZERO;
   const d = statDomain(values, kinds, 'linear', 0);
-  assert.deepEqual(d, {kind: 'linear', lo: 0, hi: 0.3, clipped: false});
+  assert.deepEqual(d, {kind: 'linear', lo: 0, hi: 0.3, a: 0, b: 0.3, clipped: false});
   assert.equal(statDomain(values, new Uint8Array(5).fill(CELL.UNDEFINED), 'log'), null);
-  const flat = statDomain(Float64Array.of(2, 2), new Uint8Array(2), 'log');
+  const flat = statDomain(Float64Array.of(Math.log10(2), Math.log10(2)), new Uint8Array(2), 'log');
   assert.ok(flat.lo < 2 && flat.hi > 2);
 });
 
@@ -36,16 +38,17 @@ test('large maps take their percentiles from a strided sample', () => {
   const values = new Float64Array(n);
   for (let i = 0; i < n; i++) values[i] = 1 + (i * 7919) % n; // a permutation of 1 … n
   const d = statDomain(values, new Uint8Array(n), 'linear');
+  assert.equal(d.a, 0);
   assert.ok(n > SAMPLE_LIMIT);
   assert.ok(Math.abs(d.hi - 0.99 * n) < 0.01 * n, String(d.hi));
 });
 
 test('cells are painted through the colormap, specials in their colours', () => {
   const lut = colormapLUT('viridis');
-  const values = Float64Array.of(1e-4, 1e-2, 1, 0, 0, 0, 0);
+  const values = Float64Array.of(-4, -2, 0, 0, 0, 0, 0); // log10 of 1e-4, 1e-2, 1
   const kinds = Uint8Array.of(CELL.VALUE, CELL.VALUE, CELL.VALUE, CELL.ZERO, CELL.NONFINITE, CELL.UNDEFINED, CELL.ABSENT);
   const out = new Uint32Array(values.length);
-  paintCells(values, kinds, {kind: 'log', lo: 1e-4, hi: 1}, lut, out);
+  paintCells(values, kinds, {kind: 'log', lo: 1e-4, hi: 1, a: -4, b: 0}, lut, out);
   assert.equal(out[0], lut[0]);
   assert.equal(out[1], lut[128]);
   assert.equal(out[2], lut[255]);
@@ -56,7 +59,8 @@ test('cells are painted through the colormap, specials in their colours', () => 
 });
 
 test('log ticks are powers of ten, or 1-2-5 steps within a decade or two', () => {
-  assert.deepEqual(statTicks({kind: 'log', lo: 1.5e-5, hi: 0.2}), [1e-4, 1e-3, 1e-2, 1e-1]);
-  assert.deepEqual(statTicks({kind: 'log', lo: 0.011, hi: 0.3}), [0.02, 0.05, 0.1, 0.2]);
+  const log = (lo, hi) => ({kind: 'log', lo, hi, a: Math.log10(lo), b: Math.log10(hi)});
+  assert.deepEqual(statTicks(log(1.5e-5, 0.2)), [1e-4, 1e-3, 1e-2, 1e-1]);
+  assert.deepEqual(statTicks(log(0.011, 0.3)), [0.02, 0.05, 0.1, 0.2]);
   assert.deepEqual(statTicks({kind: 'linear', lo: 0, hi: 1}), [0, 0.25, 0.5, 0.75, 1]);
 });
