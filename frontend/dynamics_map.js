@@ -155,6 +155,7 @@ export class DynamicsMap {
     const ink = cssVar(this.root, '--text', '#212121');
     const muted = cssVar(this.root, '--muted', '#616161');
     const band = cssVar(this.root, '--grid', '#e0e0e0');
+    const border = cssVar(this.root, '--separator', '#9e9e9e');
     ctx.imageSmoothingEnabled = false;
     ctx.font = '11px system-ui, sans-serif';
     ctx.textBaseline = 'middle';
@@ -172,8 +173,12 @@ export class DynamicsMap {
         if (i % 2) ctx.fillRect(0, layout.rowTops[g.start], layout.x0 - 4, (g.end - g.start) * layout.cellH);
       });
       if (run.count) {
-        ctx.drawImage(this.image, 0, run.start, this.model.steps.length, run.count,
-            layout.x0, top + layout.headerHeight, w, run.count * layout.cellH);
+        const y = top + layout.headerHeight;
+        ctx.drawImage(this.image, 0, run.start, this.model.steps.length, run.count, layout.x0, y, w, run.count * layout.cellH);
+        // The cells' extent, also where most are blank (NaN/Inf: none).
+        ctx.strokeStyle = border;
+        ctx.lineWidth = 1;
+        ctx.strokeRect(Math.round(layout.x0) - 0.5, Math.round(y) - 0.5, Math.round(w) + 1, Math.round(run.count * layout.cellH) + 1);
       }
     });
     ctx.fillStyle = muted;
@@ -242,7 +247,9 @@ export class DynamicsMap {
       if (reference) side.push(el('div', {class: 'legend-note map-reference', text: reference.text}));
       parts.push(el('div', {class: 'legend-side'}, [...side, this.specials()]));
     } else {
-      parts.push(el('div', {class: 'legend-side'}, [el('div', {class: 'legend-note', text: `${this.stat.label}: no values yet.`}), this.specials()]));
+      const text = this.stat.flag ? `${this.stat.label}: a cell is painted when the tensor holds any NaN or Inf at that ` +
+          'step (hover reads out how many).' : `${this.stat.label}: no values yet.`;
+      parts.push(el('div', {class: 'legend-side'}, [el('div', {class: 'legend-note', text}), this.specials()]));
     }
     for (const p of parts) this.legend.appendChild(p);
     this.legend.dataset.lo = domain ? domain.lo : '';
@@ -283,15 +290,15 @@ export class DynamicsMap {
 
   specials() {
     const out = el('div', {class: 'legend-specials'});
-    const shown = this.stat.scale === 'log' ? [CELL.ZERO, CELL.NONFINITE] : [CELL.NONFINITE];
+    const shown = this.stat.scale === 'log' && !this.stat.flag ? [CELL.ZERO, CELL.NONFINITE] : [CELL.NONFINITE];
     for (const kind of shown) {
       const swatch = el('span', {class: 'swatch'});
       swatch.style.background = CELL_COLORS[kind].css;
-      const label = kind === CELL.ZERO && this.stat.count ? '0' : CELL_COLORS[kind].label;
-      out.appendChild(el('span', {class: 'special'}, [swatch, label]));
+      out.appendChild(el('span', {class: 'special'}, [swatch, CELL_COLORS[kind].label]));
     }
     const blank = el('span', {class: 'swatch blank'});
-    out.appendChild(el('span', {class: 'special'}, [blank, 'blank: undefined or no snapshot']));
+    const none = this.stat.flag ? 'blank: none (or no snapshot)' : 'blank: undefined or no snapshot';
+    out.appendChild(el('span', {class: 'special'}, [blank, none]));
     return out;
   }
 
@@ -364,7 +371,7 @@ export class DynamicsMap {
 export function describe(info, stat, withRun) {
   const where = `${withRun ? `${info.run} · ` : ''}${info.tag} · step ${info.step}`;
   if (info.kind === CELL.ABSENT) return `${where} · no snapshot at this step`;
-  const nonfinite = info.nonfinite > 0 ? ` · ${formatCount(info.nonfinite)} NaN/Inf entries` : '';
+  const nonfinite = info.nonfinite > 0 && !stat.count ? ` · ${formatCount(info.nonfinite)} NaN/Inf entries` : '';
   if (info.value === null) {
     const why = nonfinite || (stat.reference && info.gap === null ? ' (first snapshot: no update yet)' : '');
     return `${where} · ${stat.label}: undefined${why}`;

@@ -76,7 +76,9 @@ export const MAP_STATS = [
   {key: 'rel_init', label: 'distance from init ‖W − W₀‖ / ‖W₀‖', scale: 'linear', column: relativeToInit},
   fieldStat('l2', 'L2 norm ‖W‖', 'log'),
   fieldStat('std', 'std', 'log'),
-  {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', column: nonfiniteColumn, count: true},
+  // Where and when NaN/Inf appear matters more than how many: any is painted
+  // in the NaN colour (the count is read out on hover), none is left blank.
+  {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', column: nonfiniteColumn, count: true, flag: true},
 ];
 
 export function mapStat(key) {
@@ -130,8 +132,9 @@ export function mapRows(inputs) {
  * Values of a stat in every cell, row-major (rows × steps), in the scale's
  * space (log10 for a log stat: see stat_scale.statDomain), with what each
  * cell holds (stat_scale.CELL): a value; ZERO on a log scale; NONFINITE when
- * the value is undefined because the tensor holds NaN/Inf; UNDEFINED (e.g.
- * the first snapshot's update ratio); ABSENT where a run has no snapshot.
+ * the value is undefined because the tensor holds NaN/Inf (for a `flag`
+ * stat: whenever it does); UNDEFINED (e.g. the first snapshot's update
+ * ratio; a flag stat's "none"); ABSENT where a run has no snapshot.
  */
 export function mapValues(model, stat) {
   const nCols = model.steps.length;
@@ -146,7 +149,7 @@ export function mapValues(model, stat) {
     for (let i = 0; i < row.cols.length; i++) {
       const j = base + row.cols[i];
       const v = column[i];
-      if (v !== v) {
+      if (v !== v || stat.flag) {
         kinds[j] = bad[i] > 0 ? CELL.NONFINITE : CELL.UNDEFINED;
       } else if (log && v <= 0) {
         kinds[j] = CELL.ZERO;

@@ -49,9 +49,12 @@ test('cell values and kinds of each stat', () => {
   assert.deepEqual(at(rel, 0, 20), [CELL.VALUE, 0.5], '‖W − W₀‖ / ‖W₀‖ = 1 / 2');
   assert.deepEqual(at(rel, 0, 0), [CELL.VALUE, 0]);
   assert.deepEqual(at(rel, 1, 10), [CELL.UNDEFINED, 0], '‖W₀‖ = 0');
+  // NaN/Inf: painted wherever there is any (the count is read out), blank where none.
   const bad = mapValues(model, mapStat('nonfinite'));
-  assert.deepEqual(at(bad, 2, 20), [CELL.VALUE, Math.log10(8)]);
-  assert.deepEqual(at(bad, 2, 10), [CELL.ZERO, 0]);
+  assert.deepEqual(at(bad, 2, 20), [CELL.NONFINITE, 0]);
+  assert.deepEqual(at(bad, 2, 10), [CELL.UNDEFINED, 0]);
+  assert.equal(mapDomain(bad, mapStat('nonfinite')), null);
+  assert.equal(cellInfo(model, bad, mapStat('nonfinite'), 2, 3).value, 8);
   const domain = mapDomain(ratio, mapStat('update_ratio'));
   assert.equal(domain.kind, 'log');
   assert.ok(domain.lo >= 0.002 * 0.999 && domain.hi <= 0.5 * 1.001, JSON.stringify(domain));
