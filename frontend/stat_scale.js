@@ -5,7 +5,7 @@
 // named colours. Pure: tested by node --test.
 
 import {packRGB, SPECIAL_COLORS} from './colors.js';
-import {niceTicks} from './scale.js';
+import {CLIP_PERCENT, niceTicks} from './scale.js';
 
 // What a cell holds (a Uint8Array per map, beside its values).
 export const CELL = {VALUE: 0, UNDEFINED: 1, ZERO: 2, NONFINITE: 3, ABSENT: 4};
@@ -17,7 +17,6 @@ export const CELL_COLORS = {
   [CELL.NONFINITE]: {css: SPECIAL_COLORS.nan.css, rgb: SPECIAL_COLORS.nan.rgb, label: 'NaN/Inf in the tensor'},
 };
 
-export const CLIP_PERCENT = 1;
 // Percentiles are taken over an evenly strided sample of at most this many
 // values: exact for small maps, within a sample's error for large ones, and
 // linear in time (a 320 × 1000 map is not sorted on every redraw).
