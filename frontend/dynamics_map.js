@@ -6,7 +6,7 @@
 
 import {colormapLUT} from './colors.js';
 import {clear, el, select} from './dom.js';
-import {cssVar} from './heatmap.js';
+import {cssVar, drawStepLine} from './heatmap.js';
 import {colormapBar} from './legend.js';
 import {
   cellAtPoint, cellCenter, cellInfo, gapSummary, MAP_STATS, mapDomain, mapLayout, mapRows, mapStat, mapValues,
@@ -200,17 +200,7 @@ export class DynamicsMap {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, layout.width, layout.height);
     const col = this.step === null ? -1 : this.model.steps.indexOf(this.step);
-    if (col >= 0) {
-      ctx.strokeStyle = cssVar(this.root, '--accent', '#f57c00');
-      ctx.lineWidth = 1;
-      ctx.setLineDash([3, 2]);
-      const x = Math.round(layout.x0 + (col + 0.5) * layout.cellW) + 0.5;
-      ctx.beginPath();
-      ctx.moveTo(x, 0);
-      ctx.lineTo(x, layout.height);
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
+    if (col >= 0) drawStepLine(ctx, this.root, layout.x0 + (col + 0.5) * layout.cellW, layout.height);
     if (this.cursor) {
       const {x, y} = cellCenter(layout, this.cursor.row, this.cursor.col);
       const cw = Math.max(3, layout.cellW);

@@ -65,6 +65,19 @@ export function cssVar(node, name, fallback) {
   return themeCache.get(name);
 }
 
+/** The current step's column on a map's overlay: a dashed vertical line at x (CSS px). */
+export function drawStepLine(ctx, node, x, height) {
+  ctx.strokeStyle = cssVar(node, '--accent', '#f57c00');
+  ctx.lineWidth = 1;
+  ctx.setLineDash([3, 2]);
+  const px = Math.round(x) + 0.5;
+  ctx.beginPath();
+  ctx.moveTo(px, 0);
+  ctx.lineTo(px, height);
+  ctx.stroke();
+  ctx.setLineDash([]);
+}
+
 export class HeatmapPanel {
   /**
    * @param {{title: string, color: ?string, viewport: Viewport}} options

@@ -5,7 +5,7 @@
 
 import {colormapLUT} from './colors.js';
 import {clear, el, errorBox, select} from './dom.js';
-import {cssVar, groupLabel} from './heatmap.js';
+import {cssVar, drawStepLine, groupLabel} from './heatmap.js';
 import {colormapBar} from './legend.js';
 import {moveCursor} from './map_model.js';
 import {formatTicks, formatValue} from './numbers.js';
@@ -261,16 +261,7 @@ class UnitsPanel {
     ctx.clearRect(0, 0, g.width, g.height);
     const accent = cssVar(this.root, '--accent', '#f57c00');
     const col = r.steps.indexOf(this.step);
-    if (col >= 0) {
-      ctx.strokeStyle = accent;
-      ctx.setLineDash([3, 2]);
-      const x = Math.round(g.x0 + (col + 0.5) * g.cellW) + 0.5;
-      ctx.beginPath();
-      ctx.moveTo(x, 0);
-      ctx.lineTo(x, g.height);
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
+    if (col >= 0) drawStepLine(ctx, this.root, g.x0 + (col + 0.5) * g.cellW, g.height);
     const right = g.x0 + r.cells.cols * g.cellW;
     if (this.highlight) {
       ctx.fillStyle = accent;
