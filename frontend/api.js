@@ -2,7 +2,7 @@
 // this module (TensorBoard serves it under /data/plugin/nnviz/), and a frame
 // cache with prefetch for smooth playback.
 
-import {decodeFrame} from './decode.js';
+import {decodeFrame, decodeUnits} from './decode.js';
 
 const BASE = new URL('./', import.meta.url);
 
@@ -72,15 +72,33 @@ export function fetchStats(run) {
   return getJSON('stats', {run});
 }
 
-/** One frame: {rows, cols, step, data: Float32Array}. */
-export async function fetchFrame(run, tag, step) {
-  const response = await request('frame', {run, tag, step});
+/** A binary answer decoded by `decode(buffer, headers)`; `what` names it in errors. */
+async function getBinary(route, params, decode, what) {
+  const response = await request(route, params);
   const buffer = await response.arrayBuffer();
   try {
-    return decodeFrame(buffer, response.headers);
+    return decode(buffer, response.headers);
   } catch (e) {
-    throw new ApiError(`frame ${tag} at step ${step}: ${e.message}`, response.status);
+    throw new ApiError(`${what}: ${e.message}`, response.status);
   }
+}
+
+/** One frame: {rows, cols, step, data: Float32Array}. */
+export function fetchFrame(run, tag, step) {
+  return getBinary('frame', {run, tag, step}, decodeFrame, `frame ${tag} at step ${step}`);
+}
+
+/**
+ * Per-unit stats of one tag: {rows, cols, block, data}, one row per step of
+ * its stats series (stat: 'norm' or 'update').
+ */
+export function fetchUnits(run, tag, stat) {
+  return getBinary('units', {run, tag, stat}, decodeUnits, `units of ${tag}`);
+}
+
+/** Findings of a run: {findings: [{kind, severity, tag, first_step, last_step, message, units?, value?}]}. */
+export function fetchFindings(run) {
+  return getJSON('findings', {run});
 }
 
 /**

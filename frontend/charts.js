@@ -4,7 +4,7 @@
 import {clear, el, svg} from './dom.js';
 import {formatCount, formatTicks, formatValue} from './numbers.js';
 import {niceTicks, OUTLIER_FACTOR, robustBound} from './scale.js';
-import {indexAtOrBefore, unionSteps} from './structure.js';
+import {indexAtOrBefore, unionSteps} from './steps.js';
 
 export const CHART_STATS = [
   {key: 'l2', label: 'L2 norm ‖W‖'},
@@ -58,75 +58,16 @@ export class StatCharts {
   }
 
   buildChart(stat, lines) {
-    let x0 = this.steps[0];
-    let x1 = this.steps[this.steps.length - 1];
-    if (x1 === x0) {
-      x0 -= 1;
-      x1 += 1;
-    }
     const values = lines.map((l) => statValues(l.series, stat.key));
-    // Exploded values (a learning rate too high) would flatten every other
-    // line to the axis: they are drawn clamped at the top, and said so.
-    const all = [];
-    for (const vs of values) for (const v of vs) if (v !== null && Number.isFinite(v)) all.push(v);
-    const robust = stat.count ? {saturated: 0} : robustBound(all.map(Math.abs));
-    const limit = robust.saturated ? robust.bound : Infinity;
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const v of all) if (Math.abs(v) <= limit) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    const empty = lo > hi;
-    if (empty) { lo = 0; hi = 1; }
-    if (stat.count) {
-      // Counts start at 0 and never go below it.
-      lo = 0;
-      hi = Math.max(1, hi);
-    } else if (hi === lo) {
-      lo -= Math.abs(lo) * 0.1 || 1;
-      hi += Math.abs(hi) * 0.1 || 1;
-    }
-    const pad = (hi - lo) * 0.05;
-    lo -= stat.count ? 0 : pad;
-    hi += pad;
+    const range = chartRange(stat, values, this.steps);
+    const {x0, x1, lo, hi} = range;
     const sx = (s) => M.left + (s - x0) / (x1 - x0) * (W - M.left - M.right);
     const sy = (v) => H - M.bottom - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo) * (H - M.top - M.bottom);
     // Focusable: left/right arrows (Home/End) move the step, as a click does.
     const plot = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'chart', tabindex: 0, role: 'slider',
       'aria-label': `${stat.label}: step`, 'aria-valuemin': this.steps[0], 'aria-valuemax': this.steps[this.steps.length - 1]});
-    const grid = svg('g', {class: 'axis'});
-    const yTicks = niceTicks(lo, hi, 4).filter((t) => !stat.count || Number.isInteger(t));
-    const yLabels = formatTicks(yTicks, stat.count ? formatCount : formatValue);
-    yTicks.forEach((t, k) => {
-      grid.appendChild(svg('line', {x1: M.left, x2: W - M.right, y1: sy(t), y2: sy(t), class: 'gridline'}));
-      const label = svg('text', {x: M.left - 4, y: sy(t) + 3, 'text-anchor': 'end'});
-      label.textContent = yLabels[k];
-      grid.appendChild(label);
-    });
-    for (const t of niceTicks(x0, x1, 4)) {
-      if (!Number.isInteger(t)) continue;
-      const label = svg('text', {x: sx(t), y: H - 6, 'text-anchor': 'middle'});
-      label.textContent = formatCount(t);
-      grid.appendChild(label);
-    }
-    plot.appendChild(grid);
-    lines.forEach((line, k) => {
-      let d = '';
-      let pen = false;
-      line.series.steps.forEach((s, i) => {
-        const v = values[k][i];
-        if (v === null || !Number.isFinite(v)) {
-          pen = false;
-          return;
-        }
-        d += `${pen ? 'L' : 'M'}${sx(s).toFixed(1)},${sy(v).toFixed(1)}`;
-        pen = true;
-      });
-      const path = svg('path', {d: d || 'M0,0', class: 'line', stroke: line.color});
-      plot.appendChild(path);
-      // Lone points (a single snapshot) would be invisible as a path.
-      if (line.series.steps.length === 1 && values[k][0] !== null) {
-        plot.appendChild(svg('circle', {cx: sx(line.series.steps[0]), cy: sy(values[k][0]), r: 2.5, fill: line.color}));
-      }
-    });
+    plot.appendChild(chartAxes(stat, range, sx, sy));
+    drawLines(plot, lines, values, sx, sy);
     const marker = svg('line', {y1: M.top, y2: H - M.bottom, class: 'marker'});
     plot.appendChild(marker);
     const dots = lines.map((line) => {
@@ -141,7 +82,22 @@ export class StatCharts {
       const value = el('span', {class: 'value'});
       return {value, node: el('span', {class: 'chart-value'}, [swatch, el('span', {class: 'run-name', text: line.run}), value])};
     });
-    const current = el('div', {class: 'chart-values'}, readouts.map((r) => r.node));
+    this.bindChart(plot, x0, x1);
+    const robust = range.robust;
+    const card = el('div', {class: 'card chart-card'}, [
+      el('div', {class: 'chart-title'}, [stat.label, robust.saturated ?
+        el('span', {class: 'off-scale', text: ` · off scale: up to ${formatValue(robust.peak)}`,
+          title: `${robust.saturated} value${robust.saturated > 1 ? 's' : ''} over ${OUTLIER_FACTOR}× the typical one, drawn at the top`}) : null]),
+      plot,
+      el('div', {class: 'chart-values'}, readouts.map((r) => r.node)),
+    ]);
+    if (range.empty) card.appendChild(el('div', {class: 'note', text: 'no values (undefined until a second snapshot)'}));
+    this.root.appendChild(card);
+    return {stat, sx, sy, marker, dots, values, readouts, plot};
+  }
+
+  /** Interaction: a click, or arrow/Home/End keys, on a chart moves the step. */
+  bindChart(plot, x0, x1) {
     plot.addEventListener('click', (e) => {
       const ctm = plot.getScreenCTM();
       if (!ctm) return;
@@ -156,16 +112,6 @@ export class StatCharts {
       e.stopPropagation(); // the page's own arrow keys would step twice
       this.onStep(step);
     });
-    const card = el('div', {class: 'card chart-card'}, [
-      el('div', {class: 'chart-title'}, [stat.label, robust.saturated ?
-        el('span', {class: 'off-scale', text: ` · off scale: up to ${formatValue(robust.peak)}`,
-          title: `${robust.saturated} value${robust.saturated > 1 ? 's' : ''} over ${OUTLIER_FACTOR}× the typical one, drawn at the top`}) : null]),
-      plot,
-      current,
-    ]);
-    if (empty) card.appendChild(el('div', {class: 'note', text: 'no values (undefined until a second snapshot)'}));
-    this.root.appendChild(card);
-    return {stat, sx, sy, marker, dots, values, readouts, plot};
   }
 
   /** The step an arrow/Home/End key on a chart moves to, or null for other keys. */
@@ -211,4 +157,83 @@ export class StatCharts {
       chart.plot.setAttribute('aria-valuetext', `step ${step}: ${said.join(', ')}`);
     }
   }
+}
+
+/**
+ * The ranges a chart shows: steps x0…x1, values lo…hi (padded), with
+ * exploded values (a learning rate too high) left out of the range: they
+ * would flatten every other line to the axis, and are drawn clamped at the
+ * top instead (robust.saturated of them). Counts start at 0. Pure.
+ * @return {{x0, x1, lo, hi, robust, empty}}
+ */
+export function chartRange(stat, values, steps) {
+  let x0 = steps[0];
+  let x1 = steps[steps.length - 1];
+  if (x1 === x0) {
+    x0 -= 1;
+    x1 += 1;
+  }
+  const all = [];
+  for (const vs of values) for (const v of vs) if (v !== null && Number.isFinite(v)) all.push(v);
+  const robust = stat.count ? {saturated: 0} : robustBound(all.map(Math.abs));
+  const limit = robust.saturated ? robust.bound : Infinity;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of all) if (Math.abs(v) <= limit) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const empty = lo > hi;
+  if (empty) { lo = 0; hi = 1; }
+  if (stat.count) {
+    // Counts start at 0 and never go below it.
+    lo = 0;
+    hi = Math.max(1, hi);
+  } else if (hi === lo) {
+    lo -= Math.abs(lo) * 0.1 || 1;
+    hi += Math.abs(hi) * 0.1 || 1;
+  }
+  const pad = (hi - lo) * 0.05;
+  lo -= stat.count ? 0 : pad;
+  hi += pad;
+  return {x0, x1, lo, hi, robust, empty};
+}
+
+/** Grid lines and tick labels of a chart (counts get integer ticks only). */
+function chartAxes(stat, {x0, x1, lo, hi}, sx, sy) {
+  const grid = svg('g', {class: 'axis'});
+  const yTicks = niceTicks(lo, hi, 4).filter((t) => !stat.count || Number.isInteger(t));
+  const yLabels = formatTicks(yTicks, stat.count ? formatCount : formatValue);
+  yTicks.forEach((t, k) => {
+    grid.appendChild(svg('line', {x1: M.left, x2: W - M.right, y1: sy(t), y2: sy(t), class: 'gridline'}));
+    const label = svg('text', {x: M.left - 4, y: sy(t) + 3, 'text-anchor': 'end'});
+    label.textContent = yLabels[k];
+    grid.appendChild(label);
+  });
+  for (const t of niceTicks(x0, x1, 4)) {
+    if (!Number.isInteger(t)) continue;
+    const label = svg('text', {x: sx(t), y: H - 6, 'text-anchor': 'middle'});
+    label.textContent = formatCount(t);
+    grid.appendChild(label);
+  }
+  return grid;
+}
+
+/** One path per run, broken where a value is undefined; a lone snapshot as a dot. */
+function drawLines(plot, lines, values, sx, sy) {
+  lines.forEach((line, k) => {
+    let d = '';
+    let pen = false;
+    line.series.steps.forEach((s, i) => {
+      const v = values[k][i];
+      if (v === null || !Number.isFinite(v)) {
+        pen = false;
+        return;
+      }
+      d += `${pen ? 'L' : 'M'}${sx(s).toFixed(1)},${sy(v).toFixed(1)}`;
+      pen = true;
+    });
+    plot.appendChild(svg('path', {d: d || 'M0,0', class: 'line', stroke: line.color}));
+    // Lone points (a single snapshot) would be invisible as a path.
+    if (line.series.steps.length === 1 && values[k][0] !== null) {
+      plot.appendChild(svg('circle', {cx: sx(line.series.steps[0]), cy: sy(values[k][0]), r: 2.5, fill: line.color}));
+    }
+  });
 }

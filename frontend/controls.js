@@ -11,13 +11,15 @@ export const MODES = [
   ['diff', 'run A − run B'],
 ];
 
+export const VIEWS = [['tensor', 'tensor'], ['overview', 'overview'], ['map', 'dynamics map']];
+
 export const SPEEDS = [['1', '1 fps'], ['2', '2 fps'], ['5', '5 fps'], ['10', '10 fps'], ['30', '30 fps'], ['max', 'max']];
 
 export class Toolbar {
   /** @param settings the app's settings object; `onChange(key, value)` on every edit. */
   constructor(settings, onChange, viewport) {
     const set = (key) => (value) => onChange(key, value);
-    this.view = select([['tensor', 'tensor'], ['overview', 'overview']], settings.view, set('view'), {id: 'view', 'aria-label': 'view'});
+    this.view = select(VIEWS, settings.view, set('view'), {id: 'view', 'aria-label': 'view'});
     this.mode = select(MODES, settings.mode, set('mode'), {id: 'mode', 'aria-label': 'mode'});
     this.runA = select([], '', set('runA'), {id: 'run-a', 'aria-label': 'run A'});
     this.runB = select([], '', set('runB'), {id: 'run-b', 'aria-label': 'run B'});
@@ -31,14 +33,16 @@ export class Toolbar {
     this.clip.checked = settings.clip;
     this.clip.addEventListener('change', () => onChange('clip', this.clip.checked));
     const zoomButton = (text, label, fn) => el('button', {class: 'icon-button', text, title: label, attrs: {type: 'button', 'aria-label': label}, on: {click: fn}});
-    this.root = el('div', {class: 'card toolbar'}, [
-      labelled('view', this.view),
+    // Controls of the heatmaps, hidden in the dynamics map (always sequential, its own scale).
+    this.heatmapOnly = [
       labelled('mode', this.mode),
-      this.diffRuns,
       labelled('colour', this.colorKind),
-      labelled('map', this.cmap),
       labelled('scale', this.scaleMode),
       el('label', {class: 'control', title: 'clip the scale at the 1st/99th percentile'}, [this.clip, el('span', {text: 'clip 1–99%'})]),
+    ];
+    const [mode, colour, scale, clip] = this.heatmapOnly;
+    this.root = el('div', {class: 'card toolbar'}, [
+      labelled('view', this.view), mode, this.diffRuns, colour, labelled('map', this.cmap), scale, clip,
     ]);
     // Placed by the app next to the tensor's title.
     this.zoom = el('span', {class: 'zoom-buttons'}, [
@@ -54,15 +58,22 @@ export class Toolbar {
     this.view.value = settings.view;
     this.mode.value = settings.mode;
     this.colorKind.value = settings.colorKind;
-    const names = colormapNames(settings.colorKind === 'magnitude' ? 'sequential' : 'diverging');
-    const cmap = settings.colorKind === 'magnitude' ? settings.cmapSequential : settings.cmapDiverging;
-    fillSelect(this.cmap, names.map((n) => [n, n]), cmap);
+    const sequential = usesSequential(settings);
+    const names = colormapNames(sequential ? 'sequential' : 'diverging');
+    fillSelect(this.cmap, names.map((n) => [n, n]), sequential ? settings.cmapSequential : settings.cmapDiverging);
     this.scaleMode.value = settings.scaleMode;
     this.clip.checked = settings.clip;
-    this.diffRuns.hidden = settings.mode !== 'diff';
+    const map = settings.view === 'map';
+    for (const control of this.heatmapOnly) control.hidden = map;
+    this.diffRuns.hidden = map || settings.mode !== 'diff';
     fillSelect(this.runA, runs.map((r) => [r, r]), settings.runA);
     fillSelect(this.runB, runs.map((r) => [r, r]), settings.runB);
   }
+}
+
+/** True when the colormap in use is a sequential one (magnitudes, the dynamics map). */
+export function usesSequential(settings) {
+  return settings.view === 'map' || settings.colorKind === 'magnitude';
 }
 
 function fillSelect(node, options, value) {

@@ -1,5 +1,6 @@
-// Decoding a /frame answer: little-endian float32, row-major, rows × cols,
-// sizes in the X-NNViz-* headers. Pure: tested by node --test.
+// Decoding the binary answers: /frame and /units are little-endian float32,
+// row-major, rows × cols, sizes in the X-NNViz-* headers. Pure: tested by
+// node --test.
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
@@ -24,20 +25,36 @@ export function decodeFrame(buffer, headers) {
   const rows = headerInt(headers, 'X-NNViz-Rows');
   const cols = headerInt(headers, 'X-NNViz-Cols');
   const step = headerInt(headers, 'X-NNViz-Step');
+  return {rows, cols, step, data: float32Cells(buffer, rows, cols, 'frame')};
+}
+
+/** rows × cols little-endian float32 cells of a body, checked for length. */
+function float32Cells(buffer, rows, cols, what) {
   const expected = rows * cols * 4;
   if (buffer.byteLength !== expected) {
     throw new FrameError(
-        `frame has ${buffer.byteLength} bytes, expected ${expected} for ${rows} × ${cols} float32 cells`);
+        `${what} has ${buffer.byteLength} bytes, expected ${expected} for ${rows} × ${cols} float32 cells`);
   }
-  let data;
-  if (LITTLE_ENDIAN) {
-    data = new Float32Array(buffer); // the body's own buffer: no copy
-  } else {
-    const view = new DataView(buffer);
-    data = new Float32Array(rows * cols);
-    for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);
-  }
-  return {rows, cols, step, data};
+  if (LITTLE_ENDIAN) return new Float32Array(buffer); // the body's own buffer: no copy
+  const view = new DataView(buffer);
+  const data = new Float32Array(rows * cols);
+  for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(4 * i, true);
+  return data;
+}
+
+/**
+ * Decodes a /units answer: one row per snapshot step (the steps of the
+ * tag's stats, in order), one column per unit, or per `block` consecutive
+ * units when X-NNViz-Unit-Block is above 1. NaN cells are undefined (the
+ * first snapshot's update).
+ * @return {{rows: number, cols: number, block: number, data: Float32Array}}
+ */
+export function decodeUnits(buffer, headers) {
+  const rows = headerInt(headers, 'X-NNViz-Rows');
+  const cols = headerInt(headers, 'X-NNViz-Cols');
+  const block = headerInt(headers, 'X-NNViz-Unit-Block');
+  if (block < 1) throw new FrameError(`units answer has X-NNViz-Unit-Block ${block}; at least 1 expected`);
+  return {rows, cols, block, data: float32Cells(buffer, rows, cols, 'units answer')};
 }
 
 /**

@@ -65,6 +65,19 @@ export function cssVar(node, name, fallback) {
   return themeCache.get(name);
 }
 
+/** The current step's column on a map's overlay: a dashed vertical line at x (CSS px). */
+export function drawStepLine(ctx, node, x, height) {
+  ctx.strokeStyle = cssVar(node, '--accent', '#f57c00');
+  ctx.lineWidth = 1;
+  ctx.setLineDash([3, 2]);
+  const px = Math.round(x) + 0.5;
+  ctx.beginPath();
+  ctx.moveTo(px, 0);
+  ctx.lineTo(px, height);
+  ctx.stroke();
+  ctx.setLineDash([]);
+}
+
 export class HeatmapPanel {
   /**
    * @param {{title: string, color: ?string, viewport: Viewport}} options
@@ -93,12 +106,16 @@ export class HeatmapPanel {
     viewport.listeners.add(this.onViewport);
     this.onHover = (cell) => this.showHover(cell);
     viewport.hoverListeners.add(this.onHover);
+    // Listeners outside the panel's own nodes (the window's) would keep a
+    // disposed panel and its image alive: they go when it is disposed.
+    this.outside = new AbortController();
     this.bindEvents();
   }
 
   dispose() {
     this.viewport.listeners.delete(this.onViewport);
     this.viewport.hoverListeners.delete(this.onHover);
+    this.outside.abort();
   }
 
   showHover(cell) {
@@ -340,7 +357,7 @@ export class HeatmapPanel {
     this.canvas.addEventListener('mousedown', (e) => {
       if (vp.zoom > 1 || vp.ox || vp.oy) this.drag = {x: e.clientX, y: e.clientY, ox: vp.ox, oy: vp.oy};
     });
-    window.addEventListener('mouseup', () => (this.drag = null));
+    window.addEventListener('mouseup', () => (this.drag = null), {signal: this.outside.signal});
     this.canvas.addEventListener('wheel', (e) => {
       if (!(e.ctrlKey || e.metaKey || vp.zoom > 1)) return; // plain wheel scrolls the page
       e.preventDefault();
@@ -378,7 +395,7 @@ export class HeatmapPanel {
 }
 
 /** "gate f" for a one-letter gate name, else the name ("head 1"). */
-function groupLabel(name) {
+export function groupLabel(name) {
   return name.length <= 2 ? `gate ${name}` : name;
 }
 

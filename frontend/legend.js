@@ -1,12 +1,26 @@
 // The colour legend: the colormap bar with value ticks, what the scale is
 // fixed to, and the NaN/±Inf colours by name.
 
-import {colormapRGB, SPECIAL_COLORS} from './colors.js';
+import {colormapLUT, SPECIAL_COLORS} from './colors.js';
 import {clear, el} from './dom.js';
 import {formatTicks} from './numbers.js';
 import {niceTicks} from './scale.js';
 
 const BAR_WIDTH = 256;
+
+/** A canvas of `width` × `height` px showing a colormap from left to right (one putImageData). */
+export function colormapBar(cmap, width, height) {
+  const bar = el('canvas', {class: 'legend-bar', attrs: {width, height, 'aria-hidden': 'true'}});
+  const lut = colormapLUT(cmap);
+  const image = new ImageData(width, height);
+  const pixels = new Uint32Array(image.data.buffer);
+  for (let x = 0; x < width; x++) {
+    const px = lut[Math.floor(x * 256 / width)];
+    for (let y = 0; y < height; y++) pixels[y * width + x] = px;
+  }
+  bar.getContext('2d').putImageData(image, 0, 0);
+  return bar;
+}
 
 // What each legend node shows now: playback redraws with the same scale
 // every frame, and an unchanged legend is not rebuilt.
@@ -21,14 +35,7 @@ export function renderLegend(node, {scale, cmap, note, counts}) {
   if (shown.get(node) === key) return;
   shown.set(node, key);
   clear(node);
-  const bar = el('canvas', {class: 'legend-bar', attrs: {width: BAR_WIDTH, height: 12, 'aria-hidden': 'true'}});
-  const ctx = bar.getContext('2d');
-  const rgb = colormapRGB(cmap);
-  for (let i = 0; i < BAR_WIDTH; i++) {
-    const [r, g, b] = rgb[Math.floor(i * 256 / BAR_WIDTH)];
-    ctx.fillStyle = `rgb(${r},${g},${b})`;
-    ctx.fillRect(i, 0, 1, 12);
-  }
+  const bar = colormapBar(cmap, BAR_WIDTH, 12);
   const ticks = el('div', {class: 'legend-ticks'});
   const span = scale.hi - scale.lo;
   const values = niceTicks(scale.lo, scale.hi, 5);

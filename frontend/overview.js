@@ -8,7 +8,8 @@ import {cssVar, paintFrame} from './heatmap.js';
 import {planFrame} from './layout.js';
 import {formatShape} from './numbers.js';
 import {makeScale, valuesBound, frameBound} from './scale.js';
-import {indexAtOrBefore} from './structure.js';
+import {referenceFrameBound} from './scale_policy.js';
+import {indexAtOrBefore} from './steps.js';
 
 const TILE_W = 200;
 const TILE_H = 128;
@@ -37,7 +38,8 @@ export class Overview {
       }
     }
     this.root.appendChild(el('div', {class: 'note',
-      text: `Every tensor of ${run} at step ${step}, each on its own scale fixed over all steps. Open one for its full view.`}));
+      text: `Every tensor of ${run} at step ${step}, each on its own scale fixed over all steps ` +
+          '(downsampled ones: the 99.9th percentile of their block means at this step). Open one for its full view.'}));
     if (groups.size === 0) {
       this.root.appendChild(el('div', {class: 'note', text: 'No tensors recorded in this run yet.'}));
       return;
@@ -81,7 +83,9 @@ export class Overview {
       const image = document.createElement('canvas');
       image.width = frame.cols;
       image.height = frame.rows;
-      const bound = series ? valuesBound(series) : frameBound(frame.data);
+      // Block means of a downsampled tensor: scaled from the frame itself (see scale_policy).
+      const bound = tensor.downsampled ? referenceFrameBound(frame.data, {downsampled: true}) :
+        series ? valuesBound(series) : frameBound(frame.data);
       const pixels = new ImageData(frame.cols, frame.rows);
       colorFrame(frame.data, makeScale(bound, magnitude), cmap, new Uint32Array(pixels.data.buffer));
       image.getContext('2d').putImageData(pixels, 0, 0);

@@ -120,14 +120,6 @@ export function valuesBound(series, {clip = false} = {}) {
   return robustBound(stepBounds(series, boundFields('values', clip))).bound;
 }
 
-/**
- * The bound of a Δ mode over every step from the stats: init_absmax for Δ
- * from the first snapshot, update_absmax for Δ from the previous one.
- */
-export function deltaBound(series, mode) {
-  return robustBound(stepBounds(series, boundFields(mode))).bound;
-}
-
 /** Nice round numbers for a step between ticks (1, 2, 2.5, 5 × 10^k). */
 function niceStep(raw) {
   const p = Math.pow(10, Math.floor(Math.log10(raw)));

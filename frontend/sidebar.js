@@ -5,7 +5,7 @@
 import {colormapCSS} from './colors.js';
 import {clear, el, errorBox, labelled, select} from './dom.js';
 import {formatCount, formatShape, formatValue} from './numbers.js';
-import {statAt} from './structure.js';
+import {statAt} from './steps.js';
 
 export const LAYER_STATS = [
   ['update_ratio', 'update ratio'],

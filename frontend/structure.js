@@ -102,36 +102,3 @@ function emptyRow(path) {
     weights: [],
   };
 }
-
-/** Index of the largest step ≤ `step` in an ascending list, or −1. */
-export function indexAtOrBefore(steps, step) {
-  let lo = 0;
-  let hi = steps.length - 1;
-  let best = -1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (steps[mid] <= step) {
-      best = mid;
-      lo = mid + 1;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  return best;
-}
-
-/** A stat of one tag's series at the snapshot at or before `step` (null if none). */
-export function statAt(series, stat, step) {
-  if (!series || !Array.isArray(series.steps)) return null;
-  const i = indexAtOrBefore(series.steps, step);
-  if (i < 0) return null;
-  const v = (series[stat] || [])[i];
-  return v === undefined ? null : v;
-}
-
-/** Sorted union of several ascending step lists. */
-export function unionSteps(lists) {
-  const set = new Set();
-  for (const l of lists) for (const s of l || []) set.add(s);
-  return [...set].sort((a, b) => a - b);
-}

@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {percentile, absMax, makeScale, frameBound, valuesBound, deltaBound, niceTicks} from '../../frontend/scale.js';
+import {percentile, absMax, makeScale, frameBound, valuesBound, niceTicks} from '../../frontend/scale.js';
+import {scaleFor} from '../../frontend/scale_policy.js';
 
 test('percentile interpolates like numpy and skips non-finite values', () => {
   const xs = [];
@@ -39,8 +40,10 @@ test('fixed bounds come from the stats of every step', () => {
     init_absmax: [null, 0.1, 0.4], update_absmax: [null, 0.2, 0.05]};
   assert.equal(valuesBound(series), 3);
   assert.equal(valuesBound(series, {clip: true}), 0.9);
-  assert.equal(deltaBound(series, 'delta_first'), 0.4);
-  assert.equal(deltaBound(series, 'delta_prev'), 0.2);
+  const fixed = (mode) => scaleFor({settings: {mode, scaleMode: 'fixed', clip: false, colorKind: 'diverging'},
+    frames: [], series: [series]}).bound;
+  assert.equal(fixed('delta_first'), 0.4);
+  assert.equal(fixed('delta_prev'), 0.2);
 });
 
 test('niceTicks gives round values inside the range', () => {
@@ -66,4 +69,16 @@ test('an exploding step saturates instead of setting the fixed scale', async () 
   // Two runs pooled: the tuned run's steps make the typical size.
   const tuned = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5];
   assert.deepEqual(robustBound([...tuned, 0.2, 0.3, 2.4, 4e6]), {bound: 2.4, saturated: 1, peak: 4e6});
+});
+
+test('chart ranges leave exploded values out and start counts at 0', async () => {
+  const {chartRange} = await import('../../frontend/charts.js');
+  const r = chartRange({key: 'l2'}, [[1, 2, 3, 4e6, null]], [0, 10, 20, 30, 40]);
+  assert.equal(r.robust.saturated, 1);
+  assert.ok(r.hi > 3 && r.hi < 3.2 && r.lo < 1 && r.lo > 0.8, JSON.stringify(r));
+  assert.deepEqual([r.x0, r.x1], [0, 40]);
+  const c = chartRange({key: 'nonfinite', count: true}, [[0, 0, 3]], [5]);
+  assert.deepEqual([c.x0, c.x1, c.lo], [4, 6, 0]);
+  assert.ok(c.hi > 3);
+  assert.equal(chartRange({key: 'std'}, [[null]], [0, 1]).empty, true);
 });

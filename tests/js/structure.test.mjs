@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {layerRows, indexAtOrBefore, statAt, unionSteps, layerOfTag} from '../../frontend/structure.js';
+import {layerRows, layerOfTag} from '../../frontend/structure.js';
 
 const structure = {
   model: {name: 'm', class: 'Functional'},
@@ -34,15 +34,4 @@ test('tags missing from the structure still appear, grouped by layer', () => {
   assert.deepEqual(rows.map((r) => r.path), ['x', 'lstm', 'lstm/cell']);
   assert.deepEqual(rows[0].weights.map((w) => w.name), ['kernel', 'bias']);
   assert.equal(layerOfTag('lstm/cell/kernel'), 'lstm/cell');
-});
-
-test('stat lookup uses the snapshot at or before the step', () => {
-  assert.equal(indexAtOrBefore([0, 10, 20], 15), 1);
-  assert.equal(indexAtOrBefore([0, 10, 20], 20), 2);
-  assert.equal(indexAtOrBefore([5, 10], 4), -1);
-  const series = {steps: [0, 10, 20], update_ratio: [null, 0.5, 0.25]};
-  assert.equal(statAt(series, 'update_ratio', 19), 0.5);
-  assert.equal(statAt(series, 'update_ratio', 0), null);
-  assert.equal(statAt(series, 'nope', 10), null);
-  assert.deepEqual(unionSteps([[0, 10], [5, 10, 20]]), [0, 5, 10, 20]);
 });
