@@ -67,6 +67,7 @@ STAT_FIELDS = (
     "init_l2",
     "init_absmax",
     "init_cos",
+    "units_still",
 )
 
 # Frame blob: a fixed header, then the cells row-major.

@@ -45,13 +45,19 @@ _GRU_GATES = ["z", "r", "h"]
 # MultiHeadAttention / GroupedQueryAttention sublayers (all EinsumDense).
 _HEAD_INPUT_PROJECTIONS = {"query", "key", "value", "gate"}
 _HEAD_OUTPUT_PROJECTION = "attention_output"
+_EMBEDDING = {"Embedding"}
 
 
-def _layout(row_axes, col_axes, groups=()):
+def _layout(row_axes, col_axes, groups=(), unit_axes=None):
+    """A layout; `unit_axes` default: the last axis (none for a scalar)."""
+    ndim = len(row_axes) + len(col_axes)
+    if unit_axes is None:
+        unit_axes = [ndim - 1] if ndim else []
     return {
         "row_axes": [int(a) for a in row_axes],
         "col_axes": [int(a) for a in col_axes],
         "groups": list(groups),
+        "unit_axes": [int(a) for a in unit_axes],
     }
 
 
@@ -123,7 +129,10 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
         `attention_output` sublayers, which are plain EinsumDense layers.
 
     Returns:
-      `{"row_axes": [int], "col_axes": [int], "groups": [...]}`.
+      `{"row_axes": [int], "col_axes": [int], "groups": [...],
+      "unit_axes": [int]}`. `unit_axes` name the tensor axes whose
+      flattened C-order index is a unit (one output channel of the layer):
+      the last axis unless said otherwise below; a scalar has none (one unit).
 
     Families (layout rows x cols, "|" marks a tile or group boundary):
 
@@ -157,7 +166,14 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
         attention_output kernel (heads, hd, d): rows [0, 1] (a row group of
           hd per head), cols [2, ...].
       Other EinsumDense kernels: rows [0], cols = the other axes.
+      Embedding (vocab, dim): rows [0], cols [1].
       Vectors (bias, gamma, beta, moving_mean, ...): rows [], cols [0].
+
+    Units (`unit_axes`): Dense, Conv*, LSTM/GRU (gates side by side) [last];
+    Conv*Transpose (..., out, in) [out]; depthwise kernels (..., in, mult)
+    [in, mult]; MHA query/key/value kernel (d, heads, hd) [1, 2], their
+    bias [0, 1], attention_output kernel (heads, hd, d) [2]; Embedding [0]
+    (a token); vectors [0] (each entry); scalars [] (one unit).
       Scalars: rows [], cols [] (a 1 x 1 frame).
       Anything else: rows = all axes but the last, cols = [last].
     """
@@ -180,17 +196,18 @@ def _family_layout(cls, name, shape, sublayer):
         return _layout(rows, cols)
     if cls in _CONV_TRANSPOSE and ndim == _CONV_TRANSPOSE[cls] + 2:
         rows, cols = _conv_layout(_CONV_TRANSPOSE[cls], ndim - 1, ndim - 2)
-        return _layout(rows, cols)
+        return _layout(rows, cols, unit_axes=[ndim - 2])
     if cls in _DEPTHWISE and ndim == _DEPTHWISE[cls] + 2:
         rows, cols = _conv_layout(_DEPTHWISE[cls], ndim - 1, ndim - 2)
-        return _layout(rows, cols)
+        return _layout(rows, cols, unit_axes=[ndim - 2, ndim - 1])
     if cls in _SEPARABLE and ndim == _SEPARABLE[cls] + 2:
         rank = _SEPARABLE[cls]
         if name == "pointwise_kernel":
             rows, cols = _conv_layout(rank, ndim - 2, ndim - 1)
-        else:  # depthwise_kernel (..., in, mult)
-            rows, cols = _conv_layout(rank, ndim - 1, ndim - 2)
-        return _layout(rows, cols)
+            return _layout(rows, cols)
+        # depthwise_kernel (..., in, mult)
+        rows, cols = _conv_layout(rank, ndim - 1, ndim - 2)
+        return _layout(rows, cols, unit_axes=[ndim - 2, ndim - 1])
     if cls in _CONV_LSTM and ndim >= 3 and name in ("kernel", "recurrent_kernel"):
         rows, cols = _conv_layout(ndim - 2, ndim - 2, ndim - 1)
         # Columns run (depth slices,) filters, then the last spatial axis:
@@ -209,6 +226,8 @@ def _family_layout(cls, name, shape, sublayer):
         return None
     if cls == "EinsumDense":
         return _einsum_layout(name, shape, sublayer)
+    if cls in _EMBEDDING and ndim == 2:
+        return _layout([0], [1], unit_axes=[0])
     return None
 
 
@@ -216,18 +235,19 @@ def _einsum_layout(name, shape, sublayer):
     ndim = len(shape)
     if sublayer in _HEAD_INPUT_PROJECTIONS:
         if name == "kernel" and ndim == 3:  # (d, heads, hd)
-            return _layout([0], [1, 2], [_group("cols", shape[2], shape[1])])
+            return _layout([0], [1, 2], [_group("cols", shape[2], shape[1])], unit_axes=[1, 2])
         if name == "bias" and ndim == 2:  # (heads, hd)
-            return _layout([], [0, 1], [_group("cols", shape[1], shape[0])])
+            return _layout([], [0, 1], [_group("cols", shape[1], shape[0])], unit_axes=[0, 1])
     if sublayer == _HEAD_OUTPUT_PROJECTION and name == "kernel" and ndim >= 3:
         # (heads, hd, *output_shape)
-        return _layout([0, 1], list(range(2, ndim)), [_group("rows", shape[1], shape[0])])
+        outputs = list(range(2, ndim))
+        return _layout([0, 1], outputs, [_group("rows", shape[1], shape[0])], unit_axes=outputs)
     if name == "kernel" and ndim >= 2:
         # An einsum kernel usually contracts its first axis with the input.
-        return _layout([0], list(range(1, ndim)))
+        return _layout([0], list(range(1, ndim)), unit_axes=list(range(1, ndim)))
     if ndim <= 1:
         return _rank_default(ndim)
-    return _layout([], list(range(ndim)))
+    return _layout([], list(range(ndim)), unit_axes=list(range(ndim)))
 
 
 # --- frames -------------------------------------------------------------------
