@@ -13,8 +13,17 @@ Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
   element (RustBoard drops scalar blob sequences): the frame blob.
 - `nnviz/stats/T`: DATA_CLASS_TENSOR, a float64 vector ordered as the
   `fields` of its content; null values are stored as NaN.
+- `nnviz/units/T` (version 2): DATA_CLASS_TENSOR, a float32 tensor of
+  shape (2, cols): row 0 the per-unit norms, row 1 the per-unit updates
+  (NaN at the tag's first snapshot), ordered as the `fields` of its
+  content; `cols` = ceil(units / block), each column the mean of `block`
+  consecutive units (block 1 when exact).
 - `nnviz/structure`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor holding
   the model structure as UTF-8 JSON (written once, again if it changes).
+
+Version 2 added the units series, `units_still` to the stats vector,
+`unit_axes` to the frame layout and `trainable` to the structure's weights.
+A reader of version 2 reads version-1 runs (they have no units series).
 
 `plugin_data.content` is UTF-8 JSON with a `version`. Both TensorBoard
 ingesters keep only the first event's content per tag, so anything in it is
@@ -37,15 +46,23 @@ from tensorboard.compat.proto import types_pb2
 PLUGIN_NAME = "nnviz"
 
 # Bump when a reader of the previous version could misread new data.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+UNITS_VERSION = 2  # the first version with per-unit stats
 
 FRAME_PREFIX = "nnviz/frame/"
 STATS_PREFIX = "nnviz/stats/"
+UNITS_PREFIX = "nnviz/units/"
 STRUCTURE_TAG = "nnviz/structure"
 
 KIND_FRAME = "frame"
 KIND_STATS = "stats"
+KIND_UNITS = "units"
 KIND_STRUCTURE = "structure"
+
+# Rows of a units tensor written by this version (the content repeats them).
+UNIT_FIELDS = ("norm", "update")
+# Above this many units a series stores block means of consecutive units.
+MAX_UNITS = 65536
 
 # Order of the stats vector written by this version (the content repeats it,
 # so a reader uses the names on disk, not this tuple).
@@ -99,6 +116,10 @@ def stats_tag(weight_tag):
     return STATS_PREFIX + weight_tag
 
 
+def units_tag(weight_tag):
+    return UNITS_PREFIX + weight_tag
+
+
 def parse_summary_tag(summary_tag):
     """Returns `(kind, weight_tag)` for one of our summary tags, else None.
 
@@ -110,6 +131,8 @@ def parse_summary_tag(summary_tag):
         return (KIND_FRAME, summary_tag[len(FRAME_PREFIX) :])
     if summary_tag.startswith(STATS_PREFIX):
         return (KIND_STATS, summary_tag[len(STATS_PREFIX) :])
+    if summary_tag.startswith(UNITS_PREFIX):
+        return (KIND_UNITS, summary_tag[len(UNITS_PREFIX) :])
     return None
 
 
@@ -147,6 +170,23 @@ def stats_content(fields=STAT_FIELDS):
 
 def structure_content():
     return _content(KIND_STRUCTURE)
+
+
+def units_content(*, unit_axes, units, block, fields=UNIT_FIELDS):
+    """Content of a units series.
+
+    Args:
+      unit_axes: the weight's unit axes (as in its layout).
+      units: the number of units (the product of the unit axes' sizes).
+      block: units per stored column (1: exact).
+    """
+    return _content(
+        KIND_UNITS,
+        fields=list(fields),
+        unit_axes=[int(a) for a in unit_axes],
+        units=int(units),
+        block=int(block),
+    )
 
 
 def parse_content(content):
@@ -283,11 +323,16 @@ def stats_value(weight_tag, stats, content=None):
 def stats_from_array(array, fields):
     """Maps a stats vector to `{name: float or None}` (NaN and ±Inf → None).
 
+    A vector longer than `fields` comes from a later writer appending to a
+    series an earlier one began (its content, fixed by the first event,
+    names fewer fields; new fields are only ever appended): the named
+    prefix is read, the rest ignored.
+
     Raises:
-      FormatError: the vector's length does not match `fields`.
+      FormatError: the vector is shorter than `fields`.
     """
     values = np.asarray(array, dtype=np.float64).ravel()
-    if len(values) != len(fields):
+    if len(values) < len(fields):
         raise FormatError(
             "stats vector has %d values, expected %d" % (len(values), len(fields))
         )
@@ -329,3 +374,60 @@ def structure_from_array(array):
     if not isinstance(doc, dict):
         raise FormatError("structure is not a JSON object")
     return doc
+
+
+# --- units ----------------------------------------------------------------------
+
+# The smallest positive float32: a positive value that float32 would round
+# to 0 is stored as this, so a stored 0 always means exactly 0.
+_TINY32 = np.float32(np.finfo(np.float32).smallest_subnormal)
+
+
+def _float32_keeping_zero(values):
+    out = np.asarray(values, dtype=np.float64).astype(np.float32)
+    lost = (out == 0) & (np.asarray(values) > 0)
+    if lost.any():
+        out[lost] = _TINY32
+    return out
+
+
+def units_value(weight_tag, norm, update, content):
+    """The `Summary.Value` of one snapshot's per-unit stats.
+
+    Args:
+      norm, update: per-column values (already block-averaged); `update`
+        None at a tag's first snapshot (stored as NaN).
+      content: from `units_content`.
+    """
+    norm = _float32_keeping_zero(norm)
+    update = np.full_like(norm, np.nan) if update is None else _float32_keeping_zero(update)
+    cells = np.stack([norm, update]).astype("<f4")
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in cells.shape]
+        ),
+        tensor_content=cells.tobytes(),
+    )
+    return summary_pb2.Summary.Value(
+        tag=units_tag(weight_tag),
+        metadata=_metadata(content, summary_pb2.DATA_CLASS_TENSOR),
+        tensor=tensor,
+    )
+
+
+def units_from_array(array, fields):
+    """{field: float32 row} from a units tensor (as the data provider returns it).
+
+    Raises:
+      FormatError: not a 2-D array with one row per field.
+    """
+    try:
+        cells = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise FormatError("units tensor is not numeric: %s" % e)
+    if cells.ndim != 2 or cells.shape[0] < len(fields):
+        raise FormatError(
+            "units tensor has shape %r, expected (%d, units)" % (cells.shape, len(fields))
+        )
+    return {f: cells[i] for i, f in enumerate(fields)}

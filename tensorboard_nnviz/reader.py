@@ -21,17 +21,25 @@ This module imports neither Keras nor TensorFlow.
 """
 
 import bisect
+import collections
 import threading
 import time
+
+import numpy as np
 
 from tensorboard import context as tb_context
 from tensorboard import errors as tb_errors
 from tensorboard.data import provider as tb_provider
 
+from tensorboard_nnviz import findings as findings_lib
 from tensorboard_nnviz import format as fmt
 
 # "Keep everything": larger than any number of snapshots a run can hold.
 _ALL = 1 << 30
+# Decoded units series kept (the panel shows one tensor at a time; findings
+# read only the tags with stopped units).
+_UNITS_CACHED = 32
+UNIT_STATS = ("norm", "update")
 
 
 class ReaderError(Exception):
@@ -121,6 +129,8 @@ class NNVizReader:
         self._lock = threading.Lock()
         self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
         self._stats = {}  # (eid, run, summary tag) -> (signature, columns)
+        self._units = collections.OrderedDict()  # (eid, run, summary tag) -> _UnitsSeries
+        self._findings = {}  # (eid, run) -> (signature of the run's series, answer)
 
     # --- frame series ------------------------------------------------------
 
@@ -365,6 +375,142 @@ class NNVizReader:
             return fmt.structure_from_array(latest.numpy)
         except fmt.FormatError as e:
             raise DataError("model structure of run %r: %s" % (run, e))
+
+
+    # --- per-unit stats and findings ------------------------------------------
+
+    def units_impl(self, ctx, eid, run, tag, stat):
+        """Per-unit `stat` ("norm" or "update") of `tag` at every snapshot.
+
+        Returns:
+          `(cells, block, steps)`: float32 (rows, cols), one row per step of
+          `stats_impl(run, tag)` (same order), one column per `block`
+          consecutive units; NaN where undefined (an update at the first
+          snapshot, a step without unit data).
+        """
+        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        if stat not in UNIT_STATS:
+            raise BadRequestError(
+                "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
+        units_tag, stats_tag = fmt.units_tag(tag), fmt.stats_tag(tag)
+        listing = self._list_tensors(ctx, eid, run, tags=[units_tag, stats_tag])
+        if units_tag not in listing:
+            self._no_units(ctx, eid, run, tag, listing.get(stats_tag))
+        steps = self.stats_impl(ctx, eid, run, tag)["steps"]
+        series = self._units_series(ctx, eid, run, {units_tag: listing[units_tag]})[units_tag]
+        if series.error:
+            raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))
+        cells = np.full((len(steps), series.cols), np.nan, np.float32)
+        for i, step in enumerate(steps):
+            row = series.rows.get(step)
+            if row is not None and row[stat].shape == (series.cols,):
+                cells[i] = row[stat]
+        return cells, series.block, steps
+
+    def _no_units(self, ctx, eid, run, tag, stats_series):
+        """Raises the NotFoundError for a weight without a units series."""
+        if stats_series is None:
+            self._check_run(ctx, eid, run)
+            raise NotFoundError("run %r has no weight tag %r" % (run, tag))
+        if _content_version(stats_series.plugin_content) < fmt.UNITS_VERSION:
+            raise NotFoundError(
+                "weight %r of run %r was recorded before per-unit stats (nnviz format "
+                "version 1): record the run again with this tensorboard_nnviz to see its "
+                "units" % (tag, run))
+        raise NotFoundError("weight %r of run %r has no per-unit stats" % (tag, run))
+
+    def _units_series(self, ctx, eid, run, listing):
+        """{summary tag: _UnitsSeries} for `listing` (a few kept, by signature)."""
+        result, stale = {}, {}
+        for tag, series in listing.items():
+            cached = self._units.get((eid, run, tag))
+            if cached is not None and cached.signature == _signature(series):
+                result[tag] = cached
+            else:
+                stale[tag] = series
+        if stale:
+            data = self._read_tensors(ctx, eid, run, list(stale))
+            with self._lock:
+                for tag, series in stale.items():
+                    entry = _UnitsSeries(_signature(series), series.plugin_content, data.get(tag, []))
+                    self._units[(eid, run, tag)] = result[tag] = entry
+                    self._units.move_to_end((eid, run, tag))
+                while len(self._units) > _UNITS_CACHED:
+                    self._units.popitem(last=False)
+        return result
+
+    def findings_impl(self, ctx, eid, run):
+        """{"findings": [...]} of `run` (findings.py), computed once per
+        state of its series and again when new steps arrive."""
+        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        listing = self._list_tensors(ctx, eid, run)
+        if not listing:
+            self._check_run(ctx, eid, run)
+        key = tuple(sorted((t, _signature(s)) for t, s in listing.items()))
+        cached = self._findings.get((eid, run))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        stats = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
+        columns = {fmt.parse_summary_tag(t)[1]: c for t, c in
+                   self._stats_columns(ctx, eid, run, stats, per_item_errors=True).items()}
+        try:
+            structure = self.structure_impl(ctx, eid, run)
+        except ReaderError:
+            structure = None  # findings from the stats alone
+        wanted = {fmt.units_tag(t): listing[fmt.units_tag(t)]
+                  for t in findings_lib.needs_units(columns, structure)
+                  if fmt.units_tag(t) in listing}
+        units = {}
+        for summary_tag, series in self._units_series(ctx, eid, run, wanted).items():
+            if not series.error:
+                units[fmt.parse_summary_tag(summary_tag)[1]] = series.updates()
+        answer = {"findings": findings_lib.compute(columns, structure, units)}
+        if any(_content_version(s.plugin_content) < fmt.UNITS_VERSION for s in stats.values()):
+            answer["notes"] = ["recorded before per-unit stats (nnviz format version 1): "
+                               "dead units are not checked"]
+        with self._lock:
+            self._findings[(eid, run)] = (key, answer)
+        return answer
+
+
+class _UnitsSeries:
+    """A decoded units series: {step: {field: float32 row}}, its column
+    count and block, or why it cannot be decoded."""
+
+    def __init__(self, signature, content, datums):
+        self.signature = signature
+        self.rows = {}
+        self.cols = 0
+        self.block = 1
+        self.units = 0
+        self.error = None
+        try:
+            doc = fmt.parse_content(content)
+            fields = doc.get("fields")
+            if not isinstance(fields, list) or not set(UNIT_STATS) <= set(fields):
+                raise fmt.FormatError("units metadata has no norm and update fields")
+            self.block, self.units = int(doc["block"]), int(doc["units"])
+            if self.block < 1 or self.units < 0:
+                raise fmt.FormatError("units metadata has block %d, units %d" % (self.block, self.units))
+            self.cols = -(-self.units // self.block)
+            for d in sorted(datums, key=lambda d: d.step):
+                if d.step not in self.rows:
+                    self.rows[int(d.step)] = fmt.units_from_array(d.numpy, fields)
+        except (fmt.FormatError, KeyError, TypeError, ValueError) as e:
+            self.error = str(e)
+
+    def updates(self):
+        """The per-unit updates as `findings.compute` takes them."""
+        steps = sorted(self.rows)
+        return {"steps": steps, "update": [self.rows[s]["update"].tolist() for s in steps],
+                "block": self.block, "units": self.units}
+
+
+def _content_version(content):
+    try:
+        return fmt.parse_content(content)["version"]
+    except fmt.FormatError:
+        return fmt.FORMAT_VERSION  # unreadable: its own error says so elsewhere
 
 
 def _index_blobs(signature, content, datums, listed_at):

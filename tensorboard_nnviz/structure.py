@@ -12,7 +12,11 @@ The structure document (DESIGN.md, `GET /structure`):
 
     {"model": {"name", "class", "params", "trainable_params"},
      "layers": [{"path", "class", "params", "trainable", "inbound": [path],
-                 "output_shape", "weights": [{"name", "tag", "shape", "dtype"}]}]}
+                 "output_shape", "weights": [{"name", "tag", "shape", "dtype",
+                                              "trainable"}]}]}
+
+A weight's `trainable` says whether the optimizer trains it (the variable
+and every layer around it trainable); a layer's says the layer's own flag.
 
 `layers` lists every layer of the tree in model order, depth first (a
 nested model comes right before its own layers), as `model.layers` does at
@@ -235,6 +239,7 @@ def build_structure(model, refs=None):
     """The structure document of `model` (a JSON-able dict)."""
     refs = weight_refs(model) if refs is None else refs
     by_var = {id(r.variable): r for r in refs}
+    learns = _trainable_ids(model, refs)
     _, order, inbound = _inbound_map(model)
     layers = []
     for path, layer, _ in order:
@@ -254,6 +259,7 @@ def build_structure(model, refs=None):
                         "tag": r.tag,
                         "shape": _shape(r.variable.shape),
                         "dtype": dtype_name(r.variable),
+                        "trainable": id(r.variable) in learns,
                     }
                     for r in own
                 ],
@@ -270,6 +276,16 @@ def build_structure(model, refs=None):
         },
         "layers": layers,
     }
+
+
+def _trainable_ids(model, refs):
+    """ids of the variables the optimizer trains: Keras's
+    `model.trainable_weights` (a variable's own `trainable` and every
+    enclosing layer's); without it, each variable's `trainable`."""
+    listed = getattr(model, "trainable_weights", None)
+    if listed is not None:
+        return {id(v) for v in listed}
+    return {id(r.variable) for r in refs if getattr(r.variable, "trainable", True)}
 
 
 def dtype_name(v):

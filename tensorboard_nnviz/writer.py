@@ -60,15 +60,22 @@ class LogDirError(OSError):
 class _TagState:
     """What the worker keeps per weight tag between snapshots."""
 
-    __slots__ = ("key", "layout", "content", "prev", "init", "prev_pooled")
+    __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
+                 "prev_pooled", "prev_sumsq", "init_sumsq")
 
-    def __init__(self, key, layout, content, init):
+    def __init__(self, key, layout, content, units_content, unit_block, init):
         self.key = key  # (shape, dtype, layer_class): a new key resets the state
         self.layout = layout
         self.content = content
+        self.units_content = units_content
+        self.unit_block = unit_block  # units per stored column
         self.prev = None
         self.init = init
         self.prev_pooled = False  # prev is a BufferPool buffer: recycle it when replaced
+        # ||prev||^2 and ||W_0||^2 as measured, when all finite (else None):
+        # spares reading them again for update_ratio and init_cos.
+        self.prev_sumsq = None
+        self.init_sumsq = None
 
 
 class BufferPool:
@@ -257,7 +264,12 @@ class SnapshotWriter:
             with self._pause:  # not while the training thread copies
                 pass
             frame, state = self._frame(w)
-            stats = stats_lib.compute_stats(w.value, prev=state.prev, init=state.init)
+            measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
+                                         state.prev_sumsq, state.init_sumsq)
+            sumsq = measured.sumsq if measured.finite else None
+            if state.prev is None and state.init is w.value:
+                state.init_sumsq = sumsq
+            state.prev_sumsq = sumsq
             old, old_pooled = state.prev, state.prev_pooled
             state.prev, state.prev_pooled = w.value, snap.pooled
             if old_pooled and old is not state.init:  # W_0 stays for the init stats
@@ -269,8 +281,20 @@ class SnapshotWriter:
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
             values.append(fmt.frame_value(w.tag, blob, state.content))
-            values.append(fmt.stats_value(w.tag, stats, stats_content))
+            values.append(fmt.stats_value(w.tag, measured.stats, stats_content))
+            values.append(self._units_value(w.tag, state, measured))
         return values
+
+    @staticmethod
+    def _units_value(tag, state, measured):
+        block = state.unit_block
+        update = measured.update
+        return fmt.units_value(
+            tag,
+            stats_lib.block_units(measured.norm, block),
+            None if update is None else stats_lib.block_units(update, block),
+            state.units_content,
+        )
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""
@@ -282,10 +306,16 @@ class SnapshotWriter:
         layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
                                           value.shape, w.layer_name)
         frame, block = layout_lib.make_frame(value, layout, self.max_cells)
-        layout = dict(layout, block=[int(b) for b in block])
+        # A layout from elsewhere (e.g. another framework's) may name no units.
+        unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(value.ndim))
+        layout = dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
         content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
                                     rows=frame.shape[0], cols=frame.shape[1])
-        state = self.state[w.tag] = _TagState(key, layout, content, init=value)
+        units = stats_lib.unit_count(value.shape, unit_axes)
+        unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
+        units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
+        state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
+                                              init=value)
         return frame, state
 
     def _discard_events(self):
