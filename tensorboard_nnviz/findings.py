@@ -30,8 +30,11 @@ DEAD_UNITS = "dead_units"
 
 # ||W|| past this multiple of its first value is exploding.
 GROWTH_LIMIT = 100.0
-# One snapshot-to-snapshot update larger than ||W_prev|| is exploding.
+# So is one snapshot-to-snapshot update larger than ||W_prev|| (JUMP_LIMIT)
+# that also multiplied ||W|| by JUMP_GROWTH: healthy runs with snapshots an
+# epoch apart have updates of 1.4 ||W_prev|| while ||W|| grows 1.6x.
 JUMP_LIMIT = 1.0
+JUMP_GROWTH = 2.0
 # `frozen` and `dead_units` need at least this many snapshots of stillness.
 MIN_STILL_SNAPSHOTS = 2
 # Weights the optimizer does not train, by name, for runs whose structure
@@ -127,7 +130,8 @@ def _exploding(tag, columns):
     hits = []
     for i, s in enumerate(steps):
         grew = l2[i] is not None and l2[i] > GROWTH_LIMIT * first_l2
-        jumped = i > 0 and ratio[i] is not None and ratio[i] > JUMP_LIMIT
+        jumped = (i > 0 and ratio[i] is not None and ratio[i] > JUMP_LIMIT
+                  and l2[i] is not None and l2[i - 1] and l2[i] > JUMP_GROWTH * l2[i - 1])
         if grew or jumped:
             hits.append((i, grew, jumped))
     if not hits:
@@ -135,11 +139,13 @@ def _exploding(tag, columns):
     i, grew, jumped = hits[0]
     if jumped:
         value = ratio[i]
-        message = "%s: one update (step %s to %s) was %s× ||W|| before it" % (
-            tag, _step(steps[i - 1]), _step(steps[i]), _num(value))
+        message = ("%s: one update (step %s to %s) was %s× the weights' norm before it, "
+                   "and the norm grew %s×" % (tag, _step(steps[i - 1]), _step(steps[i]),
+                                              _num(value), _num(l2[i] / l2[i - 1])))
     else:
         value = l2[i] / first_l2
-        message = "%s: ||W|| grew to %s× its first value by step %s" % (tag, _num(value), _step(steps[i]))
+        message = "%s: the weights' norm grew to %s× its first value by step %s" % (
+            tag, _num(value), _step(steps[i]))
     return _finding(EXPLODING, WARNING, tag, steps[i], steps[hits[-1][0]], message, value=float(value))
 
 
@@ -271,6 +277,7 @@ def compute(columns, structure=None, units=None):
                 dead = _dead_units(tag, c, units[tag])
                 if dead is not None:
                     found.append(dead)
+    _merge_layer_twins(found, rank)
     frozen = [t for t, s in still.items() if s]
     nothing_learns = bool(frozen) and not any(s is False for s in still.values())
     for tag in frozen:
@@ -281,11 +288,28 @@ def compute(columns, structure=None, units=None):
     return found
 
 
+def _merge_layer_twins(found, rank):
+    """One dead_units finding per layer and set of units: a dead unit's
+    kernel column and bias entry stop together (the later tags are named
+    in the first's message)."""
+    kept = {}
+    for f in sorted([f for f in found if f["kind"] == DEAD_UNITS], key=lambda f: rank[f["tag"]]):
+        key = (f["tag"].rpartition("/")[0], tuple(f["units"]))
+        if key in kept:
+            kept[key]["message"] += " (%s too)" % f["tag"]
+            found.remove(f)
+        else:
+            kept[key] = f
+
+
 def _name_the_first_nonfinite(found):
     nonfinite = [f for f in found if f["kind"] == NONFINITE]
     if len(nonfinite) > 1:
         first = nonfinite[0]["first_step"]
-        for f in nonfinite:
-            if f["first_step"] == first:
-                f["message"] += ", first of all weights" if sum(
-                    g["first_step"] == first for g in nonfinite) == 1 else ", among the first"
+        together = sum(f["first_step"] == first for f in nonfinite)
+        for f in nonfinite[:together]:
+            if together == 1:
+                f["message"] += ", first of all weights"
+            else:
+                f["message"] += ", the run's first (with %d other weight%s)" % (
+                    together - 1, "" if together == 2 else "s")
