@@ -213,7 +213,7 @@ def _dead_units(tag, columns, series):
     last_move = max(stopped[c] for c in dead)
     head = "%s: %s of %s units" % (tag, "{:,}".format(len(units)), "{:,}".format(total))
     if last_move == steps[0]:
-        message = "%s never changed (updates exactly 0 from step %s on)" % (head, _step(steps[0]))
+        message = "%s never changed: updates exactly 0 from step %s on" % (head, _step(steps[0]))
     else:
         when = "at" if min(stopped[c] for c in dead) == last_move else "by"
         message = "%s stopped learning %s step %s" % (head, when, _step(last_move))
