@@ -225,20 +225,22 @@ def cmd_inspect(args):
                 row += ["-"] * (len(INSPECT_STATS) + 1)
             rows.append(row)
         _print_table(header, rows)
-        _print_findings(logdir.reader.findings_impl(logdir.ctx, logdir.eid, run))
+        print()
+        _print_findings(logdir.reader.findings_impl(logdir.ctx, logdir.eid, run),
+                        title="findings of run %s" % run)
     return 0
 
 
-def _print_findings(answer, indent=""):
+def _print_findings(answer, indent="", title="findings"):
     """The findings of one run, one line each (most severe first)."""
     found = answer["findings"]
     if not found:
-        print(indent + "findings: none")
+        print(indent + "%s: none" % title)
     else:
         counts = ", ".join("%d %s%s" % (n, sev, "" if n == 1 else "s") for sev, n in
                            ((sev, sum(f["severity"] == sev for f in found)) for sev in
                             ("error", "warning", "info")) if n)
-        print(indent + "findings: %s" % counts)
+        print(indent + "%s: %s" % (title, counts))
         width = max(len(f["kind"]) for f in found)
         for f in found:
             print(indent + "  %-7s  %-*s  %s" % (f["severity"], width, f["kind"], f["message"]))

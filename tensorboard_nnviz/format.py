@@ -39,8 +39,6 @@ import struct
 
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.compat.proto import tensor_pb2
-from tensorboard.compat.proto import tensor_shape_pb2
 from tensorboard.compat.proto import types_pb2
 
 PLUGIN_NAME = "nnviz"
@@ -212,12 +210,25 @@ def parse_content(content):
     return doc
 
 
-def _metadata(content, data_class):
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = PLUGIN_NAME
-    metadata.plugin_data.content = content
-    metadata.data_class = data_class
-    return metadata
+def _value(out, tag, content, data_class):
+    """`out` (a new `Summary.Value` if None) with its tag and metadata set.
+
+    The writer passes `event.summary.value.add()`: the value is built in
+    place, so its megabytes are not copied again into the event.
+    """
+    out = summary_pb2.Summary.Value() if out is None else out
+    out.tag = tag
+    out.metadata.plugin_data.plugin_name = PLUGIN_NAME
+    out.metadata.plugin_data.content = content
+    out.metadata.data_class = data_class
+    return out
+
+
+def _tensor(out, dtype, shape):
+    out.dtype = dtype
+    for n in shape:
+        out.tensor_shape.dim.add(size=int(n))
+    return out
 
 
 # --- frames -------------------------------------------------------------------
@@ -270,54 +281,36 @@ def decode_frame(blob):
     return cells.astype(np.float32).reshape(rows, cols)
 
 
-def _string_vector(payload):
+def _string_vector(out, payload):
     """A rank-1 DT_STRING tensor of one element."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]
-        ),
-        string_val=[payload],
-    )
+    _tensor(out, types_pb2.DT_STRING, [1]).string_val.append(payload)
 
 
-def frame_value(weight_tag, blob, content):
-    """The `Summary.Value` of one frame (`blob` from `encode_frame`)."""
-    return summary_pb2.Summary.Value(
-        tag=frame_tag(weight_tag),
-        metadata=_metadata(content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
-        tensor=_string_vector(blob),
-    )
+def frame_value(weight_tag, blob, content, out=None):
+    """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
+    into `out` if given."""
+    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    _string_vector(out.tensor, blob)
+    return out
 
 
 # --- stats ------------------------------------------------------------------
 
 
-def stats_value(weight_tag, stats, content=None):
-    """The `Summary.Value` of one stats vector.
+def stats_value(weight_tag, stats, content=None, out=None):
+    """The `Summary.Value` of one stats vector (built into `out` if given).
 
     Args:
       stats: mapping of every name in `STAT_FIELDS` to a float or None.
     """
-    vector = np.array(
-        [math.nan if stats.get(k) is None else float(stats[k]) for k in STAT_FIELDS],
-        dtype="<f8",
+    vector = struct.pack(
+        "<%dd" % len(STAT_FIELDS),
+        *[math.nan if stats.get(k) is None else float(stats[k]) for k in STAT_FIELDS],
     )
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_DOUBLE,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(vector))]
-        ),
-        tensor_content=vector.tobytes(),
-    )
-    return summary_pb2.Summary.Value(
-        tag=stats_tag(weight_tag),
-        metadata=_metadata(
-            content if content is not None else stats_content(),
-            summary_pb2.DATA_CLASS_TENSOR,
-        ),
-        tensor=tensor,
-    )
+    content = content if content is not None else stats_content()
+    out = _value(out, stats_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    _tensor(out.tensor, types_pb2.DT_DOUBLE, [len(STAT_FIELDS)]).tensor_content = vector
+    return out
 
 
 def stats_from_array(array, fields):
@@ -344,17 +337,13 @@ def stats_from_array(array, fields):
 # --- structure ------------------------------------------------------------------
 
 
-def structure_value(structure, content=None):
+def structure_value(structure, content=None, out=None):
     """The `Summary.Value` of the model structure (a JSON-able dict)."""
     payload = json.dumps(structure, sort_keys=True, allow_nan=False).encode("utf-8")
-    return summary_pb2.Summary.Value(
-        tag=STRUCTURE_TAG,
-        metadata=_metadata(
-            content if content is not None else structure_content(),
-            summary_pb2.DATA_CLASS_TENSOR,
-        ),
-        tensor=_string_vector(payload),
-    )
+    content = content if content is not None else structure_content()
+    out = _value(out, STRUCTURE_TAG, content, summary_pb2.DATA_CLASS_TENSOR)
+    _string_vector(out.tensor, payload)
+    return out
 
 
 def structure_from_array(array):
@@ -384,36 +373,28 @@ _TINY32 = np.float32(np.finfo(np.float32).smallest_subnormal)
 
 
 def _float32_keeping_zero(values):
-    out = np.asarray(values, dtype=np.float64).astype(np.float32)
-    lost = (out == 0) & (np.asarray(values) > 0)
-    if lost.any():
-        out[lost] = _TINY32
+    values = np.asarray(values)
+    out = values.astype(np.float32)
+    if np.count_nonzero(out == 0) != np.count_nonzero(values == 0):  # rare: check
+        out[(out == 0) & (values > 0)] = _TINY32
     return out
 
 
-def units_value(weight_tag, norm, update, content):
-    """The `Summary.Value` of one snapshot's per-unit stats.
+def units_value(weight_tag, norm, update, content, out=None):
+    """The `Summary.Value` of one snapshot's per-unit stats (built into
+    `out` if given).
 
     Args:
       norm, update: per-column values (already block-averaged); `update`
         None at a tag's first snapshot (stored as NaN).
       content: from `units_content`.
     """
-    norm = _float32_keeping_zero(norm)
-    update = np.full_like(norm, np.nan) if update is None else _float32_keeping_zero(update)
-    cells = np.stack([norm, update]).astype("<f4")
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in cells.shape]
-        ),
-        tensor_content=cells.tobytes(),
-    )
-    return summary_pb2.Summary.Value(
-        tag=units_tag(weight_tag),
-        metadata=_metadata(content, summary_pb2.DATA_CLASS_TENSOR),
-        tensor=tensor,
-    )
+    cells = np.empty((2, np.size(norm)), "<f4")
+    cells[0] = _float32_keeping_zero(norm)
+    cells[1] = np.nan if update is None else _float32_keeping_zero(update)
+    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
+    return out
 
 
 def units_from_array(array, fields):

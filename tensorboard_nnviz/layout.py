@@ -346,7 +346,8 @@ def frame_block(layout, shape, max_cells):
 
 
 def _sum_runs(x, run, axis):
-    """Sums runs of `run` consecutive lines along axis 0 or 1, in float64.
+    """Sums runs of `run` consecutive lines along axis 0 or 1, in x's dtype
+    (float32 or float64).
 
     A reshape + sum over the run axis (much faster than np.add.reduceat);
     the last, shorter run is summed on its own.
@@ -355,18 +356,34 @@ def _sum_runs(x, run, axis):
     full = n // run
     head = x[: full * run] if axis == 0 else x[:, : full * run]
     if axis == 0:
-        parts = [head.reshape(full, run, x.shape[1]).sum(axis=1, dtype=np.float64)]
+        parts = [head.reshape(full, run, x.shape[1]).sum(axis=1)]
+    elif run <= 16:
+        # A short innermost run: `run` strided slices added (numpy's inner
+        # loop over a run of 2 or 3 would cost more than the sum).
+        total = head[:, 0::run].copy()
+        for k in range(1, run):
+            total += head[:, k::run]
+        parts = [total]
     else:
-        parts = [head.reshape(x.shape[0], full, run).sum(axis=2, dtype=np.float64)]
+        parts = [head.reshape(x.shape[0], full, run).sum(axis=2)]
     if n % run:
         tail = x[full * run :] if axis == 0 else x[:, full * run :]
-        parts.append(tail.sum(axis=axis, keepdims=True, dtype=np.float64))
+        parts.append(tail.sum(axis=axis, keepdims=True))
     return np.concatenate(parts, axis=axis) if len(parts) > 1 else parts[0]
 
 
-def block_mean(x, block):
-    """Block mean of a 2-D array, accumulated in float64, as float32.
+def _counts(n, run):
+    """Lines covered by each run of `run` along a side of n lines."""
+    return np.minimum(run, n - np.arange(0, n, run)).astype(np.float64)
 
+
+def block_mean(x, block, scale=(1, 1)):
+    """Block mean of a 2-D float32 (or float64) array, as float32.
+
+    Sums run in x's dtype: a float32 block sum of at most a few hundred
+    cells is good to about 1e-6 relative, far below the float16 rounding
+    (2**-11) of the reduced frames the writer stores. `scale`: each cell of
+    x already sums that many layout rows and columns (see `make_frame`).
     Edge blocks average only the cells they cover. NaN or Inf in a block
     make that cell NaN or Inf, so a broken weight stays visible however
     small the frame.
@@ -375,14 +392,30 @@ def block_mean(x, block):
     rows, cols = x.shape
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: wanted
         s = _sum_runs(_sum_runs(x, br, 0), bc, 1)
-    count_r = np.minimum(br, rows - np.arange(0, rows, br)).astype(np.float64)
-    count_c = np.minimum(bc, cols - np.arange(0, cols, bc)).astype(np.float64)
-    s /= count_r[:, None]
-    s /= count_c[None, :]
-    return s.astype(np.float32)
+    s /= (_counts(rows, br) * scale[0])[:, None].astype(s.dtype)
+    s /= (_counts(cols, bc) * scale[1])[None, :].astype(s.dtype)
+    return s.astype(np.float32, copy=False)
 
 
-def make_frame(w, layout, max_cells):
+def _presum_inner_axes(w, layout, block):
+    """Sums the innermost axis of each side of the layout first when every
+    block covers whole runs of it (a tile-aligned block of a conv kernel):
+    then no transposed copy of the full tensor is needed. Returns
+    (w with those axes kept as size 1, block left to apply, scale)."""
+    block, scale, summed = list(block), [1, 1], []
+    for side, key in enumerate(("row_axes", "col_axes")):
+        axes = layout[key]
+        if len(axes) > 1 and w.shape[axes[-1]] > 1 and block[side] % w.shape[axes[-1]] == 0:
+            scale[side] = w.shape[axes[-1]]
+            block[side] //= scale[side]
+            summed.append(axes[-1])
+    if summed:
+        with np.errstate(invalid="ignore", over="ignore"):
+            w = np.add.reduce(w, axis=tuple(summed), keepdims=True)
+    return w, block, scale
+
+
+def make_frame(w, layout, max_cells, block=None):
     """Lays out a weight as a 2-D float32 frame of at most `max_cells` cells.
 
     Args:
@@ -390,6 +423,8 @@ def make_frame(w, layout, max_cells):
       layout: `{"row_axes", "col_axes", ...}` from `choose_layout`.
       max_cells: the largest frame stored; a tensor with up to this many
         cells is stored exactly, cell for cell.
+      block: `frame_block(layout, w.shape, max_cells)` if known (a writer
+        keeps it per tensor: the search costs more than the reduction).
 
     Returns:
       `(frame, [br, bc])`: frame = transpose(w, row_axes + col_axes)
@@ -408,13 +443,15 @@ def make_frame(w, layout, max_cells):
     w = np.asarray(w)
     axes = _check_axes(layout, w.ndim)
     rows, cols = layout_size(layout, w.shape)
-    x = np.transpose(w, axes).reshape(rows, cols)
     if rows * cols <= max_cells:
+        x = np.transpose(w, axes).reshape(rows, cols)
         return np.array(x, dtype=np.float32), [1, 1]
-    block = frame_block(layout, w.shape, max_cells)
-    if not np.issubdtype(x.dtype, np.floating) or x.dtype.itemsize < 4:
-        x = x.astype(np.float32)
-    return block_mean(x, block), block
+    block = frame_block(layout, w.shape, max_cells) if block is None else list(block)
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float32)
+    summed, rest, scale = _presum_inner_axes(w, layout, block)
+    x = np.transpose(summed, axes).reshape(rows // scale[0], cols // scale[1])
+    return block_mean(x, rest, scale), block
 
 
 def cell_to_index(layout, shape, row, col):

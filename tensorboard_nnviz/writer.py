@@ -35,7 +35,6 @@ import warnings
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tensorboard_nnviz import fast_crc
@@ -221,15 +220,13 @@ class SnapshotWriter:
                 self._queue.task_done()
 
     def _write_snapshot(self, snap):
+        event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            values = self._values(snap)
+            self._values(snap, event.summary.value)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
             return
-        event = event_pb2.Event(
-            step=snap.step, wall_time=snap.wall_time, summary=summary_pb2.Summary(value=values)
-        )
         if self._events is None and self._skip > 0:
             # Backing off after failures: each retry opens a new file (and
             # TensorBoard's writer thread prints its error), so not every time.
@@ -254,11 +251,12 @@ class SnapshotWriter:
             self._failures += 1
             self._skip = 2 ** min(self._failures - 1, 6) - 1
 
-    def _values(self, snap):
-        values = []
+    def _values(self, snap, values):
+        """Adds the snapshot's summary values to `values` (an event's
+        `summary.value`: built in place, not copied into the event)."""
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
-            values.append(fmt.structure_value(structure))
+            fmt.structure_value(structure, out=values.add())
         stats_content = fmt.stats_content()
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
@@ -280,21 +278,12 @@ class SnapshotWriter:
                 self.pool.give(w.tag, w.value.copy())
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
-            values.append(fmt.frame_value(w.tag, blob, state.content))
-            values.append(fmt.stats_value(w.tag, measured.stats, stats_content))
-            values.append(self._units_value(w.tag, state, measured))
-        return values
-
-    @staticmethod
-    def _units_value(tag, state, measured):
-        block = state.unit_block
-        update = measured.update
-        return fmt.units_value(
-            tag,
-            stats_lib.block_units(measured.norm, block),
-            None if update is None else stats_lib.block_units(update, block),
-            state.units_content,
-        )
+            fmt.frame_value(w.tag, blob, state.content, out=values.add())
+            fmt.stats_value(w.tag, measured.stats, stats_content, out=values.add())
+            block, update = state.unit_block, measured.update
+            fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
+                            None if update is None else stats_lib.block_units(update, block),
+                            state.units_content, out=values.add())
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""
@@ -302,7 +291,8 @@ class SnapshotWriter:
         key = (tuple(value.shape), str(w.dtype), w.layer_class)
         state = self.state.get(w.tag)
         if state is not None and state.key == key:
-            return layout_lib.make_frame(value, state.layout, self.max_cells)[0], state
+            frame = layout_lib.make_frame(value, state.layout, self.max_cells, state.layout["block"])
+            return frame[0], state
         layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
                                           value.shape, w.layer_name)
         frame, block = layout_lib.make_frame(value, layout, self.max_cells)
