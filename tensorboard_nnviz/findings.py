@@ -13,10 +13,10 @@ A finding is `{"kind", "severity", "tag", "first_step", "last_step",
 a number says how bad it is. The kinds and thresholds (and why each) are
 documented in http_api.md, "GET /findings"; the constants are here.
 
-This module imports neither Keras nor TensorFlow, and reads nothing.
+This module imports neither Keras nor TensorFlow, and reads nothing (numpy only).
 """
 
-import math
+import numpy as np
 
 ERROR = "error"
 WARNING = "warning"
@@ -188,7 +188,7 @@ def _maybe_dead(columns):
 
 
 def _dead_units(tag, columns, series):
-    """`series`: {"steps": [int], "update": [[float] per step], "block": int,
+    """`series`: {"steps": [int], "update": [row per step], "block": int,
     "units": int} (per-unit updates, one row per step, NaN where unknown)."""
     steps = columns["steps"]
     rows = dict(zip(series["steps"], series["update"]))
@@ -197,25 +197,26 @@ def _dead_units(tag, columns, series):
         return None
     middle = (steps[0] + steps[-1]) / 2.0
     cols = len(rows[steps[-1]])
-    stopped = [steps[0]] * cols  # the last step at which each column moved
-    for i in range(1, len(steps)):
-        row = rows.get(steps[i])
-        if row is None or len(row) != cols:
-            continue
-        for c, v in enumerate(row):
-            if v is None or not math.isfinite(v) or v > 0:
-                stopped[c] = steps[i]  # moved (or unknown: not provably still)
-    dead = [c for c in range(cols) if stopped[c] <= middle]
-    if not dead or len(dead) == cols:
+    known = [i for i in range(1, len(steps))
+             if steps[i] in rows and len(rows[steps[i]]) == cols]
+    updates = np.array([rows[steps[i]] for i in known], dtype=np.float64).reshape(len(known), cols)
+    # The last step at which each column moved (or was unknown: not provably
+    # still); the first step if it never did.
+    moved = ~(updates == 0)
+    ever = moved.any(axis=0)
+    last = len(known) - 1 - np.argmax(moved[::-1], axis=0)
+    stopped = np.where(ever, np.asarray([steps[i] for i in known])[last], steps[0])
+    dead = np.flatnonzero(stopped <= middle)
+    if not dead.size or dead.size == cols:
         return None  # none, or all: then the tensor as a whole stood still
     block, total = int(series["block"]), int(series["units"])
-    units = [u for c in dead for u in range(c * block, min(total, (c + 1) * block))]
-    last_move = max(stopped[c] for c in dead)
+    units = [u for c in dead.tolist() for u in range(c * block, min(total, (c + 1) * block))]
+    last_move, first_move = int(stopped[dead].max()), int(stopped[dead].min())
     head = "%s: %s of %s units" % (tag, "{:,}".format(len(units)), "{:,}".format(total))
     if last_move == steps[0]:
         message = "%s never changed: updates exactly 0 from step %s on" % (head, _step(steps[0]))
     else:
-        when = "at" if min(stopped[c] for c in dead) == last_move else "by"
+        when = "at" if first_move == last_move else "by"
         message = "%s stopped learning %s step %s" % (head, when, _step(last_move))
     return _finding(DEAD_UNITS, WARNING, tag, last_move, steps[-1], message, units=units,
                     value=len(units) / float(total))

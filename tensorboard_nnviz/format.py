@@ -313,6 +313,21 @@ def stats_value(weight_tag, stats, content=None, out=None):
     return out
 
 
+def stats_row(array, fields):
+    """The first len(fields) values of a stats vector as float64 (see
+    `stats_from_array` for why a vector may be longer).
+
+    Raises:
+      FormatError: the vector is shorter than `fields`.
+    """
+    values = np.asarray(array, dtype=np.float64).ravel()
+    if len(values) < len(fields):
+        raise FormatError(
+            "stats vector has %d values, expected %d" % (len(values), len(fields))
+        )
+    return values[: len(fields)]
+
+
 def stats_from_array(array, fields):
     """Maps a stats vector to `{name: float or None}` (NaN and ±Inf → None).
 
@@ -324,11 +339,7 @@ def stats_from_array(array, fields):
     Raises:
       FormatError: the vector is shorter than `fields`.
     """
-    values = np.asarray(array, dtype=np.float64).ravel()
-    if len(values) < len(fields):
-        raise FormatError(
-            "stats vector has %d values, expected %d" % (len(values), len(fields))
-        )
+    values = stats_row(array, fields)
     return {
         name: (float(v) if math.isfinite(v) else None) for name, v in zip(fields, values)
     }

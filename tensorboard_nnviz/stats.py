@@ -111,13 +111,15 @@ def _unit_view(x, unit_axes):
     reshape when they are contiguous and ascending (every layer family),
     else a transposed copy."""
     shape = x.shape
-    axes = [int(a) for a in unit_axes]
-    units = unit_count(shape, axes)
+    axes = list(unit_axes)
     if not axes:
         return x.reshape(x.size, 1, 1)
-    if axes == list(range(axes[0], axes[-1] + 1)):
-        lead = math.prod(shape[: axes[0]])
-        return x.reshape(lead, units, x.size // max(lead * units, 1) if x.size else 0)
+    first, last = axes[0], axes[-1]
+    units = math.prod(shape[first : last + 1])
+    if last - first + 1 == len(axes) and axes == sorted(axes):
+        lead = math.prod(shape[:first])
+        return x.reshape(lead, units, math.prod(shape[last + 1 :]))
+    units = unit_count(shape, axes)
     rest = [a for a in range(x.ndim) if a not in axes]
     return np.ascontiguousarray(np.transpose(x, rest + axes)).reshape(-1, units, 1)
 
@@ -481,20 +483,13 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
     if unit_axes is None:
         unit_axes = default_unit_axes(x.ndim)
     x3 = _unit_view(x, unit_axes)
-    others = {}
-    for key, other in (("update", prev), ("init", init)):
-        if other is not None and np.shape(other) == x.shape:
+    others, known = {}, {}
+    for key, other, sumsq in (("update", prev, prev_sumsq), ("init", init, init_sumsq)):
+        if other is not None and other.shape == x.shape:
             others[key] = _unit_view(_as_numeric(other).astype(x.dtype, copy=False), unit_axes)
-    known = {k: v for k, v in (("update", prev_sumsq), ("init", init_sumsq))
-             if v is not None and k in others}
-
-    def fresh():
-        units = {"norm": np.zeros(x3.shape[1])}
-        if "update" in others:
-            units["update"] = np.zeros(x3.shape[1])
-        return _Moments(), {key: _Diff() for key in others}, units
-
-    m, diffs, units = fresh()
+            if sumsq is not None:
+                known[key] = sumsq
+    m, diffs, units = _fresh(x3, others)
     fast = x.dtype == np.float32 and x.size > EXACT_SIZE
     if fast:
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
@@ -503,15 +498,17 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
             _exact_zero_units(x3, None, units["norm"])
             if "update" in units:
                 _exact_zero_units(x3, others["update"], units["update"])
+        else:
+            m, diffs, units = _fresh(x3, others)
     if not fast:
-        m, diffs, units = fresh()
         with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, NaN: expected
             _exact_pass(x3, others, m, diffs, units)
     _centre(m, x3, exact=not fast)
     finite = m.nan == 0 and m.inf == 0
-    sample = _sample(x.reshape(-1))
+    flat = x.reshape(-1)
+    sample = _sample(flat)
     if not finite and m.n and not np.isfinite(sample).any():
-        sample = _sample(x.reshape(-1)[np.isfinite(x.reshape(-1))])  # it missed them all
+        sample = _sample(flat[np.isfinite(flat)])  # it missed them all
     stats = dict.fromkeys(nnviz_format.STAT_FIELDS)
     stats.update(_finish_moments(m, sample))
     for key, acc in diffs.items():
@@ -521,6 +518,14 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
         update = np.sqrt(units["update"])
         stats["units_still"] = float(np.count_nonzero(update == 0))
     return Measurement(stats, np.sqrt(units["norm"]), update, m.sumsq, finite)
+
+
+def _fresh(x3, others):
+    """Empty accumulators: moments, a diff per other tensor, unit sums."""
+    units = {"norm": np.zeros(x3.shape[1])}
+    if "update" in others:
+        units["update"] = np.zeros(x3.shape[1])
+    return _Moments(), {key: _Diff() for key in others}, units
 
 
 def compute_stats(w, prev=None, init=None, unit_axes=None):
