@@ -443,13 +443,24 @@ def _fsum(values):
 
 def _exact_zero_units(x3, other3, sums):
     """Units whose float32 sum of squares came out 0: 0 only if W[u] is
-    bit-identical to other[u] (None: to zero); float64 otherwise."""
+    bit-identical to other[u] (None: to zero); float64 otherwise.
+
+    A frozen tensor has every unit here: the equality test is one cheap
+    pass, float64 is taken only for the units that did move."""
     zero = np.flatnonzero(sums == 0)
     if zero.size == 0:
         return
-    w = x3[:, zero, :].astype(np.float64)
-    d = w if other3 is None else w - other3[:, zero, :].astype(np.float64)
-    sums[zero] = _unit_sumsq(d)
+    if zero.size == sums.size:
+        w, o = x3, other3
+    else:
+        w, o = x3[:, zero, :], None if other3 is None else other3[:, zero, :]
+    same = (w == 0) if o is None else (w == o)
+    moved = zero[~same.all(axis=(0, 2))]
+    if moved.size:
+        d = x3[:, moved, :].astype(np.float64)
+        if other3 is not None:
+            d -= other3[:, moved, :]
+        sums[moved] = _unit_sumsq(d)
 
 
 # --- entry points ------------------------------------------------------------------
