@@ -15,13 +15,17 @@ TORCH_STAMP := $(TORCH_VENV)/.installed
 # The CPU build of torch: on this kind of machine pip takes it from a wheel on
 # disk (a plain `torch` from PyPI is a CUDA build of several GB).
 TORCH_PIN ?= torch==2.13.0
+# weightwatcher for `make bench-ww` only (torch, no TensorFlow): its own venv.
+WW_VENV := .venv-ww
+WW_STAMP := $(WW_VENV)/.installed
+WW_PIN ?= weightwatcher==0.7.7
 PIP_FLAGS := --quiet --disable-pip-version-check
 PIP := $(BIN)/pip $(PIP_FLAGS)
 # pip warns about every missing local index folder; the rest of its output stays.
 QUIET_PIP := 2>&1 | grep -v "^WARNING: Location" || true
 NO_TF := "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is not None)"
 
-.PHONY: test test-py test-js test-jax test-torch envs demo bench chromium clean
+.PHONY: test test-py test-js test-jax test-torch envs demo bench bench-ww chromium clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +50,13 @@ $(TORCH_STAMP): setup.py
 	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,test-tools]' $(QUIET_PIP)
 	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, tensorboard"
 	@$(TORCH_VENV)/bin/python -c $(NO_TF) || (echo "error: [torch] pulled in TensorFlow"; exit 1)
+	touch $@
+
+$(WW_STAMP): setup.py
+	$(PYTHON) -m venv $(WW_VENV)
+	$(WW_VENV)/bin/pip $(PIP_FLAGS) install '$(TORCH_PIN)' $(QUIET_PIP)
+	$(WW_VENV)/bin/pip $(PIP_FLAGS) install '$(WW_PIN)' -e . $(QUIET_PIP)
+	$(WW_VENV)/bin/python -c "import weightwatcher, torch, tensorboard_nnviz.spectral"
 	touch $@
 
 envs: $(STAMP) $(JAX_STAMP) $(TORCH_STAMP)
@@ -78,5 +89,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/callback_overhead.py
 	$(BIN)/python benchmarks/frame_latency.py
 
+# Our spectral metrics next to weightwatcher's on the digits demo's models
+# (trained with Keras in .venv, analysed as torch modules in .venv-ww).
+bench-ww: $(STAMP) $(WW_STAMP)
+	$(BIN)/python benchmarks/weightwatcher_compare.py export bench_logs/ww_weights.npz
+	$(WW_VENV)/bin/python benchmarks/weightwatcher_compare.py compare bench_logs/ww_weights.npz
+
 clean:
-	rm -rf $(VENV) $(JAX_VENV) $(TORCH_VENV) build dist *.egg-info demo_logs bench_logs
+	rm -rf $(VENV) $(JAX_VENV) $(TORCH_VENV) $(WW_VENV) build dist *.egg-info demo_logs bench_logs

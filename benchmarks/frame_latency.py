@@ -38,8 +38,8 @@ TARGETS_MS = {"python": 15.0, "rustboard": 60.0}
 def _record_writer(run):
     """(write(event), close) for an event file in `run`.
 
-    TensorBoard's EventFileWriter frames records with a pure-Python CRC
-    (~0.1 s per 256 KiB frame); when TensorFlow is installed its C++
+    TensorBoard's EventFileWriter frames records with a slow pure-Python
+    CRC (README, "Checksums run in C"); when TensorFlow is installed its C++
     TFRecordWriter writes the same records much faster.
     """
     try:

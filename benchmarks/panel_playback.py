@@ -25,7 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
-from tb_server import TensorBoardServer, write_synthetic_run  # noqa: E402
+from runs import write_synthetic_run  # noqa: E402
+from tb_server import TensorBoardServer  # noqa: E402
 
 import chromium  # noqa: E402
 TAG = "big/kernel"

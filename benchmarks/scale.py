@@ -152,17 +152,12 @@ def write_snapshots(logdir, model, n, through_writer=10, max_cells=65536):
 
 def replay(logdir, count, first_step, step_every):
     """Appends `count` snapshots made from the last event in `logdir`."""
-    from tensorboard.backend.event_processing import event_file_loader
     from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from tensorboard_nnviz import compact
+    from tensorboard_nnviz import eventfiles
 
-    last = None
-    for name in compact.event_files(logdir):
-        for raw in event_file_loader.RawEventFileLoader(name).Load():
-            last = raw
-    template = event_pb2.Event.FromString(last)
+    for template in eventfiles.read_events(logdir):
+        pass  # the last one
     rng = np.random.default_rng(1)
     frames = {}
     for v in template.summary.value:
@@ -171,7 +166,7 @@ def replay(logdir, count, first_step, step_every):
             frame = fmt.decode_frame(blob)
             frames[v.tag] = (frame, blob[5], rng.standard_normal(frame.shape).astype(np.float32)
                              * np.float32(1e-3 / 4))
-    events = EventFileWriter(logdir, max_queue_size=4, flush_secs=120)
+    events = eventfiles.new_writer(logdir)
     try:
         for i in range(count):
             event = event_pb2.Event()
@@ -377,7 +372,7 @@ def main(argv=None):
     reduced = {"f16": fmt.ENCODING_F16, "f32": fmt.ENCODING_F32, None: budget.REDUCED_ENCODING}[args.reduced]
     budget.REDUCED_ENCODING = reduced
     use_encoding(reduced)
-    crc = fast_crc.install()  # what writer.py's event writer factory does
+    crc = fast_crc.install()  # what eventfiles.new_writer does
     enc_name = {fmt.ENCODING_F16: "float16", fmt.ENCODING_F32: "float32"}[reduced]
 
     workdir = args.keep or tempfile.mkdtemp(prefix="nnviz_scale_")

@@ -7,7 +7,7 @@ Runs (one nnviz run per directory; Keras's TensorBoard callback writes its
 loss curves into that run's train/ and validation/ subdirectories):
 
 - mlp_tuned: a 64-64-32-10 MLP (leaky ReLU), SGD with momentum at lr 0.05.
-  Learns to ~97% validation accuracy; the weights grow smoothly and settle.
+  Learns; the weights grow smoothly and settle.
 - mlp_high_lr: the same MLP, same seed and data, at lr 0.5. The updates
   feed on themselves: within a few dozen steps the weights blow up and
   every tensor turns NaN (the panel paints NaN cells in its NaN colour

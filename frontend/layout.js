@@ -1,4 +1,5 @@
-// From a frame cell back to the tensor, per DESIGN "Layout":
+// From a frame cell back to the tensor, by the layout rule of
+// docs/architecture.md ("The layout rule"):
 //   frame = transpose(W, row_axes + col_axes).reshape(Π rows, Π cols),
 //   then block means of block = [br, bc] (edge blocks cover what is left).
 // Also separators between conv tiles and the spans of gate/head groups.
@@ -81,7 +82,9 @@ export function describeCell(name, shape, layout, r, c) {
 /**
  * Separator positions, in frame cells (may be fractional for reduced
  * frames): every shape[row_axes[-1]] layout rows / shape[col_axes[-1]]
- * layout cols, when the side has more than one axis (conv tiles).
+ * layout cols, when the side has more than one axis (conv tiles), strictly
+ * inside the layout. Python's layout.separators is the same rule: both pass
+ * the cases of tests/fixtures/shared_rules.json.
  */
 export function separators(shape, layout) {
   const [br, bc] = block(layout);

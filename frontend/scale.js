@@ -78,7 +78,9 @@ export function stepBounds(series, fields) {
 
 /**
  * A bound over per-step bounds (of one or more runs) that ignores
- * explosions: steps above OUTLIER_FACTOR × the median positive step bound.
+ * explosions: steps above OUTLIER_FACTOR × the median positive step bound
+ * (the lower median: a bound that occurred). Exports use the same rule
+ * (render.robust_limit); both pass tests/fixtures/shared_rules.json.
  * @return {{bound: number, saturated: number, peak: number}} saturated: how
  *   many steps were left out, peak: the largest of them.
  */

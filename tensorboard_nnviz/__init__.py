@@ -2,6 +2,21 @@
 
 `NNVizCallback` is imported lazily (PEP 562) so that TensorBoard, which
 imports this package to load the plugin, never imports Keras or TensorFlow.
+
+The modules form four groups (docs/architecture.md, "Modules"; the import
+rules between them are checked by tests/test_architecture.py, which reads
+this list):
+
+- shared: format, layout, spectral, version
+- write: callback, writer, stats, structure, schedule, budget, eventfiles, fast_crc
+- read: plugin, http, reader, errors, findings
+- tools: cli, render, compact, local_provider
+
+shared imports no other group. write (the training process) and read (the
+plugin inside TensorBoard) import only shared and their own group; tools
+(the `nnviz` command) may import any. Only write modules import a framework
+(callback imports Keras); shared, read and tools never import Keras,
+TensorFlow or torch.
 """
 
 from tensorboard_nnviz.version import __version__

@@ -1,24 +1,20 @@
 """The storage budget: frame precision, bytes per snapshot, the log line.
 
-Precision on disk (measured by benchmarks/precision.py and
-benchmarks/scale.py; figures in the README):
+Precision on disk (why, with the measurements of benchmarks/precision.py
+and benchmarks/scale.py: the README, "Storage and scale"):
 
 - A tensor of up to `max_cells` cells is stored exactly, float32
   (`block == [1, 1]`).
 - A block-reduced frame is stored as float16 (`REDUCED_ENCODING`): half
-  the bytes, a rounding error of at most 2**-11 (4.9e-4) of the cell's
-  value (absolute 2**-25 below 6.1e-5, float16's subnormals; block means
-  beyond ±65504 read as ±inf, the stats keep the true values).
-  In float32, 100 ResNet50 snapshots take TensorBoard past 1.5 GiB.
+  the bytes, a rounding error of at most 2**-11 of the cell's value
+  (absolute 2**-25 below 6.1e-5, float16's subnormals; block means beyond
+  ±65504 read as ±inf, the stats keep the true values).
 - Δ views: a block mean is linear, so the Δ of two reduced frames is the
   reduced Δ; after float16 rounding it is within 2**-11 (|a| + |b|) per
-  cell. On a real run at lr 1e-3, Adam's updates (~lr per step) keep Δ
-  within 6% at one step between snapshots and 1% at ten; plain SGD's
-  (~100x smaller) drown in the rounding below ~100 steps between
-  snapshots. Storing Δ frames too would cost as much as float32 frames,
-  so Δ has no frames of its own; the full-resolution `update_l2` /
-  `update_absmax` stats stay exact. 8-bit frames with a per-frame scale
-  (benchmarks/precision.py) make Δ noise even for Adam at ten steps: not used.
+  cell: faithful for updates well above that rounding, noise for smaller
+  ones. Δ has no frames of its own (they would cost as much as float32
+  frames); the full-resolution `update_l2` / `update_absmax` stats stay
+  exact.
 
 `snapshot_bytes` is exact: it sizes the very protos the writer writes
 (frame, stats and units `Summary.Value`s of every tensor, the event and its
@@ -185,13 +181,11 @@ def expected_snapshots(schedule, epochs=None, steps_per_epoch=None, start=0, fir
 def format_bytes(n):
     """Decimal units, 3 significant digits: 950 B, 12.6 MB, 1.26 GB."""
     n = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 999.5 or unit == "GB":
-            if unit == "B":
-                return "%d B" % n
-            return "%.3g %s" % (n, unit)
+    for unit in ("B", "kB", "MB"):
+        if abs(n) < 999.5:
+            return "%d B" % n if unit == "B" else "%.3g %s" % (n, unit)
         n /= 1000.0
-    return "%.3g TB" % n  # pragma: no cover
+    return "%.3g GB" % n
 
 
 def budget_message(n_tensors, bytes_per_snapshot, expected=None):

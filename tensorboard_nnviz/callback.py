@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from tensorboard_nnviz import budget as budget_lib
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import schedule as schedule_lib
 from tensorboard_nnviz import structure as structure_lib
 from tensorboard_nnviz import writer as writer_lib
@@ -87,7 +88,7 @@ class NNVizCallback(keras.callbacks.Callback):
         self._epoch_base = 0  # that count when the epoch began
         if self._chief:
             self._writer = self._new_writer()  # fails now if log_dir is unwritable
-            self._last_step = writer_lib.read_last_step(self.log_dir)
+            self._last_step = eventfiles.read_last_step(self.log_dir)
 
     # --- Keras hooks --------------------------------------------------------------
 

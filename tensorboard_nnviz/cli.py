@@ -84,8 +84,8 @@ def _check_logdir(logdir):
 
 
 # Below this much event data, TensorBoard's TensorFlow-free reader (its TF
-# stub) is faster than importing TensorFlow (seconds) even with its
-# pure-Python CRC (~3 MB/s); with google-crc32c's C CRC it always is.
+# stub) is faster than importing TensorFlow (seconds) even with its slow
+# pure-Python CRC (README, "Checksums run in C"); with the C CRC it always is.
 _SMALL_LOGDIR_BYTES = 4 << 20
 
 
@@ -96,16 +96,11 @@ def _skip_tensorflow(logdir):
     command-line process: the switch holds for the rest of the process."""
     if "tensorflow" in sys.modules or "://" in logdir or not os.path.isdir(logdir):
         return
-    from tensorboard_nnviz import fast_crc
+    from tensorboard_nnviz import eventfiles, fast_crc
 
     if not fast_crc.install():
-        total = 0
-        for root, _, files in os.walk(logdir):
-            for name in files:
-                if "tfevents" in name:
-                    total += os.path.getsize(os.path.join(root, name))
-                    if total >= _SMALL_LOGDIR_BYTES:
-                        return
+        if eventfiles.event_bytes(logdir, stop_at=_SMALL_LOGDIR_BYTES) >= _SMALL_LOGDIR_BYTES:
+            return
     import types
 
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
@@ -141,7 +136,7 @@ class Logdir:
     def tensors(self, run, tag=None):
         """The `/tags` entries of `run` that can be read (and only `tag` if given)."""
         self.check_run(run)
-        from tensorboard_nnviz import reader
+        from tensorboard_nnviz import errors
 
         tensors = self.reader.tags_impl(self.ctx, self.eid, run)["tensors"]
         if tag is not None:
@@ -151,7 +146,7 @@ class Logdir:
                     run, tag, _did_you_mean(tag, [t["tag"] for t in tensors]),
                     _names(t["tag"] for t in tensors)))
             if "error" in chosen[0]:
-                raise reader.DataError("tensor %r of run %r: %s" % (tag, run, chosen[0]["error"]))
+                raise errors.DataError("tensor %r of run %r: %s" % (tag, run, chosen[0]["error"]))
             return chosen
         for t in tensors:
             if "error" in t:
@@ -160,11 +155,11 @@ class Logdir:
 
     def _model_order(self, run, tensors):
         """Tensors in the model's layer order (from its structure), else by tag."""
-        from tensorboard_nnviz import reader
+        from tensorboard import errors as tb_errors
 
         try:
             layers = self.reader.structure_impl(self.ctx, self.eid, run).get("layers") or []
-        except reader.ReaderError:
+        except tb_errors.PublicError:
             return tensors
         rank = {}
         for layer in layers:
@@ -175,15 +170,15 @@ class Logdir:
     def frames(self, run, tensors, step):
         """{tag: frame at the largest snapshot <= step, or None if there is
         none or it cannot be read (said once per tensor on stderr)}."""
-        from tensorboard_nnviz import reader
+        from tensorboard_nnviz import errors
 
         out = {}
         for t in tensors:
             try:
                 out[t["tag"]], _ = self.reader.frame_impl(self.ctx, self.eid, run, t["tag"], step)
-            except reader.NotFoundError:
+            except errors.NotFoundError:
                 out[t["tag"]] = None
-            except reader.DataError as e:
+            except errors.DataError as e:
                 out[t["tag"]] = None
                 if t["tag"] not in self._warned:
                     self._warned.add(t["tag"])
@@ -311,8 +306,21 @@ def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale=
     Raises:
       UsageError: an unknown logdir, run, tag or step, or a bad option.
     """
-    from tensorboard_nnviz import render
+    ext = _check_export_options(output, step, steps, every)
+    data = Logdir(logdir)
+    tensors = data.tensors(run, tag)
+    if not tensors:
+        raise UsageError("run %r has no readable tensors" % run)
+    recorded = sorted(set(s for t in tensors for s in t["steps"]))
+    what = tag or "%d tensors" % len(tensors)
+    if ext == ".png":
+        return _export_png(data, run, tensors, recorded, output, what, step, scale, vmax, dpi)
+    return _export_gif(data, run, tensors, recorded, output, what, steps, every, scale, vmax,
+                       fps, dpi, progress)
 
+
+def _check_export_options(output, step, steps, every):
+    """The output's extension, once the options make sense for it."""
     ext = os.path.splitext(output)[1].lower()
     if ext not in (".png", ".gif"):
         raise UsageError("output %r must end in .png or .gif" % output)
@@ -326,22 +334,27 @@ def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale=
                          "(use --steps A:B and --every K to choose)")
     if ext == ".png" and steps is not None:
         raise UsageError("--steps A:B is for a .gif; a .png shows one --step")
-    data = Logdir(logdir)
-    tensors = data.tensors(run, tag)
-    if not tensors:
-        raise UsageError("run %r has no readable tensors" % run)
-    recorded = sorted(set(s for t in tensors for s in t["steps"]))
-    what = tag or "%d tensors" % len(tensors)
-    if ext == ".png":
-        step = recorded[-1] if step is None else step
-        if step not in recorded:
-            raise UsageError("run %r has no snapshot at step %d (steps: %s)"
-                             % (run, step, _steps_text(recorded)))
-        grid = render.render_png(tensors, data.frames(run, tensors, step), output,
-                                 title="%s  step %d" % (run, step), scale=scale,
-                                 vmax=vmax, dpi=dpi or 100)
-        print("wrote %s (%s of run %s at step %d)" % (output, what, run, step))
-        return grid
+    return ext
+
+
+def _export_png(data, run, tensors, recorded, output, what, step, scale, vmax, dpi):
+    from tensorboard_nnviz import render
+
+    step = recorded[-1] if step is None else step
+    if step not in recorded:
+        raise UsageError("run %r has no snapshot at step %d (steps: %s)"
+                         % (run, step, _steps_text(recorded)))
+    grid = render.render_png(tensors, data.frames(run, tensors, step), output,
+                             title="%s  step %d" % (run, step), scale=scale,
+                             vmax=vmax, dpi=dpi or 100)
+    print("wrote %s (%s of run %s at step %d)" % (output, what, run, step))
+    return grid
+
+
+def _export_gif(data, run, tensors, recorded, output, what, steps, every, scale, vmax, fps,
+                dpi, progress):
+    from tensorboard_nnviz import render
+
     if steps is not None:
         first, last = steps
         in_range = [s for s in recorded if first <= s <= last]
@@ -471,7 +484,16 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _demo_parser(sub)
+    _serve_parser(sub)
+    _export_parser(sub)
+    _compact_parser(sub)
+    _inspect_parser(sub)
+    _findings_parser(sub)
+    return parser
 
+
+def _demo_parser(sub):
     p = sub.add_parser("demo", help="train the demo runs, then serve TensorBoard on them",
                        description="Trains three runs on scikit-learn's digits (a tuned MLP, "
                        "the same MLP with a learning rate that blows up, a small CNN) with "
@@ -486,6 +508,8 @@ def build_parser():
                    help="train again runs that are already complete in LOGDIR")
     p.set_defaults(func=cmd_demo)
 
+
+def _serve_parser(sub):
     p = sub.add_parser("serve", help="serve TensorBoard with the nnviz plugin",
                        description="Serves TensorBoard on localhost with the nnviz plugin, "
                        "every nnviz step kept.")
@@ -494,10 +518,13 @@ def build_parser():
                    help="port (default: 6006, or the next free one)")
     p.set_defaults(func=cmd_serve)
 
+
+def _export_parser(sub):
     p = sub.add_parser("export", help="draw a run's weights into a .png or an animated .gif",
                        description="Draws the weights of a run as heatmaps: one per "
                        "tensor, a layer's tensors stacked (kernel above bias), conv kernels "
-                       "as tiles, a diverging colour scale centred on zero, NaN in black. "
+                       "as tiles, a diverging colour scale centred on zero, NaN and ±Inf in the "
+                       "panel's colours (magenta, green, yellow). "
                        "OUT.png: one step (the latest by default). OUT.gif: every step, "
                        "with the colour scale fixed across the animation (a snapshot more "
                        "than 100x beyond the others, a run blowing up, saturates; its "
@@ -520,6 +547,8 @@ def build_parser():
     p.add_argument("--dpi", type=int, default=None, help="resolution (default: 100 png, 80 gif)")
     p.set_defaults(func=cmd_export)
 
+
+def _compact_parser(sub):
     p = sub.add_parser("compact", help="write a thinned copy of a finished run",
                        description="Copies RUN into the new directory OUT keeping N of its "
                        "weight snapshots: the first, the last, and the rest spread log-spaced "
@@ -536,6 +565,8 @@ def build_parser():
                    help="how kept snapshots are spread (default: log, dense early)")
     p.set_defaults(func=cmd_compact)
 
+
+def _inspect_parser(sub):
     p = sub.add_parser("inspect", help="list runs, tensors, shapes, steps and latest stats",
                        description="Prints a table per run: each tensor's shape, its frame "
                        "(the heatmap's rows×cols; ÷br×bc when block-averaged to fit "
@@ -547,6 +578,8 @@ def build_parser():
     p.add_argument("--run", help="only this run")
     p.set_defaults(func=cmd_inspect)
 
+
+def _findings_parser(sub):
     p = sub.add_parser("findings", help="what went wrong in training, per run",
                        description="Prints each run's findings, most severe first: NaN/Inf "
                        "weights (error), exploding norms (warning), trainable weights that "
@@ -561,7 +594,6 @@ def build_parser():
     p.add_argument("--fail-on", choices=("error", "warning"),
                    help="exit 1 if a finding of this severity or worse exists")
     p.set_defaults(func=cmd_findings)
-    return parser
 
 
 def main(argv=None):
@@ -571,18 +603,15 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if argv is None and args.command in ("inspect", "export", "findings"):
         _skip_tensorflow(args.logdir)
-    from tensorboard_nnviz import reader
+    from tensorboard import errors as tb_errors
 
     try:
         return args.func(args)
-    except UsageError as e:
+    except (UsageError, tb_errors.NotFoundError) as e:  # errors.NotFoundError among them
         print("nnviz %s: %s" % (args.command, e), file=sys.stderr)
         return EXIT_USAGE
-    except reader.NotFoundError as e:
-        print("nnviz %s: %s" % (args.command, e.message), file=sys.stderr)
-        return EXIT_USAGE
-    except reader.ReaderError as e:
-        print("nnviz %s: %s" % (args.command, e.message), file=sys.stderr)
+    except tb_errors.PublicError as e:  # errors.DataError: damaged or newer data
+        print("nnviz %s: %s" % (args.command, e), file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print("nnviz %s: interrupted" % args.command, file=sys.stderr)

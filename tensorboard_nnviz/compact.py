@@ -2,8 +2,9 @@
 
 Event files are append-only and TensorBoard misreads files rewritten under
 it, so a run is never rewritten in place: `compact` reads the run's event
-files with TensorBoard's `event_file_loader` and writes a new event file
-with TensorBoard's `EventFileWriter` into `out`, which must be new or empty.
+files and writes a new event file into `out`, which must be new or empty,
+both with TensorBoard's own reader and writer (eventfiles.py); `thin`
+decides what the copy keeps.
 
 What the copy holds:
 
@@ -24,6 +25,7 @@ import bisect
 import math
 import os
 
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import format as fmt
 
 SPACINGS = ("log", "even")
@@ -95,30 +97,18 @@ def run_dir(logdir, run):
     return os.path.normpath(os.path.join(os.fspath(logdir), run))
 
 
-def event_files(path):
-    """The run's event files (directly in `path`), in TensorBoard's order."""
-    from tensorboard.backend.event_processing import io_wrapper
+def read_events(path):
+    """Every event of the run at `path`, in order (eventfiles.read_events).
 
+    Raises:
+      CompactError: the run's directory cannot be listed.
+    """
     try:
-        names = sorted(os.listdir(path))
+        paths = eventfiles.event_files(path)
     except OSError as e:
         raise CompactError("cannot read run directory %r: %s" % (path, e))
-    return [os.path.join(path, n) for n in names
-            if io_wrapper.IsSummaryEventsFile(os.path.join(path, n))]
-
-
-def read_events(path):
-    """Every event of the run at `path`, as `event_pb2.Event`, in order.
-
-    Uses TensorBoard's raw loader, so events are not migrated or altered.
-    A truncated last record ends its file, as it does for TensorBoard.
-    """
-    from tensorboard.backend.event_processing import event_file_loader
-    from tensorboard.compat.proto import event_pb2
-
-    for name in event_files(path):
-        for raw in event_file_loader.RawEventFileLoader(name).Load():
-            yield event_pb2.Event.FromString(raw)
+    for name in paths:
+        yield from eventfiles.read_file_events(name)
 
 
 def snapshot_steps(path):
@@ -143,6 +133,39 @@ def _check_out(source, out):
                                "empty directory" % out)
 
 
+def thin(events, kept):
+    """The events of a thinned copy: `events` without the nnviz snapshots
+    at steps not in `kept` (a pure generator; `events` are altered in place).
+
+    Every other event and summary value (scalars, histograms, graphs, the
+    structure) passes untouched, in order; an event left empty is dropped,
+    and so is the `file_version` event (a new file has its own). Both
+    TensorBoard ingesters take a series' metadata from its first value, so
+    the metadata of a dropped first value moves to the next value kept.
+    """
+    pending_metadata = {}  # summary tag -> metadata of a dropped first value
+    for event in events:
+        if event.HasField("file_version"):
+            continue
+        if event.step not in kept and event.HasField("summary"):
+            values = []
+            for v in event.summary.value:
+                if not _is_snapshot_value(v):
+                    values.append(v)
+                elif v.HasField("metadata"):
+                    pending_metadata.setdefault(v.tag, v.metadata)
+            if not values:
+                continue
+            del event.summary.value[:]
+            event.summary.value.extend(values)
+        else:
+            for v in event.summary.value:
+                metadata = pending_metadata.pop(v.tag, None)
+                if metadata is not None and not v.HasField("metadata"):
+                    v.metadata.CopyFrom(metadata)
+        yield event
+
+
 def compact(logdir, run, keep, out, spacing="log"):
     """Writes a thinned copy of `run` into the new directory `out`.
 
@@ -164,10 +187,6 @@ def compact(logdir, run, keep, out, spacing="log"):
       CompactError: bad arguments, a missing run, a run without nnviz
         snapshots, or an unusable `out`. Nothing is written then.
     """
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    from tensorboard_nnviz import fast_crc
-
     source = run_dir(logdir, run)
     if not os.path.isdir(source):
         raise CompactError("run %r not found: %r is not a directory" % (run, source))
@@ -177,48 +196,30 @@ def compact(logdir, run, keep, out, spacing="log"):
         raise CompactError("run %r has no nnviz snapshots in %r" % (run, source))
     kept = set(choose_steps(steps, keep, spacing))
 
-    fast_crc.install()
     os.makedirs(out, exist_ok=True)
-    writer = EventFileWriter(out, max_queue_size=16, flush_secs=120)
-    pending_metadata = {}  # summary tag -> metadata of a dropped first value
-    events_in = events_out = 0
-    try:
+    writer = eventfiles.new_writer(out, max_queue_size=16)
+    counts = {"events_in": 0, "events_out": 0}
+
+    def source_events():
         for event in read_events(source):
-            events_in += 1
-            if event.HasField("file_version"):
-                continue  # the new file has its own
-            if event.step not in kept and event.HasField("summary"):
-                values = []
-                for v in event.summary.value:
-                    if not _is_snapshot_value(v):
-                        values.append(v)
-                    elif v.HasField("metadata"):
-                        pending_metadata.setdefault(v.tag, v.metadata)
-                if not values:
-                    continue
-                del event.summary.value[:]
-                event.summary.value.extend(values)
-            else:
-                # Both ingesters take a series' metadata from its first
-                # value: carry it over if that value was dropped.
-                for v in event.summary.value:
-                    metadata = pending_metadata.pop(v.tag, None)
-                    if metadata is not None and not v.HasField("metadata"):
-                        v.metadata.CopyFrom(metadata)
+            counts["events_in"] += 1
+            yield event
+
+    try:
+        for event in thin(source_events(), kept):
             writer.add_event(event)
-            events_out += 1
+            counts["events_out"] += 1
     finally:
         writer.close()
-    return {
-        "source": source,
-        "out": out,
-        "steps": steps,
-        "kept": sorted(kept),
-        "events_in": events_in,
-        "events_out": events_out,
-        "bytes_in": _bytes(event_files(source)),
-        "bytes_out": _bytes(event_files(out)),
-    }
+    return dict(
+        counts,
+        source=source,
+        out=out,
+        steps=steps,
+        kept=sorted(kept),
+        bytes_in=_bytes(eventfiles.event_files(source)),
+        bytes_out=_bytes(eventfiles.event_files(out)),
+    )
 
 
 def _bytes(paths):

@@ -1,10 +1,11 @@
 """A C CRC-32C for TensorBoard's event-file writer.
 
 TensorBoard's `RecordWriter` checksums every record with a pure-Python
-CRC-32C loop (`tensorboard.compat.tensorflow_stub`): about 1-3 MB/s on one
-core, holding the GIL. A ResNet50 snapshot is ~8 MB, so that loop alone
-took seconds per snapshot and slowed the training thread with it.
-`google-crc32c` (Google's C library) computes the same checksum at GB/s.
+CRC-32C loop (`tensorboard.compat.tensorflow_stub`), holding the GIL: for
+snapshots of megabytes that loop alone takes seconds, and slows the
+training thread with it (its speed: the README, "Checksums run in C";
+benchmarks/crc.py). `google-crc32c` (Google's C library) computes the same
+checksum in C.
 
 `install()` points TensorBoard's record writer (and its TensorFlow-free
 record reader, used where TensorFlow is not installed) at it when the C

@@ -3,9 +3,9 @@
 - JSON is written by us, with NaN and ±Inf as null (TensorBoard's helper
   would write the string "NaN").
 - Every error a route can meet becomes JSON `{"error": message}` with its
-  status: our own `reader.ReaderError`s and TensorBoard's
-  `tensorboard.errors.PublicError`s (which TensorBoard itself would answer
-  as text/plain). Other exceptions are bugs and are not hidden.
+  status: a `tensorboard.errors.PublicError`, ours (errors.py) or one
+  TensorBoard's data provider raised (TensorBoard itself would answer it as
+  text/plain). Other exceptions are bugs and are not hidden.
 - Query parameters are parsed here, strictly, into 400s.
 """
 
@@ -18,7 +18,7 @@ from tensorboard import errors as tb_errors
 from tensorboard.backend import http_util
 from werkzeug import wrappers
 
-from tensorboard_nnviz import reader
+from tensorboard_nnviz import errors
 
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
@@ -91,8 +91,6 @@ def route(handler):
     def app(self, request):
         try:
             return handler(self, request)
-        except reader.ReaderError as e:
-            return error_response(request, e.message, e.http_code)
         except tb_errors.PublicError as e:
             return error_response(request, e, e.http_code)
 
@@ -105,10 +103,10 @@ def route(handler):
 def string_param(request, name, required=True):
     values = request.args.getlist(name)
     if len(values) > 1:
-        raise reader.BadRequestError("parameter %r given %d times" % (name, len(values)))
+        raise errors.BadRequestError("parameter %r given %d times" % (name, len(values)))
     if not values or values[0] == "":
         if required:
-            raise reader.BadRequestError("missing parameter %r" % name)
+            raise errors.BadRequestError("missing parameter %r" % name)
         return None
     return values[0]
 
@@ -118,7 +116,7 @@ def int_param(request, name, required=True):
     if text is None:
         return None
     if not _INT.match(text) or not _INT64[0] <= int(text) <= _INT64[1]:
-        raise reader.BadRequestError(
+        raise errors.BadRequestError(
             "parameter %r must be a 64-bit integer, got %r" % (name, text[:100])
         )
     return int(text)

@@ -1,6 +1,7 @@
 """How a weight tensor becomes a 2-D frame (pure numpy; no Keras, no TF).
 
-One generic rule, so any frame cell maps back to the tensor (DESIGN.md):
+One generic rule, so any frame cell maps back to the tensor
+(docs/architecture.md, "The layout rule"):
 
     layout = transpose(W, row_axes + col_axes).reshape(prod(rows), prod(cols))
 
@@ -212,10 +213,10 @@ def _family_layout(cls, name, shape, sublayer):
         rows, cols = _conv_layout(ndim - 2, ndim - 2, ndim - 1)
         # Columns run (depth slices,) filters, then the last spatial axis:
         # each gate is a run of filters * kw columns, once per depth slice.
-        units = shape[-1] // 4 if shape[-1] % 4 == 0 else 0
-        run = units * shape[cols[-1]] if len(cols) > 1 else units
+        filters = shape[-1] // 4 if shape[-1] % 4 == 0 else 0
+        run = filters * shape[cols[-1]] if len(cols) > 1 else filters
         repeats = shape[0] if ndim == 5 else 1
-        groups = [_group("cols", run, 4 * repeats, _LSTM_GATES * repeats)] if units else []
+        groups = [_group("cols", run, 4 * repeats, _LSTM_GATES * repeats)] if filters else []
         return _layout(rows, cols, groups)
     if cls in _LSTM or cls in _GRU or cls in _CONV_LSTM:
         gates = _GRU_GATES if cls in _GRU else _LSTM_GATES
@@ -272,37 +273,74 @@ def _check_axes(layout, ndim):
     return axes
 
 
-def _units(layout, shape, which):
-    """Line counts a block should not cut across on one side (tiles, groups)."""
-    axes = layout["row_axes" if which == "rows" else "col_axes"]
-    units = []
-    if len(axes) > 1:
-        units.append(int(shape[axes[-1]]))
+def tile_size(layout, shape, side):
+    """Layout lines per kernel tile on `side` ("rows" or "cols"):
+    shape[axes[-1]] when that side has more than one axis, else None (no tiles).
+
+    One rule for the tile separators drawn by the panel (frontend/layout.js)
+    and by exports (render.py), and for the blocks `choose_block` keeps
+    whole; tests/fixtures/shared_rules.json holds cases both languages pass.
+    """
+    axes = layout["row_axes" if side == "rows" else "col_axes"]
+    return int(shape[axes[-1]]) if len(axes) > 1 else None
+
+
+def _lines(period, total, block):
+    """Every `period` layout lines strictly inside `total`, in frame cells."""
+    return [p / block for p in range(period, total, period)] if period and period > 0 else []
+
+
+def _block(layout):
+    return [max(1, int(b)) for b in (layout.get("block") or [1, 1])[:2]]
+
+
+def separators(layout, shape):
+    """Tile separators in frame cells (fractional in reduced frames):
+    `{"rows": [...], "cols": [...]}`, a line every `tile_size` layout lines."""
+    sizes, block = layout_size(layout, shape), _block(layout)
+    return {side: _lines(tile_size(layout, shape, side), total, b)
+            for side, total, b in zip(("rows", "cols"), sizes, block)}
+
+
+def group_lines(layout, shape):
+    """Boundaries between gate/head groups in frame cells, `{"rows", "cols"}`
+    (the panel's `groupSpans` starts after the first)."""
+    sizes, block = layout_size(layout, shape), _block(layout)
+    out = {"rows": [], "cols": []}
     for group in layout.get("groups") or ():
-        if group.get("axis") == which:
-            units.append(int(group["size"]))
-    return [u for u in units if u > 1]
+        side = "rows" if group.get("axis") == "rows" else "cols"
+        i = 0 if side == "rows" else 1
+        out[side].extend(_lines(int(group.get("size", 0)), sizes[i], block[i]))
+    return out
 
 
-def _aligned(b, units):
-    return all(b % u == 0 or u % b == 0 for u in units)
+def _block_align(layout, shape, side):
+    """Line counts a block should not cut across on one side: kernel tiles
+    and gate/head groups."""
+    sizes = [tile_size(layout, shape, side)]
+    sizes += [int(g["size"]) for g in layout.get("groups") or () if g.get("axis") == side]
+    return [n for n in sizes if n is not None and n > 1]
 
 
-def _next_aligned(b, units, limit):
-    """Smallest b' >= b (<= limit) aligned with every unit, or None."""
-    for cand in range(b, min(limit, 2 * b + max(units, default=1)) + 1):
-        if _aligned(cand, units):
+def _aligned(b, align):
+    return all(b % n == 0 or n % b == 0 for n in align)
+
+
+def _next_aligned(b, align, limit):
+    """Smallest b' >= b (<= limit) aligned with every line count, or None."""
+    for cand in range(b, min(limit, 2 * b + max(align, default=1)) + 1):
+        if _aligned(cand, align):
             return cand
     return None
 
 
-def choose_block(rows, cols, max_cells, row_units=(), col_units=()):
+def choose_block(rows, cols, max_cells, row_align=(), col_align=()):
     """Chooses a block [br, bc] so that ceil(R/br) * ceil(C/bc) <= max_cells.
 
     Minimises the cells per block (the detail lost) times the square root of
     the block's aspect ratio (a square block keeps the frame's aspect equal
     to the layout's) times 2 for each side whose block would cut a kernel
-    tile or a gate/head group (`*_units`) in two: e.g. a 3x3 conv kernel is
+    tile or a gate/head group (`*_align`) in two: e.g. a 3x3 conv kernel is
     reduced by 3x3 or 6x6 blocks, not 2x2 ones, unless that costs over
     twice the detail.
     """
@@ -314,7 +352,7 @@ def choose_block(rows, cols, max_cells, row_units=(), col_units=()):
     # the least feasible height (when the columns are few), a geometric
     # sweep in between, and all rows.
     side = math.isqrt(-(-rows * cols // max_cells)) + 1
-    span = 8 * side + 2 * max(row_units, default=1)
+    span = 8 * side + 2 * max(row_align, default=1)
     lowest = -(-rows // max_cells)
     candidates = set(range(1, min(rows, span) + 1))
     candidates |= set(range(lowest, min(rows, lowest + span) + 1))
@@ -326,11 +364,11 @@ def choose_block(rows, cols, max_cells, row_units=(), col_units=()):
         if max_cols < 1:
             continue
         bc_min = min(cols, -(-cols // max_cols))
-        for bc in {bc_min, _next_aligned(bc_min, col_units, cols) or bc_min}:
+        for bc in {bc_min, _next_aligned(bc_min, col_align, cols) or bc_min}:
             score = br * bc * math.sqrt(max(br, bc) / min(br, bc))
-            if not _aligned(br, row_units):
+            if not _aligned(br, row_align):
                 score *= 2
-            if not _aligned(bc, col_units):
+            if not _aligned(bc, col_align):
                 score *= 2
             if best is None or score < best[0]:
                 best = (score, br, bc)
@@ -341,7 +379,8 @@ def frame_block(layout, shape, max_cells):
     """The block `make_frame` reduces a tensor of `shape` by ([1, 1] = exact)."""
     rows, cols = layout_size(layout, shape)
     return choose_block(
-        rows, cols, int(max_cells), _units(layout, shape, "rows"), _units(layout, shape, "cols")
+        rows, cols, int(max_cells), _block_align(layout, shape, "rows"),
+        _block_align(layout, shape, "cols"),
     )
 
 

@@ -14,21 +14,17 @@ from tensorboard import plugin_util
 from tensorboard.plugins import base_plugin
 from werkzeug import security
 
+from tensorboard_nnviz import errors
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import http
 from tensorboard_nnviz import reader
 
-# Explicit types: the platform's mimetypes table may lack .mjs, or map .js
-# to something a browser refuses for a module script.
+# The kinds of file the panel ships, with explicit types: the platform's
+# mimetypes table may map .js to something a browser refuses for a module
+# script. Any other file is not served.
 _CONTENT_TYPES = {
     ".js": "text/javascript",
-    ".mjs": "text/javascript",
     ".css": "text/css",
-    ".html": "text/html",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".map": "application/json",
 }
 
 
@@ -128,7 +124,7 @@ class NNVizPlugin(base_plugin.TBPlugin):
         content_type = _CONTENT_TYPES.get(os.path.splitext(path)[1].lower())
         full = security.safe_join(self._static_dir, path) if path else None
         if content_type is None or full is None or not os.path.isfile(full):
-            raise reader.NotFoundError("no such file: %r" % path[:200])
+            raise errors.NotFoundError("no such file: %r" % path[:200])
         with open(full, "rb") as f:
             contents = f.read()
         return http.static_response(request, contents, content_type)

@@ -13,8 +13,8 @@ many steps the run has. A frame request checks for changes at most once per
 step, which would make a frame's cost grow with the run); /runs and /tags
 always check. TensorBoard itself reloads every 5 s by default.
 
-Errors are typed (`BadRequestError` 400, `NotFoundError` 404, `DataError`
-422 for a damaged or too-new item); anything the data provider raises as a
+Errors are typed (errors.py: `NotFoundError` 404, `DataError` 422 for a
+damaged or too-new item); anything the data provider raises as a
 `tensorboard.errors.PublicError` passes through unchanged.
 
 This module imports neither Keras nor TensorFlow.
@@ -34,6 +34,7 @@ from tensorboard.data import provider as tb_provider
 
 from tensorboard_nnviz import findings as findings_lib
 from tensorboard_nnviz import format as fmt
+from tensorboard_nnviz.errors import BadRequestError, DataError, NotFoundError
 
 # "Keep everything": larger than any number of snapshots a run can hold.
 _ALL = 1 << 30
@@ -43,43 +44,14 @@ _UNITS_CACHED = 32
 UNIT_STATS = ("norm", "update")
 
 
-class ReaderError(Exception):
-    """An error with a message safe to show to the user and an HTTP code."""
-
-    http_code = 500
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequestError(ReaderError):
-    """A malformed request parameter."""
-
-    http_code = 400
-
-
-class NotFoundError(ReaderError):
-    """An unknown run, tag or step."""
-
-    http_code = 404
-
-
-class DataError(ReaderError):
-    """Data on disk that this reader cannot serve: damaged, or written by a
-    newer tensorboard_nnviz. Only the affected item fails."""
-
-    http_code = 422
-
-
 class _FrameSeries:
     """Blob keys of one (run, tag) frame series, by ascending step, and its
     decoded content (or why it cannot be decoded)."""
 
-    def __init__(self, signature, content, steps, keys, listed_at):
-        self.signature = signature
+    def __init__(self, stamp, content, steps, keys, listed_at):
+        self.stamp = stamp
         self.listed_at = listed_at  # when the provider was asked
-        self.checked_at = listed_at  # last time it confirmed the signature
+        self.checked_at = listed_at  # last time it confirmed the stamp
         self.steps = steps
         self.keys = keys
         self.doc = None
@@ -90,7 +62,7 @@ class _FrameSeries:
             self.error = str(e)
 
 
-def _signature(series):
+def _series_stamp(series):
     # TensorBoard gives plugins no reload hook: a series changed when any of
     # these did (new steps move max_step/max_wall_time, a rewrite moves
     # max_wall_time).
@@ -129,9 +101,9 @@ class NNVizReader:
         self._recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
         self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
-        self._stats = {}  # (eid, run, summary tag) -> (signature, columns)
+        self._stats = {}  # (eid, run, summary tag) -> (stamp, columns)
         self._units = collections.OrderedDict()  # (eid, run, summary tag) -> _UnitsSeries
-        self._findings = {}  # (eid, run) -> (signature of the run's series, answer)
+        self._findings = {}  # (eid, run) -> (stamps of the run's series, answer)
 
     # --- frame series ------------------------------------------------------
 
@@ -160,7 +132,7 @@ class NNVizReader:
         for run, by_tag in listing.items():
             for tag, series in by_tag.items():
                 cached = self._frames.get((eid, run, tag))
-                if cached is not None and cached.signature == _signature(series):
+                if cached is not None and cached.stamp == _series_stamp(series):
                     cached.checked_at = max(cached.checked_at, listed_at)
                     result[(run, tag)] = cached
                 else:
@@ -178,7 +150,7 @@ class NNVizReader:
             with self._lock:
                 for run, tag, series in stale:
                     datums = data.get(run, {}).get(tag, [])
-                    entry = _index_blobs(_signature(series), series.plugin_content, datums, listed_at)
+                    entry = _index_blobs(_series_stamp(series), series.plugin_content, datums, listed_at)
                     current = self._frames.get((eid, run, tag))
                     if current is None or current.listed_at <= listed_at:
                         self._frames[(eid, run, tag)] = entry
@@ -336,7 +308,7 @@ class NNVizReader:
         stale = {}
         for tag, series in listing.items():
             cached = self._stats.get((eid, run, tag))
-            if cached is not None and cached[0] == _signature(series):
+            if cached is not None and cached[0] == _series_stamp(series):
                 result[tag] = cached[1]
             else:
                 stale[tag] = series
@@ -356,7 +328,7 @@ class NNVizReader:
                     result[tag] = {"error": message}
                     continue
                 with self._lock:
-                    self._stats[(eid, run, tag)] = (_signature(series), columns)
+                    self._stats[(eid, run, tag)] = (_series_stamp(series), columns)
                 result[tag] = columns
         return result
 
@@ -422,11 +394,11 @@ class NNVizReader:
         raise NotFoundError("weight %r of run %r has no per-unit stats" % (tag, run))
 
     def _units_series(self, ctx, eid, run, listing):
-        """{summary tag: _UnitsSeries} for `listing` (a few kept, by signature)."""
+        """{summary tag: _UnitsSeries} for `listing` (a few kept, by stamp)."""
         result, stale = {}, {}
         for tag, series in listing.items():
             cached = self._units.get((eid, run, tag))
-            if cached is not None and cached.signature == _signature(series):
+            if cached is not None and cached.stamp == _series_stamp(series):
                 result[tag] = cached
             else:
                 stale[tag] = series
@@ -434,7 +406,7 @@ class NNVizReader:
             data = self._read_tensors(ctx, eid, run, list(stale))
             with self._lock:
                 for tag, series in stale.items():
-                    entry = _UnitsSeries(_signature(series), series.plugin_content, data.get(tag, []))
+                    entry = _UnitsSeries(_series_stamp(series), series.plugin_content, data.get(tag, []))
                     self._units[(eid, run, tag)] = result[tag] = entry
                     self._units.move_to_end((eid, run, tag))
                 while len(self._units) > _UNITS_CACHED:
@@ -448,7 +420,7 @@ class NNVizReader:
         listing = self._list_tensors(ctx, eid, run)
         if not listing:
             self._check_run(ctx, eid, run)
-        key = tuple(sorted((t, _signature(s)) for t, s in listing.items()))
+        key = tuple(sorted((t, _series_stamp(s)) for t, s in listing.items()))
         cached = self._findings.get((eid, run))
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -457,7 +429,7 @@ class NNVizReader:
                    self._stats_columns(ctx, eid, run, stats, per_item_errors=True).items()}
         try:
             structure = self.structure_impl(ctx, eid, run)
-        except ReaderError:
+        except (NotFoundError, DataError):
             structure = None  # findings from the stats alone
         wanted = {fmt.units_tag(t): listing[fmt.units_tag(t)]
                   for t in findings_lib.needs_units(columns, structure)
@@ -479,8 +451,8 @@ class _UnitsSeries:
     """A decoded units series: {step: {field: float32 row}}, its column
     count and block, or why it cannot be decoded."""
 
-    def __init__(self, signature, content, datums):
-        self.signature = signature
+    def __init__(self, stamp, content, datums):
+        self.stamp = stamp
         self.rows = {}
         self.cols = 0
         self.block = 1
@@ -515,14 +487,14 @@ def _content_version(content):
         return fmt.FORMAT_VERSION  # unreadable: its own error says so elsewhere
 
 
-def _index_blobs(signature, content, datums, listed_at):
+def _index_blobs(stamp, content, datums, listed_at):
     """A _FrameSeries from read_blob_sequences' datums (one blob per step)."""
     by_step = {}
     for d in datums:
         if d.values and d.step not in by_step:
             by_step[d.step] = d.values[0].blob_key
     steps = sorted(by_step)
-    return _FrameSeries(signature, content, steps, [by_step[s] for s in steps], listed_at)
+    return _FrameSeries(stamp, content, steps, [by_step[s] for s in steps], listed_at)
 
 
 def _tag_info(tag, entry):

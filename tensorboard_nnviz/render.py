@@ -3,7 +3,8 @@
 A `Grid` is one figure with a heatmap per weight tensor: each layer is a
 cell of the grid with its tensors stacked (kernel above bias), conv kernels
 tiled (thin separators between the kh x kw tiles), vectors as strips, a
-diverging colour map centred on zero (NaN cells in black) and colour bars.
+diverging colour map centred on zero, NaN and ±Inf cells in the panel's
+colours for them (`SPECIAL_COLORS`), and colour bars.
 For a GIF the same figure is redrawn step after step, so every frame has
 the same geometry and the same colour scale.
 
@@ -11,12 +12,21 @@ The caller reads the frames (through `reader.py`); this module only draws.
 matplotlib is imported here, never by the plugin, with the Agg backend.
 """
 
-import math
+
+import collections
 
 import numpy as np
 
+from tensorboard_nnviz import layout as layout_lib
+
 CMAP = "RdBu_r"  # diverging: blue < 0 < red, white at zero
-NAN_COLOR = "black"
+# Non-finite cells: the panel's colours (frontend/colors.js), checked against
+# tests/fixtures/shared_rules.json. {kind: (colour, label, colour's name)}
+SPECIAL_COLORS = {
+    "nan": ("#ff00ff", "NaN", "magenta"),
+    "posinf": ("#00e676", "+Inf", "green"),
+    "neginf": ("#ffea00", "−Inf", "yellow"),
+}
 SEPARATOR_COLOR = "#777777"
 
 # Figure geometry, in inches.
@@ -35,7 +45,7 @@ _WIDE = 6  # a frame this many times wider than high spans a whole row
 _WIDE_CELL = 0.2  # cell width of such a frame, up to…
 _MAX_WIDTH = 14.0  # …a figure this wide
 _SPIKE = 100  # see `robust_limit`
-_GIF_LEVELS = 224  # colour-map levels in a GIF; the rest of its 256 are greys
+_GIF_LEVELS = 224  # colour-map levels in a GIF; then the special colours and greys
 
 
 def _pyplot():
@@ -72,46 +82,40 @@ def symmetric_limit(values):
 def robust_limit(values):
     """Like `symmetric_limit` over snapshots, but a snapshot whose peak is
     more than 100x the median peak (a run blowing up) is left to saturate
-    instead of washing every other frame out to white."""
-    peaks = _peaks(values)
+    instead of washing every other frame out to white.
+
+    The panel's rule (frontend/scale.js `robustBound`; cases in
+    tests/fixtures/shared_rules.json): the median of an even count is the
+    lower of the middle two, a peak that occurred.
+    """
+    peaks = sorted(_peaks(values))
     if not peaks:
         return 1.0
-    ceiling = _SPIKE * float(np.median(peaks))
+    ceiling = _SPIKE * peaks[(len(peaks) - 1) // 2]
     return max(p for p in peaks if p <= ceiling)
 
 
 def separators(tensor):
-    """Positions of tile separators in frame coordinates: `(rows, cols)`.
+    """Where to draw tile and group separators: `(rows, cols)` in image
+    coordinates (cell centres at integers).
 
-    Per DESIGN's layout: with more than one row (col) axis, tiles are
-    shape[row_axes[-1]] layout rows high (shape[col_axes[-1]] wide); groups
-    (LSTM gates, heads) split the columns every `size` layout columns. A
-    reduced frame divides those by its block; lines closer than two cells
-    apart are left out (they would hide the data).
+    The lines are the panel's (layout.py `separators` and `group_lines`);
+    tiles or groups less than two cells apart get no lines (they would
+    hide the data).
     """
     layout = tensor.get("layout") or {}
+    if "row_axes" not in layout:
+        return [], []
     shape = tensor.get("shape") or []
-    br, bc = (layout.get("block") or [1, 1])[:2]
-    rows, cols = tensor["rows"], tensor["cols"]
-
-    def lines(axes, block, extent):
-        if len(axes) < 2:
-            return []
-        tile = shape[axes[-1]] / block
-        if tile < 2:
-            return []
-        return [k * tile - 0.5 for k in range(1, math.ceil(extent / tile))]
-
-    row_lines = lines(layout.get("row_axes") or [], br, rows)
-    col_lines = lines(layout.get("col_axes") or [], bc, cols)
-    for group in layout.get("groups") or []:
-        on_cols = group.get("axis") == "cols"
-        size = group.get("size", 0) / (bc if on_cols else br)
-        if size >= 2:
-            extent = cols if on_cols else rows
-            target = col_lines if on_cols else row_lines
-            target.extend(k * size - 0.5 for k in range(1, math.ceil(extent / size)))
-    return sorted(set(row_lines)), sorted(set(col_lines))
+    kinds = (layout_lib.separators(layout, shape), layout_lib.group_lines(layout, shape))
+    out = []
+    for side in ("rows", "cols"):
+        lines = set()
+        for kind in kinds:
+            if kind[side] and kind[side][0] >= 2:
+                lines.update(x - 0.5 for x in kind[side])
+        out.append(sorted(lines))
+    return tuple(out)
 
 
 def _box_height(tensor, width):
@@ -177,6 +181,49 @@ def _describe(tensor):
     return text
 
 
+# One heatmap's place, in inches from the figure's top-left corner.
+Box = collections.namedtuple("Box", "tensor x top width height")
+Geometry = collections.namedtuple("Geometry", "width height boxes bar")
+
+
+def grid_geometry(tensors, shared=True):
+    """Where a `Grid` puts everything, in inches (a pure function).
+
+    Layers flow on the grid of `plan`; a layer's tensors stack in its cell,
+    each a title line, its heatmap (`_box_height`: cells about square) and
+    tick labels. With `shared`, one colour bar right of the grid; without,
+    room for a bar beside each heatmap.
+
+    Returns:
+      `Geometry(width, height, boxes, bar)`: the figure's size, a `Box` per
+      tensor (the heatmap's rectangle), and the shared colour bar's
+      `(x, top, width, height)` or None.
+    """
+    ncols, rows = plan(tensors)
+    col_w = _COL_WIDTH + (0 if shared else _OWN_BAR)
+    # A layer across the whole row gets enough width for its tiles.
+    widest = max([t["cols"] for t in tensors if _is_wide([t])] or [0])
+    full_w = max(ncols * col_w, min(_WIDE_CELL * widest, _MAX_WIDTH))
+    boxes, top = [], _SUPTITLE_HEIGHT
+    for row in rows:
+        x, row_h = _LEFT, 0.0
+        for layer, span in row:
+            w = (full_w if span == ncols else span * col_w) - _GAP - (0 if shared else _OWN_BAR)
+            y = top
+            for t in layer:
+                h = _box_height(t, w)
+                boxes.append(Box(t, x, y + _TITLE_HEIGHT, w, h))
+                y += _TITLE_HEIGHT + h + _TICKS_HEIGHT
+            row_h = max(row_h, y - top)
+            x += span * col_w
+        top += row_h
+    bar = None
+    if shared and tensors:
+        bar_h = min(top - _SUPTITLE_HEIGHT - _TICKS_HEIGHT - _TITLE_HEIGHT, _MAX_BAR)
+        bar = (_LEFT + full_w, _SUPTITLE_HEIGHT + _TITLE_HEIGHT, 0.15, max(bar_h, 0.5))
+    return Geometry(_LEFT + full_w + (_BAR_AREA if shared else 0), top + 0.1, boxes, bar)
+
+
 class Grid:
     """A figure of heatmaps, one per tensor, that can be redrawn per step.
 
@@ -206,57 +253,32 @@ class Grid:
 
         self.tensors = list(tensors)
         self.limits = dict(limits)
-        ncols, rows = plan(self.tensors)
         shared = len(set(self.limits.values())) <= 1
-        col_w = _COL_WIDTH + (0 if shared else _OWN_BAR)
-        # A layer across the whole row gets enough width for its tiles.
-        widest = max([t["cols"] for t in self.tensors if _is_wide([t])] or [0])
-        full_w = max(ncols * col_w, min(_WIDE_CELL * widest, _MAX_WIDTH))
-
-        def box_width(span):
-            row_w = full_w if span == ncols else span * col_w
-            return row_w - _GAP - (0 if shared else _OWN_BAR)
-
-        def block(t, span):  # title + heatmap + tick labels
-            return _TITLE_HEIGHT + _box_height(t, box_width(span)) + _TICKS_HEIGHT
-
-        row_heights = [max(sum(block(t, span) for t in layer) for layer, span in row)
-                       for row in rows]
-        width = _LEFT + full_w + (_BAR_AREA if shared else 0)
-        height = _SUPTITLE_HEIGHT + sum(row_heights) + 0.1
-        self.fig = plt.figure(figsize=(width, height))
+        geo = grid_geometry(self.tensors, shared)
+        self.fig = plt.figure(figsize=(geo.width, geo.height))
+        # NaN is "bad"; ±Inf are drawn beyond the scale (see `_displayed`).
         self.cmap = cmap = matplotlib.colormaps[CMAP].resampled(levels).with_extremes(
-            bad=NAN_COLOR)
+            bad=SPECIAL_COLORS["nan"][0], over=SPECIAL_COLORS["posinf"][0],
+            under=SPECIAL_COLORS["neginf"][0])
 
         def rect(x, top, w, h):  # inches from the top-left -> figure fraction
-            return [x / width, 1 - (top + h) / height, w / width, h / height]
+            return [x / geo.width, 1 - (top + h) / geo.height, w / geo.width, h / geo.height]
 
         self.axes, self.images, self.colorbars, self._titles = {}, {}, [], {}
-        top = _SUPTITLE_HEIGHT
-        for i, row in enumerate(rows):
-            x = _LEFT
-            for layer, span in row:
-                y = top
-                for t in layer:
-                    h = _box_height(t, box_width(span))
-                    ax = self.fig.add_axes(rect(x, y + _TITLE_HEIGHT, box_width(span), h))
-                    self._draw_empty(ax, t, cmap, self.limits[t["tag"]])
-                    if not shared:
-                        cax = self.fig.add_axes(rect(x + box_width(span) + 0.08,
-                                                     y + _TITLE_HEIGHT, 0.12, h))
-                        self.colorbars.append(self.fig.colorbar(self.images[t["tag"]], cax=cax))
-                        cax.tick_params(labelsize=6)
-                    y += block(t, span)
-                x += span * col_w
-            top += row_heights[i]
-        if shared and self.tensors:
-            bar_h = min(sum(row_heights) - _TICKS_HEIGHT - _TITLE_HEIGHT, _MAX_BAR)
-            cax = self.fig.add_axes(rect(_LEFT + full_w, _SUPTITLE_HEIGHT + _TITLE_HEIGHT,
-                                         0.15, max(bar_h, 0.5)))
+        for box in geo.boxes:
+            t = box.tensor
+            ax = self.fig.add_axes(rect(box.x, box.top, box.width, box.height))
+            self._draw_empty(ax, t, cmap, self.limits[t["tag"]])
+            if not shared:
+                cax = self.fig.add_axes(rect(box.x + box.width + 0.08, box.top, 0.12, box.height))
+                self.colorbars.append(self.fig.colorbar(self.images[t["tag"]], cax=cax))
+                cax.tick_params(labelsize=6)
+        if geo.bar is not None:
+            cax = self.fig.add_axes(rect(*geo.bar))
             self.colorbars.append(
                 self.fig.colorbar(self.images[self.tensors[0]["tag"]], cax=cax))
             cax.tick_params(labelsize=7)
-        self.suptitle = self.fig.suptitle(title, y=1 - 0.12 / height, va="top")
+        self.suptitle = self.fig.suptitle(title, y=1 - 0.12 / geo.height, va="top")
 
     def _draw_empty(self, ax, t, cmap, limit):
         tag = t["tag"]
@@ -289,11 +311,9 @@ class Grid:
             if frame is None:
                 text += "\nno readable snapshot at this step"
             else:
-                im.set_data(frame)
-                bad = int(frame.size - np.count_nonzero(np.isfinite(frame)))
-                notes = []
-                if bad:
-                    notes.append("%d non-finite (black)" % bad)
+                im.set_data(_displayed(frame, self.limits[tag]))
+                notes = ["%d %s (%s)" % (n, SPECIAL_COLORS[k][1], SPECIAL_COLORS[k][2])
+                         for k, n in _non_finite(frame).items() if n]
                 peak = _finite_absmax(frame)
                 if peak is not None and peak > self.limits[tag] * 1.001:
                     notes.append("|w| up to %.3g, beyond the scale" % peak)
@@ -367,10 +387,29 @@ class Grid:
         return rgb.quantize(palette=self._palette, dither=Image.Dither.NONE)
 
 
-def _palette_image(cmap, greys=256 - _GIF_LEVELS):
+def _displayed(frame, limit):
+    """What the image shows of `frame`: finite values clipped to the scale
+    (so they take its end colours), ±Inf beyond it (the colour map's
+    over/under colours: matplotlib would draw them as NaN), NaN as is."""
+    shown = np.clip(np.asarray(frame, dtype=np.float64), -limit, limit)
+    shown[frame == np.inf] = 2 * limit
+    shown[frame == -np.inf] = -2 * limit
+    return shown
+
+
+def _non_finite(frame):
+    """{"nan", "posinf", "neginf": cell counts}."""
+    return {"nan": int(np.count_nonzero(np.isnan(frame))),
+            "posinf": int(np.count_nonzero(frame == np.inf)),
+            "neginf": int(np.count_nonzero(frame == -np.inf))}
+
+
+def _palette_image(cmap, greys=256 - _GIF_LEVELS - len(SPECIAL_COLORS)):
     from PIL import Image
 
     colours = [tuple(int(round(255 * c)) for c in cmap(i)[:3]) for i in range(cmap.N)]
+    colours += [tuple(int(SPECIAL_COLORS[k][0][i:i + 2], 16) for i in (1, 3, 5))
+                for k in SPECIAL_COLORS]
     colours += [(g, g, g) for g in np.linspace(0, 255, greys).round().astype(int)]
     flat = [v for c in colours[:256] for v in c]
     palette = Image.new("P", (1, 1))

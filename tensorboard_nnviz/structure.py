@@ -8,7 +8,7 @@ or sublayer adds its `name`), then `/` and the variable's `name`:
 layer) keeps its first path. `variable.path` is not used: it includes the
 root's name for some model kinds and not for others.
 
-The structure document (DESIGN.md, `GET /structure`):
+The structure document (`GET /structure` in http_api.md):
 
     {"model": {"name", "class", "params", "trainable_params"},
      "layers": [{"path", "class", "params", "trainable", "inbound": [path],
@@ -62,15 +62,15 @@ def _direct_variables(layer):
 
 
 def _walk(model):
-    """Yields `(path, layer, parent)` depth first, the model itself excluded."""
+    """Yields `(path, layer)` depth first, the model itself excluded."""
     seen = set()
 
-    def visit(layer, prefix, parent):
+    def visit(layer, prefix):
         path = prefix + layer.name
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        yield path, layer, parent
+        yield path, layer
         if _is_model(layer):
             subs = _model_layers(layer)
         else:
@@ -78,10 +78,10 @@ def _walk(model):
             # softmax and dropout) are not worth a row in the structure.
             subs = [s for s in _sublayers(layer) if getattr(s, "weights", None)]
         for sub in subs:
-            yield from visit(sub, path + "/", layer)
+            yield from visit(sub, path + "/")
 
     for sub in _model_layers(model):
-        yield from visit(sub, "", model)
+        yield from visit(sub, "")
 
 
 def _model_layers(container):
@@ -114,7 +114,7 @@ def weight_refs(model):
     """
     refs = []
     seen = set()
-    for path, layer, _ in _walk(model):
+    for path, layer in _walk(model):
         for v in _direct_variables(layer):
             if id(v) in seen:
                 continue
@@ -213,14 +213,12 @@ def _functional_inbound(container, paths):
 
 
 def _inbound_map(model):
-    """id(layer) → inbound paths, for every container in the tree."""
-    paths = {}
-    order = []
-    for path, layer, parent in _walk(model):
-        paths[id(layer)] = path
-        order.append((path, layer, parent))
+    """`(order, inbound)`: the `_walk` of `model` as a list, and
+    id(layer) → inbound paths for every container in the tree."""
+    order = list(_walk(model))
+    paths = {id(layer): path for path, layer in order}
     inbound = {}
-    containers = [model] + [layer for _, layer, _ in order if _is_model(layer)]
+    containers = [model] + [layer for _, layer in order if _is_model(layer)]
     for c in containers:
         kind = type(c).__name__
         if kind == "Sequential":
@@ -232,7 +230,7 @@ def _inbound_map(model):
         found = _functional_inbound(c, paths)
         if found:
             inbound.update({k: v for k, v in found.items() if k in paths})
-    return paths, order, inbound
+    return order, inbound
 
 
 def build_structure(model, refs=None):
@@ -240,9 +238,9 @@ def build_structure(model, refs=None):
     refs = weight_refs(model) if refs is None else refs
     by_var = {id(r.variable): r for r in refs}
     learns = _trainable_ids(model, refs)
-    _, order, inbound = _inbound_map(model)
+    order, inbound = _inbound_map(model)
     layers = []
-    for path, layer, _ in order:
+    for path, layer in order:
         own = [by_var[id(v)] for v in _direct_variables(layer) if id(v) in by_var]
         own = [r for r in own if r.tag.rsplit("/", 1)[0] == path]
         layers.append(

@@ -9,8 +9,8 @@ so a live TensorBoard sees it.
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
 the worker hands it back, so the next copy writes into memory that is
-already mapped instead of page-faulting fresh memory (for ResNet50 that
-was most of the copy's time on the training thread).
+already mapped instead of page-faulting fresh memory (README, "Snapshot
+hold time").
 
 The queue between the two is bounded: when the worker falls behind, `write`
 blocks and training waits; no snapshot is dropped. Everything queued is
@@ -20,7 +20,10 @@ without it (Keras skips `on_train_end` when `fit` raises).
 A write failure after the start (a full disk) is reported once with a
 warning; training goes on and later snapshots are tried on a new event
 file, backing off (1, 2, 4, … snapshots) while they keep failing. The
-snapshots that failed are lost, and the warning says so.
+snapshots that failed are lost, and the warning says so. A lost snapshot
+leaves no trace: the next one's `update_*` stats measure the change since
+the last snapshot on disk, and a weight whose first snapshot was lost takes
+its W_0 from its first snapshot on disk.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -35,10 +38,9 @@ import warnings
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tensorboard_nnviz import fast_crc
 from tensorboard_nnviz import budget
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import layout as layout_lib
 from tensorboard_nnviz import stats as stats_lib
@@ -118,7 +120,7 @@ class SnapshotWriter:
       state: the per-tag state of an earlier, closed writer on the same run,
         so update and init stats carry over (`writer.state`).
       event_writer_factory: builds the event writer from a log_dir (default
-        TensorBoard's `EventFileWriter`).
+        `eventfiles.new_writer`: TensorBoard's `EventFileWriter`).
 
     Raises:
       LogDirError: the log_dir cannot be created or written.
@@ -129,7 +131,7 @@ class SnapshotWriter:
         self.log_dir = str(log_dir)
         self.max_cells = int(max_cells)
         self.state = state if state is not None else {}
-        self._factory = event_writer_factory or _default_event_writer
+        self._factory = event_writer_factory or eventfiles.new_writer
         self._queue = queue.Queue(maxsize=max(1, int(queue_size)))
         self._failed_steps = []
         self._warned = False
@@ -178,8 +180,8 @@ class SnapshotWriter:
 
         The training thread copies a snapshot in it: each of its variable
         reads releases the GIL, and a busy worker would take it back for up
-        to `sys.getswitchinterval()` each time (measured: MobileNetV2's
-        262 reads 8 ms with the worker idle, 60 ms with it busy).
+        to `sys.getswitchinterval()` each time (measured: the README, "The
+        worker pauses while the training thread copies").
         """
         return self._pause
 
@@ -220,62 +222,85 @@ class SnapshotWriter:
                 self._queue.task_done()
 
     def _write_snapshot(self, snap):
+        if self._events is None and self._skip > 0:
+            # Backing off after failures: each retry opens a new file (and
+            # TensorBoard's writer thread prints its error), so not every
+            # time; a skipped snapshot costs no layout or encoding.
+            self._skip -= 1
+            self._failed_steps.append(snap.step)
+            self._forget(snap)
+            return
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            self._values(snap, event.summary.value)
+            sumsqs = self._values(snap, event.summary.value)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
-            return
-        if self._events is None and self._skip > 0:
-            # Backing off after failures: each retry opens a new file (and
-            # TensorBoard's writer thread prints its error), so not every time.
-            if snap.structure is not None:
-                self._lost_structure = snap.structure
-            self._skip -= 1
-            self._failed_steps.append(snap.step)
+            self._forget(snap)
             return
         try:
             if self._events is None:  # an earlier failure: try a new file
                 self._events = self._factory(self.log_dir)
             self._events.add_event(event)
             self._events.flush()
-            self.snapshots_written += 1
-            self._failures = 0
-            self._lost_structure = None
         except Exception as e:
-            if snap.structure is not None:  # rewrite it with the next snapshot
-                self._lost_structure = snap.structure
             self._warn_failure(snap.step, e)
+            self._forget(snap)
             self._discard_events()
             self._failures += 1
             self._skip = 2 ** min(self._failures - 1, 6) - 1
+            return
+        self.snapshots_written += 1
+        self._failures = 0
+        self._lost_structure = None
+        for w, sumsq in zip(snap.weights, sumsqs):
+            self._advance(self.state[w.tag], w, snap.pooled, sumsq)
+
+    def _forget(self, snap):
+        """Leaves no trace of a snapshot that is not on disk, so the next
+        one's update and init stats measure from snapshots that are: the
+        tag states it created go, and its pooled buffers go back."""
+        if snap.structure is not None:  # written with the next snapshot instead
+            self._lost_structure = snap.structure
+        for w in snap.weights:
+            state = self.state.get(w.tag)
+            if state is not None and state.init is w.value:
+                del self.state[w.tag]
+            if snap.pooled:
+                self.pool.give(w.tag, w.value)
+
+    def _advance(self, state, w, pooled, sumsq):
+        """Makes a written weight its tag's W_prev (update stats measure
+        from it) and recycles the buffer it replaces; `sumsq`: its
+        ||W||**2 as measured (None if not all finite)."""
+        if state.prev is None and state.init is w.value:
+            state.init_sumsq = sumsq
+        state.prev_sumsq = sumsq
+        old, old_pooled = state.prev, state.prev_pooled
+        state.prev, state.prev_pooled = w.value, pooled
+        if old_pooled and old is not state.init:  # W_0 stays for the init stats
+            self.pool.give(w.tag, old)
+        elif pooled:
+            # Nothing came back: stock a spare, its pages mapped here
+            # rather than by the next copy on the training thread.
+            self.pool.give(w.tag, w.value.copy())
 
     def _values(self, snap, values):
         """Adds the snapshot's summary values to `values` (an event's
-        `summary.value`: built in place, not copied into the event)."""
+        `summary.value`: built in place, not copied into the event).
+        Returns each weight's ||W||**2 (None if not all finite)."""
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
             fmt.structure_value(structure, out=values.add())
         stats_content = fmt.stats_content()
+        sumsqs = []
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
                 pass
             frame, state = self._frame(w)
             measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
                                          state.prev_sumsq, state.init_sumsq)
-            sumsq = measured.sumsq if measured.finite else None
-            if state.prev is None and state.init is w.value:
-                state.init_sumsq = sumsq
-            state.prev_sumsq = sumsq
-            old, old_pooled = state.prev, state.prev_pooled
-            state.prev, state.prev_pooled = w.value, snap.pooled
-            if old_pooled and old is not state.init:  # W_0 stays for the init stats
-                self.pool.give(w.tag, old)
-            elif snap.pooled:
-                # Nothing came back: stock a spare, its pages mapped here
-                # rather than by the next copy on the training thread.
-                self.pool.give(w.tag, w.value.copy())
+            sumsqs.append(measured.sumsq if measured.finite else None)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
             fmt.frame_value(w.tag, blob, state.content, out=values.add())
@@ -284,6 +309,7 @@ class SnapshotWriter:
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
                             state.units_content, out=values.add())
+        return sumsqs
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""
@@ -334,46 +360,3 @@ class SnapshotWriter:
     def failed_steps(self):
         """Steps whose snapshot could not be written."""
         return list(self._failed_steps)
-
-
-def _default_event_writer(log_dir):
-    # TensorBoard's record writer checksums in pure Python (~1 s per MB,
-    # holding the GIL, so training slows too); use the C CRC-32C if present.
-    fast_crc.install()
-    # flush_secs is moot: the worker flushes after every snapshot.
-    return EventFileWriter(log_dir, max_queue_size=4, flush_secs=120)
-
-
-def read_last_step(log_dir):
-    """The largest step of nnviz stats already in `log_dir`'s event files, or None.
-
-    Reads the event files directly inside `log_dir` (one run) with
-    TensorBoard's event file loader; a damaged file ends its own reading,
-    not the callback.
-    """
-    from tensorboard.backend.event_processing import event_file_loader
-    from tensorboard.backend.event_processing import io_wrapper
-    from tensorboard.compat import tf
-
-    try:
-        if not tf.io.gfile.isdir(log_dir):
-            return None
-        names = tf.io.gfile.listdir(log_dir)
-    except Exception:
-        return None
-    last = None
-    for name in sorted(names):
-        path = log_dir.rstrip("/") + "/" + name
-        if not io_wrapper.IsSummaryEventsFile(path):
-            continue
-        try:
-            for event in event_file_loader.EventFileLoader(path).Load():
-                if event.step <= (last if last is not None else -1):
-                    continue
-                for value in event.summary.value:
-                    if value.tag.startswith(fmt.STATS_PREFIX):
-                        last = event.step
-                        break
-        except Exception as e:
-            logger.warning("nnviz: stopped reading %s: %s", path, e)
-    return last

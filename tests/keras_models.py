@@ -288,51 +288,6 @@ def recorder():
     return Recorder()
 
 
-def read_run(logdir):
-    """Reads an nnviz run back with TensorBoard's EventAccumulator.
-
-    Returns a dict with
-      "frames":   {weight_tag: {step: float32 2-D frame}},
-      "stats":    {weight_tag: {step: {stat: float or None}}},
-      "content":  {weight_tag: frame content dict},
-      "structure": [(step, structure dict)],
-      "wall_times": {weight_tag: {step: wall_time}},
-      "units":    {weight_tag: {step: {"norm": float32 row, "update": float32 row}}},
-      "units_content": {weight_tag: units content dict}.
-    """
-    from tensorboard.backend.event_processing import event_accumulator as ea
-    from tensorboard.util import tensor_util
-    from tensorboard_nnviz import format as fmt
-
-    acc = ea.EventAccumulator(str(logdir), size_guidance={ea.TENSORS: 0})
-    acc.Reload()
-    out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {},
-           "units": {}, "units_content": {}}
-    for summary_tag in acc.Tags()["tensors"]:
-        parsed = fmt.parse_summary_tag(summary_tag)
-        if parsed is None:
-            continue
-        kind, tag = parsed
-        content = fmt.parse_content(acc.SummaryMetadata(summary_tag).plugin_data.content)
-        for e in acc.Tensors(summary_tag):
-            array = tensor_util.make_ndarray(e.tensor_proto)
-            if kind == fmt.KIND_STRUCTURE:
-                out["structure"].append((e.step, fmt.structure_from_array(array)))
-            elif kind == fmt.KIND_FRAME:
-                out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
-                out["content"][tag] = content
-                out["wall_times"].setdefault(tag, {})[e.step] = e.wall_time
-            elif kind == fmt.KIND_UNITS:
-                out["units"].setdefault(tag, {})[e.step] = fmt.units_from_array(
-                    array, content["fields"])
-                out["units_content"][tag] = content
-            else:
-                out["stats"].setdefault(tag, {})[e.step] = fmt.stats_from_array(
-                    array, content["fields"])
-    return out
-
-
-def steps_of(logdir):
-    """Sorted snapshot steps of a run (union over weight tags)."""
-    run = read_run(logdir)
-    return sorted({s for frames in run["frames"].values() for s in frames})
+# Moved to runs.py (they need no Keras); importable from here until the
+# branches written against the old place are merged.
+from runs import read_run, steps_of  # noqa: E402,F401

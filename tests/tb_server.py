@@ -4,18 +4,11 @@
         runs = tb.get_json("/data/plugin/nnviz/runs")
         tb.wait_for(lambda: tb.get_json(...)["runs"])
 
-The server runs on a free localhost port; leaving the `with` block kills the
-whole process tree (TensorBoard and, with `load_fast=True`, its RustBoard
-`tensorboard-data-server` child).
+The server runs on a free localhost port (`free_port`); leaving the `with`
+block kills the whole process tree (TensorBoard and, with `load_fast=True`,
+its RustBoard `tensorboard-data-server` child).
 
-Also here, for tests that need data without training a model (written with
-TensorBoard's own EventFileWriter and the format module):
-- `write_synthetic_run(run_dir, steps)` / `SyntheticWriter(run_dir)`: a
-  healthy run; use one `SyntheticWriter` to add steps later (one event file,
-  as a training process writes: a second file in the same second can sort
-  before the first and be skipped by the Python ingester);
-- `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
-  `newer_content`, `write_events`: crafted damage.
+Runs to serve without training a model: runs.py.
 """
 
 import json
@@ -29,15 +22,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 
-import numpy as np
 import psutil
 
 PLUGIN_PREFIX = "/data/plugin/nnviz"
 
 
-def _free_port():
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -98,7 +90,7 @@ class TensorBoardServer:
         return False
 
     def start(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         argv = _tensorboard_argv() + [
             "--logdir",
@@ -238,228 +230,15 @@ def _is_data_server(process):
     return bool(argv) and "tensorboard_data_server" in argv[0] and "--die-after-stdin" in argv
 
 
-# --- synthetic data ------------------------------------------------------------
-
-
-def synthetic_weight(tag, shape, step, seed=0):
-    """The deterministic weight `write_synthetic_run` writes for (tag, step)."""
-    rng = np.random.default_rng([zlib.crc32(tag.encode("utf-8")), seed])
-    base = rng.standard_normal(shape).astype(np.float32)
-    return base + np.float32(0.01 * step)
-
-
-class SyntheticWriter:
-    """Writes nnviz snapshots into one run without Keras, as a training
-    process would: one event file, flushed after every snapshot.
-
-    Frames are laid out rows [0..n-2], cols [n-1] (a Dense-like layout), exact
-    when small enough, block-reduced with layout.make_frame otherwise.
-
-    Args:
-      logdir: the run's directory.
-      weights: {tag: shape}; default a 4x3 Dense kernel and its bias.
-      structure: write the model structure first.
-      seed: varies the weights (see `synthetic_weight`).
-    """
-
-    def __init__(self, logdir, weights=None, structure=True, max_cells=65536, seed=0, wall_time=None):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-        self.weights = weights or {"dense/kernel": (4, 3), "dense/bias": (3,)}
-        self.max_cells = max_cells
-        self.seed = seed
-        self.wall_time = wall_time
-        self.written = {tag: {} for tag in self.weights}  # {tag: {step: frame}}
-        self._prev = {}
-        self._init = {}
-        self._structure = structure
-        os.makedirs(logdir, exist_ok=True)
-        self._writer = EventFileWriter(str(logdir))
-
-    def add_event(self, event):
-        self._writer.add_event(event)
-        self._writer.flush()
-
-    def write(self, steps):
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-
-        from tensorboard_nnviz import format as fmt
-
-        for step in steps:
-            values = []
-            if self._structure:
-                values.append(fmt.structure_value(_synthetic_structure(self.weights)))
-                self._structure = False
-            for tag, shape in self.weights.items():
-                w = synthetic_weight(tag, shape, step, self.seed)
-                frame, layout = _frame_of(w, self.max_cells)
-                content = fmt.frame_content(
-                    shape=list(shape), dtype="float32", layout=layout, rows=frame.shape[0], cols=frame.shape[1]
-                )
-                values.append(fmt.frame_value(tag, fmt.encode_frame(frame), content))
-                stats = _simple_stats(w, self._prev.get(tag), self._init.setdefault(tag, w))
-                values.append(fmt.stats_value(tag, stats))
-                self._prev[tag] = w
-                self.written[tag][step] = frame
-            self.add_event(_event(event_pb2, summary_pb2, step, self.wall_time, values))
-        return self
-
-    def close(self):
-        self._writer.close()
-
-
-def write_synthetic_run(logdir, steps, **kwargs):
-    """Writes nnviz snapshots at `steps` into `logdir` (one run, one event
-    file; see `SyntheticWriter`). Returns {tag: {step: frame}} written."""
-    writer = SyntheticWriter(logdir, **kwargs)
-    try:
-        writer.write(steps)
-    finally:
-        writer.close()
-    return writer.written
-
-
-def _event(event_pb2, summary_pb2, step, wall_time, values):
-    return event_pb2.Event(
-        step=int(step),
-        wall_time=time.time() if wall_time is None else wall_time,
-        summary=summary_pb2.Summary(value=values),
-    )
-
-
-def _frame_of(w, max_cells):
-    n = w.ndim
-    layout = {"row_axes": list(range(n - 1)), "col_axes": [n - 1], "groups": []}
-    from tensorboard_nnviz.layout import make_frame
-
-    frame, block = make_frame(w, layout, max_cells)
-    return frame, dict(layout, block=[int(b) for b in block])
-
-
-def _simple_stats(w, prev, init):
-    from tensorboard_nnviz import format as fmt
-
-    w64 = w.astype(np.float64)
-    stats = {k: None for k in fmt.STAT_FIELDS}
-    stats.update(
-        mean=float(w64.mean()),
-        std=float(w64.std()),
-        min=float(w64.min()),
-        max=float(w64.max()),
-        l2=float(np.linalg.norm(w64)),
-        absmax=float(np.abs(w64).max()),
-        p01=float(np.percentile(w64, 1)),
-        p99=float(np.percentile(w64, 99)),
-        zero_frac=float(np.mean(np.abs(w64) <= 1e-8)),
-        nan=0.0,
-        inf=0.0,
-    )
-    if prev is not None:
-        d = w64 - prev
-        stats.update(update_l2=float(np.linalg.norm(d)), update_absmax=float(np.abs(d).max()))
-    return stats
-
-
-def _synthetic_structure(weights):
-    layers = {}
-    for tag, shape in weights.items():
-        path, name = tag.rsplit("/", 1)
-        layer = layers.setdefault(
-            path,
-            {
-                "path": path,
-                "class": "Dense",
-                "params": 0,
-                "trainable": True,
-                "inbound": [],
-                "output_shape": [None, int(shape[-1])],
-                "weights": [],
-            },
-        )
-        layer["weights"].append({"name": name, "tag": tag, "shape": list(shape), "dtype": "float32"})
-        layer["params"] += int(np.prod(shape))
-    return {"model": {"name": "synthetic", "class": "Sequential"}, "layers": list(layers.values())}
-
-
-def newer_content(content):
-    """`content` (plugin_data.content bytes) claiming the next format version."""
-    from tensorboard_nnviz import format as fmt
-
-    doc = json.loads(content)
-    doc["version"] = fmt.FORMAT_VERSION + 1
-    return json.dumps(doc).encode("utf-8")
-
-
-def write_events(logdir, events):
-    """Writes `[(step, [Summary.Value])]` as one event file in `logdir`."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    os.makedirs(logdir, exist_ok=True)
-    writer = EventFileWriter(str(logdir))
-    try:
-        for step, values in events:
-            writer.add_event(_event(event_pb2, summary_pb2, step, None, values))
-    finally:
-        writer.close()
-
-
-def write_damaged_run(logdir):
-    """A run with one healthy weight (`ok/kernel`), one whose frame at step 2
-    has the wrong length (`short/kernel`), one whose frame and stats series
-    are of a newer format version (`future/kernel`), and stats of `short/kernel`
-    with a NaN. Returns {tag: {step: frame}} of the well-formed frames."""
-    from tensorboard_nnviz import format as fmt
-
-    frames = {"ok/kernel": {}, "short/kernel": {}}
-    events = []
-    for step in (0, 1, 2, 3):
-        values = []
-        for tag in ("ok/kernel", "short/kernel", "future/kernel"):
-            w = synthetic_weight(tag, (3, 2), step)
-            frame, layout = _frame_of(w, 65536)
-            content = fmt.frame_content(shape=[3, 2], dtype="float32", layout=layout, rows=3, cols=2)
-            blob = fmt.encode_frame(frame)
-            stats = _simple_stats(w, None, w)
-            stats_content = fmt.stats_content()
-            if tag == "short/kernel" and step == 2:
-                blob = blob[:-4]
-            elif tag in frames:
-                frames[tag][step] = frame
-            if tag == "short/kernel":
-                stats["mean"] = float("nan")
-            if tag == "future/kernel":
-                content = newer_content(content)
-                stats_content = newer_content(stats_content)
-            values.append(fmt.frame_value(tag, blob, content))
-            values.append(fmt.stats_value(tag, stats, stats_content))
-        events.append((step, values))
-    write_events(logdir, events)
-    return frames
-
-
-def write_newer_structure_run(logdir):
-    """A healthy one-weight run whose structure is of a newer format version."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-
-    from tensorboard_nnviz import format as fmt
-
-    writer = SyntheticWriter(logdir, weights={"d/kernel": (2, 2)}, structure=False)
-    try:
-        doc = _synthetic_structure(writer.weights)
-        value = fmt.structure_value(doc, newer_content(fmt.structure_content()))
-        writer.add_event(_event(event_pb2, summary_pb2, 0, None, [value]))
-        writer.write([0, 1])
-    finally:
-        writer.close()
-
-
-def truncate_event_file(run_dir, fraction=0.6):
-    """Cuts the run's (single) event file to `fraction` of its bytes, through
-    the middle of a record. Returns the new size."""
-    (name,) = [f for f in os.listdir(run_dir) if "tfevents" in f]
-    path = os.path.join(run_dir, name)
-    size = int(os.path.getsize(path) * fraction)
-    with open(path, "r+b") as f:
-        f.truncate(size)
-    return size
+# Moved to runs.py; importable from here until the branches written against
+# the old place are merged (then import them from runs).
+from runs import (  # noqa: E402,F401
+    SyntheticWriter,
+    newer_content,
+    synthetic_weight,
+    truncate_event_file,
+    write_damaged_run,
+    write_events,
+    write_newer_structure_run,
+    write_synthetic_run,
+)

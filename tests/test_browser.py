@@ -15,7 +15,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import keras_models
-from tb_server import TensorBoardServer, write_synthetic_run
+from runs import write_synthetic_run
+from tb_server import TensorBoardServer
 
 import chromium
 RUN_A = "conv_a"
@@ -245,8 +246,8 @@ def tb_panel(browser, tb):
 
 
 def conv_cell(kh, kw, cin, cout, shape=(3, 2, 3, 4)):
-    """Frame cell of kernel[kh, kw, cin, cout] under DESIGN's conv layout:
-    rows [2, 0] (in, kh), cols [3, 1] (out, kw)."""
+    """Frame cell of kernel[kh, kw, cin, cout] under the conv layout
+    (docs/architecture.md): rows [2, 0] (in, kh), cols [3, 1] (out, kw)."""
     return cin * shape[0] + kh, cout * shape[1] + kw
 
 

@@ -7,6 +7,7 @@ import pytest
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+import runs
 from tensorboard_nnviz import budget
 from tensorboard_nnviz import fast_crc
 from tensorboard_nnviz import format as fmt
@@ -171,4 +172,4 @@ def test_callback_logs_one_budget_line_per_fit(tmp_path, caplog):
     per_snapshot = budget.snapshot_bytes(refs, 65536)
     # 20 steps, a snapshot every 5 and the first: 5.
     assert lines == [budget.budget_message(len(refs), per_snapshot, 5)]
-    assert keras_models.steps_of(str(tmp_path)) == [0, 5, 10, 15, 20]
+    assert runs.steps_of(str(tmp_path)) == [0, 5, 10, 15, 20]

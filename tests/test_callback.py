@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
+from runs import read_run, reference_frame, steps_of
 
 FAMILIES = sorted(km.BUILDERS)
 
@@ -35,12 +36,6 @@ def _train(logdir, family, epochs=1, steps=4, **kwargs):
     return model, rec
 
 
-def _layout_frame(w, layout):
-    rows = int(np.prod([w.shape[a] for a in layout["row_axes"]], dtype=np.int64))
-    cols = int(np.prod([w.shape[a] for a in layout["col_axes"]], dtype=np.int64))
-    return np.transpose(w, layout["row_axes"] + layout["col_axes"]).reshape(rows, cols)
-
-
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
     """Every family trained 1 epoch of 4 steps with a snapshot every 2 steps."""
@@ -48,7 +43,7 @@ def family_runs(tmp_path_factory):
     for family in FAMILIES:
         logdir = tmp_path_factory.mktemp(family)
         model, rec = _train(logdir, family, snapshot_freq=2)
-        runs[family] = (model, rec, km.read_run(logdir))
+        runs[family] = (model, rec, read_run(logdir))
     return runs
 
 
@@ -76,7 +71,7 @@ def test_frames_equal_the_layout_of_the_true_weights(family_runs, family):
         for step, frame in frames.items():
             w = rec.weights[step][tag]
             assert content["shape"] == list(w.shape)
-            expected = _layout_frame(w, layout).astype(np.float32)
+            expected = reference_frame(w, layout).astype(np.float32)
             assert frame.shape == (content["rows"], content["cols"]) == expected.shape
             np.testing.assert_array_equal(frame, expected, err_msg="%s step %d" % (tag, step))
 
@@ -91,12 +86,12 @@ def test_stats_stay_exact_when_snapshot_buffers_are_recycled(tmp_path):
     """A snapshot every step: host buffers come back from the writer and are
     reused, while prev and W_0 keep their own data (update and init stats)."""
     model, rec = _train(tmp_path, "conv2d", steps=10, snapshot_freq=1)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert all(sorted(by_step) == list(range(11)) for by_step in run["stats"].values())
     _assert_stats_match(run, rec)
     for tag, frames in run["frames"].items():
         for step, frame in frames.items():
-            expected = _layout_frame(rec.weights[step][tag], run["content"][tag]["layout"])
+            expected = reference_frame(rec.weights[step][tag], run["content"][tag]["layout"])
             np.testing.assert_array_equal(frame, expected.astype(np.float32))
 
 
@@ -184,17 +179,17 @@ def test_subclassed_model_gets_its_first_snapshot_after_the_first_batch(family_r
 
 def test_epoch_schedule_fresh_model_starts_at_step_0(tmp_path):
     km.train_run(tmp_path, epochs=3, steps=4)
-    assert km.steps_of(tmp_path) == [0, 4, 8, 12]
+    assert steps_of(tmp_path) == [0, 4, 8, 12]
 
 
 def test_int_schedule_snapshots_when_a_multiple_is_crossed(tmp_path):
     km.train_run(tmp_path, epochs=2, steps=4, snapshot_freq=3)
-    assert km.steps_of(tmp_path) == [0, 3, 6]
+    assert steps_of(tmp_path) == [0, 3, 6]
 
 
 def test_log_schedule_is_dense_early_and_sparse_late(tmp_path):
     km.train_run(tmp_path, epochs=2, steps=8, snapshot_freq="log")
-    assert km.steps_of(tmp_path) == [0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
+    assert steps_of(tmp_path) == [0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
 
 
 def test_int_schedule_with_steps_per_execution(tmp_path):
@@ -202,7 +197,7 @@ def test_int_schedule_with_steps_per_execution(tmp_path):
     km.compile_model(model, steps_per_execution=2)
     km.train_run(tmp_path, model=(model, data), epochs=2, steps=4, snapshot_freq=3)
     # Hooks run at iterations 2, 4, 6, 8: multiples of 3 are crossed at 4 and 6.
-    assert km.steps_of(tmp_path) == [0, 4, 6]
+    assert steps_of(tmp_path) == [0, 4, 6]
 
 
 def test_second_fit_continues_without_a_duplicate(tmp_path):
@@ -213,7 +208,7 @@ def test_second_fit_continues_without_a_duplicate(tmp_path):
     cb = NNVizCallback(str(tmp_path))
     _fit(model, x, y, [cb], epochs=2)
     _fit(model, x, y, [cb], epochs=1)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["frames"]["dense/kernel"]) == [0, 4, 8, 12]
     np.testing.assert_array_equal(run["frames"]["dense/kernel"][12],
                                   np.array(model.layers[0].kernel))
@@ -228,13 +223,13 @@ def test_recompile_with_a_new_optimizer_continues_after_the_last_step(tmp_path):
     _fit(model, x, y, [cb], epochs=2)
     km.compile_model(model)  # iterations restart at 0
     _fit(model, x, y, [cb], epochs=1)
-    assert km.steps_of(tmp_path) == [0, 4, 8, 9, 13]
+    assert steps_of(tmp_path) == [0, 4, 8, 9, 13]
 
 
 def test_new_callback_on_an_existing_log_dir_continues_after_its_last_step(tmp_path):
     km.train_run(tmp_path, epochs=2)
     km.train_run(tmp_path, epochs=2)  # a fresh model and a new callback
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["frames"]["dense/kernel"]) == [0, 4, 8, 9, 13, 17]
     # One structure per callback, each at its first snapshot.
     assert [s for s, _ in run["structure"]] == [0, 9]
@@ -253,7 +248,7 @@ def test_structure_written_again_when_the_model_changes(tmp_path):
     grown.build((None, 5))
     km.compile_model(grown)
     _fit(grown, x, y, [cb], epochs=1)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert [s for s, _ in run["structure"]] == [0, 5]
     assert run["structure"][1][1]["layers"][-1]["path"] == "extra"
     assert sorted(run["frames"]["extra/kernel"]) == [5, 9]
@@ -266,11 +261,11 @@ def test_include_and_exclude_filter_tags(tmp_path):
     km.train_run(tmp_path / "inc", epochs=1, include="kernel$")
     km.train_run(tmp_path / "exc", epochs=1, exclude=r"^dense_1/")
     km.train_run(tmp_path / "both", epochs=1, include="dense", exclude="bias")
-    assert sorted(km.read_run(tmp_path / "inc")["frames"]) == [
+    assert sorted(read_run(tmp_path / "inc")["frames"]) == [
         "dense/kernel", "dense_1/kernel", "dense_2/kernel"]
-    assert sorted(km.read_run(tmp_path / "exc")["frames"]) == [
+    assert sorted(read_run(tmp_path / "exc")["frames"]) == [
         "dense/bias", "dense/kernel", "dense_2/bias", "dense_2/kernel"]
-    assert sorted(km.read_run(tmp_path / "both")["frames"]) == [
+    assert sorted(read_run(tmp_path / "both")["frames"]) == [
         "dense/kernel", "dense_1/kernel", "dense_2/kernel"]
 
 
@@ -278,7 +273,7 @@ def test_max_cells_block_reduces_large_tensors_only(tmp_path):
     rec = km.recorder()
     big = km.mlp(units=(30, 6), inputs=40)
     km.train_run(tmp_path, model=big, epochs=1, max_cells=100, callbacks=[rec])
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     content = run["content"]["dense/kernel"]  # 40 x 30 = 1200 cells
     br, bc = content["layout"]["block"]
     assert (br, bc) != (1, 1)
@@ -306,7 +301,7 @@ def test_nan_and_inf_weights_are_counted_and_kept(tmp_path):
     bias[2] = np.inf
     model.layers[0].bias.assign(bias)
     km.train_run(tmp_path, model=(model, data), epochs=1)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     s = run["stats"]["dense/bias"][0]
     assert (s["nan"], s["inf"]) == (2, 1)
     assert s["mean"] == 0.0 and s["zero_frac"] == 1.0  # over the 5 finite entries
@@ -338,13 +333,13 @@ def test_each_snapshot_is_on_disk_while_training_goes_on(tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == 2:
                 cb._writer.flush()  # the worker is done; the file is still open
-                seen["steps"] = km.steps_of(tmp_path)
+                seen["steps"] = steps_of(tmp_path)
 
     model, (x, y) = km.build("mlp")
     km.compile_model(model)
     _fit(model, x, y, [cb, Peek()], epochs=3)
     assert seen["steps"] == [0, 4, 8]
-    assert km.steps_of(tmp_path) == [0, 4, 8, 12]
+    assert steps_of(tmp_path) == [0, 4, 8, 12]
 
 
 def test_an_error_while_taking_a_snapshot_does_not_stop_fit(tmp_path, monkeypatch):
@@ -357,4 +352,4 @@ def test_an_error_while_taking_a_snapshot_does_not_stop_fit(tmp_path, monkeypatc
     with pytest.warns(RuntimeWarning, match="could not take a weight snapshot .*broken"):
         model, cb, history = km.train_run(tmp_path, epochs=2)
     assert len(history.history["loss"]) == 2
-    assert km.steps_of(tmp_path) == []
+    assert steps_of(tmp_path) == []

@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 import keras_models as km
+from runs import steps_of
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -30,11 +31,11 @@ def test_fit_raising_still_writes_every_queued_snapshot(tmp_path):
         import keras_models as km
         from tensorboard_nnviz import NNVizCallback, stats
 
-        real = stats.compute_stats
+        real = stats.measure
         def slow(*args, **kwargs):  # a worker far behind training
             time.sleep(0.1)
             return real(*args, **kwargs)
-        stats.compute_stats = slow
+        stats.measure = slow
 
         cb = NNVizCallback(%r)
 
@@ -52,7 +53,7 @@ def test_fit_raising_still_writes_every_queued_snapshot(tmp_path):
     assert proc.returncode != 0 and "RuntimeError: boom" in proc.stderr, proc.stderr[-2000:]
     queued = int(proc.stdout.split("queued")[1].split()[0])
     assert queued >= 1  # snapshots were still waiting when fit raised
-    assert km.steps_of(tmp_path) == [0, 4, 8, 12]
+    assert steps_of(tmp_path) == [0, 4, 8, 12]
 
 
 def test_import_does_not_import_keras_or_tensorflow():

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 import keras_models
-from tb_server import _free_port, write_damaged_run
+from runs import write_damaged_run
+from tb_server import free_port
 
 from tensorboard_nnviz import cli, local_provider, reader
 
@@ -283,7 +284,7 @@ def test_every_subcommand_has_help(capsys):
 
 def test_damaged_data_is_named_and_the_rest_is_drawn(tmp_path, capsys):
     """A frame of the wrong length (short/kernel at step 2) and a series of a
-    newer format (future/kernel), written by hand: see tb_server."""
+    newer format (future/kernel), written by hand: see runs.py."""
     logdir = str(tmp_path / "logs")
     write_damaged_run(os.path.join(logdir, "damaged"))
     assert cli.main(["inspect", logdir]) == 0
@@ -312,7 +313,7 @@ def _get_json(url):
 
 
 def test_serve_runs_tensorboard_with_the_plugin_and_every_step(logdir, data):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([NNVIZ, "serve", logdir, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=ENV, start_new_session=True)

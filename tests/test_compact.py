@@ -10,6 +10,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models
+from runs import read_run, steps_of
 from tensorboard_nnviz import compact as compact_lib
 
 EPOCHS, STEPS = 3, 8  # snapshot_freq=1: steps 0 .. 24
@@ -102,8 +103,8 @@ def test_compact_keeps_chosen_snapshots_byte_for_byte_and_everything_else(logdir
     assert result["kept"] == want and len(want) == 6 and want[0] == 0 and want[-1] == 24
     assert _digest(source) == before  # the source is untouched
 
-    original = keras_models.read_run(str(source))
-    thinned = keras_models.read_run(str(out))
+    original = read_run(str(source))
+    thinned = read_run(str(out))
     assert set(thinned["frames"]) == set(original["frames"]) and thinned["frames"]
     for tag, frames in thinned["frames"].items():
         assert sorted(frames) == want, tag
@@ -167,7 +168,7 @@ def test_compact_into_an_existing_empty_directory(logdir, tmp_path):
     out.mkdir()
     result = compact_lib.compact(str(logdir), "run", 2, str(out))
     assert result["kept"] == [0, 24]
-    assert keras_models.steps_of(str(out)) == [0, 24]
+    assert steps_of(str(out)) == [0, 24]
 
 
 def test_nnviz_compact_command(logdir, tmp_path, capsys):
@@ -177,7 +178,7 @@ def test_nnviz_compact_command(logdir, tmp_path, capsys):
     assert cli.main(["compact", str(logdir), "--run", "run", "--keep", "3", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "kept 3 snapshots: 0, " in printed and "of 25" in printed and str(out) in printed
-    assert keras_models.steps_of(str(out)) == compact_lib.choose_steps(range(25), 3)
+    assert steps_of(str(out)) == compact_lib.choose_steps(range(25), 3)
     # Refusals exit 2 with one line saying why; nothing is written.
     assert cli.main(["compact", str(logdir), "--run", "run", "--keep", "3", "-o", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err

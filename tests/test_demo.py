@@ -1,11 +1,16 @@
-"""`nnviz demo --no-serve --quick` trains the demo runs, and the story is there.
+"""`nnviz demo --no-serve` trains the demo runs, and the story is there,
+with the numbers the README states (its table, from demo/readme_numbers.py).
 
+The whole demo, not `--quick`: its 20 epochs add about 20 s to the start-up
+and the three models' first epochs, and let every README number be checked.
 Everything is read back as a user would see it: nnviz data through
 reader.py (the plugin's code), loss curves through TensorBoard's data
 provider.
 """
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,14 +23,25 @@ from tensorboard_nnviz import local_provider, reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 RUNS = {"mlp_tuned", "mlp_high_lr", "cnn"}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+readme_numbers = _load(os.path.join(REPO, "demo", "readme_numbers.py"), "readme_numbers")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("demo") / "logs")
     proc = subprocess.run(
-        [NNVIZ, "demo", "--no-serve", "--quick", "--logdir", logdir],
-        capture_output=True, text=True, timeout=240,
+        [NNVIZ, "demo", "--no-serve", "--logdir", logdir],
+        capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -55,7 +71,7 @@ def test_demo_writes_three_nnviz_runs_and_keras_loss_curves(demo):
     for run in RUNS:
         assert {run + "/train", run + "/validation"} <= all_runs
     # Keras progress bars were on.
-    assert "Epoch 1/3" in demo["proc"].stdout
+    assert "Epoch 1/20" in demo["proc"].stdout
 
 
 def test_the_high_learning_rate_run_blows_up_to_nan(demo):
@@ -77,7 +93,11 @@ def test_inspect_tells_when_each_tensor_went_bad(demo, capsys):
     assert cli.main(["inspect", demo["logdir"]]) == 0
     sections = {s.splitlines()[0].split(":")[0]: s.splitlines()[2:]
                 for s in capsys.readouterr().out.split("\n\n")}
+    assert set(sections) == {"run " + run for run in RUNS}
     for run in RUNS:
+        # A line per tensor: a table that lost rows (or all of them) fails here.
+        assert sorted(line.split()[0] for line in sections["run " + run]) == sorted(
+            demo["stats"][run]), sections["run " + run]
         for line in sections["run " + run]:
             tag, since = line.split()[0], line.split()[-1]
             c = demo["stats"][run][tag]
@@ -95,16 +115,6 @@ def test_the_tuned_run_stays_finite_and_learns(demo):
     assert accuracy[-1] > 0.85, accuracy
 
 
-def _neighbour_correlation(frame, kh=3, kw=3):
-    """Correlation of horizontally and vertically adjacent kernel weights."""
-    rows, cols = frame.shape
-    tiles = frame.reshape(rows // kh, kh, cols // kw, kw).transpose(0, 2, 1, 3)
-    tiles = tiles.reshape(-1, kh, kw)
-    a = np.concatenate([tiles[:, :, :-1].ravel(), tiles[:, :-1, :].ravel()])
-    b = np.concatenate([tiles[:, :, 1:].ravel(), tiles[:, 1:, :].ravel()])
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def test_the_cnn_first_layer_kernels_become_smooth_strokes(demo):
     r, eid = demo["reader"], demo["eid"]
     kernel = [t for t in r.tags_impl(None, eid, "cnn")["tensors"] if t["tag"] == "conv1/kernel"][0]
@@ -112,8 +122,8 @@ def test_the_cnn_first_layer_kernels_become_smooth_strokes(demo):
     first, _ = r.frame_impl(None, eid, "cnn", "conv1/kernel", kernel["steps"][0])
     last, _ = r.frame_impl(None, eid, "cnn", "conv1/kernel", kernel["steps"][-1])
     # Random at init (neighbours uncorrelated); strokes and edges are smooth.
-    assert abs(_neighbour_correlation(first)) < 0.1
-    assert _neighbour_correlation(last) > 0.12
+    assert abs(readme_numbers.neighbour_correlation(first)) < 0.1
+    assert readme_numbers.neighbour_correlation(last) > 0.12
     accuracy = _scalars(demo, "cnn/validation", "epoch_accuracy")
     assert accuracy[-1] > 0.5, accuracy
 
@@ -134,3 +144,30 @@ def test_a_second_demo_keeps_the_trained_runs(demo):
         for d, _, files in os.walk(demo["logdir"]) for f in files
     }
     assert after == before
+
+def _outside_the_table(text):
+    return (text[:text.index(readme_numbers.BEGIN)]
+            + text[text.index(readme_numbers.END):])
+
+
+def test_the_readme_numbers_are_what_the_demo_does(demo, tmp_path):
+    """Every number of the README's table is what the demo measures now
+    (within 5 %: the table rounds to 3 digits, and other CPUs round
+    differently), and the generator rewrites that table and nothing else."""
+    readme_path = os.path.join(REPO, "README.md")
+    with open(readme_path, encoding="utf-8") as f:
+        original = f.read()
+    readme = readme_numbers.parse_table(original)
+    measured = {(run, what, step): value
+                for run, what, step, value in readme_numbers.rows(demo["logdir"])}
+    assert len(readme) >= 15 and sorted(readme) == sorted(measured)
+    for key, text in readme.items():
+        assert readme_numbers.value_of(measured[key]) == pytest.approx(
+            readme_numbers.value_of(text), rel=0.05, abs=0.01), (key, text, measured[key])
+    copy = str(tmp_path / "README.md")
+    shutil.copy(readme_path, copy)
+    readme_numbers.write_readme(copy, readme_numbers.rows(demo["logdir"]))
+    with open(copy, encoding="utf-8") as f:
+        rewritten = f.read()
+    assert readme_numbers.parse_table(rewritten) == measured
+    assert _outside_the_table(rewritten) == _outside_the_table(original)

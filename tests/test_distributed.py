@@ -13,7 +13,7 @@ import numpy as np
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import io_wrapper
 
-import keras_models as km
+from runs import read_run, steps_of
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -76,9 +76,9 @@ def test_mirrored_strategy_snapshots_equal_one_device(tmp_path):
     assert files == 1  # one writer
     assert set(counts.values()) == {1}  # no step written twice
 
-    a, b = km.read_run(mirrored), km.read_run(single)
+    a, b = read_run(mirrored), read_run(single)
     assert sorted(a["frames"]) == sorted(b["frames"]) and len(a["frames"]) == 6
-    assert km.steps_of(mirrored) == km.steps_of(single) == [0, 2, 4, 6, 8]
+    assert steps_of(mirrored) == steps_of(single) == [0, 2, 4, 6, 8]
     for tag in b["frames"]:
         for step, frame in b["frames"][tag].items():
             np.testing.assert_allclose(a["frames"][tag][step], frame, rtol=1e-5, atol=1e-6,

@@ -10,18 +10,12 @@ import math
 import numpy as np
 import pytest
 
+from runs import reference_frame
 from tensorboard_nnviz import layout as L
 
 
 def distinct(shape, dtype=np.float32):
     return np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
-
-
-def reference_frame(w, layout):
-    axes = layout["row_axes"] + layout["col_axes"]
-    rows = int(np.prod([w.shape[a] for a in layout["row_axes"]]))
-    cols = int(np.prod([w.shape[a] for a in layout["col_axes"]]))
-    return np.transpose(w, axes).reshape(rows, cols)
 
 
 # (layer_class, weight_name, shape, layer_name, row_axes, col_axes, groups)
@@ -112,24 +106,25 @@ def test_cell_to_index_round_trips_every_cell(family):
         L.cell_to_index(layout, shape, frame.shape[0], 0)
 
 
-def test_conv2d_tiles_hold_kernel_slices():
-    kh, kw, cin, cout = 3, 2, 4, 5
-    w = distinct((kh, kw, cin, cout))
-    frame, _ = L.make_frame(w, L.choose_layout("Conv2D", "kernel", w.shape), 65536)
-    assert frame.shape == (cin * kh, cout * kw)
-    for i, o in itertools.product(range(cin), range(cout)):
-        tile = frame[i * kh : (i + 1) * kh, o * kw : (o + 1) * kw]
-        np.testing.assert_array_equal(tile, w[:, :, i, o])
+# (layer class, kernel shape, tiles down x across, tile (a, b) of the frame)
+KERNEL_TILES = [
+    ("Conv2D", (3, 2, 4, 5), (4, 5), lambda w, i, o: w[:, :, i, o]),  # (kh, kw, in, out)
+    # Keras: (kh, kw, filters, in); still inputs down, outputs across.
+    ("Conv2DTranspose", (3, 2, 5, 4), (4, 5), lambda w, i, o: w[:, :, o, i]),
+    # (kh, kw, in, mult): multiplier down, input channel across.
+    ("DepthwiseConv2D", (3, 2, 4, 2), (2, 4), lambda w, m, i: w[:, :, i, m]),
+]
 
 
-def test_conv2d_transpose_tiles_are_input_by_output():
-    kh, kw, cout, cin = 3, 2, 5, 4  # Keras: (kh, kw, filters, in)
-    w = distinct((kh, kw, cout, cin))
-    frame, _ = L.make_frame(w, L.choose_layout("Conv2DTranspose", "kernel", w.shape), 65536)
-    assert frame.shape == (cin * kh, cout * kw)
-    for i, o in itertools.product(range(cin), range(cout)):
-        tile = frame[i * kh : (i + 1) * kh, o * kw : (o + 1) * kw]
-        np.testing.assert_array_equal(tile, w[:, :, o, i])
+@pytest.mark.parametrize("cls,shape,tiles,tile", KERNEL_TILES, ids=[k[0] for k in KERNEL_TILES])
+def test_conv_kernels_are_grids_of_kh_by_kw_tiles(cls, shape, tiles, tile):
+    kh, kw = shape[:2]
+    w = distinct(shape)
+    frame, _ = L.make_frame(w, L.choose_layout(cls, "kernel", w.shape), 65536)
+    assert frame.shape == (tiles[0] * kh, tiles[1] * kw)
+    for a, b in itertools.product(range(tiles[0]), range(tiles[1])):
+        np.testing.assert_array_equal(frame[a * kh : (a + 1) * kh, b * kw : (b + 1) * kw],
+                                      tile(w, a, b))
 
 
 def test_conv1d_tiles_are_horizontal_strips():
@@ -162,16 +157,6 @@ def test_conv_lstm_gate_groups_hold_keras_gate_slices():
         cols = frame[:, g * group["size"] : (g + 1) * group["size"]]
         ref_layout = {"row_axes": [2, 0], "col_axes": [3, 1]}
         np.testing.assert_array_equal(cols, reference_frame(gate, ref_layout))
-
-
-def test_depthwise_tiles_are_multiplier_by_channel():
-    kh, kw, cin, mult = 3, 2, 4, 2
-    w = distinct((kh, kw, cin, mult))
-    frame, _ = L.make_frame(w, L.choose_layout("DepthwiseConv2D", "kernel", w.shape), 65536)
-    assert frame.shape == (mult * kh, cin * kw)
-    for m, i in itertools.product(range(mult), range(cin)):
-        tile = frame[m * kh : (m + 1) * kh, i * kw : (i + 1) * kw]
-        np.testing.assert_array_equal(tile, w[:, :, i, m])
 
 
 def test_lstm_gate_groups_hold_keras_gate_slices():

@@ -15,25 +15,15 @@ import textwrap
 import numpy as np
 import pytest
 from tensorboard import errors as tb_errors
-from tensorboard.backend import application
-from tensorboard.plugins import base_plugin
 from werkzeug import test as wtest
 from werkzeug import wrappers
 
-from tb_server import write_damaged_run, write_newer_structure_run, write_synthetic_run
+from runs import write_damaged_run, write_events, write_newer_structure_run, write_synthetic_run
 from tensorboard_nnviz import http
 from tensorboard_nnviz import plugin as plugin_lib
-from tensorboard_nnviz.local_provider import local_data_provider
 
 PREFIX = "/data/plugin/nnviz"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def make_app(logdir):
-    provider, _ = local_data_provider(str(logdir))
-    context = base_plugin.TBContext(data_provider=provider, logdir=str(logdir))
-    plugin = plugin_lib.NNVizLoader().load(context)
-    return application.TensorBoardWSGI([plugin], data_provider=provider), plugin
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +38,7 @@ def logdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(logdir):
+def client(logdir, make_app):
     app, _ = make_app(logdir[0])
     return wtest.Client(app)
 
@@ -186,11 +176,10 @@ def test_every_panel_file_is_served_with_its_type(client):
     names = sorted(os.listdir(folder))
     # The module TensorBoard loads (es_module_path) must exist.
     assert "index.js" in names
-    expected = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html"}
+    expected = {".js": "text/javascript", ".css": "text/css"}
     for name in names:
         ext = os.path.splitext(name)[1]
-        if ext not in expected:
-            continue
+        assert ext in expected, "%s: a kind of file the plugin has no content type for" % name
         r = client.get(PREFIX + "/" + name)
         assert r.status_code == 200, name
         assert r.mimetype == expected[ext], (name, r.mimetype)
@@ -199,10 +188,18 @@ def test_every_panel_file_is_served_with_its_type(client):
             assert r.get_data() == f.read(), name
 
 
-def test_frontend_metadata_is_an_es_module(logdir):
-    _, plugin = make_app(logdir[0])
-    assert plugin.frontend_metadata().es_module_path == "/index.js"
-    assert plugin.is_active() is False
+def test_the_tab_is_enabled_exactly_for_logdirs_with_nnviz_data(logdir, make_app, tmp_path):
+    """TensorBoard's own plugin listing: the tab is an ES module in an
+    iframe, enabled where a run has nnviz data and not where runs hold only
+    other plugins' data."""
+    from tensorboard.plugins.scalar import summary_v2
+
+    write_events(str(tmp_path / "scalars"), [(0, list(summary_v2.scalar_pb("loss", 1.0).value))])
+    for root, enabled in ((logdir[0], True), (tmp_path, False)):
+        app, _ = make_app(root)
+        listing = wtest.Client(app).get("/data/plugins_listing").get_json()["nnviz"]
+        assert listing["enabled"] is enabled, root
+        assert listing["loading_mechanism"] == {"type": "IFRAME", "module_path": PREFIX + "/index.js"}
 
 
 TRAVERSALS = [

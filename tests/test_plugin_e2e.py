@@ -4,7 +4,7 @@ Every test runs against both ingesters: `--load_fast=false` (Python) and
 `--load_fast=true` (RustBoard), one server each for the whole module, both
 with `--reload_interval 1` so runs written during the tests appear.
 Answers are checked against the event files read independently with
-TensorBoard's EventAccumulator (`keras_models.read_run`).
+TensorBoard's EventAccumulator (`runs.read_run`).
 """
 
 import http.client
@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_models
-from tb_server import TensorBoardServer, truncate_event_file, write_damaged_run, write_events
+from runs import read_run, steps_of, truncate_event_file, write_damaged_run, write_events
+from tb_server import TensorBoardServer
 
 PREFIX = "/data/plugin/nnviz"
 BASE_RUNS = {"mlp", "conv", "long", "damaged", "cut"}  # and "live_*" runs written by tests
@@ -48,7 +49,7 @@ def logdir(tmp_path_factory):
     # A truncated event file: the reference is read before the cut.
     keras_models.train_run(str(root / "cut"), epochs=1, steps=12, snapshot_freq=1)
     truncate_event_file(str(root / "cut"), 0.6)
-    reference = {r: keras_models.read_run(str(root / r)) for r in ("mlp", "conv", "long", "cut")}
+    reference = {r: read_run(str(root / r)) for r in ("mlp", "conv", "long", "cut")}
     assert os.path.isdir(root / "mlp" / "train"), "Keras's TensorBoard callback wrote nothing"
     return root, reference
 
@@ -70,10 +71,6 @@ def frame_of(tb, run, tag, step=None):
     assert r.content_type == "application/octet-stream"
     rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
     return np.frombuffer(r.body, dtype="<f4").reshape(rows, cols), int(r.headers["X-NNViz-Step"])
-
-
-def steps_of(ref):
-    return sorted({s for frames in ref["frames"].values() for s in frames})
 
 
 def test_ingester_is_the_one_asked_for(tb):

@@ -15,44 +15,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug import test as wtest
 
-from tb_server import write_damaged_run, write_synthetic_run
-from test_plugin import make_app
+from runs import write_damaged_run, write_synthetic_run
 from test_units import write_damaged_units_run
 
 PREFIX = "/data/plugin/nnviz"
 ROUTES = ["runs", "structure", "tags", "stats", "frame", "units", "findings"]
 
 
-def write_writer_run(logdir):
-    """A run written by the SnapshotWriter itself (units included), no Keras."""
-    import numpy as np
-
-    from tensorboard_nnviz import writer as writer_lib
-
-    writer = writer_lib.SnapshotWriter(logdir)
-    try:
-        for step in (0, 3, 9):
-            w = np.full((4, 3), 0.1 * step, np.float32)
-            w[0, 0] = np.nan if step == 9 else 1.0
-            writer.write(step, [writer_lib.Weight("dense/kernel", w, "Dense", "dense", "float32"),
-                                writer_lib.Weight("dense/bias", w[0].copy(), "Dense", "dense", "float32")])
-    finally:
-        writer.close()
-
-
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def client(tmp_path_factory, make_app):
     root = tmp_path_factory.mktemp("fuzz_logdir")
     write_synthetic_run(str(root / "a"), [0, 3, 9])
     write_damaged_run(str(root / "damaged"))
-    write_writer_run(str(root / "w"))
     write_damaged_units_run(str(root / "damaged_units"))
     app, _ = make_app(root)
     return wtest.Client(app)
 
 
 _known = st.sampled_from(
-    ["a", "w", "damaged", "damaged_units", "dense/kernel", "dense/bias", "short/kernel", "future/kernel",
+    ["a", "damaged", "damaged_units", "dense/kernel", "dense/bias", "short/kernel", "future/kernel",
      "norm", "update", "0", "2", "3", "-1", "9" * 30, ""]
 )
 _values = st.one_of(_known, st.text(max_size=40), st.binary(max_size=20).map(lambda b: b.decode("latin-1")))

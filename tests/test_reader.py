@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from tb_server import (
+from runs import (
     SyntheticWriter,
     synthetic_weight,
     truncate_event_file,
@@ -13,8 +13,9 @@ from tb_server import (
     write_newer_structure_run,
     write_synthetic_run,
 )
+from tensorboard_nnviz import errors
 from tensorboard_nnviz import format as fmt
-from tensorboard_nnviz import reader as reader_lib
+from tensorboard_nnviz import layout as layout_lib
 from tensorboard_nnviz.local_provider import local_data_provider
 from tensorboard_nnviz.reader import NNVizReader
 
@@ -76,7 +77,8 @@ def test_tags_describe_frames(reader):
         "rows": 18,
         "cols": 4,
         "downsampled": False,
-        "layout": {"row_axes": [0, 1, 2], "col_axes": [3], "block": [1, 1], "groups": []},
+        "layout": {"row_axes": [0, 1, 2], "col_axes": [3], "block": [1, 1], "groups": [],
+                   "unit_axes": [3]},
         "steps": [0, 5, 10],
     }
     (big,) = r.tags_impl(None, eid, "big")["tensors"]
@@ -93,7 +95,7 @@ def test_frame_is_the_largest_step_at_or_before(reader, logdir):
         assert step == served
         assert frame.dtype == np.float32
         np.testing.assert_array_equal(frame, written[served])
-    with pytest.raises(reader_lib.NotFoundError, match="no snapshot at or before step -1"):
+    with pytest.raises(errors.NotFoundError, match="no snapshot at or before step -1"):
         r.frame_impl(None, eid, "b", "conv/kernel", -1)
 
 
@@ -101,6 +103,11 @@ def test_downsampled_frame_matches_what_was_written(reader, logdir):
     r, eid = reader
     frame, step = r.frame_impl(None, eid, "big", "big/kernel", 1)
     np.testing.assert_array_equal(frame, logdir[1]["big"]["big/kernel"][1])
+    # Block means of the true weights, stored in float16.
+    (big,) = r.tags_impl(None, eid, "big")["tensors"]
+    expected = layout_lib.block_mean(synthetic_weight("big/kernel", (300, 500), 1),
+                                     big["layout"]["block"])
+    np.testing.assert_allclose(frame, expected, rtol=2**-11, atol=2**-24)
 
 
 def test_stats_one_tag_and_all_tags(reader):
@@ -132,11 +139,11 @@ def test_unknown_run_and_tag_are_not_found(reader):
         lambda: r.stats_impl(None, eid, "nope", "dense/kernel"),
         lambda: r.frame_impl(None, eid, "nope", "dense/kernel"),
     ):
-        with pytest.raises(reader_lib.NotFoundError, match="unknown run 'nope'"):
+        with pytest.raises(errors.NotFoundError, match="unknown run 'nope'"):
             call()
-    with pytest.raises(reader_lib.NotFoundError, match="no weight tag 'x/kernel'"):
+    with pytest.raises(errors.NotFoundError, match="no weight tag 'x/kernel'"):
         r.frame_impl(None, eid, "a", "x/kernel")
-    with pytest.raises(reader_lib.NotFoundError, match="no stats for weight 'x/kernel'"):
+    with pytest.raises(errors.NotFoundError, match="no stats for weight 'x/kernel'"):
         r.stats_impl(None, eid, "a", "x/kernel")
 
 
@@ -147,12 +154,12 @@ def test_damaged_items_fail_alone(reader, logdir):
     frame, _ = r.frame_impl(None, eid, "damaged", "ok/kernel", 3)
     np.testing.assert_array_equal(frame, written["ok/kernel"][3])
     # A frame blob of the wrong length: that step fails, the others do not.
-    with pytest.raises(reader_lib.DataError, match="at step 2: frame blob has"):
+    with pytest.raises(errors.DataError, match="at step 2: frame blob has"):
         r.frame_impl(None, eid, "damaged", "short/kernel", 2)
     frame, _ = r.frame_impl(None, eid, "damaged", "short/kernel", 3)
     np.testing.assert_array_equal(frame, written["short/kernel"][3])
     # A newer format version: a clear message naming the upgrade.
-    with pytest.raises(reader_lib.DataError, match="upgrade tensorboard_nnviz"):
+    with pytest.raises(errors.DataError, match="upgrade tensorboard_nnviz"):
         r.frame_impl(None, eid, "damaged", "future/kernel", 0)
     tags = {t["tag"]: t for t in r.tags_impl(None, eid, "damaged")["tensors"]}
     assert "error" not in tags["ok/kernel"] and "error" not in tags["short/kernel"]
@@ -162,9 +169,9 @@ def test_damaged_items_fail_alone(reader, logdir):
     assert "upgrade" in stats["future/kernel"]["error"]
     assert stats["short/kernel"]["mean"] == [None] * 4  # NaN stored → null
     assert stats["ok/kernel"]["steps"] == [0, 1, 2, 3]
-    with pytest.raises(reader_lib.DataError, match="upgrade"):
+    with pytest.raises(errors.DataError, match="upgrade"):
         r.stats_impl(None, eid, "damaged", "future/kernel")
-    with pytest.raises(reader_lib.DataError, match="model structure of run 'newer_structure'.*upgrade"):
+    with pytest.raises(errors.DataError, match="model structure of run 'newer_structure'.*upgrade"):
         r.structure_impl(None, eid, "newer_structure")
     frame, _ = r.frame_impl(None, eid, "newer_structure", "d/kernel")
     assert frame.shape == (2, 2)

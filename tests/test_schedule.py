@@ -2,6 +2,7 @@
 
 import pytest
 
+import runs
 from tensorboard_nnviz import schedule
 
 
@@ -116,7 +117,7 @@ def test_callback_takes_log_spaced_snapshots(tmp_path):
     import keras_models
 
     keras_models.train_run(str(tmp_path), epochs=3, steps=10, snapshot_freq="log")
-    assert keras_models.steps_of(str(tmp_path)) == [0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25]
+    assert runs.steps_of(str(tmp_path)) == [0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25]
 
 
 def test_callback_log_schedule_with_steps_per_execution(tmp_path):
@@ -132,7 +133,7 @@ def test_callback_log_schedule_with_steps_per_execution(tmp_path):
     hooks = [4, 8, 10, 14, 18, 20, 24, 28, 30]
     want = [0] + [h for prev, h in zip([0] + hooks, hooks) if any(prev < p <= h for p in points)]
     assert want == [0, 4, 8, 10, 14, 18, 20, 28]
-    assert keras_models.steps_of(str(tmp_path)) == want
+    assert runs.steps_of(str(tmp_path)) == want
 
 
 def test_callback_rejects_a_bad_snapshot_freq(tmp_path):

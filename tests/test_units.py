@@ -17,8 +17,8 @@ import pytest
 from werkzeug import test as wtest
 
 import keras_models as km
-from tb_server import newer_content, write_events
-from test_plugin import PREFIX, assert_error, get_json, make_app
+from runs import newer_content, write_events
+from test_plugin import PREFIX, assert_error, get_json
 
 FAMILIES = ["mlp", "conv2d", "lstm", "mha", "embedding"]
 V1_RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1_runs")
@@ -112,7 +112,7 @@ def logdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(logdir):
+def client(logdir, make_app):
     app, _ = make_app(logdir[0])
     return wtest.Client(app)
 

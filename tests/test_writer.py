@@ -11,6 +11,8 @@ from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models as km
+from runs import read_run, steps_of
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import writer as writer_lib
 
 
@@ -53,7 +55,7 @@ def test_failed_writes_warn_once_and_training_goes_on(tmp_path, monkeypatch):
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert "No space left on device" in str(ours[0].message)
     assert len(history.history["loss"]) == 5
-    assert km.steps_of(tmp_path) == [0, 4, 20]
+    assert steps_of(tmp_path) == [0, 4, 20]
     assert cb._writer is None  # closed by on_train_end
 
 
@@ -81,7 +83,7 @@ def test_a_slow_worker_makes_the_caller_wait_and_nothing_is_dropped(tmp_path):
     # With one slot, write() returned only once the worker had taken the
     # snapshot before last: at least 4 snapshots were written meanwhile.
     assert blocked >= 4 * delay
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["frames"]["dense/kernel"]) == list(range(6))
     for step in range(6):
         np.testing.assert_array_equal(run["frames"]["dense/kernel"][step],
@@ -96,7 +98,7 @@ def test_nan_and_inf_never_crash_the_writer(tmp_path):
     w.write(1, [writer_lib.Weight("d/kernel", np.ones((3, 4), "float32"), "Dense", "d",
                                   "float32")])
     w.close()
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     s0, s1 = run["stats"]["d/kernel"][0], run["stats"]["d/kernel"][1]
     assert (s0["nan"], s0["inf"]) == (11, 1)
     assert s0["mean"] is None and s0["l2"] is None  # no finite entry: null, not NaN
@@ -112,14 +114,14 @@ def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):
     w2 = writer_lib.SnapshotWriter(str(tmp_path), state=w.state)
     w2.write(5, _weights(1))
     w2.close()
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert [s for s, _ in run["structure"]] == [0]
     a, b = _weights(0)[0].value.astype(np.float64), _weights(1)[0].value.astype(np.float64)
     s = run["stats"]["dense/kernel"][5]
     assert s["update_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
     assert s["init_l2"] == pytest.approx(np.linalg.norm(b - a), rel=1e-6)
-    assert km.steps_of(tmp_path) == [0, 5]
-    assert writer_lib.read_last_step(str(tmp_path)) == 5
+    assert steps_of(tmp_path) == [0, 5]
+    assert eventfiles.read_last_step(str(tmp_path)) == 5
 
 
 def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
@@ -162,7 +164,7 @@ def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
         write(w2, step)
     w2.close()
     assert len(handed_out) < 2 * len(truth), "no buffer was handed out twice"
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     for tag in truth[0]:
         assert sorted(run["stats"][tag]) == list(range(12))
         w0 = truth[0][tag].astype(np.float64)
@@ -179,9 +181,49 @@ def test_recycled_buffers_keep_update_and_init_stats_exact(tmp_path):
                 assert s["update_l2"] == pytest.approx(np.linalg.norm(wt - prev), rel=1e-6)
 
 
-def test_read_last_step_of_an_empty_or_missing_log_dir(tmp_path):
-    assert writer_lib.read_last_step(str(tmp_path)) is None
-    assert writer_lib.read_last_step(str(tmp_path / "missing")) is None
+@pytest.mark.filterwarnings("ignore:NNVizCallback could not write")
+def test_lost_snapshots_cost_no_work_and_leave_stats_true_to_the_disk(tmp_path, monkeypatch):
+    """Steps 0, 2 and 3 fail to be written; after two failures in a row the
+    writer skips step 4 without laying it out. The update stats of each
+    snapshot on disk measure from the snapshot before it on disk, and W_0
+    is the first snapshot on disk, with pooled buffers recycled meanwhile."""
+    rng = np.random.default_rng(1)
+    truth = [rng.standard_normal((6, 5)).astype("float32")]
+    for _ in range(6):
+        truth.append(truth[-1] + rng.standard_normal((6, 5)).astype("float32"))
+
+    def flaky_writer(log_dir):
+        events = EventFileWriter(log_dir)
+        add = events.add_event
+
+        def add_event(event):
+            if event.step in (0, 2, 3):
+                raise OSError(28, "No space left on device")
+            add(event)
+
+        events.add_event = add_event
+        return events
+
+    measured = []
+    measure = writer_lib.stats_lib.measure
+    monkeypatch.setattr(writer_lib.stats_lib, "measure",
+                        lambda *args, **kw: measured.append(1) or measure(*args, **kw))
+    w = writer_lib.SnapshotWriter(str(tmp_path), event_writer_factory=flaky_writer)
+    for step, value in enumerate(truth):
+        buf = w.pool.take("d/kernel", value.shape, value.dtype)
+        np.copyto(buf, value)
+        w.write(step, [writer_lib.Weight("d/kernel", buf, "Dense", "d", "float32")], pooled=True)
+        w.flush()
+    w.close()
+    assert w.failed_steps == [0, 2, 3, 4]
+    assert len(measured) == 6  # every step but the skipped one
+    stats = read_run(tmp_path)["stats"]["d/kernel"]
+    assert sorted(stats) == [1, 5, 6]
+    t = [v.astype(np.float64) for v in truth]
+    assert stats[1]["update_l2"] is None and stats[1]["init_l2"] == 0
+    for step, prev in ((5, 1), (6, 5)):
+        assert stats[step]["update_l2"] == pytest.approx(np.linalg.norm(t[step] - t[prev]), rel=1e-6)
+        assert stats[step]["init_l2"] == pytest.approx(np.linalg.norm(t[step] - t[1]), rel=1e-6)
 
 
 def test_write_after_close_is_an_error(tmp_path):
@@ -210,6 +252,6 @@ def test_a_structure_lost_to_a_failed_write_comes_with_the_next_snapshot(tmp_pat
     w.write(1, _weights(1))
     w.close()
     assert w.failed_steps == [0]
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert [(s, doc["model"]["name"]) for s, doc in run["structure"]] == [(1, "m")]
-    assert km.steps_of(tmp_path) == [1]
+    assert steps_of(tmp_path) == [1]

@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import {tensorIndex, cellInfo, describeCell, separators, groupSpans, layoutSize, unravel} from '../../frontend/layout.js';
 
-// A reference implementation of DESIGN's rule on a real nested array:
+// A reference implementation of the layout rule (docs/architecture.md) on a real nested array:
 // frame = transpose(W, row_axes + col_axes).reshape(R, C).
 function transposeReshape(shape, layout) {
   const axes = [...layout.row_axes, ...layout.col_axes];

@@ -1,0 +1,294 @@
+"""Runs for tests, without Keras: written through the real writer, crafted
+damage, and reading a run back independently of reader.py.
+
+- `SyntheticWriter(run_dir)` / `write_synthetic_run(run_dir, steps)`: a
+  healthy run of deterministic weights (`synthetic_weight`), written by the
+  real `writer.SnapshotWriter`, so frames, stats and format are what a
+  training process writes. Use one `SyntheticWriter` to add steps later
+  (one event file, as a training process writes: a second file in the same
+  second can sort before the first and be skipped by the Python ingester).
+- `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
+  `newer_content`, `write_events`: crafted damage.
+- `read_run(logdir)` and `steps_of`: a run read back with TensorBoard's
+  `EventAccumulator`, not with reader.py.
+- `reference_frame(w, layout)`: the layout rule in plain numpy.
+
+Imports neither Keras nor TensorFlow.
+"""
+
+import json
+import os
+import time
+import zlib
+
+import numpy as np
+
+from tensorboard_nnviz import eventfiles
+from tensorboard_nnviz import format as fmt
+
+# --- the layout rule, in plain numpy ------------------------------------------------
+
+
+def reference_frame(w, layout):
+    """transpose(W, row_axes + col_axes).reshape(Π rows, Π cols)."""
+    rows = int(np.prod([w.shape[a] for a in layout["row_axes"]], dtype=np.int64))
+    cols = int(np.prod([w.shape[a] for a in layout["col_axes"]], dtype=np.int64))
+    return np.transpose(w, list(layout["row_axes"]) + list(layout["col_axes"])).reshape(rows, cols)
+
+
+# --- healthy runs through the real writer ---------------------------------------------
+
+
+def synthetic_weight(tag, shape, step, seed=0):
+    """The deterministic weight `write_synthetic_run` writes for (tag, step)."""
+    rng = np.random.default_rng([zlib.crc32(tag.encode("utf-8")), seed])
+    base = rng.standard_normal(shape).astype(np.float32)
+    return base + np.float32(0.01 * step)
+
+
+def synthetic_structure(weights):
+    """A structure document for {tag: shape}: one Dense layer per tag prefix."""
+    layers = {}
+    for tag, shape in weights.items():
+        path, name = tag.rsplit("/", 1)
+        layer = layers.setdefault(path, {
+            "path": path, "class": "Dense", "params": 0, "trainable": True, "inbound": [],
+            "output_shape": [None, int(shape[-1])], "weights": [],
+        })
+        layer["weights"].append({"name": name, "tag": tag, "shape": list(shape), "dtype": "float32"})
+        layer["params"] += int(np.prod(shape))
+    return {"model": {"name": "synthetic", "class": "Sequential"}, "layers": list(layers.values())}
+
+
+class _RecordingEvents:
+    """The event file the writer writes to, keeping each frame as written."""
+
+    def __init__(self, log_dir, written):
+        self._events = eventfiles.new_writer(log_dir)
+        self._written = written
+
+    def add_event(self, event):
+        for v in event.summary.value:
+            kind = fmt.parse_summary_tag(v.tag)
+            if kind is not None and kind[0] == fmt.KIND_FRAME:
+                frame = fmt.decode_frame(v.tensor.string_val[0])
+                self._written.setdefault(kind[1], {})[event.step] = frame
+        self._events.add_event(event)
+
+    def flush(self):
+        self._events.flush()
+
+    def close(self):
+        self._events.close()
+
+
+class SyntheticWriter:
+    """Writes nnviz snapshots of `synthetic_weight`s into one run without
+    Keras, through the real `SnapshotWriter` (one event file, flushed after
+    every snapshot; real stats; reduced frames in float16).
+
+    The weights are "Dense" weights: frames are laid out rows [0..n-2],
+    cols [n-1], block-reduced above `max_cells`.
+
+    Args:
+      logdir: the run's directory.
+      weights: {tag: shape}; default a 4x3 Dense kernel and its bias.
+      structure: write the model structure with the first snapshot.
+      seed: varies the weights (see `synthetic_weight`).
+      wall_time: the snapshots' wall time (default: now).
+
+    Attributes:
+      written: {tag: {step: frame}}, each frame decoded from the event written.
+    """
+
+    def __init__(self, logdir, weights=None, structure=True, max_cells=65536, seed=0,
+                 wall_time=None):
+        from tensorboard_nnviz import writer as writer_lib
+
+        self.weights = weights or {"dense/kernel": (4, 3), "dense/bias": (3,)}
+        self.seed = seed
+        self.wall_time = wall_time
+        self.written = {tag: {} for tag in self.weights}
+        self._structure = structure
+        self._Weight = writer_lib.Weight
+        self._events = None
+        os.makedirs(logdir, exist_ok=True)
+        self._writer = writer_lib.SnapshotWriter(str(logdir), max_cells=max_cells,
+                                                 event_writer_factory=self._open)
+
+    def _open(self, log_dir):
+        self._events = _RecordingEvents(log_dir, self.written)
+        return self._events
+
+    def write(self, steps):
+        """Writes a snapshot at each step; returns when they are on disk."""
+        for step in steps:
+            weights = [self._Weight(tag, synthetic_weight(tag, shape, step, self.seed), "Dense",
+                                    tag.rpartition("/")[0], "float32")
+                       for tag, shape in self.weights.items()]
+            structure = synthetic_structure(self.weights) if self._structure else None
+            self._structure = False
+            self._writer.write(step, weights, structure, wall_time=self.wall_time)
+        self._writer.flush()
+        if self._writer.failed_steps:
+            raise RuntimeError("steps %s were not written" % self._writer.failed_steps)
+        return self
+
+    def add_event(self, event):
+        """Appends a hand-made event to the same event file, after the snapshots."""
+        self._writer.flush()
+        self._events.add_event(event)
+        self._events.flush()
+
+    def close(self):
+        self._writer.close()
+
+
+def write_synthetic_run(logdir, steps, **kwargs):
+    """Writes nnviz snapshots at `steps` into `logdir` (one run, one event
+    file; see `SyntheticWriter`). Returns {tag: {step: frame}} written."""
+    writer = SyntheticWriter(logdir, **kwargs)
+    try:
+        writer.write(steps)
+    finally:
+        writer.close()
+    return writer.written
+
+
+# --- crafted damage --------------------------------------------------------------------
+
+
+def _event(step, values, wall_time=None):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    return event_pb2.Event(
+        step=int(step),
+        wall_time=time.time() if wall_time is None else wall_time,
+        summary=summary_pb2.Summary(value=values),
+    )
+
+
+def newer_content(content):
+    """`content` (plugin_data.content bytes) claiming the next format version."""
+    doc = json.loads(content)
+    doc["version"] = fmt.FORMAT_VERSION + 1
+    return json.dumps(doc).encode("utf-8")
+
+
+def write_events(logdir, events):
+    """Writes `[(step, [Summary.Value])]` as one event file in `logdir`."""
+    os.makedirs(logdir, exist_ok=True)
+    writer = eventfiles.new_writer(logdir)
+    try:
+        for step, values in events:
+            writer.add_event(_event(step, values))
+    finally:
+        writer.close()
+
+
+def write_damaged_run(logdir):
+    """A run with one healthy weight (`ok/kernel`), one whose frame at step 2
+    has the wrong length (`short/kernel`), one whose frame and stats series
+    are of a newer format version (`future/kernel`), and stats of `short/kernel`
+    with a NaN. Returns {tag: {step: frame}} of the well-formed frames."""
+    from tensorboard_nnviz import stats as stats_lib
+
+    layout = {"row_axes": [0], "col_axes": [1], "groups": [], "block": [1, 1]}
+    frames = {"ok/kernel": {}, "short/kernel": {}}
+    events = []
+    for step in (0, 1, 2, 3):
+        values = []
+        for tag in ("ok/kernel", "short/kernel", "future/kernel"):
+            w = synthetic_weight(tag, (3, 2), step)
+            content = fmt.frame_content(shape=[3, 2], dtype="float32", layout=layout, rows=3, cols=2)
+            blob = fmt.encode_frame(w)
+            stats = stats_lib.compute_stats(w)
+            stats_content = fmt.stats_content()
+            if tag == "short/kernel" and step == 2:
+                blob = blob[:-4]
+            elif tag in frames:
+                frames[tag][step] = w
+            if tag == "short/kernel":
+                stats["mean"] = float("nan")
+            if tag == "future/kernel":
+                content = newer_content(content)
+                stats_content = newer_content(stats_content)
+            values.append(fmt.frame_value(tag, blob, content))
+            values.append(fmt.stats_value(tag, stats, stats_content))
+        events.append((step, values))
+    write_events(logdir, events)
+    return frames
+
+
+def write_newer_structure_run(logdir):
+    """A healthy one-weight run whose structure is of a newer format version."""
+    writer = SyntheticWriter(logdir, weights={"d/kernel": (2, 2)}, structure=False)
+    try:
+        doc = synthetic_structure(writer.weights)
+        writer.add_event(_event(0, [fmt.structure_value(doc, newer_content(fmt.structure_content()))]))
+        writer.write([0, 1])
+    finally:
+        writer.close()
+
+
+def truncate_event_file(run_dir, fraction=0.6):
+    """Cuts the run's (single) event file to `fraction` of its bytes, through
+    the middle of a record. Returns the new size."""
+    (path,) = eventfiles.event_files(run_dir)
+    size = int(os.path.getsize(path) * fraction)
+    with open(path, "r+b") as f:
+        f.truncate(size)
+    return size
+
+
+# --- reading a run back, independently of reader.py -----------------------------------
+
+
+def read_run(logdir):
+    """Reads an nnviz run back with TensorBoard's EventAccumulator.
+
+    Returns a dict with
+      "frames":   {weight_tag: {step: float32 2-D frame}},
+      "stats":    {weight_tag: {step: {stat: float or None}}},
+      "content":  {weight_tag: frame content dict},
+      "structure": [(step, structure dict)],
+      "wall_times": {weight_tag: {step: wall_time}},
+      "units":    {weight_tag: {step: {"norm": float32 row, "update": float32 row}}},
+      "units_content": {weight_tag: units content dict}.
+    """
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+
+    acc = ea.EventAccumulator(str(logdir), size_guidance={ea.TENSORS: 0})
+    acc.Reload()
+    out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {},
+           "units": {}, "units_content": {}}
+    for summary_tag in acc.Tags()["tensors"]:
+        parsed = fmt.parse_summary_tag(summary_tag)
+        if parsed is None:
+            continue
+        kind, tag = parsed
+        content = fmt.parse_content(acc.SummaryMetadata(summary_tag).plugin_data.content)
+        for e in acc.Tensors(summary_tag):
+            array = tensor_util.make_ndarray(e.tensor_proto)
+            if kind == fmt.KIND_STRUCTURE:
+                out["structure"].append((e.step, fmt.structure_from_array(array)))
+            elif kind == fmt.KIND_FRAME:
+                out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
+                out["content"][tag] = content
+                out["wall_times"].setdefault(tag, {})[e.step] = e.wall_time
+            elif kind == fmt.KIND_UNITS:
+                out["units"].setdefault(tag, {})[e.step] = fmt.units_from_array(
+                    array, content["fields"])
+                out["units_content"][tag] = content
+            else:
+                out["stats"].setdefault(tag, {})[e.step] = fmt.stats_from_array(
+                    array, content["fields"])
+    return out
+
+
+def steps_of(run):
+    """Sorted snapshot steps (union over weight tags) of a run: its
+    directory, or what `read_run` read from it."""
+    run = run if isinstance(run, dict) else read_run(run)
+    return sorted({s for frames in run["frames"].values() for s in frames})
