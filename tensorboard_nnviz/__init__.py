@@ -9,7 +9,7 @@ this list):
 
 - shared: format, layout, spectral, version
 - write: callback, writer, stats, structure, schedule, budget, eventfiles, fast_crc
-- read: plugin, http, reader, errors
+- read: plugin, http, reader, errors, findings
 - tools: cli, render, compact, local_provider
 
 shared imports no other group. write (the training process) and read (the

@@ -17,7 +17,7 @@ and benchmarks/scale.py: the README, "Storage and scale"):
   exact.
 
 `snapshot_bytes` is exact: it sizes the very protos the writer writes
-(frame and stats `Summary.Value`s of every tensor, the event and its
+(frame, stats and units `Summary.Value`s of every tensor, the event and its
 record framing), so `bytes per snapshot × snapshots` is the event-file
 growth, structure events aside.
 
@@ -28,6 +28,7 @@ import collections
 
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import layout as layout_lib
+from tensorboard_nnviz import stats as stats_lib
 
 REDUCED_ENCODING = fmt.ENCODING_F16
 _RECORD_FRAMING = 16  # TFRecord: u64 length, u32 crc, data, u32 crc
@@ -119,11 +120,21 @@ def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
         encoding = REDUCED_ENCODING if reduced_encoding is None else reduced_encoding
     content = fmt.frame_content(shape=s.shape, dtype=s.dtype, layout=dict(layout, block=block),
                                 rows=rows, cols=cols)
-    # The real proto, with a blob of zeros of the real length.
+    # The real protos, with a blob of zeros of the real length.
     blob = bytes(fmt.frame_blob_size(rows, cols, encoding))
     frame_len = fmt.frame_value(s.tag, blob, content).ByteSize()
     stats_len = fmt.stats_value(s.tag, {}).ByteSize()
-    return _field_len(frame_len) + _field_len(stats_len)
+    return _field_len(frame_len) + _field_len(stats_len) + _field_len(_units_bytes(s, layout))
+
+
+def _units_bytes(s, layout):
+    """Bytes of the per-unit stats value of spec `s` (see writer.py)."""
+    unit_axes = layout["unit_axes"]
+    units = stats_lib.unit_count(s.shape, unit_axes)
+    block = stats_lib.unit_block(units, fmt.MAX_UNITS)
+    cols = -(-units // block)
+    content = fmt.units_content(unit_axes=unit_axes, units=units, block=block)
+    return fmt.units_value(s.tag, [0.0] * cols, None, content).ByteSize()
 
 
 def snapshot_bytes(tensors, max_cells=65536, reduced_encoding=None, step=100000):

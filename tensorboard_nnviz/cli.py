@@ -5,11 +5,13 @@
     nnviz export LOGDIR --run RUN [--tag TAG] [--step STEP] -o OUT.png
     nnviz export LOGDIR --run RUN [--tag TAG] [--steps A:B] [--every K] -o OUT.gif
     nnviz inspect LOGDIR [--run RUN]
+    nnviz findings LOGDIR [--run RUN] [--json] [--fail-on error|warning]
 
 Logdirs are read through `reader.py` on TensorBoard's own data provider,
 the same code that serves the panel. A name that does not exist (logdir,
 run, tensor, step) ends the command with one line naming what was asked and
-what exists, and exit code 2.
+what exists, and exit code 2. `findings --fail-on` exits 1 when a finding
+of that severity or worse exists, so a pipeline can gate on it.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import time
 
 EXIT_USAGE = 2  # unknown logdir, run, tag or step; bad option
 EXIT_DATA = 1  # data that cannot be read (damaged, newer format)
+EXIT_FINDINGS = 1  # `findings --fail-on`: a finding that severe or worse exists
 
 DEFAULT_DEMO_LOGDIR = "demo_logs"
 # Stats shown by `inspect` (latest snapshot), with their column titles.
@@ -217,6 +220,50 @@ def cmd_inspect(args):
                 row += ["-"] * (len(INSPECT_STATS) + 1)
             rows.append(row)
         _print_table(header, rows)
+        print()
+        _print_findings(logdir.reader.findings_impl(logdir.ctx, logdir.eid, run),
+                        title="findings of run %s" % run)
+    return 0
+
+
+def _print_findings(answer, indent="", title="findings"):
+    """The findings of one run, one line each (most severe first)."""
+    found = answer["findings"]
+    if not found:
+        print(indent + "%s: none" % title)
+    else:
+        counts = ", ".join("%d %s%s" % (n, sev, "" if n == 1 else "s") for sev, n in
+                           ((sev, sum(f["severity"] == sev for f in found)) for sev in
+                            ("error", "warning", "info")) if n)
+        print(indent + "%s: %s" % (title, counts))
+        width = max(len(f["kind"]) for f in found)
+        for f in found:
+            print(indent + "  %-7s  %-*s  %s" % (f["severity"], width, f["kind"], f["message"]))
+    for note in answer.get("notes", []):
+        print(indent + "  note: %s" % note)
+
+
+def cmd_findings(args):
+    import json
+
+    logdir = Logdir(args.logdir)
+    runs = [args.run] if args.run else sorted(logdir.runs)
+    for run in runs:
+        logdir.check_run(run)
+    answers = [(run, logdir.reader.findings_impl(logdir.ctx, logdir.eid, run)) for run in runs]
+    if args.json:
+        doc = {"runs": [dict(answer, run=run) for run, answer in answers]}
+        print(json.dumps(doc, allow_nan=False))
+    else:
+        for n, (run, answer) in enumerate(answers):
+            if n:
+                print()
+            print("run %s:" % run)
+            _print_findings(answer, indent="  ")
+    if args.fail_on:
+        gate = ("error",) if args.fail_on == "error" else ("error", "warning")
+        if any(f["severity"] in gate for _, a in answers for f in a["findings"]):
+            return EXIT_FINDINGS
     return 0
 
 
@@ -442,6 +489,7 @@ def build_parser():
     _export_parser(sub)
     _compact_parser(sub)
     _inspect_parser(sub)
+    _findings_parser(sub)
     return parser
 
 
@@ -524,10 +572,28 @@ def _inspect_parser(sub):
                        "(the heatmap's rows×cols; ÷br×bc when block-averaged to fit "
                        "max_cells), snapshot count, last step, stats at the last snapshot "
                        "(upd/|W|: last update's norm over the weights' norm) and the first "
-                       "step whose weights held NaN or Inf.")
+                       "step whose weights held NaN or Inf, then the run's findings "
+                       "(see `nnviz findings`).")
     p.add_argument("logdir", metavar="LOGDIR")
     p.add_argument("--run", help="only this run")
     p.set_defaults(func=cmd_inspect)
+
+
+def _findings_parser(sub):
+    p = sub.add_parser("findings", help="what went wrong in training, per run",
+                       description="Prints each run's findings, most severe first: NaN/Inf "
+                       "weights (error), exploding norms (warning), trainable weights that "
+                       "never changed (warning; error when no trainable weight changed: "
+                       "nothing learns), units that stopped learning (warning). Exit code "
+                       "1 with --fail-on when a finding of that severity or worse exists, "
+                       "2 for a logdir or run that does not exist.")
+    p.add_argument("logdir", metavar="LOGDIR")
+    p.add_argument("--run", help="only this run")
+    p.add_argument("--json", action="store_true",
+                   help='print {"runs": [{"run", "findings": [...]}]} (as GET /findings)')
+    p.add_argument("--fail-on", choices=("error", "warning"),
+                   help="exit 1 if a finding of this severity or worse exists")
+    p.set_defaults(func=cmd_findings)
 
 
 def main(argv=None):
@@ -535,7 +601,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     # TensorBoard's readers may import TensorFlow: keep its start-up log quiet.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if argv is None and args.command in ("inspect", "export"):
+    if argv is None and args.command in ("inspect", "export", "findings"):
         _skip_tensorflow(args.logdir)
     from tensorboard import errors as tb_errors
 

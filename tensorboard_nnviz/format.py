@@ -13,8 +13,17 @@ Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
   element (RustBoard drops scalar blob sequences): the frame blob.
 - `nnviz/stats/T`: DATA_CLASS_TENSOR, a float64 vector ordered as the
   `fields` of its content; null values are stored as NaN.
+- `nnviz/units/T` (version 2): DATA_CLASS_TENSOR, a float32 tensor of
+  shape (2, cols): row 0 the per-unit norms, row 1 the per-unit updates
+  (NaN at the tag's first snapshot), ordered as the `fields` of its
+  content; `cols` = ceil(units / block), each column the mean of `block`
+  consecutive units (block 1 when exact).
 - `nnviz/structure`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor holding
   the model structure as UTF-8 JSON (written once, again if it changes).
+
+Version 2 added the units series, `units_still` to the stats vector,
+`unit_axes` to the frame layout and `trainable` to the structure's weights.
+A reader of version 2 reads version-1 runs (they have no units series).
 
 `plugin_data.content` is UTF-8 JSON with a `version`. Both TensorBoard
 ingesters keep only the first event's content per tag, so anything in it is
@@ -30,22 +39,28 @@ import struct
 
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.compat.proto import tensor_pb2
-from tensorboard.compat.proto import tensor_shape_pb2
 from tensorboard.compat.proto import types_pb2
 
 PLUGIN_NAME = "nnviz"
 
 # Bump when a reader of the previous version could misread new data.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+UNITS_VERSION = 2  # the first version with per-unit stats
 
 FRAME_PREFIX = "nnviz/frame/"
 STATS_PREFIX = "nnviz/stats/"
+UNITS_PREFIX = "nnviz/units/"
 STRUCTURE_TAG = "nnviz/structure"
 
 KIND_FRAME = "frame"
 KIND_STATS = "stats"
+KIND_UNITS = "units"
 KIND_STRUCTURE = "structure"
+
+# Rows of a units tensor written by this version (the content repeats them).
+UNIT_FIELDS = ("norm", "update")
+# Above this many units a series stores block means of consecutive units.
+MAX_UNITS = 65536
 
 # Order of the stats vector written by this version (the content repeats it,
 # so a reader uses the names on disk, not this tuple).
@@ -67,6 +82,7 @@ STAT_FIELDS = (
     "init_l2",
     "init_absmax",
     "init_cos",
+    "units_still",
 )
 
 # Frame blob: a fixed header, then the cells row-major.
@@ -98,6 +114,10 @@ def stats_tag(weight_tag):
     return STATS_PREFIX + weight_tag
 
 
+def units_tag(weight_tag):
+    return UNITS_PREFIX + weight_tag
+
+
 def parse_summary_tag(summary_tag):
     """Returns `(kind, weight_tag)` for one of our summary tags, else None.
 
@@ -109,6 +129,8 @@ def parse_summary_tag(summary_tag):
         return (KIND_FRAME, summary_tag[len(FRAME_PREFIX) :])
     if summary_tag.startswith(STATS_PREFIX):
         return (KIND_STATS, summary_tag[len(STATS_PREFIX) :])
+    if summary_tag.startswith(UNITS_PREFIX):
+        return (KIND_UNITS, summary_tag[len(UNITS_PREFIX) :])
     return None
 
 
@@ -148,6 +170,23 @@ def structure_content():
     return _content(KIND_STRUCTURE)
 
 
+def units_content(*, unit_axes, units, block, fields=UNIT_FIELDS):
+    """Content of a units series.
+
+    Args:
+      unit_axes: the weight's unit axes (as in its layout).
+      units: the number of units (the product of the unit axes' sizes).
+      block: units per stored column (1: exact).
+    """
+    return _content(
+        KIND_UNITS,
+        fields=list(fields),
+        unit_axes=[int(a) for a in unit_axes],
+        units=int(units),
+        block=int(block),
+    )
+
+
 def parse_content(content):
     """Decodes `plugin_data.content`.
 
@@ -171,12 +210,25 @@ def parse_content(content):
     return doc
 
 
-def _metadata(content, data_class):
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = PLUGIN_NAME
-    metadata.plugin_data.content = content
-    metadata.data_class = data_class
-    return metadata
+def _value(out, tag, content, data_class):
+    """`out` (a new `Summary.Value` if None) with its tag and metadata set.
+
+    The writer passes `event.summary.value.add()`: the value is built in
+    place, so its megabytes are not copied again into the event.
+    """
+    out = summary_pb2.Summary.Value() if out is None else out
+    out.tag = tag
+    out.metadata.plugin_data.plugin_name = PLUGIN_NAME
+    out.metadata.plugin_data.content = content
+    out.metadata.data_class = data_class
+    return out
+
+
+def _tensor(out, dtype, shape):
+    out.dtype = dtype
+    for n in shape:
+        out.tensor_shape.dim.add(size=int(n))
+    return out
 
 
 # --- frames -------------------------------------------------------------------
@@ -229,67 +281,65 @@ def decode_frame(blob):
     return cells.astype(np.float32).reshape(rows, cols)
 
 
-def _string_vector(payload):
+def _string_vector(out, payload):
     """A rank-1 DT_STRING tensor of one element."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]
-        ),
-        string_val=[payload],
-    )
+    _tensor(out, types_pb2.DT_STRING, [1]).string_val.append(payload)
 
 
-def frame_value(weight_tag, blob, content):
-    """The `Summary.Value` of one frame (`blob` from `encode_frame`)."""
-    return summary_pb2.Summary.Value(
-        tag=frame_tag(weight_tag),
-        metadata=_metadata(content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
-        tensor=_string_vector(blob),
-    )
+def frame_value(weight_tag, blob, content, out=None):
+    """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
+    into `out` if given."""
+    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    _string_vector(out.tensor, blob)
+    return out
 
 
 # --- stats ------------------------------------------------------------------
 
 
-def stats_value(weight_tag, stats, content=None):
-    """The `Summary.Value` of one stats vector.
+def stats_value(weight_tag, stats, content=None, out=None):
+    """The `Summary.Value` of one stats vector (built into `out` if given).
 
     Args:
       stats: mapping of every name in `STAT_FIELDS` to a float or None.
     """
-    vector = np.array(
-        [math.nan if stats.get(k) is None else float(stats[k]) for k in STAT_FIELDS],
-        dtype="<f8",
+    vector = struct.pack(
+        "<%dd" % len(STAT_FIELDS),
+        *[math.nan if stats.get(k) is None else float(stats[k]) for k in STAT_FIELDS],
     )
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_DOUBLE,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(vector))]
-        ),
-        tensor_content=vector.tobytes(),
-    )
-    return summary_pb2.Summary.Value(
-        tag=stats_tag(weight_tag),
-        metadata=_metadata(
-            content if content is not None else stats_content(),
-            summary_pb2.DATA_CLASS_TENSOR,
-        ),
-        tensor=tensor,
-    )
+    content = content if content is not None else stats_content()
+    out = _value(out, stats_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    _tensor(out.tensor, types_pb2.DT_DOUBLE, [len(STAT_FIELDS)]).tensor_content = vector
+    return out
+
+
+def stats_row(array, fields):
+    """The first len(fields) values of a stats vector as float64 (see
+    `stats_from_array` for why a vector may be longer).
+
+    Raises:
+      FormatError: the vector is shorter than `fields`.
+    """
+    values = np.asarray(array, dtype=np.float64).ravel()
+    if len(values) < len(fields):
+        raise FormatError(
+            "stats vector has %d values, expected %d" % (len(values), len(fields))
+        )
+    return values[: len(fields)]
 
 
 def stats_from_array(array, fields):
     """Maps a stats vector to `{name: float or None}` (NaN and ±Inf → None).
 
+    A vector longer than `fields` comes from a later writer appending to a
+    series an earlier one began (its content, fixed by the first event,
+    names fewer fields; new fields are only ever appended): the named
+    prefix is read, the rest ignored.
+
     Raises:
-      FormatError: the vector's length does not match `fields`.
+      FormatError: the vector is shorter than `fields`.
     """
-    values = np.asarray(array, dtype=np.float64).ravel()
-    if len(values) != len(fields):
-        raise FormatError(
-            "stats vector has %d values, expected %d" % (len(values), len(fields))
-        )
+    values = stats_row(array, fields)
     return {
         name: (float(v) if math.isfinite(v) else None) for name, v in zip(fields, values)
     }
@@ -298,17 +348,13 @@ def stats_from_array(array, fields):
 # --- structure ------------------------------------------------------------------
 
 
-def structure_value(structure, content=None):
+def structure_value(structure, content=None, out=None):
     """The `Summary.Value` of the model structure (a JSON-able dict)."""
     payload = json.dumps(structure, sort_keys=True, allow_nan=False).encode("utf-8")
-    return summary_pb2.Summary.Value(
-        tag=STRUCTURE_TAG,
-        metadata=_metadata(
-            content if content is not None else structure_content(),
-            summary_pb2.DATA_CLASS_TENSOR,
-        ),
-        tensor=_string_vector(payload),
-    )
+    content = content if content is not None else structure_content()
+    out = _value(out, STRUCTURE_TAG, content, summary_pb2.DATA_CLASS_TENSOR)
+    _string_vector(out.tensor, payload)
+    return out
 
 
 def structure_from_array(array):
@@ -328,3 +374,52 @@ def structure_from_array(array):
     if not isinstance(doc, dict):
         raise FormatError("structure is not a JSON object")
     return doc
+
+
+# --- units ----------------------------------------------------------------------
+
+# The smallest positive float32: a positive value that float32 would round
+# to 0 is stored as this, so a stored 0 always means exactly 0.
+_TINY32 = np.float32(np.finfo(np.float32).smallest_subnormal)
+
+
+def _float32_keeping_zero(values):
+    values = np.asarray(values)
+    out = values.astype(np.float32)
+    if np.count_nonzero(out == 0) != np.count_nonzero(values == 0):  # rare: check
+        out[(out == 0) & (values > 0)] = _TINY32
+    return out
+
+
+def units_value(weight_tag, norm, update, content, out=None):
+    """The `Summary.Value` of one snapshot's per-unit stats (built into
+    `out` if given).
+
+    Args:
+      norm, update: per-column values (already block-averaged); `update`
+        None at a tag's first snapshot (stored as NaN).
+      content: from `units_content`.
+    """
+    cells = np.empty((2, np.size(norm)), "<f4")
+    cells[0] = _float32_keeping_zero(norm)
+    cells[1] = np.nan if update is None else _float32_keeping_zero(update)
+    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
+    return out
+
+
+def units_from_array(array, fields):
+    """{field: float32 row} from a units tensor (as the data provider returns it).
+
+    Raises:
+      FormatError: not a 2-D array with one row per field.
+    """
+    try:
+        cells = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise FormatError("units tensor is not numeric: %s" % e)
+    if cells.ndim != 2 or cells.shape[0] < len(fields):
+        raise FormatError(
+            "units tensor has shape %r, expected (%d, units)" % (cells.shape, len(fields))
+        )
+    return {f: cells[i] for i, f in enumerate(fields)}

@@ -66,6 +66,19 @@ def frame_response(request, frame, step):
     return http_util.Respond(request, body, OCTET_STREAM, headers=headers)
 
 
+def units_response(request, cells, block):
+    """Per-unit stats: little-endian float32, one row per step, one column
+    per `block` consecutive units."""
+    rows, cols = cells.shape
+    body = cells.astype("<f4", copy=False).tobytes(order="C")
+    headers = [
+        ("X-NNViz-Rows", str(rows)),
+        ("X-NNViz-Cols", str(cols)),
+        ("X-NNViz-Unit-Block", str(block)),
+    ]
+    return http_util.Respond(request, body, OCTET_STREAM, headers=headers)
+
+
 def static_response(request, contents, content_type):
     return http_util.Respond(request, contents, content_type)
 

@@ -46,13 +46,19 @@ _GRU_GATES = ["z", "r", "h"]
 # MultiHeadAttention / GroupedQueryAttention sublayers (all EinsumDense).
 _HEAD_INPUT_PROJECTIONS = {"query", "key", "value", "gate"}
 _HEAD_OUTPUT_PROJECTION = "attention_output"
+_EMBEDDING = {"Embedding"}
 
 
-def _layout(row_axes, col_axes, groups=()):
+def _layout(row_axes, col_axes, groups=(), unit_axes=None):
+    """A layout; `unit_axes` default: the last axis (none for a scalar)."""
+    ndim = len(row_axes) + len(col_axes)
+    if unit_axes is None:
+        unit_axes = [ndim - 1] if ndim else []
     return {
         "row_axes": [int(a) for a in row_axes],
         "col_axes": [int(a) for a in col_axes],
         "groups": list(groups),
+        "unit_axes": [int(a) for a in unit_axes],
     }
 
 
@@ -124,7 +130,10 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
         `attention_output` sublayers, which are plain EinsumDense layers.
 
     Returns:
-      `{"row_axes": [int], "col_axes": [int], "groups": [...]}`.
+      `{"row_axes": [int], "col_axes": [int], "groups": [...],
+      "unit_axes": [int]}`. `unit_axes` name the tensor axes whose
+      flattened C-order index is a unit (one output channel of the layer):
+      the last axis unless said otherwise below; a scalar has none (one unit).
 
     Families (layout rows x cols, "|" marks a tile or group boundary):
 
@@ -158,7 +167,14 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
         attention_output kernel (heads, hd, d): rows [0, 1] (a row group of
           hd per head), cols [2, ...].
       Other EinsumDense kernels: rows [0], cols = the other axes.
+      Embedding (vocab, dim): rows [0], cols [1].
       Vectors (bias, gamma, beta, moving_mean, ...): rows [], cols [0].
+
+    Units (`unit_axes`): Dense, Conv*, LSTM/GRU (gates side by side) [last];
+    Conv*Transpose (..., out, in) [out]; depthwise kernels (..., in, mult)
+    [in, mult]; MHA query/key/value kernel (d, heads, hd) [1, 2], their
+    bias [0, 1], attention_output kernel (heads, hd, d) [2]; Embedding [0]
+    (a token); vectors [0] (each entry); scalars [] (one unit).
       Scalars: rows [], cols [] (a 1 x 1 frame).
       Anything else: rows = all axes but the last, cols = [last].
     """
@@ -181,17 +197,18 @@ def _family_layout(cls, name, shape, sublayer):
         return _layout(rows, cols)
     if cls in _CONV_TRANSPOSE and ndim == _CONV_TRANSPOSE[cls] + 2:
         rows, cols = _conv_layout(_CONV_TRANSPOSE[cls], ndim - 1, ndim - 2)
-        return _layout(rows, cols)
+        return _layout(rows, cols, unit_axes=[ndim - 2])
     if cls in _DEPTHWISE and ndim == _DEPTHWISE[cls] + 2:
         rows, cols = _conv_layout(_DEPTHWISE[cls], ndim - 1, ndim - 2)
-        return _layout(rows, cols)
+        return _layout(rows, cols, unit_axes=[ndim - 2, ndim - 1])
     if cls in _SEPARABLE and ndim == _SEPARABLE[cls] + 2:
         rank = _SEPARABLE[cls]
         if name == "pointwise_kernel":
             rows, cols = _conv_layout(rank, ndim - 2, ndim - 1)
-        else:  # depthwise_kernel (..., in, mult)
-            rows, cols = _conv_layout(rank, ndim - 1, ndim - 2)
-        return _layout(rows, cols)
+            return _layout(rows, cols)
+        # depthwise_kernel (..., in, mult)
+        rows, cols = _conv_layout(rank, ndim - 1, ndim - 2)
+        return _layout(rows, cols, unit_axes=[ndim - 2, ndim - 1])
     if cls in _CONV_LSTM and ndim >= 3 and name in ("kernel", "recurrent_kernel"):
         rows, cols = _conv_layout(ndim - 2, ndim - 2, ndim - 1)
         # Columns run (depth slices,) filters, then the last spatial axis:
@@ -210,6 +227,8 @@ def _family_layout(cls, name, shape, sublayer):
         return None
     if cls == "EinsumDense":
         return _einsum_layout(name, shape, sublayer)
+    if cls in _EMBEDDING and ndim == 2:
+        return _layout([0], [1], unit_axes=[0])
     return None
 
 
@@ -217,18 +236,19 @@ def _einsum_layout(name, shape, sublayer):
     ndim = len(shape)
     if sublayer in _HEAD_INPUT_PROJECTIONS:
         if name == "kernel" and ndim == 3:  # (d, heads, hd)
-            return _layout([0], [1, 2], [_group("cols", shape[2], shape[1])])
+            return _layout([0], [1, 2], [_group("cols", shape[2], shape[1])], unit_axes=[1, 2])
         if name == "bias" and ndim == 2:  # (heads, hd)
-            return _layout([], [0, 1], [_group("cols", shape[1], shape[0])])
+            return _layout([], [0, 1], [_group("cols", shape[1], shape[0])], unit_axes=[0, 1])
     if sublayer == _HEAD_OUTPUT_PROJECTION and name == "kernel" and ndim >= 3:
         # (heads, hd, *output_shape)
-        return _layout([0, 1], list(range(2, ndim)), [_group("rows", shape[1], shape[0])])
+        outputs = list(range(2, ndim))
+        return _layout([0, 1], outputs, [_group("rows", shape[1], shape[0])], unit_axes=outputs)
     if name == "kernel" and ndim >= 2:
         # An einsum kernel usually contracts its first axis with the input.
-        return _layout([0], list(range(1, ndim)))
+        return _layout([0], list(range(1, ndim)), unit_axes=list(range(1, ndim)))
     if ndim <= 1:
         return _rank_default(ndim)
-    return _layout([], list(range(ndim)))
+    return _layout([], list(range(ndim)), unit_axes=list(range(ndim)))
 
 
 # --- frames -------------------------------------------------------------------
@@ -365,7 +385,8 @@ def frame_block(layout, shape, max_cells):
 
 
 def _sum_runs(x, run, axis):
-    """Sums runs of `run` consecutive lines along axis 0 or 1, in float64.
+    """Sums runs of `run` consecutive lines along axis 0 or 1, in x's dtype
+    (float32 or float64).
 
     A reshape + sum over the run axis (much faster than np.add.reduceat);
     the last, shorter run is summed on its own.
@@ -374,18 +395,34 @@ def _sum_runs(x, run, axis):
     full = n // run
     head = x[: full * run] if axis == 0 else x[:, : full * run]
     if axis == 0:
-        parts = [head.reshape(full, run, x.shape[1]).sum(axis=1, dtype=np.float64)]
+        parts = [head.reshape(full, run, x.shape[1]).sum(axis=1)]
+    elif run <= 16:
+        # A short innermost run: `run` strided slices added (numpy's inner
+        # loop over a run of 2 or 3 would cost more than the sum).
+        total = head[:, 0::run].copy()
+        for k in range(1, run):
+            total += head[:, k::run]
+        parts = [total]
     else:
-        parts = [head.reshape(x.shape[0], full, run).sum(axis=2, dtype=np.float64)]
+        parts = [head.reshape(x.shape[0], full, run).sum(axis=2)]
     if n % run:
         tail = x[full * run :] if axis == 0 else x[:, full * run :]
-        parts.append(tail.sum(axis=axis, keepdims=True, dtype=np.float64))
+        parts.append(tail.sum(axis=axis, keepdims=True))
     return np.concatenate(parts, axis=axis) if len(parts) > 1 else parts[0]
 
 
-def block_mean(x, block):
-    """Block mean of a 2-D array, accumulated in float64, as float32.
+def _counts(n, run):
+    """Lines covered by each run of `run` along a side of n lines."""
+    return np.minimum(run, n - np.arange(0, n, run)).astype(np.float64)
 
+
+def block_mean(x, block, scale=(1, 1)):
+    """Block mean of a 2-D float32 (or float64) array, as float32.
+
+    Sums run in x's dtype: a float32 block sum of at most a few hundred
+    cells is good to about 1e-6 relative, far below the float16 rounding
+    (2**-11) of the reduced frames the writer stores. `scale`: each cell of
+    x already sums that many layout rows and columns (see `make_frame`).
     Edge blocks average only the cells they cover. NaN or Inf in a block
     make that cell NaN or Inf, so a broken weight stays visible however
     small the frame.
@@ -394,14 +431,30 @@ def block_mean(x, block):
     rows, cols = x.shape
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: wanted
         s = _sum_runs(_sum_runs(x, br, 0), bc, 1)
-    count_r = np.minimum(br, rows - np.arange(0, rows, br)).astype(np.float64)
-    count_c = np.minimum(bc, cols - np.arange(0, cols, bc)).astype(np.float64)
-    s /= count_r[:, None]
-    s /= count_c[None, :]
-    return s.astype(np.float32)
+    s /= (_counts(rows, br) * scale[0])[:, None].astype(s.dtype)
+    s /= (_counts(cols, bc) * scale[1])[None, :].astype(s.dtype)
+    return s.astype(np.float32, copy=False)
 
 
-def make_frame(w, layout, max_cells):
+def _presum_inner_axes(w, layout, block):
+    """Sums the innermost axis of each side of the layout first when every
+    block covers whole runs of it (a tile-aligned block of a conv kernel):
+    then no transposed copy of the full tensor is needed. Returns
+    (w with those axes kept as size 1, block left to apply, scale)."""
+    block, scale, summed = list(block), [1, 1], []
+    for side, key in enumerate(("row_axes", "col_axes")):
+        axes = layout[key]
+        if len(axes) > 1 and w.shape[axes[-1]] > 1 and block[side] % w.shape[axes[-1]] == 0:
+            scale[side] = w.shape[axes[-1]]
+            block[side] //= scale[side]
+            summed.append(axes[-1])
+    if summed:
+        with np.errstate(invalid="ignore", over="ignore"):
+            w = np.add.reduce(w, axis=tuple(summed), keepdims=True)
+    return w, block, scale
+
+
+def make_frame(w, layout, max_cells, block=None):
     """Lays out a weight as a 2-D float32 frame of at most `max_cells` cells.
 
     Args:
@@ -409,6 +462,8 @@ def make_frame(w, layout, max_cells):
       layout: `{"row_axes", "col_axes", ...}` from `choose_layout`.
       max_cells: the largest frame stored; a tensor with up to this many
         cells is stored exactly, cell for cell.
+      block: `frame_block(layout, w.shape, max_cells)` if known (a writer
+        keeps it per tensor: the search costs more than the reduction).
 
     Returns:
       `(frame, [br, bc])`: frame = transpose(w, row_axes + col_axes)
@@ -427,13 +482,15 @@ def make_frame(w, layout, max_cells):
     w = np.asarray(w)
     axes = _check_axes(layout, w.ndim)
     rows, cols = layout_size(layout, w.shape)
-    x = np.transpose(w, axes).reshape(rows, cols)
     if rows * cols <= max_cells:
+        x = np.transpose(w, axes).reshape(rows, cols)
         return np.array(x, dtype=np.float32), [1, 1]
-    block = frame_block(layout, w.shape, max_cells)
-    if not np.issubdtype(x.dtype, np.floating) or x.dtype.itemsize < 4:
-        x = x.astype(np.float32)
-    return block_mean(x, block), block
+    block = frame_block(layout, w.shape, max_cells) if block is None else list(block)
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float32)
+    summed, rest, scale = _presum_inner_axes(w, layout, block)
+    x = np.transpose(summed, axes).reshape(rows // scale[0], cols // scale[1])
+    return block_mean(x, rest, scale), block
 
 
 def cell_to_index(layout, shape, row, col):

@@ -39,7 +39,8 @@ def frontend_dir():
 
 
 class NNVizPlugin(base_plugin.TBPlugin):
-    """Serves weight frames, stats and model structure for the nnviz panel."""
+    """Serves weight frames, stats, per-unit stats, findings and model structure
+    for the nnviz panel."""
 
     plugin_name = fmt.PLUGIN_NAME
 
@@ -54,6 +55,8 @@ class NNVizPlugin(base_plugin.TBPlugin):
             "/tags": self.tags_route,
             "/stats": self.stats_route,
             "/frame": self.frame_route,
+            "/units": self.units_route,
+            "/findings": self.findings_route,
             "/*": self.static_route,
         }
 
@@ -99,6 +102,21 @@ class NNVizPlugin(base_plugin.TBPlugin):
         step = http.int_param(request, "step", required=False)
         frame, served = self._reader.frame_impl(ctx, eid, run, tag, step)
         return http.frame_response(request, frame, served)
+
+    @http.route
+    def units_route(self, request):
+        ctx, eid = _context(request)
+        run = http.string_param(request, "run")
+        tag = http.string_param(request, "tag")
+        stat = http.string_param(request, "stat")
+        cells, block, _ = self._reader.units_impl(ctx, eid, run, tag, stat)
+        return http.units_response(request, cells, block)
+
+    @http.route
+    def findings_route(self, request):
+        ctx, eid = _context(request)
+        run = http.string_param(request, "run")
+        return http.json_response(request, self._reader.findings_impl(ctx, eid, run))
 
     @http.route
     def static_route(self, request):

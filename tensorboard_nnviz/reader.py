@@ -21,20 +21,27 @@ This module imports neither Keras nor TensorFlow.
 """
 
 import bisect
+import collections
+import math
 import threading
 import time
+
+import numpy as np
 
 from tensorboard import context as tb_context
 from tensorboard import errors as tb_errors
 from tensorboard.data import provider as tb_provider
 
+from tensorboard_nnviz import findings as findings_lib
 from tensorboard_nnviz import format as fmt
-# BadRequestError is unused here so far; kept importable as reader.BadRequestError
-# while branches that validate parameters in the reader are merged.
-from tensorboard_nnviz.errors import BadRequestError, DataError, NotFoundError  # noqa: F401
+from tensorboard_nnviz.errors import BadRequestError, DataError, NotFoundError
 
 # "Keep everything": larger than any number of snapshots a run can hold.
 _ALL = 1 << 30
+# Decoded units series kept (the panel shows one tensor at a time; findings
+# read only the tags with stopped units).
+_UNITS_CACHED = 32
+UNIT_STATS = ("norm", "update")
 
 
 class _FrameSeries:
@@ -95,6 +102,8 @@ class NNVizReader:
         self._lock = threading.Lock()
         self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
         self._stats = {}  # (eid, run, summary tag) -> (stamp, columns)
+        self._units = collections.OrderedDict()  # (eid, run, summary tag) -> _UnitsSeries
+        self._findings = {}  # (eid, run) -> (stamps of the run's series, answer)
 
     # --- frame series ------------------------------------------------------
 
@@ -341,6 +350,143 @@ class NNVizReader:
             raise DataError("model structure of run %r: %s" % (run, e))
 
 
+    # --- per-unit stats and findings ------------------------------------------
+
+    def units_impl(self, ctx, eid, run, tag, stat):
+        """Per-unit `stat` ("norm" or "update") of `tag` at every snapshot.
+
+        Returns:
+          `(cells, block, steps)`: float32 (rows, cols), one row per step of
+          `stats_impl(run, tag)` (same order), one column per `block`
+          consecutive units; NaN where undefined (an update at the first
+          snapshot, a step without unit data).
+        """
+        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        if stat not in UNIT_STATS:
+            raise BadRequestError(
+                "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
+        units_tag, stats_tag = fmt.units_tag(tag), fmt.stats_tag(tag)
+        listing = self._list_tensors(ctx, eid, run, tags=[units_tag, stats_tag])
+        if units_tag not in listing or stats_tag not in listing:
+            self._no_units(ctx, eid, run, tag, listing.get(stats_tag))
+        # One listing for both (a listing costs ~45 ms on RustBoard).
+        steps = self._stats_columns(ctx, eid, run, {stats_tag: listing[stats_tag]})[stats_tag]["steps"]
+        series = self._units_series(ctx, eid, run, {units_tag: listing[units_tag]})[units_tag]
+        if series.error:
+            raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))
+        cells = np.full((len(steps), series.cols), np.nan, np.float32)
+        for i, step in enumerate(steps):
+            row = series.rows.get(step)
+            if row is not None and row[stat].shape == (series.cols,):
+                cells[i] = row[stat]
+        return cells, series.block, steps
+
+    def _no_units(self, ctx, eid, run, tag, stats_series):
+        """Raises the NotFoundError for a weight without a units series."""
+        if stats_series is None:
+            self._check_run(ctx, eid, run)
+            raise NotFoundError("run %r has no weight tag %r" % (run, tag))
+        if _content_version(stats_series.plugin_content) < fmt.UNITS_VERSION:
+            raise NotFoundError(
+                "weight %r of run %r was recorded before per-unit stats (nnviz format "
+                "version 1): record the run again with this tensorboard_nnviz to see its "
+                "units" % (tag, run))
+        raise NotFoundError("weight %r of run %r has no per-unit stats" % (tag, run))
+
+    def _units_series(self, ctx, eid, run, listing):
+        """{summary tag: _UnitsSeries} for `listing` (a few kept, by stamp)."""
+        result, stale = {}, {}
+        for tag, series in listing.items():
+            cached = self._units.get((eid, run, tag))
+            if cached is not None and cached.stamp == _series_stamp(series):
+                result[tag] = cached
+            else:
+                stale[tag] = series
+        if stale:
+            data = self._read_tensors(ctx, eid, run, list(stale))
+            with self._lock:
+                for tag, series in stale.items():
+                    entry = _UnitsSeries(_series_stamp(series), series.plugin_content, data.get(tag, []))
+                    self._units[(eid, run, tag)] = result[tag] = entry
+                    self._units.move_to_end((eid, run, tag))
+                while len(self._units) > _UNITS_CACHED:
+                    self._units.popitem(last=False)
+        return result
+
+    def findings_impl(self, ctx, eid, run):
+        """{"findings": [...]} of `run` (findings.py), computed once per
+        state of its series and again when new steps arrive."""
+        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        listing = self._list_tensors(ctx, eid, run)
+        if not listing:
+            self._check_run(ctx, eid, run)
+        key = tuple(sorted((t, _series_stamp(s)) for t, s in listing.items()))
+        cached = self._findings.get((eid, run))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        stats = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
+        columns = {fmt.parse_summary_tag(t)[1]: c for t, c in
+                   self._stats_columns(ctx, eid, run, stats, per_item_errors=True).items()}
+        try:
+            structure = self.structure_impl(ctx, eid, run)
+        except (NotFoundError, DataError):
+            structure = None  # findings from the stats alone
+        wanted = {fmt.units_tag(t): listing[fmt.units_tag(t)]
+                  for t in findings_lib.needs_units(columns, structure)
+                  if fmt.units_tag(t) in listing}
+        units = {}
+        for summary_tag, series in self._units_series(ctx, eid, run, wanted).items():
+            if not series.error:
+                units[fmt.parse_summary_tag(summary_tag)[1]] = series.updates()
+        answer = {"findings": findings_lib.compute(columns, structure, units)}
+        if any(_content_version(s.plugin_content) < fmt.UNITS_VERSION for s in stats.values()):
+            answer["notes"] = ["recorded before per-unit stats (nnviz format version 1): "
+                               "dead units are not checked"]
+        with self._lock:
+            self._findings[(eid, run)] = (key, answer)
+        return answer
+
+
+class _UnitsSeries:
+    """A decoded units series: {step: {field: float32 row}}, its column
+    count and block, or why it cannot be decoded."""
+
+    def __init__(self, stamp, content, datums):
+        self.stamp = stamp
+        self.rows = {}
+        self.cols = 0
+        self.block = 1
+        self.units = 0
+        self.error = None
+        try:
+            doc = fmt.parse_content(content)
+            fields = doc.get("fields")
+            if not isinstance(fields, list) or not set(UNIT_STATS) <= set(fields):
+                raise fmt.FormatError("units metadata has no norm and update fields")
+            self.block, self.units = int(doc["block"]), int(doc["units"])
+            if self.block < 1 or self.units < 0:
+                raise fmt.FormatError("units metadata has block %d, units %d" % (self.block, self.units))
+            self.cols = -(-self.units // self.block)
+            for d in sorted(datums, key=lambda d: d.step):
+                if d.step not in self.rows:
+                    self.rows[int(d.step)] = fmt.units_from_array(d.numpy, fields)
+        except (fmt.FormatError, KeyError, TypeError, ValueError) as e:
+            self.error = str(e)
+
+    def updates(self):
+        """The per-unit updates as `findings.compute` takes them."""
+        steps = sorted(self.rows)
+        return {"steps": steps, "update": [self.rows[s]["update"] for s in steps],
+                "block": self.block, "units": self.units}
+
+
+def _content_version(content):
+    try:
+        return fmt.parse_content(content)["version"]
+    except fmt.FormatError:
+        return fmt.FORMAT_VERSION  # unreadable: its own error says so elsewhere
+
+
 def _index_blobs(stamp, content, datums, listed_at):
     """A _FrameSeries from read_blob_sequences' datums (one blob per step)."""
     by_step = {}
@@ -390,17 +536,24 @@ def _stats_columns(content, datums):
     fields = doc.get("fields")
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         raise fmt.FormatError("stats metadata has no list of fields")
-    columns = {"steps": [], "wall_times": []}
-    for f in fields:
-        columns[f] = []
-    seen = set()
+    vectors, steps, wall_times, seen = [], [], [], set()
     for d in sorted(datums, key=lambda d: d.step):
         if d.step in seen:
             continue
         seen.add(d.step)
-        values = fmt.stats_from_array(d.numpy, fields)
-        columns["steps"].append(int(d.step))
-        columns["wall_times"].append(float(d.wall_time))
-        for f in fields:
-            columns[f].append(values[f])
+        vectors.append(d.numpy)
+        steps.append(int(d.step))
+        wall_times.append(float(d.wall_time))
+    if len({np.size(v) for v in vectors}) == 1 and np.size(vectors[0]) >= len(fields):
+        table = np.stack(vectors).astype(np.float64, copy=False).reshape(len(vectors), -1)
+    else:  # a series whose vectors changed length: each checked on its own
+        table = np.array([fmt.stats_row(v, fields) for v in vectors], dtype=np.float64)
+    table = table[:, : len(fields)].reshape(len(vectors), len(fields))
+    columns = {"steps": steps, "wall_times": wall_times}
+    for i, f in enumerate(fields):
+        column = table[:, i]
+        if np.isfinite(column).all():
+            columns[f] = column.tolist()
+        else:  # NaN and ±Inf → None
+            columns[f] = [v if math.isfinite(v) else None for v in column.tolist()]
     return columns

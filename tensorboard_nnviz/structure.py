@@ -12,7 +12,11 @@ The structure document (`GET /structure` in http_api.md):
 
     {"model": {"name", "class", "params", "trainable_params"},
      "layers": [{"path", "class", "params", "trainable", "inbound": [path],
-                 "output_shape", "weights": [{"name", "tag", "shape", "dtype"}]}]}
+                 "output_shape", "weights": [{"name", "tag", "shape", "dtype",
+                                              "trainable"}]}]}
+
+A weight's `trainable` says whether the optimizer trains it (the variable
+and every layer around it trainable); a layer's says the layer's own flag.
 
 `layers` lists every layer of the tree in model order, depth first (a
 nested model comes right before its own layers), as `model.layers` does at
@@ -233,6 +237,7 @@ def build_structure(model, refs=None):
     """The structure document of `model` (a JSON-able dict)."""
     refs = weight_refs(model) if refs is None else refs
     by_var = {id(r.variable): r for r in refs}
+    learns = _trainable_ids(model, refs)
     order, inbound = _inbound_map(model)
     layers = []
     for path, layer in order:
@@ -252,6 +257,7 @@ def build_structure(model, refs=None):
                         "tag": r.tag,
                         "shape": _shape(r.variable.shape),
                         "dtype": dtype_name(r.variable),
+                        "trainable": id(r.variable) in learns,
                     }
                     for r in own
                 ],
@@ -268,6 +274,16 @@ def build_structure(model, refs=None):
         },
         "layers": layers,
     }
+
+
+def _trainable_ids(model, refs):
+    """ids of the variables the optimizer trains: Keras's
+    `model.trainable_weights` (a variable's own `trainable` and every
+    enclosing layer's); without it, each variable's `trainable`."""
+    listed = getattr(model, "trainable_weights", None)
+    if listed is not None:
+        return {id(v) for v in listed}
+    return {id(r.variable) for r in refs if getattr(r.variable, "trainable", True)}
 
 
 def dtype_name(v):

@@ -38,7 +38,6 @@ import warnings
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.proto import summary_pb2
 
 from tensorboard_nnviz import budget
 from tensorboard_nnviz import eventfiles
@@ -62,15 +61,22 @@ class LogDirError(OSError):
 class _TagState:
     """What the worker keeps per weight tag between snapshots."""
 
-    __slots__ = ("key", "layout", "content", "prev", "init", "prev_pooled")
+    __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
+                 "prev_pooled", "prev_sumsq", "init_sumsq")
 
-    def __init__(self, key, layout, content, init):
+    def __init__(self, key, layout, content, units_content, unit_block, init):
         self.key = key  # (shape, dtype, layer_class): a new key resets the state
         self.layout = layout
         self.content = content
+        self.units_content = units_content
+        self.unit_block = unit_block  # units per stored column
         self.prev = None
         self.init = init
         self.prev_pooled = False  # prev is a BufferPool buffer: recycle it when replaced
+        # ||prev||^2 and ||W_0||^2 as measured, when all finite (else None):
+        # spares reading them again for update_ratio and init_cos.
+        self.prev_sumsq = None
+        self.init_sumsq = None
 
 
 class BufferPool:
@@ -224,16 +230,14 @@ class SnapshotWriter:
             self._failed_steps.append(snap.step)
             self._forget(snap)
             return
+        event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            values = self._values(snap)
+            sumsqs = self._values(snap, event.summary.value)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
             self._forget(snap)
             return
-        event = event_pb2.Event(
-            step=snap.step, wall_time=snap.wall_time, summary=summary_pb2.Summary(value=values)
-        )
         try:
             if self._events is None:  # an earlier failure: try a new file
                 self._events = self._factory(self.log_dir)
@@ -249,8 +253,8 @@ class SnapshotWriter:
         self.snapshots_written += 1
         self._failures = 0
         self._lost_structure = None
-        for w in snap.weights:
-            self._advance(self.state[w.tag], w, snap.pooled)
+        for w, sumsq in zip(snap.weights, sumsqs):
+            self._advance(self.state[w.tag], w, snap.pooled, sumsq)
 
     def _forget(self, snap):
         """Leaves no trace of a snapshot that is not on disk, so the next
@@ -265,9 +269,13 @@ class SnapshotWriter:
             if snap.pooled:
                 self.pool.give(w.tag, w.value)
 
-    def _advance(self, state, w, pooled):
+    def _advance(self, state, w, pooled, sumsq):
         """Makes a written weight its tag's W_prev (update stats measure
-        from it) and recycles the buffer it replaces."""
+        from it) and recycles the buffer it replaces; `sumsq`: its
+        ||W||**2 as measured (None if not all finite)."""
+        if state.prev is None and state.init is w.value:
+            state.init_sumsq = sumsq
+        state.prev_sumsq = sumsq
         old, old_pooled = state.prev, state.prev_pooled
         state.prev, state.prev_pooled = w.value, pooled
         if old_pooled and old is not state.init:  # W_0 stays for the init stats
@@ -277,22 +285,31 @@ class SnapshotWriter:
             # rather than by the next copy on the training thread.
             self.pool.give(w.tag, w.value.copy())
 
-    def _values(self, snap):
-        values = []
+    def _values(self, snap, values):
+        """Adds the snapshot's summary values to `values` (an event's
+        `summary.value`: built in place, not copied into the event).
+        Returns each weight's ||W||**2 (None if not all finite)."""
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
-            values.append(fmt.structure_value(structure))
+            fmt.structure_value(structure, out=values.add())
         stats_content = fmt.stats_content()
+        sumsqs = []
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
                 pass
             frame, state = self._frame(w)
-            stats = stats_lib.compute_stats(w.value, prev=state.prev, init=state.init)
+            measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
+                                         state.prev_sumsq, state.init_sumsq)
+            sumsqs.append(measured.sumsq if measured.finite else None)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
-            values.append(fmt.frame_value(w.tag, blob, state.content))
-            values.append(fmt.stats_value(w.tag, stats, stats_content))
-        return values
+            fmt.frame_value(w.tag, blob, state.content, out=values.add())
+            fmt.stats_value(w.tag, measured.stats, stats_content, out=values.add())
+            block, update = state.unit_block, measured.update
+            fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
+                            None if update is None else stats_lib.block_units(update, block),
+                            state.units_content, out=values.add())
+        return sumsqs
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""
@@ -300,14 +317,21 @@ class SnapshotWriter:
         key = (tuple(value.shape), str(w.dtype), w.layer_class)
         state = self.state.get(w.tag)
         if state is not None and state.key == key:
-            return layout_lib.make_frame(value, state.layout, self.max_cells)[0], state
+            frame = layout_lib.make_frame(value, state.layout, self.max_cells, state.layout["block"])
+            return frame[0], state
         layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
                                           value.shape, w.layer_name)
         frame, block = layout_lib.make_frame(value, layout, self.max_cells)
-        layout = dict(layout, block=[int(b) for b in block])
+        # A layout from elsewhere (e.g. another framework's) may name no units.
+        unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(value.ndim))
+        layout = dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
         content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
                                     rows=frame.shape[0], cols=frame.shape[1])
-        state = self.state[w.tag] = _TagState(key, layout, content, init=value)
+        units = stats_lib.unit_count(value.shape, unit_axes)
+        unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
+        units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
+        state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
+                                              init=value)
         return frame, state
 
     def _discard_events(self):

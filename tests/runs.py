@@ -252,14 +252,17 @@ def read_run(logdir):
       "stats":    {weight_tag: {step: {stat: float or None}}},
       "content":  {weight_tag: frame content dict},
       "structure": [(step, structure dict)],
-      "wall_times": {weight_tag: {step: wall_time}}.
+      "wall_times": {weight_tag: {step: wall_time}},
+      "units":    {weight_tag: {step: {"norm": float32 row, "update": float32 row}}},
+      "units_content": {weight_tag: units content dict}.
     """
     from tensorboard.backend.event_processing import event_accumulator as ea
     from tensorboard.util import tensor_util
 
     acc = ea.EventAccumulator(str(logdir), size_guidance={ea.TENSORS: 0})
     acc.Reload()
-    out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {}}
+    out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {},
+           "units": {}, "units_content": {}}
     for summary_tag in acc.Tags()["tensors"]:
         parsed = fmt.parse_summary_tag(summary_tag)
         if parsed is None:
@@ -274,6 +277,10 @@ def read_run(logdir):
                 out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
                 out["content"][tag] = content
                 out["wall_times"].setdefault(tag, {})[e.step] = e.wall_time
+            elif kind == fmt.KIND_UNITS:
+                out["units"].setdefault(tag, {})[e.step] = fmt.units_from_array(
+                    array, content["fields"])
+                out["units_content"][tag] = content
             else:
                 out["stats"].setdefault(tag, {})[e.step] = fmt.stats_from_array(
                     array, content["fields"])

@@ -48,10 +48,11 @@ def test_tensors_that_fit_stay_exact_float32_and_reduced_ones_float16():
     assert budget.frame_encoding([1, 1]) == fmt.ENCODING_F32
     assert budget.frame_encoding([2, 3]) == fmt.ENCODING_F16
     assert budget.frame_size(SPECS[2])[2] != [1, 1]
-    # 4 bytes per exact cell, 2 per reduced one (+ the same per-value overhead).
+    # 4 bytes per exact cell, 2 per reduced one (+ the same per-value
+    # overhead), and 2 float32 per unit (norm, update) for 256 or 512 units.
     exact = budget.tensor_bytes(budget.TensorSpec("a/kernel", (256, 256), "Dense", "a"))
     reduced = budget.tensor_bytes(budget.TensorSpec("a/kernel", (512, 512), "Dense", "a"))
-    assert exact - reduced == 65536 * 4 - 65536 * 2
+    assert exact - reduced == 65536 * 4 - 65536 * 2 - 2 * 4 * (512 - 256)
 
 
 def test_max_cells_moves_the_bytes():
@@ -100,7 +101,12 @@ def test_snapshot_bytes_is_exact_on_disk(tmp_path):
             content = fmt.frame_content(shape=s.shape, dtype="float32", layout=dict(layout, block=block),
                                         rows=frame.shape[0], cols=frame.shape[1])
             values.append(fmt.frame_value(s.tag, fmt.encode_frame(frame, budget.frame_encoding(block)), content))
-            values.append(fmt.stats_value(s.tag, stats_lib.compute_stats(w)))
+            measured = stats_lib.measure(w, unit_axes=layout["unit_axes"])
+            values.append(fmt.stats_value(s.tag, measured.stats))
+            units = stats_lib.unit_count(s.shape, layout["unit_axes"])
+            block = stats_lib.unit_block(units, fmt.MAX_UNITS)
+            content = fmt.units_content(unit_axes=layout["unit_axes"], units=units, block=block)
+            values.append(fmt.units_value(s.tag, stats_lib.block_units(measured.norm, block), None, content))
         events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
                                          summary=summary_pb2.Summary(value=values)))
         events.flush()

@@ -163,7 +163,7 @@ def test_structure_written_with_the_first_snapshot(family_runs):
     assert layers["concat"]["inbound"] == ["a", "add"]
     assert layers["b1"]["inbound"] == ["a"] and layers["b2"]["inbound"] == ["a"]
     assert layers["out"]["weights"][0] == {
-        "name": "kernel", "tag": "out/kernel", "shape": [8, 2], "dtype": "float32"}
+        "name": "kernel", "tag": "out/kernel", "shape": [8, 2], "dtype": "float32", "trainable": True}
     assert doc["model"] == {"name": "branchy", "class": "Functional", "params": 82,
                             "trainable_params": 82}
 

@@ -31,11 +31,11 @@ def test_fit_raising_still_writes_every_queued_snapshot(tmp_path):
         import keras_models as km
         from tensorboard_nnviz import NNVizCallback, stats
 
-        real = stats.compute_stats
+        real = stats.measure
         def slow(*args, **kwargs):  # a worker far behind training
             time.sleep(0.1)
             return real(*args, **kwargs)
-        stats.compute_stats = slow
+        stats.measure = slow
 
         cb = NNVizCallback(%r)
 

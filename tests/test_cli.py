@@ -71,7 +71,10 @@ def test_inspect_prints_runs_tensors_shapes_steps_and_latest_stats(logdir, data,
     assert cli.main(["inspect", logdir]) == 0
     out = capsys.readouterr().out
     sections = {s.splitlines()[0].split(":")[0]: s.splitlines() for s in out.split("\n\n")}
+    # Each run's table, then its findings (a section of their own).
+    findings = {k: sections.pop(k) for k in list(sections) if k.startswith("findings of run ")}
     assert set(sections) == {"run %s" % run for run in data["runs"]}
+    assert set(findings) == {"findings of run %s" % run for run in data["runs"]}
     for run, info in data["runs"].items():
         lines = sections["run %s" % run]
         header = lines[:1]

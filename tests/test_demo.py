@@ -93,7 +93,10 @@ def test_inspect_tells_when_each_tensor_went_bad(demo, capsys):
     assert cli.main(["inspect", demo["logdir"]]) == 0
     sections = {s.splitlines()[0].split(":")[0]: s.splitlines()[2:]
                 for s in capsys.readouterr().out.split("\n\n")}
+    # Each run's table, then its findings (a section of their own).
+    findings = {k: sections.pop(k) for k in list(sections) if k.startswith("findings of run ")}
     assert set(sections) == {"run " + run for run in RUNS}
+    assert set(findings) == {"findings of run " + run for run in RUNS}
     for run in RUNS:
         # A line per tensor: a table that lost rows (or all of them) fails here.
         assert sorted(line.split()[0] for line in sections["run " + run]) == sorted(

@@ -78,9 +78,42 @@ def test_stats_value_round_trip_nulls():
     fields = fmt.parse_content(value.metadata.plugin_data.content)["fields"]
     back = fmt.stats_from_array(tensor_util.make_ndarray(value.tensor), fields)
     assert back["update_l2"] is None
-    assert back["mean"] == 0.0 and back["init_cos"] == float(len(fmt.STAT_FIELDS) - 1)
+    assert back["mean"] == 0.0 and back[fmt.STAT_FIELDS[-1]] == float(len(fmt.STAT_FIELDS) - 1)
     with pytest.raises(fmt.FormatError):
         fmt.stats_from_array(np.zeros(3), fields)
+
+
+def test_a_longer_stats_vector_keeps_the_fields_its_series_names():
+    # A run begun by a version-1 writer and continued by this one: the
+    # series' content (fixed by its first event) names the 17 old fields.
+    old_fields = list(fmt.STAT_FIELDS[:17])
+    vector = np.arange(len(fmt.STAT_FIELDS), dtype=np.float64)
+    back = fmt.stats_from_array(vector, old_fields)
+    assert list(back) == old_fields and back["init_cos"] == 16.0
+
+
+def test_units_value_round_trip_keeps_exact_zeros_and_nan_first_update():
+    content = fmt.units_content(unit_axes=[1], units=4, block=1)
+    doc = fmt.parse_content(content)
+    assert doc["kind"] == fmt.KIND_UNITS and doc["fields"] == ["norm", "update"]
+    assert doc["version"] == fmt.FORMAT_VERSION and doc["unit_axes"] == [1] and doc["block"] == 1
+    value = fmt.units_value("d/kernel", [1.0, 2.0, 0.0, 1e-300], None, content)
+    assert value.tag == "nnviz/units/d/kernel" == fmt.units_tag("d/kernel")
+    assert value.metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+    rows = fmt.units_from_array(tensor_util.make_ndarray(value.tensor), doc["fields"])
+    np.testing.assert_array_equal(rows["norm"][:3], [1.0, 2.0, 0.0])
+    assert rows["norm"][3] > 0  # below float32's range, still not zero
+    assert np.isnan(rows["update"]).all()
+    value = fmt.units_value("d/kernel", [1.0] * 4, [0.0, 1e-50, 3.0, np.nan], content)
+    rows = fmt.units_from_array(tensor_util.make_ndarray(value.tensor), doc["fields"])
+    assert rows["update"][0] == 0 and rows["update"][1] > 0 and np.isnan(rows["update"][3])
+    with pytest.raises(fmt.FormatError):
+        fmt.units_from_array(np.zeros(3), doc["fields"])
+
+
+def test_version_1_content_still_parses():
+    doc = fmt.parse_content(json.dumps({"version": 1, "kind": "stats", "fields": ["mean"]}).encode())
+    assert doc["version"] == 1
 
 
 def test_stats_from_array_maps_non_finite_to_none():
@@ -102,5 +135,6 @@ def test_structure_round_trip_and_errors():
 def test_parse_summary_tag():
     assert fmt.parse_summary_tag("nnviz/frame/a/b/kernel") == ("frame", "a/b/kernel")
     assert fmt.parse_summary_tag("nnviz/stats/x/bias") == ("stats", "x/bias")
+    assert fmt.parse_summary_tag("nnviz/units/x/bias") == ("units", "x/bias")
     assert fmt.parse_summary_tag("nnviz/structure") == ("structure", None)
     assert fmt.parse_summary_tag("dense/kernel/histogram") is None

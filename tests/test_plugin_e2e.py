@@ -260,14 +260,15 @@ def _fetch_frames_concurrently(tb, run, trainer, clients):
 
 # --- fuzz: arbitrary query strings never give a 500 ------------------------------
 
-_ROUTES = ["runs", "structure", "tags", "stats", "frame"]
+_ROUTES = ["runs", "structure", "tags", "stats", "frame", "units", "findings"]
 _values = st.one_of(
-    st.sampled_from(["mlp", "conv", "damaged", "dense/kernel", "dense_1/bias", "0", "-1", "1e3", ""]),
+    st.sampled_from(["mlp", "conv", "damaged", "dense/kernel", "dense_1/bias", "norm", "update", "0", "-1",
+                     "1e3", ""]),
     st.text(max_size=30),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
 )
 _pairs = st.lists(
-    st.tuples(st.sampled_from(["run", "tag", "step", "x"]), _values), max_size=4
+    st.tuples(st.sampled_from(["run", "tag", "step", "stat", "x"]), _values), max_size=4
 ).map(lambda kv: urllib.parse.urlencode(kv))
 _raw = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40).map(
     lambda s: urllib.parse.quote(s, safe="=&%+;/?:@,$")

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from werkzeug import test as wtest
 
 from runs import write_damaged_run, write_synthetic_run
+from test_units import write_damaged_units_run
 
 PREFIX = "/data/plugin/nnviz"
-ROUTES = ["runs", "structure", "tags", "stats", "frame"]
+ROUTES = ["runs", "structure", "tags", "stats", "frame", "units", "findings"]
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +27,17 @@ def client(tmp_path_factory, make_app):
     root = tmp_path_factory.mktemp("fuzz_logdir")
     write_synthetic_run(str(root / "a"), [0, 3, 9])
     write_damaged_run(str(root / "damaged"))
+    write_damaged_units_run(str(root / "damaged_units"))
     app, _ = make_app(root)
     return wtest.Client(app)
 
 
 _known = st.sampled_from(
-    ["a", "damaged", "dense/kernel", "short/kernel", "future/kernel", "0", "2", "3", "-1", "9" * 30, ""]
+    ["a", "damaged", "damaged_units", "dense/kernel", "dense/bias", "short/kernel", "future/kernel",
+     "norm", "update", "0", "2", "3", "-1", "9" * 30, ""]
 )
 _values = st.one_of(_known, st.text(max_size=40), st.binary(max_size=20).map(lambda b: b.decode("latin-1")))
-_keys = st.one_of(st.sampled_from(["run", "tag", "step"]), st.text(max_size=8))
+_keys = st.one_of(st.sampled_from(["run", "tag", "step", "stat"]), st.text(max_size=8))
 _pairs = st.lists(st.tuples(_keys, _values), max_size=5).map(urllib.parse.urlencode)
 # Raw strings: unescaped '&', '=', '%', '+', ';', broken %-escapes.
 _raw = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(

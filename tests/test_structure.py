@@ -85,8 +85,8 @@ def test_structure_of_a_branching_functional_model():
     assert layers["concat"]["output_shape"] == [None, 8]
     assert layers["out"]["params"] == 18 and layers["add"]["params"] == 0
     assert layers["b1"]["weights"] == [
-        {"name": "kernel", "tag": "b1/kernel", "shape": [4, 4], "dtype": "float32"},
-        {"name": "bias", "tag": "b1/bias", "shape": [4], "dtype": "float32"},
+        {"name": "kernel", "tag": "b1/kernel", "shape": [4, 4], "dtype": "float32", "trainable": True},
+        {"name": "bias", "tag": "b1/bias", "shape": [4], "dtype": "float32", "trainable": True},
     ]
 
 
@@ -111,8 +111,25 @@ def test_structure_counts_non_trainable_weights():
     assert [w["name"] for w in bn["weights"]] == ["gamma", "beta", "moving_mean",
                                                   "moving_variance"]
     assert bn["inbound"] == ["dense"]
+    # What the optimizer trains: not BatchNorm's moving statistics.
+    assert [w["trainable"] for w in bn["weights"]] == [True, True, False, False]
     model.layers[0].trainable = False
-    assert structure.build_structure(model)["layers"][0]["trainable"] is False
+    doc = structure.build_structure(model)
+    assert doc["layers"][0]["trainable"] is False
+    assert [w["trainable"] for w in doc["layers"][0]["weights"]] == [False, False]
+
+
+def test_a_frozen_nested_model_freezes_the_weights_inside():
+    import keras
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")], name="inner")
+    inner.trainable = False
+    outer = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1, name="head")],
+                             name="outer")
+    weights = {w["tag"]: w["trainable"] for layer in structure.build_structure(outer)["layers"]
+               for w in layer["weights"]}
+    assert weights == {"inner/d/kernel": False, "inner/d/bias": False,
+                       "head/kernel": True, "head/bias": True}
 
 
 def test_sublayers_of_ordinary_layers_are_listed_under_their_parent():

@@ -1,0 +1,195 @@
+"""Writer background CPU per snapshot, divided by one memory pass over the weights.
+
+For ResNet50 (keras.applications, weights=None) and the 784-1024-1024-10
+MLP, feeds snapshots of the model's real weights (each step perturbed by
+an Adam-sized update, so every stat and unit stat is computed) through
+`SnapshotWriter` and reads the background CPU time per snapshot: the
+process's CPU time across `write` + `flush` (the calling thread only waits
+there), so it counts the worker thread (layout, full-resolution stats,
+per-unit stats, encoding) and TensorBoard's event-writer thread
+(serializing, checksums, the write). The denominator is one memory pass
+over the same bytes: `np.add.reduce` over all the weights in one float32
+array, on the same kind of clock (CPU time, fastest of 15; the wall
+clock's fastest and median are printed too).
+
+"Before" is the same measurement with the package as it was at a git
+revision (default: the merge base with main), exported with `git archive`
+into a temporary folder and run in a subprocess, so both sides see the same
+weights and machine state. Printed side by side, as ratios:
+
+    python benchmarks/writer_cpu.py [--before REV] [--snapshots 8] [--models resnet50,mlp]
+
+Also prints the split of the current worker's time (stats with units,
+frames, the rest) from a profile of the same snapshots. Takes about two
+minutes on 2 shared cores. Not part of `make test`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def model_weights(name):
+    """[(tag, array, layer_class, layer_name)] of a freshly built model."""
+    import keras
+
+    from tensorboard_nnviz import structure
+
+    keras.utils.set_random_seed(0)
+    if name == "resnet50":
+        model = keras.applications.ResNet50(weights=None)
+    else:
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(1024, activation="relu"),
+                                  keras.layers.Dense(1024, activation="relu"), keras.layers.Dense(10)])
+    return [(r.tag, keras.ops.convert_to_numpy(r.variable), r.layer_class, r.layer_name)
+            for r in structure.weight_refs(model)]
+
+
+def memory_pass(weights, repeats=15):
+    """(CPU s, wall s, wall median s) of np.add.reduce over all the bytes."""
+    flat = np.concatenate([w.ravel() for _, w, _, _ in weights]).astype(np.float32)
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c, t = time.thread_time(), time.perf_counter()
+        np.add.reduce(flat)
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - t)
+    return min(cpu), min(wall), statistics.median(wall)
+
+
+def worker_cpu(weights, snapshots):
+    """Worker CPU seconds of each snapshot after the first (which has no
+    previous snapshot to compare with)."""
+    from tensorboard_nnviz import writer as writer_lib
+
+    rng = np.random.default_rng(0)
+    noise = {tag: rng.standard_normal(w.shape).astype(w.dtype) * np.float32(1e-3)
+             for tag, w, _, _ in weights}
+    logdir = tempfile.mkdtemp(prefix="nnviz_writer_cpu_")
+    writer = writer_lib.SnapshotWriter(logdir)
+    per_snapshot = []
+    try:
+        for step in range(snapshots + 1):
+            batch = [writer_lib.Weight(tag, w + noise[tag] * step, cls, layer, str(w.dtype))
+                     for tag, w, cls, layer in weights]
+            before = time.process_time()
+            writer.write(step, batch)
+            writer.flush()  # the worker flushes the event file: written by then
+            if step:
+                per_snapshot.append(time.process_time() - before)
+    finally:
+        writer.close()
+    return per_snapshot
+
+
+def split(weights, snapshots=3):
+    """CPU seconds per snapshot inside stats.measure and layout.make_frame
+    (this code only), from the functions the worker calls."""
+    from tensorboard_nnviz import layout as layout_lib
+    from tensorboard_nnviz import stats as stats_lib
+
+    spent = {"stats": 0.0, "frames": 0.0}
+    wrapped = {}
+    for module, name, key in ((stats_lib, "measure", "stats"), (layout_lib, "make_frame", "frames")):
+        original = getattr(module, name)
+
+        def timed(*args, _original=original, _key=key, **kwargs):
+            start = time.thread_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_key] += time.thread_time() - start
+
+        wrapped[(module, name)] = original
+        setattr(module, name, timed)
+    try:
+        total = sum(worker_cpu(weights, snapshots))
+    finally:
+        for (module, name), original in wrapped.items():
+            setattr(module, name, original)
+    # The first snapshot (no prev) is measured too: scale to the timed ones.
+    share = snapshots / (snapshots + 1.0)
+    return {k: v * share / snapshots for k, v in spent.items()}, total / snapshots
+
+
+def measure(models, snapshots):
+    out = {}
+    for name in models:
+        weights = model_weights(name)
+        cpu_pass, wall_pass, wall_median = memory_pass(weights)
+        times = worker_cpu(weights, snapshots)
+        out[name] = {"bytes": int(sum(w.nbytes for _, w, _, _ in weights)), "tensors": len(weights),
+                     "pass_cpu": cpu_pass, "pass_wall": wall_pass, "pass_wall_median": wall_median,
+                     "worker_min": min(times), "worker_median": statistics.median(times)}
+    return out
+
+
+def before(rev, models, snapshots):
+    """`measure` with the package at git revision `rev`, in a subprocess."""
+    folder = tempfile.mkdtemp(prefix="nnviz_before_")
+    archive = subprocess.run(["git", "-C", REPO, "archive", rev, "tensorboard_nnviz"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    env = dict(os.environ, PYTHONPATH=folder + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, __file__, "--json", "--models", ",".join(models),
+                          "--snapshots", str(snapshots)], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", default=None,
+                        help="git revision to compare with (default: merge base with main)")
+    parser.add_argument("--snapshots", type=int, default=8)
+    parser.add_argument("--models", default="resnet50,mlp")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    models = args.models.split(",")
+    if args.json:  # the subprocess of `before`
+        print(json.dumps(measure(models, args.snapshots)))
+        return
+    rev = args.before or subprocess.run(["git", "-C", REPO, "merge-base", "HEAD", "main"], check=True,
+                                        capture_output=True, text=True).stdout.strip()
+    old = before(rev, models, args.snapshots)
+    new = measure(models, args.snapshots)
+    print("load average %.1f %.1f %.1f; %d snapshots each, worker CPU per snapshot (min / median), "
+          "memory pass = np.add.reduce over the same bytes (fastest of 15)"
+          % (os.getloadavg() + (args.snapshots,)))
+    header = ("| model | tensors | MB | pass CPU | pass wall (median) | before: CPU | before ÷ pass | "
+              "after: CPU | after ÷ pass | after / before |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in models:
+        o, n = old[name], new[name]
+        p = n["pass_cpu"]
+        print("| %s | %d | %.0f | %.1f ms | %.1f (%.1f) ms | %.0f / %.0f ms | %.1f× | %.0f / %.0f ms | %.1f× | %.2f |" % (
+            name, n["tensors"], n["bytes"] / 1e6, p * 1e3, n["pass_wall"] * 1e3, n["pass_wall_median"] * 1e3,
+            o["worker_min"] * 1e3, o["worker_median"] * 1e3, o["worker_min"] / p,
+            n["worker_min"] * 1e3, n["worker_median"] * 1e3, n["worker_min"] / p,
+            n["worker_min"] / o["worker_min"]))
+    print()
+    print("Where the current worker's CPU goes (per snapshot):")
+    for name in models:
+        parts, total = split(model_weights(name))
+        rest = total - sum(parts.values())
+        p = new[name]["pass_cpu"]
+        print("  %-9s stats+units %.0f ms (%.1f×), frames %.0f ms (%.1f×), rest %.0f ms (%.1f×)" % (
+            name, parts["stats"] * 1e3, parts["stats"] / p, parts["frames"] * 1e3,
+            parts["frames"] / p, rest * 1e3, rest / p))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""findings.py on hand-made stats columns: each rule, its thresholds and the order.
+
+Real training runs with planted faults are in test_diagnosis.py.
+"""
+
+import math
+
+import pytest
+
+from tensorboard_nnviz import findings as F
+
+
+def columns(steps, **stats):
+    """Stats columns as /stats answers them; unspecified stats are healthy."""
+    n = len(steps)
+    out = {"steps": list(steps), "wall_times": [1.0e9 + s for s in steps]}
+    out.update(nan=[0.0] * n, inf=[0.0] * n, l2=[1.0] * n, units_still=[None] + [0.0] * (n - 1),
+               update_l2=[None] + [0.01] * (n - 1), update_ratio=[None] + [0.01] * (n - 1))
+    out.update(stats)
+    return out
+
+
+def structure(*weights, layer_trainable=True, layer_class="Dense"):
+    """A structure document; weights: (tag, trainable or None for a v1 run)."""
+    layers = {}
+    for tag, trainable in weights:
+        path, name = tag.rsplit("/", 1)
+        layer = layers.setdefault(path, {"path": path, "class": layer_class, "trainable": layer_trainable,
+                                         "weights": []})
+        w = {"name": name, "tag": tag, "shape": [2, 2], "dtype": "float32"}
+        if trainable is not None:
+            w["trainable"] = trainable
+        layer["weights"].append(w)
+    return {"model": {"name": "m"}, "layers": list(layers.values())}
+
+
+STEPS = [0, 10, 20, 30, 40]
+
+
+def kinds(found):
+    return [(f["kind"], f["severity"], f["tag"], f["first_step"]) for f in found]
+
+
+def test_a_healthy_run_has_no_findings():
+    cols = {"d/kernel": columns(STEPS), "d/bias": columns(STEPS)}
+    assert F.compute(cols, structure(("d/kernel", True), ("d/bias", True))) == []
+
+
+def test_nonfinite_one_per_tag_earliest_first_and_named_first():
+    cols = {
+        "a/kernel": columns(STEPS, nan=[0, 0, 0, 3, 9]),
+        "b/kernel": columns(STEPS, inf=[0, 0, 2, 2, 0], nan=[0, 0, 0, 0, 4]),
+        "c/kernel": columns(STEPS),
+    }
+    found = F.compute(cols, structure(("a/kernel", True), ("b/kernel", True), ("c/kernel", True)))
+    assert kinds(found) == [("nonfinite", "error", "b/kernel", 20), ("nonfinite", "error", "a/kernel", 30)]
+    assert found[0]["message"] == "b/kernel: Inf at step 20 (2 entries), first of all weights"
+    assert found[0]["last_step"] == 40 and found[0]["value"] == 2.0
+    assert found[1]["message"] == "a/kernel: NaN at step 30 (3 entries)"
+
+
+def test_exploding_by_growth_past_the_limit_of_the_first_norm():
+    l2 = [0.5, 1.0, 0.5 * F.GROWTH_LIMIT, 0.5 * F.GROWTH_LIMIT * 1.01, 60.0]
+    ratio = [None, 0.9, 0.5, 0.01, 0.1]  # no single jump that doubles the norm
+    cols = {"d/kernel": columns(STEPS, l2=l2, update_ratio=ratio)}
+    (found,) = F.compute(cols, structure(("d/kernel", True)))
+    assert (found["kind"], found["severity"], found["first_step"], found["last_step"]) == (
+        "exploding", "warning", 30, 40)
+    assert found["value"] == pytest.approx(F.GROWTH_LIMIT * 1.01)
+    assert "grew to 101× its first value by step 30" in found["message"]
+
+
+def test_exploding_by_one_update_larger_than_the_weights_that_doubled_them():
+    # An update > ||W_prev|| alone is not enough (healthy with sparse snapshots)...
+    calm = columns(STEPS, l2=[1.0, 1.5, 2.0, 2.5, 3.0], update_ratio=[None, 1.4, 1.3, 1.2, 1.1])
+    assert F.compute({"d/kernel": calm}, structure(("d/kernel", True))) == []
+    # ... it takes the norm doubling with it.
+    wild = columns(STEPS, l2=[1.0, 1.2, 3.0, 3.1, 3.2], update_ratio=[None, 0.3, 2.2, 0.1, 0.1])
+    (found,) = F.compute({"d/kernel": wild}, structure(("d/kernel", True)))
+    assert (found["kind"], found["first_step"], found["value"]) == ("exploding", 20, 2.2)
+    assert "one update (step 10 to 20) was 2.2× the weights' norm before it" in found["message"]
+
+
+def test_exploding_skips_weights_that_start_at_zero_and_moving_statistics():
+    zero_start = columns(STEPS, l2=[0.0, 0.01, 0.1, 1.0, 10.0], update_ratio=[None, None, 9.0, 9.0, 9.0])
+    moving = columns(STEPS, l2=[1.0, 50.0, 500.0, 900.0, 900.0])
+    cols = {"d/bias": zero_start, "bn/moving_variance": moving}
+    assert F.compute(cols, structure(("d/bias", True), ("bn/moving_variance", False))) == []
+
+
+def test_frozen_trainable_weight_that_never_changed():
+    still = columns(STEPS, update_l2=[None, 0.0, 0.0, 0.0, 0.0])
+    cols = {"main/kernel": columns(STEPS), "branch/kernel": still, "bn/moving_mean": still}
+    found = F.compute(cols, structure(("main/kernel", True), ("branch/kernel", True),
+                                      ("bn/moving_mean", False)))
+    assert kinds(found) == [("frozen", "warning", "branch/kernel", 0)]
+    assert found[0]["last_step"] == 40
+    assert found[0]["message"] == "branch/kernel: trainable, but never changed over 5 snapshots (steps 0 to 40)"
+
+
+def test_frozen_needs_two_snapshots_after_the_first():
+    short = columns([0, 10], update_l2=[None, 0.0])
+    assert F.compute({"d/kernel": short, "e/kernel": columns([0, 10])},
+                     structure(("d/kernel", True), ("e/kernel", True))) == []
+
+
+def test_nothing_learns_makes_every_frozen_an_error():
+    still = columns(STEPS, update_l2=[None, 0.0, 0.0, 0.0, 0.0])
+    moving_stat = columns(STEPS)  # a moving mean still moves: it is not trained
+    cols = {"d/kernel": still, "d/bias": still, "bn/moving_mean": moving_stat}
+    found = F.compute(cols, structure(("d/kernel", True), ("d/bias", True), ("bn/moving_mean", False)))
+    assert kinds(found) == [("frozen", "error", "d/kernel", 0), ("frozen", "error", "d/bias", 0)]
+    assert all(f["message"].endswith("nothing learns") for f in found)
+
+
+def test_version_1_structure_falls_back_to_layer_flag_and_statistic_names():
+    still = columns(STEPS, update_l2=[None, 0.0, 0.0, 0.0, 0.0])
+    cols = {"bn/gamma": columns(STEPS), "bn/moving_mean": still, "bn/moving_variance": still,
+            "frozen_layer/kernel": still}
+    doc = structure(("bn/gamma", None), ("bn/moving_mean", None), ("bn/moving_variance", None))
+    doc["layers"].append({"path": "frozen_layer", "class": "Dense", "trainable": False,
+                          "weights": [{"name": "kernel", "tag": "frozen_layer/kernel"}]})
+    assert F.compute(cols, doc) == []
+    info = F.weight_info(doc)
+    assert [info[t]["trainable"] for t in ("bn/gamma", "bn/moving_mean", "frozen_layer/kernel")] == [
+        True, False, False]
+
+
+def test_weights_without_structure_are_not_called_frozen():
+    still = columns(STEPS, update_l2=[None, 0.0, 0.0, 0.0, 0.0])
+    assert F.compute({"d/kernel": still}, None) == []
+
+
+def units_series(steps, rows, block=1, units=None):
+    return {"steps": list(steps), "update": [list(r) for r in rows], "block": block,
+            "units": units if units is not None else len(rows[0]) * block}
+
+
+def test_dead_units_still_over_the_last_half_while_others_move():
+    # Units 1 and 3 stop after step 10; unit 0 and 2 keep moving.
+    rows = [[math.nan] * 4, [0.1, 0.1, 0.1, 0.2], [0.1, 0.0, 0.1, 0.0], [0.1, 0.0, 0.2, 0.0],
+            [0.1, 0.0, 0.1, 0.0]]
+    cols = {"h/kernel": columns(STEPS, units_still=[None, 0, 2, 2, 2]),
+            "h/bias": columns(STEPS, units_still=[None, 0, 2, 2, 2])}
+    doc = structure(("h/kernel", True), ("h/bias", True))
+    assert F.needs_units(cols, doc) == ["h/kernel", "h/bias"]
+    units = {"h/kernel": units_series(STEPS, rows), "h/bias": units_series(STEPS, rows)}
+    (found,) = F.compute(cols, doc, units)
+    assert (found["kind"], found["severity"], found["tag"], found["units"]) == (
+        "dead_units", "warning", "h/kernel", [1, 3])
+    assert (found["first_step"], found["last_step"]) == (10, 40)
+    assert found["message"] == "h/kernel: 2 of 4 units stopped learning at step 10 (h/bias too)"
+
+
+def test_dead_units_expand_blocks_and_say_never_changed():
+    rows = [[math.nan] * 3] + [[0.0, 0.5, 0.5]] * 4  # block 0 = units 0..2 never moved
+    cols = {"e/kernel": columns(STEPS, units_still=[None, 3, 3, 3, 3])}
+    units = {"e/kernel": units_series(STEPS, rows, block=3, units=8)}
+    (found,) = F.compute(cols, structure(("e/kernel", True)), units)
+    assert found["units"] == [0, 1, 2] and found["first_step"] == 0
+    assert found["message"] == "e/kernel: 3 of 8 units never changed: updates exactly 0 from step 0 on"
+
+
+def test_not_dead_when_still_only_recently_all_still_or_an_embedding():
+    recent = [[math.nan] * 2, [0.1, 0.1], [0.1, 0.1], [0.1, 0.1], [0.0, 0.1]]  # stopped at 40 > middle
+    all_still = [[math.nan] * 2, [0.1, 0.1]] + [[0.0, 0.0]] * 3
+    cols = {"a/kernel": columns(STEPS, units_still=[None, 0, 0, 0, 1]),
+            "b/kernel": columns(STEPS, units_still=[None, 0, 2, 2, 2]),
+            "emb/embeddings": columns(STEPS, units_still=[None, 1, 1, 1, 1])}
+    doc = structure(("a/kernel", True), ("b/kernel", True))
+    doc["layers"] += structure(("emb/embeddings", True), layer_class="Embedding")["layers"]
+    assert F.needs_units(cols, doc) == ["b/kernel"]  # the counts rule out a; embeddings not judged
+    units = {"a/kernel": units_series(STEPS, recent), "b/kernel": units_series(STEPS, all_still),
+             "emb/embeddings": units_series(STEPS, [[math.nan] * 2] + [[0.0, 1.0]] * 4)}
+    assert F.compute(cols, doc, units) == []
+
+
+def test_order_is_severity_then_first_step_then_model_order():
+    still = columns(STEPS, update_l2=[None, 0.0, 0.0, 0.0, 0.0])
+    cols = {
+        "z/kernel": columns(STEPS, nan=[0, 0, 0, 0, 1]),
+        "y/kernel": still,
+        "x/kernel": columns(STEPS, l2=[1.0, 1.0, 1.0, 1.0, 500.0]),
+        "w/kernel": columns(STEPS, l2=[1.0, 1.0, 1.0, 1.0, 500.0]),
+    }
+    doc = structure(("x/kernel", True), ("w/kernel", True), ("y/kernel", True), ("z/kernel", True))
+    assert kinds(F.compute(cols, doc)) == [
+        ("nonfinite", "error", "z/kernel", 40),
+        ("frozen", "warning", "y/kernel", 0),
+        ("exploding", "warning", "x/kernel", 40),
+        ("exploding", "warning", "w/kernel", 40),
+    ]
+
+
+def test_damaged_and_short_columns_are_skipped():
+    cols = {"bad/kernel": {"error": "stats of weight 'bad/kernel': damaged"},
+            "short/kernel": {"steps": [0, 1], "nan": [0]}, "ok/kernel": columns(STEPS)}
+    assert F.compute(cols, None) == []
