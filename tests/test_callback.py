@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
+import snapshot_checks as checks
 
 FAMILIES = sorted(km.BUILDERS)
 
@@ -33,12 +34,6 @@ def _train(logdir, family, epochs=1, steps=4, **kwargs):
     rec = km.recorder()
     _fit(model, x, y, [NNVizCallback(str(logdir), **kwargs), rec], epochs, steps)
     return model, rec
-
-
-def _layout_frame(w, layout):
-    rows = int(np.prod([w.shape[a] for a in layout["row_axes"]], dtype=np.int64))
-    cols = int(np.prod([w.shape[a] for a in layout["col_axes"]], dtype=np.int64))
-    return np.transpose(w, layout["row_axes"] + layout["col_axes"]).reshape(rows, cols)
 
 
 @pytest.fixture(scope="module")
@@ -69,22 +64,13 @@ def test_every_weight_recorded_at_the_scheduled_steps(family_runs, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_frames_equal_the_layout_of_the_true_weights(family_runs, family):
     model, rec, run = family_runs[family]
-    for tag, frames in run["frames"].items():
-        content = run["content"][tag]
-        layout = content["layout"]
-        assert layout["block"] == [1, 1]
-        for step, frame in frames.items():
-            w = rec.weights[step][tag]
-            assert content["shape"] == list(w.shape)
-            expected = _layout_frame(w, layout).astype(np.float32)
-            assert frame.shape == (content["rows"], content["cols"]) == expected.shape
-            np.testing.assert_array_equal(frame, expected, err_msg="%s step %d" % (tag, step))
+    checks.assert_frames_match(run, rec.weights)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_stats_match_numpy(family_runs, family):
     model, rec, run = family_runs[family]
-    _assert_stats_match(run, rec)
+    checks.assert_stats_match(run, rec.weights)
 
 
 def test_stats_stay_exact_when_snapshot_buffers_are_recycled(tmp_path):
@@ -93,37 +79,11 @@ def test_stats_stay_exact_when_snapshot_buffers_are_recycled(tmp_path):
     model, rec = _train(tmp_path, "conv2d", steps=10, snapshot_freq=1)
     run = km.read_run(tmp_path)
     assert all(sorted(by_step) == list(range(11)) for by_step in run["stats"].values())
-    _assert_stats_match(run, rec)
+    checks.assert_stats_match(run, rec.weights)
     for tag, frames in run["frames"].items():
         for step, frame in frames.items():
-            expected = _layout_frame(rec.weights[step][tag], run["content"][tag]["layout"])
+            expected = checks.layout_frame(rec.weights[step][tag], run["content"][tag]["layout"])
             np.testing.assert_array_equal(frame, expected.astype(np.float32))
-
-
-def _assert_stats_match(run, rec):
-    for tag, by_step in run["stats"].items():
-        steps = sorted(by_step)
-        w0 = rec.weights[steps[0]][tag].astype(np.float64)
-        for i, step in enumerate(steps):
-            s = by_step[step]
-            w = rec.weights[step][tag].astype(np.float64)
-            assert s["mean"] == pytest.approx(w.mean(), rel=1e-6, abs=1e-9)
-            assert s["std"] == pytest.approx(w.std(), rel=1e-6, abs=1e-9)
-            assert s["min"] == pytest.approx(w.min()) and s["max"] == pytest.approx(w.max())
-            assert s["l2"] == pytest.approx(np.linalg.norm(w), rel=1e-6)
-            assert s["absmax"] == pytest.approx(np.abs(w).max())
-            assert s["p01"] == pytest.approx(np.percentile(w, 1), rel=1e-5, abs=1e-7)
-            assert s["p99"] == pytest.approx(np.percentile(w, 99), rel=1e-5, abs=1e-7)
-            assert s["zero_frac"] == pytest.approx(np.mean(np.abs(w) <= 1e-8))
-            assert s["nan"] == 0 and s["inf"] == 0
-            assert s["init_l2"] == pytest.approx(np.linalg.norm(w - w0), rel=1e-6, abs=1e-12)
-            if i == 0:
-                assert s["update_l2"] is None and s["update_ratio"] is None
-                continue
-            prev = rec.weights[steps[i - 1]][tag].astype(np.float64)
-            assert s["update_l2"] == pytest.approx(np.linalg.norm(w - prev), rel=1e-6,
-                                                   abs=1e-12)
-            assert s["update_absmax"] == pytest.approx(np.abs(w - prev).max(), abs=1e-12)
 
 
 def test_conv_kernels_form_kh_by_kw_tiles(family_runs):
