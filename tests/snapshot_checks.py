@@ -9,6 +9,15 @@ import numpy as np
 import pytest
 
 
+def weights_from_npz(npz):
+    """`{step: {tag: array}}` from an .npz whose keys are "tag@step"."""
+    out = {}
+    for key in npz:
+        tag, step = key.rsplit("@", 1)
+        out.setdefault(int(step), {})[tag] = npz[key]
+    return out
+
+
 def layout_frame(w, layout):
     """The frame the layout rule gives for `w`, before any block reduction:
     transpose(W, row_axes + col_axes).reshape(Π rows, Π cols)."""

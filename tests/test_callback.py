@@ -39,12 +39,7 @@ def _train(logdir, family, epochs=1, steps=4, **kwargs):
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
     """Every family trained 1 epoch of 4 steps with a snapshot every 2 steps."""
-    runs = {}
-    for family in FAMILIES:
-        logdir = tmp_path_factory.mktemp(family)
-        model, rec = _train(logdir, family, snapshot_freq=2)
-        runs[family] = (model, rec, km.read_run(logdir))
-    return runs
+    return km.record_runs(FAMILIES, tmp_path_factory.mktemp, snapshot_freq=2)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -52,15 +52,6 @@ def _event_files(logdir):
     return [n for n in os.listdir(logdir) if n.startswith("events.out.tfevents.")]
 
 
-def _weights(npz):
-    """{step: {tag: array}} from the "tag@step" keys of an .npz."""
-    out = {}
-    for key in npz:
-        tag, step = key.rsplit("@", 1)
-        out.setdefault(int(step), {})[tag] = npz[key]
-    return out
-
-
 @pytest.fixture(scope="module")
 def devices_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("jax_devices")
@@ -81,7 +72,7 @@ def test_snapshots_hold_the_whole_weight_and_equal_one_device(devices_out, name)
             np.testing.assert_allclose(run["frames"][tag][step], frame, rtol=1e-5, atol=1e-6,
                                        err_msg="%s %s step %d" % (name, tag, step))
     # Cell for cell the weights JAX gathers itself, stats included.
-    weights = _weights(np.load(devices_out / (name + ".npz")))
+    weights = checks.weights_from_npz(np.load(devices_out / (name + ".npz")))
     checks.assert_frames_match(run, weights)
     checks.assert_stats_match(run, weights)
     assert not np.allclose(single["frames"]["dense/kernel"][0], single["frames"]["dense/kernel"][4])

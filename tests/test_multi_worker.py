@@ -59,15 +59,6 @@ def _only_file_is_from(logdir, pid):
     assert len(files) == 1 and files[0].split(".")[-2] == str(pid), files
 
 
-def _weights(npz):
-    """{step: {tag: array}} from the "tag@step" keys of an .npz."""
-    out = {}
-    for key in npz:
-        tag, step = key.rsplit("@", 1)
-        out.setdefault(int(step), {})[tag] = npz[key]
-    return out
-
-
 def test_multi_worker_mirrored_strategy_chief_writes_the_replicas_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
@@ -80,8 +71,8 @@ def test_multi_worker_mirrored_strategy_chief_writes_the_replicas_weights(tmp_pa
     _only_file_is_from(logdir, (tmp_path / "pid_0").read_text())
     run = km.read_run(logdir)
     assert km.steps_of(logdir) == [0, 2, 4, 6, 8]
-    chief = _weights(np.load(tmp_path / "worker_0.npz"))
-    other = _weights(np.load(tmp_path / "worker_1.npz"))
+    chief = checks.weights_from_npz(np.load(tmp_path / "worker_0.npz"))
+    other = checks.weights_from_npz(np.load(tmp_path / "worker_1.npz"))
     assert sorted(other) == list(range(9))  # it trained all 8 steps too
     for step in (0, 2, 4, 6, 8):
         for tag, value in other[step].items():  # the replicas stay in sync
