@@ -68,11 +68,13 @@ chromium:
 
 test: envs chromium test-js test-py test-jax test-torch
 
-# Keras on TensorFlow: everything but the torch-only tests.
-test-py: $(STAMP)
+# Keras on TensorFlow: everything but the torch-only tests. Some of them run
+# the JAX and torch environments' python too (the same weights on every
+# backend, Keras's distribution API on JAX, torch.distributed ranks).
+test-py: $(STAMP) $(JAX_STAMP) $(TORCH_STAMP)
 	$(BIN)/python -m pytest -q tests --ignore=tests/torch
 
-# The backend-independent Keras tests again on JAX and on torch.
+# The backend-independent Keras tests (tests/backends) again on JAX and on torch.
 test-jax: $(JAX_STAMP)
 	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -m pytest -q tests/backends
 
@@ -85,7 +87,8 @@ test-js:
 demo: $(STAMP)
 	$(BIN)/nnviz demo
 
-bench: $(STAMP)
+# callback_overhead.py runs each backend in its own environment.
+bench: envs
 	$(BIN)/python benchmarks/callback_overhead.py
 	$(BIN)/python benchmarks/frame_latency.py
 

@@ -57,7 +57,7 @@ setup(
     ],
     extras_require={
         "keras": ["keras>=3.0", "tensorflow>=2.16"],
-        "jax": ["keras>=3.0", "jax[cpu]>=0.4.30"],
+        "jax": ["keras>=3.0", "jax[cpu]>=0.5.1"],  # jax.distributed.is_initialized
         "torch": ["keras>=3.0", "torch>=2.1"],
         "lightning": ["torch>=2.1", "lightning>=2.1"],
         "export": ["matplotlib>=3.6", "pillow>=9"],

@@ -1,6 +1,12 @@
-"""Training-time overhead of NNVizCallback next to Keras's TensorBoard callback.
+"""Training-time overhead of NNVizCallback next to Keras's TensorBoard callback,
+on each Keras backend (TensorFlow, JAX, torch).
 
-In one process, interleaved (none, nnviz, keras, then rotated each round)
+Keras reads KERAS_BACKEND once, at import, so each backend is measured in a
+process of its own, with the python of its environment (`.venv`,
+`.venv-jax`, `.venv-torch`, built by `make envs`); this script is the
+driver that starts them one after another and prints their figures side
+by side (`--backends` picks which). Within one backend's process,
+interleaved (none, nnviz, keras, then rotated each round)
 and keeping the minimum of several runs of each, this times `model.fit` of
 an MLP on synthetic data with:
 
@@ -15,17 +21,23 @@ when other processes share the cores). Printed: each overhead, ours as a
 ratio of Keras's and as a fraction of the fit time, and the bytes each
 callback wrote. A second table gives the direct cost, steadier under load:
 the time spent inside each callback's hooks (and constructor), plus our
-worker thread's CPU time. Targets: ours <= 0.2 x Keras's and <= 10 % of fit
-time on both models. Takes about 6 minutes on 2 cores.
+worker thread's CPU time. Targets: ours <= 0.2 x Keras's and <= 2 % of fit
+time on both models and every backend. Keras's TensorBoard callback needs
+TensorFlow: on JAX and torch (no TensorFlow installed) it cannot run, and
+the table says so. Takes about 6 minutes per backend on 2 cores.
 
-    python benchmarks/callback_overhead.py [--samples 10000] [--epochs 3] [--repeats 5]
+    python benchmarks/callback_overhead.py [--backends tensorflow,jax,torch]
+        [--samples 10000] [--epochs 3] [--repeats 5] [--models ...]
 """
 
 import argparse
 import gc
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -35,6 +47,8 @@ import numpy as np  # noqa: E402
 
 MODELS = {"784-1024-1024-10": (1024, 1024), "784-64-64-10": (64, 64)}
 CONFIGS = ("none", "nnviz", "keras")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENVIRONMENTS = {"tensorflow": ".venv", "jax": ".venv-jax", "torch": ".venv-torch"}
 
 
 def build(hidden, seed=0):
@@ -122,70 +136,137 @@ def fmt_bytes(n):
     return "%.3g TB" % n
 
 
+def keras_tb_unavailable():
+    """Why Keras's TensorBoard callback cannot run here, or None if it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return "needs TensorFlow (not installed)"
+    return None
+
+
+def measure(args):
+    """Times every configuration on this process's Keras backend; returns the
+    raw figures as a JSON-able dict."""
+    import keras
+
+    backend = keras.backend.backend()
+    unavailable = keras_tb_unavailable()
+    configs = tuple(c for c in CONFIGS if not (c == "keras" and unavailable))
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((args.samples, 784)).astype("float32"),
+            rng.integers(0, 10, args.samples))
+    names = args.models.split(",")
+    for name in names:  # warm-up: compiled step caches, first-use imports of each callback
+        for config in configs:
+            time_fit(MODELS[name], config, (data[0][:512], data[1][:512]), args)
+
+    results = {"%s|%s" % (m, c): [] for m in names for c in configs}
+    sizes = {}
+    for rep in range(args.repeats):
+        # Rotate the order each round so no configuration always runs
+        # right after the same other one.
+        order = configs[rep % len(configs):] + configs[:rep % len(configs)]
+        for name in names:
+            for config in order:
+                gc.collect()
+                t, size = time_fit(MODELS[name], config, data, args)
+                results["%s|%s" % (name, config)].append(t)
+                sizes["%s|%s" % (name, config)] = size
+                print("  %s run %d %-18s %-6s %7.2f s wall %7.2f s CPU %6.3f s in hooks "
+                      "%6.3f s worker CPU" % ((backend, rep + 1, name, config) + t), flush=True)
+    return {"backend": backend, "keras_tb_unavailable": unavailable, "results": results,
+            "sizes": sizes, "load": os.getloadavg()[0]}
+
+
+def run_backend(backend, args):
+    """Runs this script for one backend in its own environment's python."""
+    python = os.path.join(ROOT, ENVIRONMENTS[backend], "bin", "python")
+    if not os.path.exists(python):
+        sys.exit("%s is missing: `make envs` builds it" % python)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        argv = [python, os.path.abspath(__file__), "--measure", out.name,
+                "--samples", str(args.samples), "--batch", str(args.batch),
+                "--epochs", str(args.epochs), "--repeats", str(args.repeats),
+                "--models", args.models]
+        subprocess.run(argv, check=True, env=dict(os.environ, KERAS_BACKEND=backend))
+        with open(out.name) as f:
+            return json.load(f)
+
+
+def pct(x, base):
+    return "%+.1f%%" % (100 * x / base)
+
+
+def print_tables(runs, args):
+    names = args.models.split(",")
+    print()
+    print("%d samples, batch %d, %d epochs, snapshot/histograms every epoch, %d interleaved "
+          "runs each; load average %s" % (
+              args.samples, args.batch, args.epochs, args.repeats,
+              ", ".join("%.1f (%s)" % (r["load"], r["backend"]) for r in runs)))
+    header = ("| model | backend | clock | fit, no callback | NNViz overhead | "
+              "Keras TB overhead | NNViz / Keras | NNViz / fit |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in names:
+        for run in runs:
+            res = {k: v for k, v in run["results"].items()}
+            for i, clock, pick in ((0, "wall, min", min), (1, "CPU, min", min),
+                                   (0, "wall, median", statistics.median)):
+                base = pick([t[i] for t in res[name + "|none"]])
+                ours = pick([t[i] for t in res[name + "|nnviz"]]) - base
+                if run["keras_tb_unavailable"]:
+                    theirs_cell, ratio = "cannot run: " + run["keras_tb_unavailable"], "n/a"
+                else:
+                    theirs = pick([t[i] for t in res[name + "|keras"]]) - base
+                    theirs_cell = "%+.2f s (%s)" % (theirs, pct(theirs, base))
+                    ratio = "%.3f" % (ours / theirs) if theirs > 0 else "n/a"
+                print("| %s | %s | %s | %.2f s | %+.2f s (%s) | %s | %s | %s |" % (
+                    name, run["backend"], clock, base, ours, pct(ours, base), theirs_cell,
+                    ratio, pct(ours, base)))
+    print()
+    print("Direct cost, min over runs: time inside each callback's hooks on the training "
+          "thread, plus our writer thread's CPU time (Keras's callback works in its hooks).")
+    header = ("| model | backend | fit, no callback | NNViz hooks + worker | NNViz / fit | "
+              "Keras TB hooks | NNViz / Keras | bytes NNViz | bytes Keras TB |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in names:
+        for run in runs:
+            res, sizes = run["results"], run["sizes"]
+            base = min(t[0] for t in res[name + "|none"])
+            ours = min(t[2] + t[3] for t in res[name + "|nnviz"])
+            if run["keras_tb_unavailable"]:
+                theirs_cell, ratio, their_bytes = "cannot run", "n/a", "n/a"
+            else:
+                theirs = min(t[2] for t in res[name + "|keras"])
+                theirs_cell, ratio = "%.3f s" % theirs, "%.3f" % (ours / theirs)
+                their_bytes = fmt_bytes(sizes[name + "|keras"])
+            print("| %s | %s | %.2f s | %.3f s | %.1f%% | %s | %s | %s | %s |" % (
+                name, run["backend"], base, ours, 100 * ours / base, theirs_cell, ratio,
+                fmt_bytes(sizes[name + "|nnviz"]), their_bytes))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--measure", metavar="OUT.json",
+                        help="measure this process's backend only and write OUT.json "
+                             "(what the driver runs in each environment)")
     args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
-    data = (rng.standard_normal((args.samples, 784)).astype("float32"),
-            rng.integers(0, 10, args.samples))
-    names = args.models.split(",")
-    for name in names:  # warm-up: TF graph caches, first-use imports of each callback
-        for config in CONFIGS:
-            time_fit(MODELS[name], config, (data[0][:512], data[1][:512]), args)
-
-    results = {(m, c): [] for m in names for c in CONFIGS}
-    sizes = {}
-    for rep in range(args.repeats):
-        # Rotate the order each round so no configuration always runs
-        # right after the same other one.
-        order = CONFIGS[rep % 3:] + CONFIGS[:rep % 3]
-        for name in names:
-            for config in order:
-                gc.collect()
-                t, size = time_fit(MODELS[name], config, data, args)
-                results[(name, config)].append(t)
-                sizes[(name, config)] = size
-                print("  run %d %-18s %-6s %7.2f s wall %7.2f s CPU %6.3f s in hooks "
-                      "%6.3f s worker CPU" % ((rep + 1, name, config) + t), flush=True)
-
-    print()
-    print("%d samples, batch %d, %d epochs, snapshot/histograms every epoch, %d interleaved "
-          "runs each; load average %.1f" % (args.samples, args.batch, args.epochs, args.repeats,
-                                            os.getloadavg()[0]))
-    header = ("| model | clock | fit, no callback | NNViz overhead | Keras TB overhead | "
-              "NNViz / Keras | NNViz / fit |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for name in names:
-        for i, clock, pick in ((0, "wall, min", min), (1, "CPU, min", min),
-                               (0, "wall, median", statistics.median)):
-            base = pick([t[i] for t in results[(name, "none")]])
-            ours = pick([t[i] for t in results[(name, "nnviz")]]) - base
-            theirs = pick([t[i] for t in results[(name, "keras")]]) - base
-            ratio = "%.3f" % (ours / theirs) if theirs > 0 else "n/a"
-            print("| %s | %s | %.2f s | %+.2f s (%+.1f%%) | %+.2f s (%+.0f%%) | %s | %+.1f%% |" % (
-                name, clock, base, ours, 100 * ours / base, theirs, 100 * theirs / base, ratio,
-                100 * ours / base))
-    print()
-    print("Direct cost, min over runs: time inside each callback's hooks on the training "
-          "thread, plus our writer thread's CPU time (Keras's callback works in its hooks).")
-    header = ("| model | fit, no callback | NNViz hooks + worker | Keras TB hooks | "
-              "NNViz / Keras | NNViz / fit | bytes NNViz | bytes Keras TB |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for name in names:
-        base = min(t[0] for t in results[(name, "none")])
-        ours = min(t[2] + t[3] for t in results[(name, "nnviz")])
-        theirs = min(t[2] for t in results[(name, "keras")])
-        print("| %s | %.2f s | %.3f s | %.3f s | %.3f | %.1f%% | %s | %s |" % (
-            name, base, ours, theirs, ours / theirs, 100 * ours / base,
-            fmt_bytes(sizes[(name, "nnviz")]), fmt_bytes(sizes[(name, "keras")])))
+    if args.measure:
+        result = measure(args)
+        with open(args.measure, "w") as f:
+            json.dump(result, f)
+        return
+    runs = [run_backend(b, args) for b in args.backends.split(",")]
+    print_tables(runs, args)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ class NNVizCallback(keras.callbacks.Callback):
     after the last step written there, and no step is written twice.
 
     The training thread only copies weights to host memory; a background
-    thread lays them out, measures and writes them. Under
-    `tf.distribute` strategies only the chief worker writes.
+    thread lays them out, measures and writes them. It runs on Keras's
+    TensorFlow, JAX and torch backends. One process writes: the chief
+    worker under `tf.distribute`, process 0 under Keras's distribution API
+    on JAX (create the callback after `keras.distribution.initialize()`),
+    rank 0 under `torch.distributed`. A weight sharded over devices is
+    gathered whole, one weight at a time.
 
     Args:
       log_dir: directory for the event files (one TensorBoard run), e.g.
@@ -72,7 +76,8 @@ class NNVizCallback(keras.callbacks.Callback):
         self.max_cells = int(max_cells)
         self._include = re.compile(include) if include is not None else None
         self._exclude = re.compile(exclude) if exclude is not None else None
-        self._chief = is_chief(os.environ.get("TF_CONFIG"))
+        self._chief = writes_here()  # this process writes the snapshots
+        self._joins = _takes_part(self._chief)  # this process takes snapshots
         self._writer = None
         self._writer_state = None
         self._last_step = None  # last step written to log_dir (by anyone)
@@ -93,9 +98,10 @@ class NNVizCallback(keras.callbacks.Callback):
     # --- Keras hooks --------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        if not self._chief:
+        self._check_role()
+        if not self._joins:
             return
-        if self._writer is None:
+        if self._writer is None and self._chief:
             self._writer = self._new_writer()
         self._count = self._iterations()
         self._pending_first = not self._has_weights()
@@ -107,7 +113,7 @@ class NNVizCallback(keras.callbacks.Callback):
         self._epoch_base = self._count
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self._chief:
+        if not self._joins:
             return
         # Steps counted here, not read from the optimizer: reading its
         # iterations syncs with the device at every batch.
@@ -128,7 +134,7 @@ class NNVizCallback(keras.callbacks.Callback):
             self._snapshot()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._chief and self._schedule.per_epoch and not self._pending_first:
+        if self._joins and self._schedule.per_epoch and not self._pending_first:
             self._snapshot()
 
     def on_train_end(self, logs=None):
@@ -143,8 +149,20 @@ class NNVizCallback(keras.callbacks.Callback):
 
     # --- snapshots ----------------------------------------------------------------
 
+    def _check_role(self):
+        """A JAX process group started after this callback was made changes
+        which process writes: stop writing here if this is not process 0."""
+        self._joins = _takes_part(self._chief)
+        if self._chief and not writes_here():
+            self._chief = False
+            self.close()
+            logger.warning("nnviz: this process (not process 0) stops writing to %r; create "
+                           "NNVizCallback after keras.distribution.initialize()", self.log_dir)
+
     def _log_budget(self, iterations):
         """Logs what this fit will record: tensors, bytes per snapshot, snapshots."""
+        if not self._chief:
+            return
         try:
             refs = [r for r, _ in self._weight_refs()[2]]  # the recorded ones
             params = self.params or {}
@@ -177,8 +195,13 @@ class NNVizCallback(keras.callbacks.Callback):
         if (self._last_iterations == it and self._last_optimizer is not None
                 and self._last_optimizer() is optimizer):
             return  # the same weights as the last snapshot (a second fit)
-        step = self._step(it)
         refs, signature, recorded = self._weight_refs()
+        if not self._chief:  # another process writes: enter its collective gathers only
+            for r, _ in recorded:
+                _join_gather(r.variable)
+            self._last_iterations, self._last_optimizer = it, _weakref(optimizer)
+            return
+        step = self._step(it)
         doc = None
         if signature != self._signature:  # first snapshot, or the model changed
             doc = structure_lib.build_structure(self.model, refs)
@@ -186,9 +209,7 @@ class NNVizCallback(keras.callbacks.Callback):
         weights = []
         with self._writer.paused():
             for r, dtype in recorded:
-                value = _host_view(r.variable)
-                buf = take(r.tag, value.shape, value.dtype)
-                np.copyto(buf, value)  # the one copy: into a recycled buffer
+                buf = _copy_to_host(r.variable, r.tag, take)
                 weights.append(writer_lib.Weight(r.tag, buf, r.layer_class, r.layer_name,
                                                  dtype))
         self._writer.write(step, weights, doc, pooled=True)
@@ -241,22 +262,133 @@ class NNVizCallback(keras.callbacks.Callback):
         return bool(getattr(self.model, "built", True) and self.model.weights)
 
 
-def _host_view(variable):
-    """A variable's current value as numpy, sharing its memory where it can.
+def _copy_to_host(variable, tag, take):
+    """A variable's current value, copied once into `take(tag, shape, dtype)`.
 
-    `np.array(variable)` copies twice with TensorFlow (`tf.Variable.numpy()`,
-    then numpy's own copy); a tensor read of the variable is viewed in place
-    (on CPU), so the only copy is the caller's. The view must not outlive
-    the copy: while it lives, TensorFlow copies the variable at its next
-    update (copy-on-write) to keep the view unchanged.
+    The buffer comes from the writer's pool (recycled across snapshots).
+    The one copy is made from a host view that shares the backend's memory
+    where it can (measured by benchmarks/hold_time.py): on CPU a TensorFlow
+    tensor read, a torch `detach()`, and a JAX array all share it. A JAX
+    array split over devices is copied shard by shard into the buffer, so
+    no second, gathered copy is made (JAX would keep one on the array).
     """
     value = getattr(variable, "value", variable)  # the backend's variable or array
+    if _sharded_jax_array(value):
+        return _gather_jax(value, tag, take)
+    view = _host_view(value, variable)
+    buf = take(tag, view.shape, view.dtype)
+    np.copyto(buf, view)
+    return buf
+
+
+def _host_view(value, variable):
+    """The backend value as numpy, sharing its memory where it can.
+
+    `np.array(variable)` copies twice with TensorFlow (`tf.Variable.numpy()`,
+    then numpy's own copy) and goes through `convert_to_numpy`'s copy on
+    torch. The view must not outlive the caller's copy: while it lives,
+    TensorFlow copies the variable at its next update (copy-on-write) to
+    keep the view unchanged.
+    """
     if callable(getattr(value, "value", None)):  # a tf.Variable: read it as a tensor
         value = value.value()
+    elif callable(getattr(value, "detach", None)):  # a torch Parameter: no autograd
+        value = value.detach().cpu()  # .cpu() of a CPU tensor is the tensor itself
     try:
         return np.asarray(value)
-    except Exception:  # e.g. a torch tensor that requires grad
+    except Exception:  # e.g. torch bfloat16, which numpy cannot view
         return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def _sharded_jax_array(value):
+    """A JAX array whose devices hold different parts (not one whole copy each)."""
+    # Only JAX arrays have the attribute; asking the sharding is cheap, listing
+    # `addressable_shards` is not (measured: most of a snapshot's reads).
+    return getattr(value, "is_fully_replicated", True) is False
+
+
+def _gather_jax(array, tag, take):
+    """The whole of a sharded JAX array in one host buffer.
+
+    Each distinct shard held by this process is copied into place (a CPU
+    shard reads without a copy). Shards held only by other processes come
+    through JAX's collective gather, entered by every process
+    (`_join_gather`).
+    """
+    buf = take(tag, array.shape, np.dtype(array.dtype))
+    if not _process0_holds_all(array):
+        from jax.experimental import multihost_utils
+
+        np.copyto(buf, multihost_utils.process_allgather(array, tiled=True))
+        return buf
+    done = set()
+    for shard in array.addressable_shards:
+        key = _index_key(shard.index)
+        if key not in done:  # replicas of a shard hold the same values
+            done.add(key)
+            buf[shard.index] = np.asarray(shard.data)
+    return buf
+
+
+def _join_gather(variable):
+    """On a process that does not write: enter the collective gather that
+    process 0 needs for this variable, if it needs one."""
+    value = getattr(variable, "value", variable)
+    if _sharded_jax_array(value) and not _process0_holds_all(value):
+        from jax.experimental import multihost_utils
+
+        multihost_utils.process_allgather(value, tiled=True)
+
+
+def _process0_holds_all(array):
+    """Whether process 0's devices hold every part of `array`.
+
+    Decided from the global sharding, so every process answers the same
+    and all of them enter a collective gather, or none does.
+    """
+    parts = {}
+    for device, index in array.sharding.devices_indices_map(array.shape).items():
+        if device.process_index == 0:
+            parts[_index_key(index)] = index
+    size = 0
+    for index in parts.values():
+        size += int(np.prod([len(range(*s.indices(n))) for s, n in zip(index, array.shape)]))
+    return size == array.size
+
+
+def _index_key(index):
+    return tuple((s.start, s.stop, s.step) for s in index)
+
+
+def _takes_part(writes):
+    """Whether this process takes snapshots: the writer, and under JAX across
+    processes every process (a weight sharded across processes is gathered
+    by a collective that all of them enter)."""
+    if writes or keras.backend.backend() != "jax":
+        return writes
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def writes_here():
+    """Whether this process writes the snapshots: one writer per training job.
+
+    TensorFlow: the chief of TF_CONFIG (`is_chief`). JAX: process 0 once
+    `jax.distributed` (`keras.distribution.initialize()`) has started, else
+    the one process. torch: rank 0 of an initialised `torch.distributed`
+    group, else the one process. Never starts a backend's runtime.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return not jax.distributed.is_initialized() or jax.process_index() == 0
+    if backend == "torch":
+        import torch.distributed as dist
+
+        return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return is_chief(os.environ.get("TF_CONFIG"))
 
 
 def _weakref(obj):

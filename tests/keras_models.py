@@ -253,6 +253,28 @@ def train_run(logdir, model=None, epochs=2, steps=4, callbacks=(), **callback_kw
     return model, cb, history
 
 
+def record_runs(families, mktemp, epochs=1, steps=4, **callback_kwargs):
+    """Trains each family in `BUILDERS` with `train_run` and a `recorder()`.
+
+    Args:
+      families: names in `BUILDERS`.
+      mktemp: makes a fresh directory from a name, e.g. pytest's
+        `tmp_path_factory.mktemp`.
+      epochs, steps, callback_kwargs: as for `train_run`.
+
+    Returns:
+      `{family: (model, recorder, read_run(logdir))}`.
+    """
+    runs = {}
+    for family in families:
+        logdir = mktemp(family)
+        rec = recorder()
+        model, _, _ = train_run(str(logdir), model=family, epochs=epochs, steps=steps,
+                                callbacks=[rec], **callback_kwargs)
+        runs[family] = (model, rec, read_run(logdir))
+    return runs
+
+
 def recorder():
     """A Keras callback recording the true weights at NNVizCallback's hooks.
 

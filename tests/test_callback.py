@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
+import snapshot_checks as checks
 from runs import read_run, reference_frame, steps_of
 
 FAMILIES = sorted(km.BUILDERS)
@@ -39,12 +40,7 @@ def _train(logdir, family, epochs=1, steps=4, **kwargs):
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
     """Every family trained 1 epoch of 4 steps with a snapshot every 2 steps."""
-    runs = {}
-    for family in FAMILIES:
-        logdir = tmp_path_factory.mktemp(family)
-        model, rec = _train(logdir, family, snapshot_freq=2)
-        runs[family] = (model, rec, read_run(logdir))
-    return runs
+    return km.record_runs(FAMILIES, tmp_path_factory.mktemp, snapshot_freq=2)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -64,22 +60,13 @@ def test_every_weight_recorded_at_the_scheduled_steps(family_runs, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_frames_equal_the_layout_of_the_true_weights(family_runs, family):
     model, rec, run = family_runs[family]
-    for tag, frames in run["frames"].items():
-        content = run["content"][tag]
-        layout = content["layout"]
-        assert layout["block"] == [1, 1]
-        for step, frame in frames.items():
-            w = rec.weights[step][tag]
-            assert content["shape"] == list(w.shape)
-            expected = reference_frame(w, layout).astype(np.float32)
-            assert frame.shape == (content["rows"], content["cols"]) == expected.shape
-            np.testing.assert_array_equal(frame, expected, err_msg="%s step %d" % (tag, step))
+    checks.assert_frames_match(run, rec.weights)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_stats_match_numpy(family_runs, family):
     model, rec, run = family_runs[family]
-    _assert_stats_match(run, rec)
+    checks.assert_stats_match(run, rec.weights)
 
 
 def test_stats_stay_exact_when_snapshot_buffers_are_recycled(tmp_path):
@@ -88,37 +75,11 @@ def test_stats_stay_exact_when_snapshot_buffers_are_recycled(tmp_path):
     model, rec = _train(tmp_path, "conv2d", steps=10, snapshot_freq=1)
     run = read_run(tmp_path)
     assert all(sorted(by_step) == list(range(11)) for by_step in run["stats"].values())
-    _assert_stats_match(run, rec)
+    checks.assert_stats_match(run, rec.weights)
     for tag, frames in run["frames"].items():
         for step, frame in frames.items():
             expected = reference_frame(rec.weights[step][tag], run["content"][tag]["layout"])
             np.testing.assert_array_equal(frame, expected.astype(np.float32))
-
-
-def _assert_stats_match(run, rec):
-    for tag, by_step in run["stats"].items():
-        steps = sorted(by_step)
-        w0 = rec.weights[steps[0]][tag].astype(np.float64)
-        for i, step in enumerate(steps):
-            s = by_step[step]
-            w = rec.weights[step][tag].astype(np.float64)
-            assert s["mean"] == pytest.approx(w.mean(), rel=1e-6, abs=1e-9)
-            assert s["std"] == pytest.approx(w.std(), rel=1e-6, abs=1e-9)
-            assert s["min"] == pytest.approx(w.min()) and s["max"] == pytest.approx(w.max())
-            assert s["l2"] == pytest.approx(np.linalg.norm(w), rel=1e-6)
-            assert s["absmax"] == pytest.approx(np.abs(w).max())
-            assert s["p01"] == pytest.approx(np.percentile(w, 1), rel=1e-5, abs=1e-7)
-            assert s["p99"] == pytest.approx(np.percentile(w, 99), rel=1e-5, abs=1e-7)
-            assert s["zero_frac"] == pytest.approx(np.mean(np.abs(w) <= 1e-8))
-            assert s["nan"] == 0 and s["inf"] == 0
-            assert s["init_l2"] == pytest.approx(np.linalg.norm(w - w0), rel=1e-6, abs=1e-12)
-            if i == 0:
-                assert s["update_l2"] is None and s["update_ratio"] is None
-                continue
-            prev = rec.weights[steps[i - 1]][tag].astype(np.float64)
-            assert s["update_l2"] == pytest.approx(np.linalg.norm(w - prev), rel=1e-6,
-                                                   abs=1e-12)
-            assert s["update_absmax"] == pytest.approx(np.abs(w - prev).max(), abs=1e-12)
 
 
 def test_conv_kernels_form_kh_by_kw_tiles(family_runs):

@@ -1,0 +1,128 @@
+"""NNVizCallback under Keras's distribution API on JAX: virtual CPU devices in
+one process, and two processes joined by `jax.distributed` on 127.0.0.1.
+
+JAX reads its device count from XLA_FLAGS when it starts, so training runs
+in fresh processes of the JAX environment (`.venv-jax`, built by `make
+envs`: its absence fails) with tests/jax_distribution_run.py; this process
+reads the event files and the weights those processes saved.
+"""
+
+import json
+import os
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+import keras_models as km
+import snapshot_checks as checks
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(TESTS, "jax_distribution_run.py")
+PYTHON = os.path.join(os.path.dirname(TESTS), ".venv-jax", "bin", "python")
+STEPS = [0, 2, 4]
+KERNELS = ["dense/kernel", "dense_1/kernel", "mha/query/kernel", "mha/key/kernel",
+           "mha/value/kernel", "mha/attention_output/kernel"]
+
+
+def _start(args, devices):
+    if not os.path.exists(PYTHON):
+        pytest.fail("%s is missing: `make envs` builds the JAX environment" % PYTHON)
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=%d" % devices)
+    return subprocess.Popen([PYTHON, SCRIPT] + [str(a) for a in args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs, timeout=240):
+    """Waits for every process; kills them all if one fails or hangs."""
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0 and out.split()[-2:-1] == ["done"], err[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def _event_files(logdir):
+    return [n for n in os.listdir(logdir) if n.startswith("events.out.tfevents.")]
+
+
+@pytest.fixture(scope="module")
+def devices_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jax_devices")
+    _finish([_start(["devices", out], devices=8)])
+    return out
+
+
+@pytest.mark.parametrize("name", ["data", "model"])
+def test_snapshots_hold_the_whole_weight_and_equal_one_device(devices_out, name):
+    single = km.read_run(devices_out / "single")
+    run = km.read_run(devices_out / name)
+    assert len(_event_files(devices_out / name)) == 1  # one writer
+    assert sorted(run["frames"]) == sorted(single["frames"]) and len(run["frames"]) == 12
+    for tag, frames in single["frames"].items():
+        assert sorted(run["frames"][tag]) == STEPS
+        assert run["content"][tag] == single["content"][tag]
+        for step, frame in frames.items():
+            np.testing.assert_allclose(run["frames"][tag][step], frame, rtol=1e-5, atol=1e-6,
+                                       err_msg="%s %s step %d" % (name, tag, step))
+    # Cell for cell the weights JAX gathers itself, stats included.
+    weights = checks.weights_from_npz(np.load(devices_out / (name + ".npz")))
+    checks.assert_frames_match(run, weights)
+    checks.assert_stats_match(run, weights)
+    assert not np.allclose(single["frames"]["dense/kernel"][0], single["frames"]["dense/kernel"][4])
+
+
+def test_the_layout_map_really_shards_the_kernels(devices_out):
+    """The comparison above is only worth something if the weights were split."""
+    parts = {name: json.loads((devices_out / (name + ".json")).read_text())
+             for name in ("single", "data", "model")}
+    assert set(parts["single"].values()) == set(parts["data"].values()) == {1}
+    assert {tag: parts["model"][tag] for tag in KERNELS} == {tag: 4 for tag in KERNELS}
+    assert parts["model"]["dense/bias"] == 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unlayout(frame, content):
+    """The tensor a frame was laid out from (an exact frame)."""
+    layout, shape = content["layout"], content["shape"]
+    axes = layout["row_axes"] + layout["col_axes"]
+    return frame.reshape([shape[a] for a in axes]).transpose(np.argsort(axes))
+
+
+def test_two_processes_one_writer_and_the_other_process_shards(tmp_path):
+    port = _free_port()
+    _finish([_start(["processes", tmp_path, i, port], devices=4) for i in (0, 1)])
+    # Both processes were given the same log_dir; only process 0 wrote.
+    files = _event_files(tmp_path / "run")
+    pid0 = (tmp_path / "pid_0").read_text()
+    assert len(files) == 1 and files[0].split(".")[-2] == pid0, files
+    run = km.read_run(tmp_path / "run")
+    assert sorted(run["frames"]) == sorted(["mha/%s/%s" % (p, v) for p in (
+        "query", "key", "value", "attention_output") for v in ("kernel", "bias")] + [
+        "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"])
+    # Every shard either process held equals its part of process 0's snapshot,
+    # including the half of dense/kernel that only process 1 held.
+    only_theirs = 0
+    for pid in (0, 1):
+        shards = np.load(tmp_path / ("shards_%d.npz" % pid))
+        for key in shards:
+            tag, step, index = key.split("@")
+            whole = _unlayout(run["frames"][tag][int(step)], run["content"][tag])
+            part = whole[tuple(slice(a, b) for a, b in json.loads(index))]
+            np.testing.assert_array_equal(part, shards[key], err_msg=key)
+        if pid == 1:
+            mine = {k for k in np.load(tmp_path / "shards_0.npz")}
+            only_theirs = sum(k.startswith("dense/kernel@") and k not in mine for k in shards)
+    assert only_theirs == 2 * len(STEPS)  # two column blocks per snapshot held by process 1 only
+    assert sorted(run["frames"]["dense/kernel"]) == STEPS
