@@ -68,10 +68,11 @@ class ModuleClass(str):
 
 def module_class(module, **options):
     """The `ModuleClass` of a module: `torch.nn.<Class>` of the first class
-    of its MRO that torch defines (a user's `MyConv(nn.Conv2d)` is a
-    `torch.nn.Conv2d`; a plain user module a `torch.nn.Module`)."""
+    of its MRO that torch.nn defines (a user's `MyConv(nn.Conv2d)` and
+    FSDP2's `FSDPConv2d` are `torch.nn.Conv2d`; a plain user module a
+    `torch.nn.Module`)."""
     for cls in type(module).__mro__:
-        if cls.__module__.startswith("torch."):
+        if cls.__module__.startswith(PREFIX):
             return ModuleClass(PREFIX + cls.__name__, **options)
     return ModuleClass(PREFIX + "Module", **options)
 

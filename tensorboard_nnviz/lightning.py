@@ -55,8 +55,8 @@ class NNVizCallback(Callback):
         self._watcher = None
 
     def on_train_start(self, trainer, pl_module):
-        if not trainer.is_global_zero:
-            return
+        # On every rank: the watcher writes on rank 0 only, but sharded
+        # weights (FSDP2) need every rank to gather them.
         self._watcher = nnviz_torch.Watcher(
             pl_module, self.log_dir or default_log_dir(trainer),
             snapshot_freq=self.snapshot_freq, max_cells=self.max_cells, include=self.include,

@@ -29,7 +29,9 @@ modules whose outputs feed each module call (through functions such as
 TransformerEncoderLayer, ...) as leaves, so only those calls get edges;
 containers and untraceable models (data-dependent control flow) have none,
 and the nesting of the module tree remains. Tracing runs `forward` once on
-symbolic values, at `watch()`.
+symbolic values when the structure is written; a model with forward hooks
+(FSDP2's, a lazy module's, another tool's) is not traced, as the hooks
+would run on symbolic values too.
 """
 
 import collections
@@ -59,6 +61,26 @@ def unwrap(model):
             model = model._orig_mod
         else:
             return model
+
+
+def is_sharded(tensor):
+    """A DTensor (FSDP2's `fully_shard`, tensor parallelism): `full_tensor()`
+    gathers it, on every rank at once."""
+    return callable(getattr(tensor, "full_tensor", None))
+
+
+def has_fsdp1(model):
+    """Whether FullyShardedDataParallel (FSDP1) wraps the model or a part."""
+    return any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+
+
+def class_name(module):
+    """The module's class name, past classes torch.distributed makes up
+    (FSDP2 turns a `Linear` into an `FSDPLinear`)."""
+    for cls in type(module).__mro__:
+        if not cls.__module__.startswith("torch.distributed"):
+            return cls.__name__
+    return type(module).__name__
 
 
 def tag_of(name):
@@ -144,15 +166,22 @@ def _params(module):
     return sum(p.numel() for p in module.parameters() if not _is_lazy(p))
 
 
-def fx_inbound(root, items=()):
-    """`{module path: [paths of the modules feeding it]}` from `torch.fx`
-    symbolic tracing, or `{}` when the model does not trace.
+def _has_forward_hooks(root):
+    """Whether calling a module runs hooks: fx calls them with symbolic
+    values (FSDP2's hooks would then fail its first real forward; a lazy
+    module's would initialise it from symbols)."""
+    hooks = torch.nn.modules.module
+    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in root.modules())
 
-    Not traced while a lazy module waits for its first input (`items`
-    holds an unmaterialised parameter): its initialisation would see
-    symbolic values.
-    """
-    if any(_is_lazy(e.tensor) for e in items):
+
+def fx_inbound(root):
+    """`{module path: [paths of the modules feeding it]}` from `torch.fx`
+    symbolic tracing, or `{}` when the model does not trace or holds
+    forward hooks (FSDP2, lazy modules, other tools'), which tracing would
+    run on symbolic values."""
+    if _has_forward_hooks(root):
         return {}
     try:
         with warnings.catch_warnings():
@@ -189,7 +218,7 @@ def build_structure(root, items, inbound=None):
     for path, module in modules(root):
         layers.append({
             "path": path,
-            "class": type(module).__name__,
+            "class": class_name(module),
             "params": _params(module),
             "trainable": any(p.requires_grad for p in module.parameters()),
             "inbound": inbound.get(path, []),
@@ -207,8 +236,8 @@ def build_structure(root, items, inbound=None):
         })
     return {
         "model": {
-            "name": type(root).__name__,
-            "class": type(root).__name__,
+            "name": class_name(root),
+            "class": class_name(root),
             "framework": "torch",
             "params": _params(root),
             "trainable_params": sum(p.numel() for p in root.parameters()

@@ -142,13 +142,22 @@ class Watcher:
         self._warned = False
         self._hook = None
         self._writer = None
-        self.active = process_rank() == 0
-        if not self.active:
-            return  # another rank writes
-        self._last_step = writer_lib.read_last_step(self.log_dir)
-        self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells)
-        self._writer.pool = HostBufferPool()
-        if optimizer is not None:
+        self._last_step = None
+        self._closed = False
+        # Sharded weights (FSDP2's DTensors) are gathered by every rank at
+        # every snapshot (a collective); rank 0 alone writes them.
+        self._sharded = any(map(structure_torch.is_sharded, self.model.parameters()))
+        self.active = process_rank() == 0 and not structure_torch.has_fsdp1(self.model)
+        if self.active:
+            self._last_step = writer_lib.read_last_step(self.log_dir)
+            self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells)
+            self._writer.pool = HostBufferPool()
+        elif process_rank() == 0:
+            self._warn_once(
+                "tensorboard_nnviz records nothing under FullyShardedDataParallel (FSDP1): its "
+                "parameters are flat shards. Shard with torch.distributed.fsdp.fully_shard "
+                "(FSDP2) instead: its weights are gathered for each snapshot.")
+        if optimizer is not None and (self.active or self._sharded):
             self._hook = optimizer.register_step_post_hook(self._on_optimizer_step)
 
     # --- counting steps -------------------------------------------------------------
@@ -171,8 +180,7 @@ class Watcher:
     def _advance_to(self, count):
         """Training reached `count` optimizer steps: a snapshot if one is due."""
         previous, self._count = self._count, int(count)
-        if (self._writer is not None and not self._schedule.per_epoch
-                and self._schedule.due(previous, self._count)):
+        if not self._schedule.per_epoch and self._schedule.due(previous, self._count):
             self.snapshot()
 
     # --- snapshots ----------------------------------------------------------------
@@ -182,10 +190,13 @@ class Watcher:
 
         Errors of ours are logged and warned about once, never raised.
         """
-        if self._writer is None or self._snapshot_count == self._count:
+        if self._closed or self._snapshot_count == self._count:
             return
         try:
-            self._take_snapshot()
+            if self.active:
+                self._take_snapshot()
+            elif self._sharded:
+                self._gather_only()
         except Exception as e:
             logger.exception("nnviz: could not take a weight snapshot")
             self._warn_once("tensorboard_nnviz could not take a weight snapshot (%s: %s); "
@@ -198,7 +209,7 @@ class Watcher:
         doc = None
         if signature != self._signature:  # the first snapshot, or the model changed
             doc = structure_torch.build_structure(
-                self.model, items, structure_torch.fx_inbound(self.model, items))
+                self.model, items, structure_torch.fx_inbound(self.model))
             if self._signature is None:
                 self._log_budget(recorded)
         step = self._step()
@@ -207,6 +218,14 @@ class Watcher:
         self._writer.write(step, weights, doc, pooled=True)
         self._signature = signature
         self._last_step, self._snapshot_count = step, self._count
+
+    def _gather_only(self):
+        """Another rank's part in a snapshot of sharded weights: the same
+        gathers as rank 0, in the same order; nothing is kept."""
+        self._snapshot_count = self._count
+        for e in structure_torch.entries(self.model):
+            if e.recorded and self._wanted(e.tag) and structure_torch.is_sharded(e.tensor):
+                e.tensor.full_tensor()
 
     def _step(self):
         """The step of a snapshot now: the count, moved past every step written."""
@@ -244,6 +263,7 @@ class Watcher:
 
     def close(self):
         """Removes the optimizer hook and writes every queued snapshot (idempotent)."""
+        self._closed = True
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -296,6 +316,8 @@ def copy_to_host(items, pool):
     weights = []
     for e in items:
         tensor = e.tensor.detach()
+        if structure_torch.is_sharded(tensor):  # every rank gathers it too
+            tensor = tensor.full_tensor()
         if tensor.device.type == "cuda":
             devices.add(tensor.device)
             pool.pinned = True
