@@ -43,7 +43,7 @@ $(JAX_STAMP): setup.py
 $(TORCH_STAMP): setup.py
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install '$(TORCH_PIN)' $(QUIET_PIP)
-	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,test-tools]' $(QUIET_PIP)
+	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,export,test-tools]' $(QUIET_PIP)
 	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, tensorboard"
 	@$(TORCH_VENV)/bin/python -c $(NO_TF) || (echo "error: [torch] pulled in TensorFlow"; exit 1)
 	touch $@
