@@ -93,11 +93,11 @@ def run_loop(build, config, data, args):
     log_dir = tempfile.mkdtemp(prefix="nnviz_torch_bench_")
     spent = Spent()
     watcher = writer = None
-    advance = nnviz_torch.Watcher._advance_to
+    advance = nnviz_torch.Watcher.advance_to
     try:
         start, cpu = time.perf_counter(), time.process_time()
         if config == "nnviz":
-            nnviz_torch.Watcher._advance_to = spent.timed(advance)  # the hook's work
+            nnviz_torch.Watcher.advance_to = spent.timed(advance)  # the hook's work
             watcher = spent.timed(nnviz_torch.watch)(model, log_dir, optimizer=opt,
                                                      snapshot_freq=args.every)
         elif config == "histogram":
@@ -126,7 +126,7 @@ def run_loop(build, config, data, args):
                  worker)
         return times, dir_bytes(log_dir), step
     finally:
-        nnviz_torch.Watcher._advance_to = advance
+        nnviz_torch.Watcher.advance_to = advance
         shutil.rmtree(log_dir, ignore_errors=True)
 
 

@@ -65,11 +65,11 @@ class NNVizCallback(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._watcher is not None:
-            self._watcher._advance_to(trainer.global_step)
+            self._watcher.advance_to(trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module):
         if self._watcher is not None and schedule_lib.parse(self.snapshot_freq).per_epoch:
-            self._watcher._advance_to(trainer.global_step)
+            self._watcher.advance_to(trainer.global_step)
             self._watcher.snapshot()
 
     def on_train_end(self, trainer, pl_module):

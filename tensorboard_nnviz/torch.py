@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -47,9 +48,13 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     integer and bool buffers (`num_batches_tracked`) are not. The training
     thread only copies the tensors to host memory (CUDA tensors: one
     asynchronous copy into pinned, recycled buffers); a background thread
-    lays them out, measures and writes them. Under `DistributedDataParallel`
-    only rank 0 writes; on the other ranks the watcher does nothing. An
-    error of ours is logged and warned about once; training goes on.
+    lays them out, measures and writes them. Call `watch` on every process
+    of a distributed job: only rank 0 writes. Under
+    `DistributedDataParallel` the other ranks only count steps; under FSDP2
+    (`fully_shard`, after it) every rank gathers each recorded weight at a
+    snapshot (`DTensor.full_tensor()`). FSDP1 (`FullyShardedDataParallel`)
+    is not recorded (a warning). An error of ours is logged and warned about
+    once; training goes on.
 
     Args:
       model: the `torch.nn.Module`, or its DDP / `torch.compile` wrapper
@@ -172,13 +177,14 @@ class Watcher:
             self._warn_once("watcher.step() is ignored: the optimizer passed to watch() "
                             "already counts the steps")
             return
-        self._advance_to(self._count + 1)
+        self.advance_to(self._count + 1)
 
     def _on_optimizer_step(self, optimizer, args, kwargs):
-        self._advance_to(self._count + 1)
+        self.advance_to(self._count + 1)
 
-    def _advance_to(self, count):
-        """Training reached `count` optimizer steps: a snapshot if one is due."""
+    def advance_to(self, count):
+        """Training reached `count` optimizer steps (e.g. Lightning's
+        `global_step`): takes a snapshot if one is due since the last count."""
         previous, self._count = self._count, int(count)
         if not self._schedule.per_epoch and self._schedule.due(previous, self._count):
             self.snapshot()
@@ -291,17 +297,30 @@ class HostBufferPool(writer_lib.BufferPool):
 
     A pinned buffer is a numpy view of a pinned torch tensor (the view keeps
     the tensor alive); pinning is slow, which is why buffers are recycled.
+    In pinned mode, buffers given back that are not pinned (the writer's
+    spare copies) are dropped, so snapshots copy into pinned memory only.
     """
 
     def __init__(self):
         super().__init__()
         self.pinned = False
+        self._pinned_buffers = weakref.WeakValueDictionary()  # id → buffer
 
     def allocate(self, shape, dtype):
         if not self.pinned:
             return super().allocate(shape, dtype)
-        empty = np.empty(0, dtype)
-        return torch.empty(shape, dtype=torch.from_numpy(empty).dtype, pin_memory=True).numpy()
+        buf = self.empty_pinned(shape, torch.from_numpy(np.empty(0, dtype)).dtype).numpy()
+        self._pinned_buffers[id(buf)] = buf
+        return buf
+
+    def give(self, tag, buf):
+        if self.pinned and self._pinned_buffers.get(id(buf)) is not buf:
+            return  # pageable memory: the next take allocates a pinned buffer
+        super().give(tag, buf)
+
+    @staticmethod
+    def empty_pinned(shape, dtype):
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
 
 
 def copy_to_host(items, pool):

@@ -150,6 +150,39 @@ def test_host_buffers_are_recycled(tmp_path):
     assert 4 <= len(allocated) <= 4 * 4, len(allocated)
 
 
+def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
+    """The CUDA path's buffer logic, on CPU: in pinned mode every snapshot
+    copies into a buffer from `empty_pinned` (here plain CPU memory stands in
+    for pinned memory: this machine has no GPU), and the writer's pageable
+    spare copies are dropped instead of recycled."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    pinned = []
+
+    class StandIn(HostBufferPool):
+        @staticmethod
+        def empty_pinned(shape, dtype):
+            t = torch.empty(shape, dtype=dtype)
+            pinned.append(t)
+            return t
+
+    pool = StandIn()
+    pool.pinned = True
+    copied = []
+    take = pool.take
+    pool.take = lambda *a: copied.append(take(*a)) or copied[-1]
+    w = watch(model, tmp_path, optimizer=opt, snapshot_freq=1)
+    w._writer.pool = pool
+    _loop(model, opt, 20)
+    w.close()
+    assert len(copied) == 20 * 4
+    addresses = {t.data_ptr() for t in pinned}
+    assert all(buf.ctypes.data in addresses for buf in copied)
+    assert len(pinned) <= 4 * 4, "recycled, not one per snapshot"
+    frames = km.read_run(tmp_path)["frames"]
+    np.testing.assert_array_equal(frames["2/bias"][20], model[2].bias.detach().numpy()[None])
+
+
 def test_unwritable_log_dir_fails_at_watch(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
