@@ -37,7 +37,9 @@ import time
 import torch
 from torch import nn
 
+from callback_overhead import dir_bytes  # benchmarks/, the Keras twin of this one
 from tensorboard_nnviz import torch as nnviz_torch
+from tensorboard_nnviz.budget import format_bytes
 
 CONFIGS = ("none", "nnviz", "histogram")
 
@@ -54,13 +56,6 @@ def cnn():
 
 
 MODELS = {"MLP 784-1024-1024-10": mlp, "CNN (MNIST example)": cnn}
-
-
-def dir_bytes(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-    return total
 
 
 class Spent:
@@ -128,14 +123,6 @@ def run_loop(build, config, data, args):
     finally:
         nnviz_torch.Watcher.advance_to = advance
         shutil.rmtree(log_dir, ignore_errors=True)
-
-
-def fmt_bytes(n):
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return "%.3g %s" % (n, unit)
-        n /= 1000.0
-    return "%.3g TB" % n
 
 
 def main():
@@ -206,7 +193,7 @@ def main():
         theirs = min(t[3] for t in results[(name, "histogram")])
         print("| %s | %.2f s | %.3f s | %.3f s | %.3f | %.2f%% | %s | %s |" % (
             name, base, ours, theirs, ours / theirs, 100 * ours / base,
-            fmt_bytes(sizes[(name, "nnviz")]), fmt_bytes(sizes[(name, "histogram")])))
+            format_bytes(sizes[(name, "nnviz")]), format_bytes(sizes[(name, "histogram")])))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ import lightning
 import numpy as np
 import pytest
 import torch
-from playwright.sync_api import sync_playwright
 from torch import nn
 
-import chromium
 import torch_models as tm
 from tb_server import TensorBoardServer
-from test_browser import TIMEOUT_MS, assert_3_digits, open_panel, readout_value
+from test_browser import TIMEOUT_MS, assert_3_digits, browser, open_panel, readout_value  # noqa: F401
 
 CNN, LSTM, LIGHTNING = "torch_cnn", "torch_lstm", "lightning/version_0"
 
@@ -117,14 +115,6 @@ def test_structure_and_lightnings_scalars_in_the_same_run(tb):
 
 
 # --- the panel -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = chromium.launch(p)
-        yield b
-        b.close()
 
 
 def _show(panel, run, tag):
