@@ -14,7 +14,7 @@ import {Overview} from './overview.js';
 import {boundFields, frameBound, makeScale, robustBound, stepBounds} from './scale.js';
 import {formatValue} from './numbers.js';
 import {LayerList, RunPicker} from './sidebar.js';
-import {indexAtOrBefore, layerRows, unionSteps} from './structure.js';
+import {indexAtOrBefore, layerRows, tagInRun, unionSteps} from './structure.js';
 
 const POLL_MS = 5000;
 const PREFETCH_AHEAD = 24;
@@ -264,10 +264,10 @@ export class App {
       this.layerList.showError(primary.errors.tags);
     } else {
       if (!this.tag || !this.anyRunHas(this.tag)) this.tag = defaultTag(primary);
-      this.layerList.render(primary.rows, this.tag, primary.structure?.model?.name, primary.errors.structure);
+      this.layerList.render(primary.rows, this.tagOf(this.selected[0]), primary.structure?.model?.name, primary.errors.structure);
     }
     const wasAtEnd = this.steps.length === 0 || this.stepIndex === this.steps.length - 1;
-    this.steps = unionSteps(this.displayRuns().map((r) => this.runData.get(r)?.tensors.get(this.tag)?.steps));
+    this.steps = unionSteps(this.displayRuns().map((r) => this.runData.get(r)?.tensors.get(this.tagOf(r))?.steps));
     if (this.steps.length) {
       const i = keepStep === null || wasAtEnd ? this.steps.length - 1 : indexAtOrBefore(this.steps, keepStep);
       this.stepIndex = Math.max(0, i);
@@ -289,7 +289,16 @@ export class App {
   }
 
   anyRunHas(tag) {
-    return this.displayRuns().some((r) => this.runData.get(r)?.tensors.has(tag));
+    return this.displayRuns().some((r) => {
+      const tensors = this.runData.get(r)?.tensors;
+      return tensors && tagInRun(tag, tensors) !== null;
+    });
+  }
+
+  /** The selected tensor's tag in `run` (a torch run names a Keras `kernel` `weight`). */
+  tagOf(run) {
+    const tensors = this.runData.get(run)?.tensors;
+    return (tensors && tagInRun(this.tag, tensors)) ?? this.tag;
   }
 
   /** Runs whose frames are on screen. */
@@ -367,7 +376,7 @@ export class App {
   prefetch() {
     const upcoming = this.steps.slice(this.stepIndex + 1, this.stepIndex + 1 + this.prefetchAhead);
     for (const run of this.displayRuns()) {
-      const tensor = this.runData.get(run)?.tensors.get(this.tag);
+      const tensor = this.runData.get(run)?.tensors.get(this.tagOf(run));
       if (!tensor) continue;
       const steps = new Set();
       for (const s of upcoming) {
@@ -375,7 +384,7 @@ export class App {
         if (i >= 0) steps.add(tensor.steps[i]);
         if (i > 0 && this.settings.mode === 'delta_prev') steps.add(tensor.steps[i - 1]);
       }
-      this.cache.prefetch(run, this.tag, steps);
+      this.cache.prefetch(run, this.tagOf(run), steps);
     }
   }
 
@@ -413,7 +422,7 @@ export class App {
     const data = this.runData.get(run);
     if (!data) throw new Note(`run ${run} is loading`);
     if (data.errors.tags) throw new Error(data.errors.tags);
-    const tensor = data.tensors.get(this.tag);
+    const tensor = data.tensors.get(this.tagOf(run));
     if (!tensor) throw new Note(`run ${run} has no tensor ${this.tag}`);
     return tensor;
   }
@@ -437,7 +446,7 @@ export class App {
       }
       const [, sa] = this.snapshot(a, ta, step);
       const [, sb] = this.snapshot(b, tb, step);
-      const [fa, fb] = await Promise.all([this.cache.get(a, this.tag, sa), this.cache.get(b, this.tag, sb)]);
+      const [fa, fb] = await Promise.all([this.cache.get(a, this.tagOf(a), sa), this.cache.get(b, this.tagOf(b), sb)]);
       return {frame: subtractFrames(fa, fb), tensor: ta, valueLabel: 'A − B =',
         parts: [{label: `A (step ${sa})`, frame: fa}, {label: `B (step ${sb})`, frame: fb}],
         stepText: sa === sb ? `step ${sa}` : `A step ${sa}, B step ${sb}`};
@@ -446,12 +455,13 @@ export class App {
     const tensor = this.tensorOf(run);
     const [i, s] = this.snapshot(run, tensor, step);
     if (mode === 'values') {
-      return {frame: await this.cache.get(run, this.tag, s), tensor, parts: [], stepText: `step ${s}`};
+      return {frame: await this.cache.get(run, this.tagOf(run), s), tensor, parts: [], stepText: `step ${s}`};
     }
     const j = mode === 'delta_first' ? 0 : i - 1;
     if (j < 0) throw new Note(`step ${s} is the first snapshot: there is no previous one to compare with`);
     const base = tensor.steps[j];
-    const [f, f0] = await Promise.all([this.cache.get(run, this.tag, s), this.cache.get(run, this.tag, base)]);
+    const tag = this.tagOf(run);
+    const [f, f0] = await Promise.all([this.cache.get(run, tag, s), this.cache.get(run, tag, base)]);
     return {frame: subtractFrames(f, f0), tensor, valueLabel: 'Δ =',
       parts: [{label: `step ${s}`, frame: f}, {label: `step ${base}`, frame: f0}],
       stepText: `step ${s} − step ${base}`};
@@ -475,7 +485,7 @@ export class App {
       const fields = boundFields(s.mode, s.clip);
       const pool = [];
       for (const run of this.displayRuns()) {
-        const series = this.runData.get(run)?.stats?.[this.tag];
+        const series = this.runData.get(run)?.stats?.[this.tagOf(run)];
         if (series) pool.push(...stepBounds(series, fields));
       }
       const robust = robustBound(pool);
@@ -533,9 +543,10 @@ export class App {
         return;
       }
       p.panel.setMessage('');
+      const tag = this.tagOf(p.runs[0]);
       const c = p.panel.setFrame({
         frame: r.frame, scale, cmap: this.cmap, shape: r.tensor.shape, layout: r.tensor.layout,
-        name: this.tag.slice(this.tag.lastIndexOf('/') + 1), parts: r.parts, stepText: r.stepText, valueLabel: r.valueLabel,
+        name: tag.slice(tag.lastIndexOf('/') + 1), parts: r.parts, stepText: r.stepText, valueLabel: r.valueLabel,
       });
       for (const key of Object.keys(counts)) counts[key] += c[key];
     });
@@ -563,7 +574,7 @@ export class App {
     const lines = [];
     for (const run of this.displayRuns()) {
       const data = this.runData.get(run);
-      const series = data?.stats?.[this.tag];
+      const series = data?.stats?.[this.tagOf(run)];
       if (series) lines.push({run, color: this.colors.get(run), series});
     }
     this.charts.update(lines, this.step ?? 0);

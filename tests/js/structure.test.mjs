@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {layerRows, indexAtOrBefore, statAt, unionSteps, layerOfTag} from '../../frontend/structure.js';
+import {layerRows, indexAtOrBefore, statAt, unionSteps, layerOfTag, tagInRun} from '../../frontend/structure.js';
 
 const structure = {
   model: {name: 'm', class: 'Functional'},
@@ -45,4 +45,22 @@ test('stat lookup uses the snapshot at or before the step', () => {
   assert.equal(statAt(series, 'update_ratio', 0), null);
   assert.equal(statAt(series, 'nope', 10), null);
   assert.deepEqual(unionSteps([[0, 10], [5, 10, 20]]), [0, 5, 10, 20]);
+});
+
+test('a Keras tag finds its PyTorch counterpart in a torch run, and back', () => {
+  const torchRun = new Set(['conv1/weight', 'conv1/bias', 'bn/weight', 'bn/running_mean', 'bn/running_var']);
+  const kerasRun = new Map([['conv1/kernel', {}], ['emb/embeddings', {}], ['bn/gamma', {}], ['bn/beta', {}]]);
+  assert.equal(tagInRun('conv1/kernel', torchRun), 'conv1/weight');
+  assert.equal(tagInRun('conv1/bias', torchRun), 'conv1/bias');
+  assert.equal(tagInRun('bn/moving_mean', torchRun), 'bn/running_mean');
+  assert.equal(tagInRun('bn/moving_variance', torchRun), 'bn/running_var');
+  assert.equal(tagInRun('conv1/weight', kerasRun), 'conv1/kernel');
+  assert.equal(tagInRun('emb/weight', kerasRun), 'emb/embeddings');
+  assert.equal(tagInRun('bn/weight', kerasRun), 'bn/gamma');
+  assert.equal(tagInRun('bn/bias', kerasRun), 'bn/beta');
+  // Only within the same layer, and only a counterpart that exists.
+  assert.equal(tagInRun('conv2/kernel', torchRun), null);
+  assert.equal(tagInRun('kernel', new Set(['weight'])), 'weight');
+  assert.equal(tagInRun('dense/recurrent_kernel', torchRun), null);
+  assert.equal(tagInRun(null, torchRun), null);
 });
