@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
 
 
 def expected_tags(model):
-    """DESIGN's rule: named_parameters()/named_buffers() names, `.` → `/`,
+    """The tag rule: named_parameters()/named_buffers() names, `.` → `/`,
     floating-point tensors only."""
     names = [n for n, _ in model.named_parameters()]
     names += [n for n, b in model.named_buffers() if b.is_floating_point()]
