@@ -74,8 +74,11 @@ def test_stats_equal_numpy_on_the_true_weights(runs, family):
                 "mean": w.mean(), "std": w.std(), "min": w.min(), "max": w.max(),
                 "l2": np.linalg.norm(w), "absmax": np.abs(w).max(),
                 "zero_frac": float(np.mean(np.abs(w) <= 1e-8)), "nan": 0, "inf": 0,
-                "init_l2": np.linalg.norm(w - w0),
+                "p01": np.percentile(w, 1), "p99": np.percentile(w, 99),
+                "init_l2": np.linalg.norm(w - w0), "init_absmax": np.abs(w - w0).max(),
             }
+            if np.linalg.norm(w) and np.linalg.norm(w0):
+                expected["init_cos"] = w @ w0 / (np.linalg.norm(w) * np.linalg.norm(w0))
             if step:
                 prev = truth[step - 2][tag].astype(np.float64).ravel()
                 expected["update_l2"] = np.linalg.norm(w - prev)
