@@ -1,7 +1,8 @@
 # `make test` and `make demo` set up everything on a fresh machine.
 #
 # Three virtualenvs, one per way of recording:
-#   .venv        Keras on TensorFlow (CPU build), the browser tests, the demo
+#   .venv        Keras on TensorFlow (CPU build) and torch (CPU build, for the
+#                demo's PyTorch run), the browser tests, the demo
 #   .venv-jax    Keras on JAX, no TensorFlow
 #   .venv-torch  PyTorch (watch, Lightning) and Keras on torch, no TensorFlow
 PYTHON ?= python3
@@ -30,9 +31,12 @@ NO_TF := "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorf
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip $(QUIET_PIP)
+	@# The demo's PyTorch run (and its test) next to the Keras runs: the CPU
+	@# build, installed first so that nothing pulls the CUDA one.
+	$(PIP) install '$(TORCH_PIN)' $(QUIET_PIP)
 	$(PIP) install -e '.[test]' $(QUIET_PIP)
 	@# Fail loudly if the install broke or an extra pulled the full TF wheel.
-	$(BIN)/python -c "import tensorboard_nnviz, keras, tensorflow, tensorboard, playwright"
+	$(BIN)/python -c "import tensorboard_nnviz, keras, tensorflow, tensorboard, playwright, torch"
 	@if $(BIN)/pip show tensorflow >/dev/null 2>&1; then \
 		echo "error: the full 'tensorflow' wheel was pulled in next to tensorflow-cpu"; exit 1; fi
 	touch $@
@@ -47,7 +51,7 @@ $(JAX_STAMP): setup.py
 $(TORCH_STAMP): setup.py
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install '$(TORCH_PIN)' $(QUIET_PIP)
-	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,test-tools]' $(QUIET_PIP)
+	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,export,test-tools]' $(QUIET_PIP)
 	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, tensorboard"
 	@$(TORCH_VENV)/bin/python -c $(NO_TF) || (echo "error: [torch] pulled in TensorFlow"; exit 1)
 	touch $@

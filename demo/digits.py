@@ -1,4 +1,4 @@
-"""The nnviz demo: three runs on scikit-learn's digits that tell a story.
+"""The nnviz demo: four runs on scikit-learn's digits that tell a story.
 
     python demo/digits.py [--logdir demo_logs] [--quick] [--retrain]
     (or `nnviz demo`, which then serves TensorBoard on them)
@@ -14,6 +14,11 @@ loss curves into that run's train/ and validation/ subdirectories):
   and counts them), and the loss goes NaN.
 - cnn: a small CNN whose first layer has 16 3x3 kernels; they start as
   noise and become oriented stroke and edge detectors.
+- cnn_torch: the same CNN in PyTorch (`tensorboard_nnviz.torch.watch`), the
+  same data, batches and optimizer, so the panel compares a Keras run and
+  a torch run side by side (skipped when torch is not installed). Its loss
+  curves are written with torch's own SummaryWriter under the names Keras
+  uses, so the Scalars tab overlays them.
 
 The digits (1797 8x8 images) ship inside scikit-learn: nothing is downloaded.
 Seeds are fixed, so the runs are reproducible on a given machine.
@@ -74,6 +79,28 @@ def cnn(keras):
     )
 
 
+def torch_cnn():
+    """cnn's twin in torch: conv 1→16 3x3 same, max-pool, conv 16→32, global
+    average pool, linear 32→10 (the softmax is in the loss)."""
+    import collections
+
+    from torch import nn
+
+    return nn.Sequential(collections.OrderedDict([
+        ("conv1", nn.Conv2d(1, 16, 3, padding=1)), ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(16, 32, 3, padding=1)), ("relu2", nn.ReLU()),
+        ("gap", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+        ("output", nn.Linear(32, 10)),
+    ]))
+
+
+def _torch_adam(params, lr):
+    import torch
+
+    return torch.optim.Adam(params, lr)
+
+
 # name: (builder, optimizer factory, epochs, quick epochs, what it shows)
 RUNS = {
     "mlp_tuned": (
@@ -88,7 +115,12 @@ RUNS = {
         cnn, lambda keras: keras.optimizers.Adam(0.01), 20, 3,
         "small CNN: first-layer 3x3 kernels become stroke detectors",
     ),
+    "cnn_torch": (
+        torch_cnn, lambda params: _torch_adam(params, 0.01), 20, 3,
+        "the same CNN in PyTorch, recorded by tensorboard_nnviz.torch.watch",
+    ),
 }
+TORCH_RUNS = {"cnn_torch"}
 SNAPSHOT_FREQ = 5  # steps between snapshots (45 steps per epoch)
 
 
@@ -115,6 +147,66 @@ def train(name, logdir, quick=False):
     history = model.fit(x, y, batch_size=BATCH, epochs=quick_epochs if quick else epochs,
                         validation_data=(xv, yv), callbacks=callbacks, verbose=1)
     return history.history
+
+
+def train_torch(name, logdir, quick=False):
+    """A PyTorch training loop with `watch`; loss and accuracy per epoch go to
+    <run>/train and <run>/validation as Keras's TensorBoard callback writes
+    them (`epoch_loss`, `epoch_accuracy`)."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tensorboard_nnviz.torch import watch
+
+    builder, optimizer, epochs, quick_epochs, _ = RUNS[name]
+    (x, y), (xv, yv) = load_data()
+    x, xv = torch.from_numpy(x[:, None]), torch.from_numpy(xv[:, None])
+    y, yv = torch.from_numpy(y).long(), torch.from_numpy(yv).long()
+    torch.manual_seed(SEED)
+    model = builder()
+    opt = optimizer(model.parameters())
+    loss_fn = torch.nn.CrossEntropyLoss()
+    run_dir = os.path.join(logdir, name)
+    writers = {split: SummaryWriter(os.path.join(run_dir, split)) for split in ("train", "validation")}
+    history = {"loss": [], "val_accuracy": []}
+    print("\n== %s: %s" % (name, RUNS[name][4]), flush=True)
+    shuffle = torch.Generator().manual_seed(SEED)
+    with watch(model, run_dir, optimizer=opt, snapshot_freq=SNAPSHOT_FREQ):
+        for epoch in range(quick_epochs if quick else epochs):
+            model.train()
+            total, correct, count = 0.0, 0, 0
+            for batch in torch.randperm(len(x), generator=shuffle).split(BATCH):
+                opt.zero_grad()
+                logits = model(x[batch])
+                loss = loss_fn(logits, y[batch])
+                loss.backward()
+                opt.step()  # watch counts this step
+                total += loss.item() * len(batch)
+                correct += int((logits.argmax(1) == y[batch]).sum())
+                count += len(batch)
+            model.eval()
+            with torch.no_grad():
+                val_logits = model(xv)
+            logs = {"train": (total / count, correct / count),
+                    "validation": (float(loss_fn(val_logits, yv)),
+                                   float((val_logits.argmax(1) == yv).float().mean()))}
+            for split, (loss_value, accuracy) in logs.items():
+                writers[split].add_scalar("epoch_loss", loss_value, epoch)
+                writers[split].add_scalar("epoch_accuracy", accuracy, epoch)
+            history["loss"].append(logs["train"][0])
+            history["val_accuracy"].append(logs["validation"][1])
+            print("epoch %d: loss %.4f, accuracy %.3f, val_accuracy %.3f"
+                  % (epoch + 1, logs["train"][0], logs["train"][1], logs["validation"][1]),
+                  flush=True)
+    for w in writers.values():
+        w.close()
+    return history
+
+
+def _torch_available():
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def _prepare(run_dir, retrain):
@@ -147,7 +239,11 @@ def main(argv=None):
         if not _prepare(run_dir, args.retrain):
             print("== %s: already trained in %s (--retrain to train again)" % (name, run_dir))
             continue
-        history = train(name, args.logdir, quick=args.quick)
+        if name in TORCH_RUNS and not _torch_available():
+            print("== %s: skipped, PyTorch is not installed (pip install torch)" % name)
+            continue
+        trainer = train_torch if name in TORCH_RUNS else train
+        history = trainer(name, args.logdir, quick=args.quick)
         print("== %s: final loss %.4g, validation accuracy %.3f"
               % (name, history["loss"][-1], history["val_accuracy"][-1]), flush=True)
         with open(os.path.join(run_dir, DONE_MARKER), "w") as f:

@@ -109,6 +109,9 @@ QUANTITIES = [
     ("cnn", "validation accuracy", [LAST], lambda r, run, s: r.accuracy(run), _percent),
     ("cnn", "`conv1/kernel` correlation of adjacent weights", [0, 100, LAST],
      lambda r, run, s: r.correlation(run, "conv1/kernel", s), _number),
+    ("cnn_torch", "validation accuracy", [LAST], lambda r, run, s: r.accuracy(run), _percent),
+    ("cnn_torch", "`conv1/weight` correlation of adjacent weights", [0, 100, LAST],
+     lambda r, run, s: r.correlation(run, "conv1/weight", s), _number),
 ]
 
 

@@ -14,6 +14,7 @@ import {RunLoader, startPolling} from './loading.js';
 import {Page} from './page.js';
 import {Playback} from './playback.js';
 import {indexAtOrBefore, unionSteps} from './steps.js';
+import {tagInRun} from './structure.js';
 
 export class App {
   constructor(root) {
@@ -195,10 +196,10 @@ export class App {
       page.layerList.showError(primary.errors.tags);
     } else {
       if (!this.tag || !this.anyRunHas(this.tag)) this.tag = defaultTag(primary);
-      page.layerList.render(primary.rows, this.tag, primary.structure?.model?.name, primary.errors.structure);
+      page.layerList.render(primary.rows, this.tagOf(this.selected[0]), primary.structure?.model?.name, primary.errors.structure);
     }
     const wasAtEnd = this.steps.length === 0 || this.stepIndex === this.steps.length - 1;
-    this.steps = unionSteps(this.displayRuns().map((r) => this.runData.get(r)?.tensors.get(this.tag)?.steps));
+    this.steps = unionSteps(this.displayRuns().map((r) => this.runData.get(r)?.tensors.get(this.tagOf(r))?.steps));
     if (this.steps.length) {
       const i = keepStep === null || wasAtEnd ? this.steps.length - 1 : indexAtOrBefore(this.steps, keepStep);
       this.stepIndex = Math.max(0, i);
@@ -223,7 +224,16 @@ export class App {
   }
 
   anyRunHas(tag) {
-    return this.displayRuns().some((r) => this.runData.get(r)?.tensors.has(tag));
+    return this.displayRuns().some((r) => {
+      const tensors = this.runData.get(r)?.tensors;
+      return tensors && tagInRun(tag, tensors) !== null;
+    });
+  }
+
+  /** The selected tensor's tag in `run` (a torch run names a Keras `kernel` `weight`). */
+  tagOf(run) {
+    const tensors = this.runData.get(run)?.tensors;
+    return (tensors && tagInRun(this.tag, tensors)) ?? this.tag;
   }
 
   /** Runs whose frames are on screen. */
@@ -265,7 +275,7 @@ export class App {
   updateCharts() {
     const lines = [];
     for (const run of this.displayRuns()) {
-      const series = this.runData.get(run)?.stats?.[this.tag];
+      const series = this.runData.get(run)?.stats?.[this.tagOf(run)];
       if (series) lines.push({run, color: this.colors.get(run), series});
     }
     const charts = this.page.charts;
@@ -279,10 +289,10 @@ export class App {
     const runs = [];
     for (const run of this.displayRuns()) {
       const data = this.runData.get(run);
-      const tensor = data?.tensors.get(this.tag);
-      const series = data?.stats?.[this.tag];
+      const tensor = data?.tensors.get(this.tagOf(run));
+      const series = data?.stats?.[this.tagOf(run)];
       if (tensor && series && Array.isArray(series.steps)) {
-        runs.push({run, color: this.colors.get(run), tensor, steps: series.steps});
+        runs.push({run, color: this.colors.get(run), tensor, steps: series.steps, tag: this.tagOf(run)});
       }
     }
     this.page.unitsView.show({runs, tag: this.tag, step: this.step, cmap: this.settings.cmapSequential,

@@ -68,7 +68,7 @@ export class TensorDrawing {
   /** What panel `spec` shows at `step` in the current mode. */
   frameAt(spec, step) {
     const app = this.app;
-    const ctx = {mode: app.settings.mode, tag: app.tag, runData: app.runData,
+    const ctx = {mode: app.settings.mode, tag: app.tag, tagOf: (run) => app.tagOf(run), runData: app.runData,
       getFrame: (run, tag, s) => app.cache.get(run, tag, s)};
     return panelFrame(ctx, spec.runs, step);
   }
@@ -76,7 +76,7 @@ export class TensorDrawing {
   /** True when a shown tensor is block-reduced (its scale then comes from its frames). */
   downsampled() {
     const app = this.app;
-    return app.displayRuns().some((r) => app.runData.get(r)?.tensors.get(app.tag)?.downsampled);
+    return app.displayRuns().some((r) => app.runData.get(r)?.tensors.get(app.tagOf(r))?.downsampled);
   }
 
   /** The bounds of what the panels show at the reference steps, pooled (cached). */
@@ -115,7 +115,7 @@ export class TensorDrawing {
     const downsampled = this.downsampled();
     const reference = scaleSource(app.settings, downsampled) === 'frames' ? await this.reference(downsampled) : null;
     if (seq !== this.seq) return;
-    const series = app.displayRuns().map((run) => app.runData.get(run)?.stats?.[app.tag]).filter((x) => x);
+    const series = app.displayRuns().map((run) => app.runData.get(run)?.stats?.[app.tagOf(run)]).filter((x) => x);
     const frames = results.filter((r) => r.ok).map((r) => r.frame.data);
     const {bound, note} = scaleFor({settings: app.settings, frames, series, reference, downsampled});
     const scale = makeScale(bound, app.settings.colorKind === 'magnitude');
@@ -140,9 +140,10 @@ export class TensorDrawing {
         return;
       }
       p.panel.setMessage('');
+      const tag = app.tagOf(p.runs[0]);
       const c = p.panel.setFrame({
         frame: r.frame, scale, cmap: app.cmap, shape: r.tensor.shape, layout: r.tensor.layout,
-        name: app.tag.slice(app.tag.lastIndexOf('/') + 1), parts: r.parts, stepText: r.stepText, valueLabel: r.valueLabel,
+        name: tag.slice(tag.lastIndexOf('/') + 1), parts: r.parts, stepText: r.stepText, valueLabel: r.valueLabel,
       });
       for (const key of Object.keys(counts)) counts[key] += c[key];
     });

@@ -45,27 +45,30 @@ export function framesFor(mode, steps, step) {
 
 /**
  * What one panel shows at `step`.
- * @param {{mode, tag, runData: Map, getFrame: function(run, tag, step): Promise}} ctx
+ * @param {{mode, tag, runData: Map, getFrame: function(run, tag, step): Promise, tagOf}} ctx
+ *   tagOf(run): the tensor's tag in `run` (a torch run names a Keras `kernel`
+ *   `weight`); `tag` in every run when absent.
  * @param {Array<string>} runs the panel's run, or runs A and B in `diff` mode.
  * @return {Promise<{frame, tensor, parts, stepText, valueLabel}>} parts: the
  *   frames a Δ is taken between, for the hover read-out.
  */
-export async function panelFrame({mode, tag, runData, getFrame}, runs, step) {
+export async function panelFrame({mode, tag, runData, getFrame, tagOf = () => tag}, runs, step) {
   if (mode === 'diff') {
     const [a, b] = runs;
-    const ta = tensorOf(runData, a, tag);
-    const tb = tensorOf(runData, b, tag);
+    const ta = tensorOf(runData, a, tagOf(a));
+    const tb = tensorOf(runData, b, tagOf(b));
     if (String(ta.shape) !== String(tb.shape)) {
       throw new NothingToShow(`${tag} has shape [${ta.shape}] in ${a} but [${tb.shape}] in ${b}`);
     }
     const [, sa] = snapshotAt(a, ta, step);
     const [, sb] = snapshotAt(b, tb, step);
-    const [fa, fb] = await Promise.all([getFrame(a, tag, sa), getFrame(b, tag, sb)]);
+    const [fa, fb] = await Promise.all([getFrame(a, tagOf(a), sa), getFrame(b, tagOf(b), sb)]);
     return {frame: subtractFrames(fa, fb), tensor: ta, valueLabel: 'A − B =',
       parts: [{label: `A (step ${sa})`, frame: fa}, {label: `B (step ${sb})`, frame: fb}],
       stepText: sa === sb ? `step ${sa}` : `A step ${sa}, B step ${sb}`};
   }
   const run = runs[0];
+  tag = tagOf(run);
   const tensor = tensorOf(runData, run, tag);
   const [i, s] = snapshotAt(run, tensor, step);
   if (mode === 'values') {

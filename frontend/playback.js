@@ -64,11 +64,11 @@ export class Playback {
     const app = this.app;
     const upcoming = app.steps.slice(app.stepIndex + 1, app.stepIndex + 1 + this.prefetchAhead);
     for (const run of app.displayRuns()) {
-      const tensor = app.runData.get(run)?.tensors.get(app.tag);
+      const tensor = app.runData.get(run)?.tensors.get(app.tagOf(run));
       if (!tensor) continue;
       const steps = new Set();
       for (const s of upcoming) for (const f of framesFor(app.settings.mode, tensor.steps, s)) steps.add(f);
-      app.cache.prefetch(run, app.tag, steps);
+      app.cache.prefetch(run, app.tagOf(run), steps);
     }
   }
 }

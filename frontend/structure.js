@@ -18,6 +18,31 @@ export function layerOfTag(tag) {
   return parentPath(tag) ?? '';
 }
 
+// The same weight under Keras's and PyTorch's names (a Dense `kernel` is a
+// Linear `weight`, a BatchNormalization `moving_mean` a BatchNorm
+// `running_mean`), so a Keras run and a torch run compare side by side.
+const COUNTERPARTS = [
+  ['kernel', 'weight'], ['embeddings', 'weight'], ['gamma', 'weight'], ['beta', 'bias'],
+  ['moving_mean', 'running_mean'], ['moving_variance', 'running_var'],
+];
+
+/**
+ * The tag a run holds for `tag`: `tag` itself, else the same layer's weight
+ * under the other framework's name, else null.
+ * @param {string} tag
+ * @param {{has: function(string): boolean}} tags the run's tags (a Map or Set)
+ */
+export function tagInRun(tag, tags) {
+  if (tag === null || tags.has(tag)) return tag;
+  const layer = tag.slice(0, tag.lastIndexOf('/') + 1);
+  const name = lastPart(tag);
+  for (const [keras, torch] of COUNTERPARTS) {
+    const other = name === keras ? torch : name === torch ? keras : null;
+    if (other !== null && tags.has(layer + other)) return layer + other;
+  }
+  return null;
+}
+
 /**
  * Rows of the layer list, in model order:
  * [{path, name, depth, class, params, outputShape, inbound, consumers,

@@ -44,9 +44,10 @@ export class UnitsView {
   }
 
   /**
-   * @param {{runs: Array<{run, color, tensor, steps}>, tag, step, cmap,
+   * @param {{runs: Array<{run, color, tensor, steps, tag}>, tag, step, cmap,
    *   highlight: ?{run, tag, units: number[], label}}} args
-   *   steps: the tag's stats steps of that run (the answer's rows).
+   *   steps: the tag's stats steps of that run (the answer's rows); a run's
+   *   own tag, when given, names the tensor there (torch's `weight` for `kernel`).
    */
   async show(args) {
     this.args = args;
@@ -58,7 +59,7 @@ export class UnitsView {
       this.panels = [];
       return;
     }
-    const results = await Promise.all(runs.map((r) => this.load(r.run, tag, this.stat).then(
+    const results = await Promise.all(runs.map((r) => this.load(r.run, r.tag ?? tag, this.stat).then(
         (units) => ({...r, units}), (error) => ({...r, error}))));
     if (seq !== this.seq) return;
     for (const r of results) {

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from tensorboard_nnviz import layout_torch
+
 _CONV = {
     "Conv1D": 1, "Conv2D": 2, "Conv3D": 3,
     "Convolution1D": 1, "Convolution2D": 2, "Convolution3D": 3,
@@ -122,7 +124,9 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
     Args:
       layer_class: class name of the layer owning the variable ("Dense",
         "Conv2D", "LSTMCell", "EinsumDense", ...). A list of names (e.g. the
-        class's MRO) is also accepted: the first one known wins.
+        class's MRO) is also accepted: the first one known wins. PyTorch
+        module classes, named "torch.nn.<Class>", are laid out by
+        layout_torch in torch's axis order.
       weight_name: the variable's name ("kernel", "recurrent_kernel", ...).
       shape: the weight's shape.
       layer_name: the owning layer's name or path (its last part is used);
@@ -178,11 +182,15 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
       Scalars: rows [], cols [] (a 1 x 1 frame).
       Anything else: rows = all axes but the last, cols = [last].
     """
+    names = _class_names(layer_class)
+    if any(layout_torch.is_torch_class(c) for c in names):
+        # PyTorch modules ("torch.nn.Conv2d"): torch's axis order.
+        return layout_torch.choose_layout(layer_class, weight_name, shape, layer_name)
     shape = tuple(int(d) for d in shape)
     ndim = len(shape)
     name = weight_name.rsplit("/", 1)[-1]
     sublayer = layer_name.rsplit("/", 1)[-1] if layer_name else ""
-    for cls in _class_names(layer_class):
+    for cls in names:
         layout = _family_layout(cls, name, shape, sublayer)
         if layout is not None:
             return layout

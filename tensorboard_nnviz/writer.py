@@ -99,8 +99,12 @@ class BufferPool:
             free = self._free.get(tag)
             buf = free.pop() if free else None
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)  # first use, or the weight changed
+            buf = self.allocate(shape, dtype)  # first use, or the weight changed
         return buf
+
+    def allocate(self, shape, dtype):
+        """A new buffer (a subclass may pin it for device-to-host copies)."""
+        return np.empty(shape, dtype)
 
     def give(self, tag, buf):
         with self._lock:

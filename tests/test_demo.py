@@ -22,7 +22,7 @@ from tensorboard.data import provider as tb_provider
 from tensorboard_nnviz import local_provider, reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
-RUNS = {"mlp_tuned", "mlp_high_lr", "cnn"}
+RUNS = {"mlp_tuned", "mlp_high_lr", "cnn", "cnn_torch"}  # cnn_torch: PyTorch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -61,7 +61,7 @@ def _scalars(demo, run, tag):
     return [d.value for d in data[run][tag]]
 
 
-def test_demo_writes_three_nnviz_runs_and_keras_loss_curves(demo):
+def test_demo_writes_four_nnviz_runs_and_their_loss_curves(demo):
     runs = {x["run"]: x for x in demo["reader"].runs_impl(None, demo["eid"])["runs"]}
     assert set(runs) == RUNS
     for run in runs.values():
@@ -131,6 +131,25 @@ def test_the_cnn_first_layer_kernels_become_smooth_strokes(demo):
     assert accuracy[-1] > 0.5, accuracy
 
 
+def test_the_torch_cnn_shows_the_same_picture_as_the_keras_one(demo):
+    """cnn_torch is cnn in PyTorch: its conv1 weight (out, in, kh, kw) is laid
+    out as Keras's conv1 kernel (kh, kw, in, out), a row of 16 3x3 tiles, and
+    its kernels smooth out as they learn."""
+    r, eid = demo["reader"], demo["eid"]
+    tensors = {run: {t["tag"]: t for t in r.tags_impl(None, eid, run)["tensors"]}
+               for run in ("cnn", "cnn_torch")}
+    assert sorted(tensors["cnn_torch"]) == ["conv1/bias", "conv1/weight", "conv2/bias",
+                                            "conv2/weight", "output/bias", "output/weight"]
+    keras_kernel, torch_kernel = tensors["cnn"]["conv1/kernel"], tensors["cnn_torch"]["conv1/weight"]
+    assert torch_kernel["shape"] == [16, 1, 3, 3]
+    assert (torch_kernel["rows"], torch_kernel["cols"]) == (keras_kernel["rows"], keras_kernel["cols"])
+    assert torch_kernel["steps"] == keras_kernel["steps"]  # same batches, same snapshot steps
+    first, _ = r.frame_impl(None, eid, "cnn_torch", "conv1/weight", torch_kernel["steps"][0])
+    last, _ = r.frame_impl(None, eid, "cnn_torch", "conv1/weight", torch_kernel["steps"][-1])
+    assert _neighbour_correlation(last) > max(0.12, _neighbour_correlation(first) + 0.1)
+    assert _scalars(demo, "cnn_torch/validation", "epoch_accuracy")[-1] > 0.5
+
+
 def test_a_second_demo_keeps_the_trained_runs(demo):
     before = {
         os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
@@ -141,7 +160,7 @@ def test_a_second_demo_keeps_the_trained_runs(demo):
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("already trained") == 3, proc.stdout
+    assert proc.stdout.count("already trained") == len(RUNS), proc.stdout
     after = {
         os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
         for d, _, files in os.walk(demo["logdir"]) for f in files

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {layerRows, layerOfTag} from '../../frontend/structure.js';
+import {layerRows, layerOfTag, tagInRun} from '../../frontend/structure.js';
 
 const structure = {
   model: {name: 'm', class: 'Functional'},
@@ -34,4 +34,22 @@ test('tags missing from the structure still appear, grouped by layer', () => {
   assert.deepEqual(rows.map((r) => r.path), ['x', 'lstm', 'lstm/cell']);
   assert.deepEqual(rows[0].weights.map((w) => w.name), ['kernel', 'bias']);
   assert.equal(layerOfTag('lstm/cell/kernel'), 'lstm/cell');
+});
+
+test('a Keras tag finds its PyTorch counterpart in a torch run, and back', () => {
+  const torchRun = new Set(['conv1/weight', 'conv1/bias', 'bn/weight', 'bn/running_mean', 'bn/running_var']);
+  const kerasRun = new Map([['conv1/kernel', {}], ['emb/embeddings', {}], ['bn/gamma', {}], ['bn/beta', {}]]);
+  assert.equal(tagInRun('conv1/kernel', torchRun), 'conv1/weight');
+  assert.equal(tagInRun('conv1/bias', torchRun), 'conv1/bias');
+  assert.equal(tagInRun('bn/moving_mean', torchRun), 'bn/running_mean');
+  assert.equal(tagInRun('bn/moving_variance', torchRun), 'bn/running_var');
+  assert.equal(tagInRun('conv1/weight', kerasRun), 'conv1/kernel');
+  assert.equal(tagInRun('emb/weight', kerasRun), 'emb/embeddings');
+  assert.equal(tagInRun('bn/weight', kerasRun), 'bn/gamma');
+  assert.equal(tagInRun('bn/bias', kerasRun), 'bn/beta');
+  // Only within the same layer, and only a counterpart that exists.
+  assert.equal(tagInRun('conv2/kernel', torchRun), null);
+  assert.equal(tagInRun('kernel', new Set(['weight'])), 'weight');
+  assert.equal(tagInRun('dense/recurrent_kernel', torchRun), null);
+  assert.equal(tagInRun(null, torchRun), null);
 });

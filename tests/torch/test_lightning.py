@@ -1,0 +1,113 @@
+"""`tensorboard_nnviz.lightning.NNVizCallback` with a real `lightning.Trainer` on CPU."""
+
+import os
+
+import lightning
+import numpy as np
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing import event_accumulator as ea
+from torch import nn
+
+import keras_models as km
+import torch_models as tm
+
+from tensorboard_nnviz.lightning import NNVizCallback
+
+STEPS_PER_EPOCH = 3
+
+
+class Digits(lightning.LightningModule):
+    """A small CNN on random 8x8 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x)))
+        return self.fc(h.mean(dim=(2, 3)))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.05)
+
+
+class Recorder(lightning.Callback):
+    """The true weights at each global_step (runs after NNVizCallback's hooks)."""
+
+    def __init__(self):
+        self.weights = {}
+
+    def on_train_start(self, trainer, pl_module):
+        self.weights[trainer.global_step] = tm.state(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.weights[trainer.global_step] = tm.state(pl_module)
+
+
+def _fit(callbacks, logger, epochs=2, root=None):
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(4 * STEPS_PER_EPOCH, 1, 8, 8),
+                                          torch.randint(0, 3, (4 * STEPS_PER_EPOCH,)))
+    rec = Recorder()
+    trainer = lightning.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=logger,
+        callbacks=list(callbacks) + [rec], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+        default_root_dir=root)
+    model = Digits()
+    trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=4))
+    return model, rec.weights
+
+
+def test_snapshots_sit_in_the_tensorboard_loggers_run(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    model, truth = _fit([NNVizCallback(snapshot_freq=2)], logger)
+    run_dir = logger.log_dir
+    assert run_dir == os.path.join(str(tmp_path), "exp", "version_0")
+    run = km.read_run(run_dir)
+    assert sorted(run["frames"]) == sorted(
+        n.replace(".", "/") for n, t in model.state_dict().items() if t.is_floating_point())
+    # Steps are global_step; frames are the true weights of that step.
+    for tag, frames in run["frames"].items():
+        assert sorted(frames) == [0, 2, 4, 6], tag
+        for step, frame in frames.items():
+            expected = tm.layout_frame(truth[step][tag], run["content"][tag]["layout"])
+            np.testing.assert_array_equal(frame, expected.astype(np.float32))
+    assert not np.array_equal(run["frames"]["conv/weight"][6], run["frames"]["conv/weight"][0])
+    # Lightning's own scalars are in the same run (directory).
+    acc = ea.EventAccumulator(run_dir)
+    acc.Reload()
+    assert "train_loss" in acc.Tags()["scalars"]
+    assert len({e.step for e in acc.Scalars("train_loss")}) == 2 * STEPS_PER_EPOCH
+
+
+def test_default_schedule_is_each_epoch(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    _fit([NNVizCallback()], logger, epochs=3)
+    assert km.steps_of(logger.log_dir) == [0, 3, 6, 9]
+
+
+def test_explicit_log_dir_and_other_loggers(tmp_path):
+    _fit([NNVizCallback(str(tmp_path / "mine"), snapshot_freq=3)],
+         TensorBoardLogger(str(tmp_path), name="exp"))
+    assert km.steps_of(tmp_path / "mine") == [0, 3, 6]
+    # Without a TensorBoard logger: the trainer's log dir (here the CSV logger's).
+    csv = CSVLogger(str(tmp_path), name="csv")
+    _fit([NNVizCallback(snapshot_freq=3)], csv)
+    assert km.steps_of(csv.log_dir) == [0, 3, 6]
+
+
+def test_a_second_fit_in_the_same_run_continues_the_steps(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="exp", version="v")
+    _fit([NNVizCallback(snapshot_freq=3)], logger)
+    _fit([NNVizCallback(snapshot_freq=3)], TensorBoardLogger(str(tmp_path), name="exp", version="v"))
+    assert km.steps_of(os.path.join(str(tmp_path), "exp", "v")) == [0, 3, 6, 7, 10, 13]
