@@ -13,6 +13,7 @@ import numpy as np
 from tensorboard_nnviz import budget as budget_lib
 from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import schedule as schedule_lib
+from tensorboard_nnviz import spectral as spectral_lib
 from tensorboard_nnviz import structure as structure_lib
 from tensorboard_nnviz import writer as writer_lib
 
@@ -52,9 +53,18 @@ class NNVizCallback(keras.callbacks.Callback):
       include: regular expression; only tags where it matches (`re.search`)
         are recorded, e.g. `"kernel$"`.
       exclude: regular expression; tags where it matches are skipped.
+      spectral: spectral stats of each weight matrix (`sv_max`,
+        `stable_rank`, power-law `alpha`, `alpha_weighted`; computed on the
+        writer thread, never the training thread). `"auto"` (default)
+        spends a bounded CPU budget per snapshot and refreshes the matrices
+        it skips at later snapshots (null until then); `True` computes
+        every matrix at every snapshot (ResNet50: see the README, "Spectral
+        stats", for the cost); `False` none; a number: CPU seconds per
+        snapshot.
 
     Raises:
       OSError: `log_dir` cannot be written (raised here, before training).
+      ValueError: an invalid `snapshot_freq`, `max_cells` or `spectral`.
 
     Example:
 
@@ -66,11 +76,13 @@ class NNVizCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, snapshot_freq="epoch", max_cells=65536, include=None,
-                 exclude=None):
+                 exclude=None, spectral="auto"):
         super().__init__()
         self._schedule = schedule_lib.parse(snapshot_freq)  # ValueError if invalid
         if int(max_cells) < 1:
             raise ValueError("max_cells must be positive, got %r" % (max_cells,))
+        spectral_lib.scheduler_for(spectral)  # ValueError if invalid, on every process
+        self.spectral = spectral
         self.log_dir = os.fspath(log_dir)
         self.snapshot_freq = snapshot_freq
         self.max_cells = int(max_cells)
@@ -247,7 +259,8 @@ class NNVizCallback(keras.callbacks.Callback):
 
     def _new_writer(self):
         # Raises writer.LogDirError (an OSError) when log_dir is unwritable.
-        return writer_lib.SnapshotWriter(self.log_dir, self.max_cells, state=self._writer_state)
+        return writer_lib.SnapshotWriter(self.log_dir, self.max_cells, state=self._writer_state,
+                                         spectral=self.spectral)
 
     def _optimizer(self):
         return getattr(self.model, "optimizer", None)

@@ -24,6 +24,11 @@ Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
 Version 2 added the units series, `units_still` to the stats vector,
 `unit_axes` to the frame layout and `trainable` to the structure's weights.
 A reader of version 2 reads version-1 runs (they have no units series).
+The spectral fields (`sv_max`, `stable_rank`, `alpha`, `alpha_weighted`,
+spectral.py) were appended to the stats vector within version 2: a reader
+takes the field names from the content, so runs written before them still
+open (the reader serves their spectral columns as null) and older version-2
+readers serve the new fields as extra columns.
 
 `plugin_data.content` is UTF-8 JSON with a `version`. Both TensorBoard
 ingesters keep only the first event's content per tag, so anything in it is
@@ -40,6 +45,8 @@ import struct
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import types_pb2
+
+from tensorboard_nnviz.spectral import FIELDS as SPECTRAL_FIELDS
 
 PLUGIN_NAME = "nnviz"
 
@@ -83,7 +90,7 @@ STAT_FIELDS = (
     "init_absmax",
     "init_cos",
     "units_still",
-)
+) + SPECTRAL_FIELDS
 
 # Frame blob: a fixed header, then the cells row-major.
 #   magic "NNVZ", format version (u8), encoding (u8), reserved (u16),

@@ -8,6 +8,7 @@ except ImportError:  # the standalone `pytorch_lightning` package
     from pytorch_lightning.loggers import TensorBoardLogger
 
 from tensorboard_nnviz import schedule as schedule_lib
+from tensorboard_nnviz import spectral as spectral_lib
 from tensorboard_nnviz import torch as nnviz_torch
 
 __all__ = ["NNVizCallback"]
@@ -33,6 +34,10 @@ class NNVizCallback(Callback):
         larger ones are block-mean reduced.
       include: regular expression; only tags where it matches are recorded.
       exclude: regular expression; tags where it matches are skipped.
+      spectral: spectral stats of each weight matrix, as for
+        `tensorboard_nnviz.torch.watch`: `"auto"` (default, a bounded CPU
+        budget per snapshot), `True` (all, every snapshot), `False`, or CPU
+        seconds per snapshot.
 
     Example:
 
@@ -44,9 +49,11 @@ class NNVizCallback(Callback):
     """
 
     def __init__(self, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
-                 exclude=None):
+                 exclude=None, spectral="auto"):
         super().__init__()
         schedule_lib.parse(snapshot_freq)  # a bad value fails here, not in fit
+        spectral_lib.scheduler_for(spectral)  # likewise
+        self.spectral = spectral
         self.log_dir = log_dir
         self.snapshot_freq = snapshot_freq
         self.max_cells = max_cells
@@ -60,7 +67,8 @@ class NNVizCallback(Callback):
         self._watcher = nnviz_torch.Watcher(
             pl_module, self.log_dir or default_log_dir(trainer),
             snapshot_freq=self.snapshot_freq, max_cells=self.max_cells, include=self.include,
-            exclude=self.exclude, start=trainer.global_step, allow_epochs=True)
+            exclude=self.exclude, start=trainer.global_step, allow_epochs=True,
+            spectral=self.spectral)
         self._watcher.snapshot()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

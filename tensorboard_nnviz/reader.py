@@ -556,4 +556,8 @@ def _stats_columns(content, datums):
             columns[f] = column.tolist()
         else:  # NaN and ±Inf → None
             columns[f] = [v if math.isfinite(v) else None for v in column.tolist()]
+    # Runs recorded before the spectral stats (or with spectral=False) have
+    # none: null, so every client finds the four columns.
+    for f in fmt.SPECTRAL_FIELDS:
+        columns.setdefault(f, [None] * len(steps))
     return columns

@@ -24,6 +24,7 @@ import torch
 
 from tensorboard_nnviz import budget as budget_lib
 from tensorboard_nnviz import schedule as schedule_lib
+from tensorboard_nnviz import spectral as spectral_lib
 from tensorboard_nnviz import structure_torch
 from tensorboard_nnviz import writer as writer_lib
 
@@ -33,7 +34,7 @@ __all__ = ["Watcher", "watch"]
 
 
 def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, include=None,
-          exclude=None):
+          exclude=None, spectral="auto"):
     """Records weight snapshots of `model` into `log_dir` for the nnviz tab.
 
     Takes the first snapshot (step 0) now, then one each time the step
@@ -71,6 +72,13 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
       include: regular expression; only tags where it matches (`re.search`)
         are recorded, e.g. `"weight$"`.
       exclude: regular expression; tags where it matches are skipped.
+      spectral: spectral stats of each weight matrix (`sv_max`,
+        `stable_rank`, power-law `alpha`, `alpha_weighted`; computed on the
+        writer thread). `"auto"` (default) spends a bounded CPU budget per
+        snapshot and fills the matrices it skips at later snapshots (null
+        until then); `True` every matrix at every snapshot (cost: the
+        README, "Spectral stats"); `False` none; a number: CPU seconds per
+        snapshot.
 
     Returns:
       A `Watcher`; `close()` it (or use it as a context manager) to write
@@ -79,7 +87,7 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     Raises:
       OSError: `log_dir` cannot be written.
       ValueError: an invalid `snapshot_freq` (e.g. `"epoch"`: a training loop
-        has no epochs a hook can see) or `max_cells`.
+        has no epochs a hook can see), `max_cells` or `spectral`.
 
     Example:
 
@@ -94,7 +102,7 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     ```
     """
     watcher = Watcher(model, log_dir, optimizer=optimizer, snapshot_freq=snapshot_freq,
-                      max_cells=max_cells, include=include, exclude=exclude)
+                      max_cells=max_cells, include=include, exclude=exclude, spectral=spectral)
     watcher.snapshot()
     return watcher
 
@@ -126,7 +134,7 @@ class Watcher:
     """
 
     def __init__(self, model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536,
-                 include=None, exclude=None, start=0, allow_epochs=False):
+                 include=None, exclude=None, start=0, allow_epochs=False, spectral="auto"):
         self._schedule = schedule_lib.parse(snapshot_freq)  # ValueError if invalid
         if self._schedule.per_epoch and not allow_epochs:
             raise ValueError(
@@ -135,6 +143,8 @@ class Watcher:
                 "watcher.snapshot() where you want one more")
         if int(max_cells) < 1:
             raise ValueError("max_cells must be positive, got %r" % (max_cells,))
+        spectral_lib.scheduler_for(spectral)  # ValueError if invalid, on every rank
+        self.spectral = spectral
         self.log_dir = os.fspath(log_dir)
         self.max_cells = int(max_cells)
         self.model = structure_torch.unwrap(model)
@@ -155,7 +165,8 @@ class Watcher:
         self.active = process_rank() == 0 and not structure_torch.has_fsdp1(self.model)
         if self.active:
             self._last_step = writer_lib.read_last_step(self.log_dir)
-            self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells)
+            self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells,
+                                                     spectral=self.spectral)
             self._writer.pool = HostBufferPool()
         elif process_rank() == 0:
             self._warn_once(

@@ -43,6 +43,7 @@ from tensorboard_nnviz import budget
 from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import format as fmt
 from tensorboard_nnviz import layout as layout_lib
+from tensorboard_nnviz import spectral as spectral_lib
 from tensorboard_nnviz import stats as stats_lib
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,9 @@ class _TagState:
     """What the worker keeps per weight tag between snapshots."""
 
     __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
-                 "prev_pooled", "prev_sumsq", "init_sumsq")
+                 "prev_pooled", "prev_sumsq", "init_sumsq", "matrix")
 
-    def __init__(self, key, layout, content, units_content, unit_block, init):
+    def __init__(self, key, layout, content, units_content, unit_block, init, matrix=None):
         self.key = key  # (shape, dtype, layer_class): a new key resets the state
         self.layout = layout
         self.content = content
@@ -77,6 +78,9 @@ class _TagState:
         # spares reading them again for update_ratio and init_cos.
         self.prev_sumsq = None
         self.init_sumsq = None
+        # How the weight reads as matrices for the spectral stats
+        # (spectral.plan), or None: not a matrix. Fixed by the key.
+        self.matrix = matrix
 
 
 class BufferPool:
@@ -125,13 +129,20 @@ class SnapshotWriter:
         so update and init stats carry over (`writer.state`).
       event_writer_factory: builds the event writer from a log_dir (default
         `eventfiles.new_writer`: TensorBoard's `EventFileWriter`).
+      spectral: which matrices get spectral stats at each snapshot
+        (`spectral.scheduler_for`): "auto" (a CPU budget per snapshot),
+        True (all, every snapshot), False (none), or seconds per snapshot.
 
     Raises:
       LogDirError: the log_dir cannot be created or written.
+      ValueError: an invalid `spectral`.
     """
 
     def __init__(self, log_dir, max_cells=65536, queue_size=1, state=None,
-                 event_writer_factory=None):
+                 event_writer_factory=None, spectral="auto"):
+        self._scheduler = spectral_lib.scheduler_for(spectral)  # ValueError first
+        self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
+        self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
         self.log_dir = str(log_dir)
         self.max_cells = int(max_cells)
         self.state = state if state is not None else {}
@@ -297,7 +308,8 @@ class SnapshotWriter:
         if structure is not None:
             fmt.structure_value(structure, out=values.add())
         stats_content = fmt.stats_content()
-        sumsqs = []
+        sumsqs, stats = [], []
+        start = time.thread_time()
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
                 pass
@@ -305,15 +317,46 @@ class SnapshotWriter:
             measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
                                          state.prev_sumsq, state.init_sumsq)
             sumsqs.append(measured.sumsq if measured.finite else None)
+            stats.append(measured.stats)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
             fmt.frame_value(w.tag, blob, state.content, out=values.add())
-            fmt.stats_value(w.tag, measured.stats, stats_content, out=values.add())
             block, update = state.unit_block, measured.update
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
                             state.units_content, out=values.add())
+        self._spectral(snap, stats, time.thread_time() - start)
+        for w, tag_stats in zip(snap.weights, stats):
+            fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())
         return sumsqs
+
+    def _spectral(self, snap, stats, writer_seconds):
+        """Fills the spectral fields of `stats` (one dict per weight of
+        `snap`) for the matrices the scheduler picks; the rest stay None.
+
+        Runs here, on the worker, with BLAS on one thread: the training
+        thread never waits for an eigensolver, and the solver does not take
+        the cores training uses (spectral.blas_single_thread).
+        """
+        if self._scheduler is None:
+            return
+        elapsed = None if self._last_wall_time is None else snap.wall_time - self._last_wall_time
+        self._last_wall_time = snap.wall_time
+        matrices = {w.tag: (w, s) for w, s in zip(snap.weights, stats)
+                    if self.state[w.tag].matrix is not None}
+        ops = [(tag, spectral_lib.cost(w.value.shape, self.state[tag].matrix))
+               for tag, (w, _) in matrices.items()]
+        chosen = self._scheduler.select(ops, elapsed=elapsed, writer_seconds=writer_seconds)
+        with spectral_lib.blas_single_thread():
+            for tag in chosen:
+                with self._pause:  # not while the training thread copies
+                    pass
+                w, tag_stats = matrices[tag]
+                start = time.thread_time()
+                tag_stats.update(_spectral_metrics(w, self.state[tag].matrix))
+                seconds = time.thread_time() - start
+                self._scheduler.record(tag, seconds)
+                self.spectral_cpu_seconds += seconds
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""
@@ -335,7 +378,7 @@ class SnapshotWriter:
         unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
         units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
         state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
-                                              init=value)
+                                              init=value, matrix=_matrix_plan(w, layout))
         return frame, state
 
     def _discard_events(self):
@@ -364,3 +407,23 @@ class SnapshotWriter:
     def failed_steps(self):
         """Steps whose snapshot could not be written."""
         return list(self._failed_steps)
+
+
+def _matrix_plan(w, layout):
+    """How `w` reads as matrices (spectral.plan), or None; never raises: a
+    weight we cannot plan simply gets no spectral stats."""
+    try:
+        return spectral_lib.plan(layout, w.value.shape, w.layer_class, w.tag.rsplit("/", 1)[-1])
+    except Exception:
+        logger.debug("nnviz: no spectral plan for %r", w.tag, exc_info=True)
+        return None
+
+
+def _spectral_metrics(w, matrix):
+    """The spectral metrics of one weight; all None if anything fails (a
+    LinAlgError on a pathological matrix must not lose the snapshot)."""
+    try:
+        return spectral_lib.compute(w.value, matrix)
+    except Exception:
+        logger.debug("nnviz: spectral metrics of %r failed", w.tag, exc_info=True)
+        return dict.fromkeys(spectral_lib.FIELDS)

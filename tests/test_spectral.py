@@ -1,6 +1,6 @@
 """Spectral metrics (spectral.py): known spectra, weightwatcher's reading of
-each layer family, the exact fit, null rather than NaN, the budget, and real
-Keras training checked against numpy's float64 SVD."""
+each layer family, the exact fit, null rather than NaN and the budget. Real
+training through the writer: tests/test_spectral_run.py."""
 
 import json
 import math
@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from spectral_reference import full_scan_fit, reference_metrics
 from tensorboard_nnviz import layout as layout_lib
 from tensorboard_nnviz import spectral
 
@@ -24,39 +25,6 @@ def planted(rng, n, m, singular_values):
 
 def dense_plan(shape):
     return spectral.plan(layout_lib.choose_layout("Dense", "kernel", shape), shape, "Dense", "kernel")
-
-
-def full_scan_fit(evals):
-    """Every candidate xmin in full, straight from the definition (the O(N²)
-    search weightwatcher runs): (alpha, xmin index) of the smallest KS
-    distance, or None."""
-    x = np.sort(np.asarray(evals, np.float64))
-    x = x[x > spectral.EVALS_THRESH]
-    best = (math.inf, None, None)
-    for i in range(x.size - 1):
-        tail = x[i:]
-        n = tail.size
-        with np.errstate(divide="ignore"):  # a tail of ties: alpha infinite
-            alpha = 1 + n / np.sum(np.log(tail / x[i]))
-        if not alpha > 1:
-            continue
-        d = np.max(np.abs(1 - (tail / x[i]) ** (1 - alpha) - np.arange(n) / n))
-        if d < best[0]:
-            best = (d, alpha, i)
-    return None if best[1] is None else best[1]
-
-
-def reference_metrics(slices):
-    """sv_max, stable_rank, alpha from float64 SVD of each slice (pooled)."""
-    s = np.concatenate([np.linalg.svd(np.asarray(m, np.float64), compute_uv=False) for m in slices])
-    evals = s ** 2
-    out = {"sv_max": float(s.max()),
-           "stable_rank": float(evals.sum() / evals.max()) if evals.max() > 0 else None,
-           "alpha": (full_scan_fit(evals)
-                     if np.sum(evals > spectral.EVALS_THRESH) >= spectral.MIN_EVALS else None)}
-    out["alpha_weighted"] = (out["alpha"] * math.log10(evals.max())
-                             if out["alpha"] is not None else None)
-    return out
 
 
 # --- known spectra -----------------------------------------------------------------------
@@ -402,71 +370,3 @@ def test_estimates_learn_from_measured_times():
 def test_blas_single_thread_is_a_context():
     with spectral.blas_single_thread():
         assert spectral.compute(np.eye(12), dense_plan((12, 12)))["sv_max"] == pytest.approx(1.0)
-
-
-# --- real training ------------------------------------------------------------------------
-
-
-def test_real_keras_training_matches_float64_svd():
-    """A tiny conv net trained for real; at each epoch end a recording callback
-    keeps the true weights. Every matrix's metrics match numpy's float64 SVD
-    of the recorded weights, sliced here as weightwatcher slices them, with
-    alpha from a full scan of every xmin.
-
-    Tolerances: sv_max and stable_rank 1e-9 relative (the float64 Gram
-    matrix squares the condition number, but the largest eigenvalue and the
-    sum are accurate to ~1e-15 of λ_max); alpha 1e-8 absolute (the same xmin
-    is chosen; the MLE then differs only by rounding of the eigenvalues).
-    """
-    import keras
-    import keras_models
-
-    from tensorboard_nnviz import structure
-
-    keras.utils.set_random_seed(7)
-    model = keras.Sequential([
-        keras.Input((8, 8, 3)),
-        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
-        keras.layers.Flatten(name="flat"),
-        keras.layers.Dense(32, activation="relu", name="dense"),
-        keras.layers.Dense(24, activation="relu", name="dense_1"),
-        keras.layers.Dense(2, name="out"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="mse")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((128, 8, 8, 3)).astype("float32")
-    y = np.stack([x[:, :4, :4].mean(axis=(1, 2, 3)), x[:, 4:, 4:, 0].std(axis=(1, 2))], 1)
-    rec = keras_models.recorder()
-    model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[rec])
-
-    refs = {r.tag: r for r in structure.weight_refs(model)}
-    snapshots = sorted(rec.weights)
-    assert len(snapshots) >= 5
-    seen_alpha = {}
-    for step in snapshots:
-        for tag, value in rec.weights[step].items():
-            ref = refs[tag]
-            name = tag.rsplit("/", 1)[-1]
-            layout = layout_lib.choose_layout(ref.layer_class, name, value.shape, ref.layer_name)
-            p = spectral.plan(layout, value.shape, ref.layer_class, name)
-            if name == "bias":
-                assert p is None
-                continue
-            if value.ndim == 4:  # Keras conv (kh, kw, in, out): slice W[i, j]
-                slices = [value[i, j] for i in range(value.shape[0]) for j in range(value.shape[1])]
-            else:
-                slices = [value]
-            got = spectral.compute(value, p)
-            assert_json_clean(got)
-            want = reference_metrics(slices)
-            assert got["sv_max"] == pytest.approx(want["sv_max"], rel=1e-9), tag
-            assert got["stable_rank"] == pytest.approx(want["stable_rank"], rel=1e-9), tag
-            if want["alpha"] is None:
-                assert got["alpha"] is None, tag
-            else:
-                assert got["alpha"] == pytest.approx(want["alpha"], abs=1e-8), tag
-                assert got["alpha_weighted"] == pytest.approx(want["alpha_weighted"], abs=1e-7)
-                seen_alpha.setdefault(tag, set()).add(round(got["alpha"], 6))
-    # conv (27 eigenvalues), dense (32), dense_1 (24) are fitted; out (2) is not.
-    assert set(seen_alpha) == {"conv/kernel", "dense/kernel", "dense_1/kernel"}
-    assert all(len(v) > 1 for v in seen_alpha.values())  # training moved alpha
