@@ -35,6 +35,14 @@ INSPECT_STATS = (
     ("zero_frac", "zero"),
     ("update_ratio", "upd/|W|"),
 )
+# Spectral stats shown by `inspect`: the last value computed (the budget of
+# spectral="auto" leaves some snapshots null; a non-matrix has none: "-").
+INSPECT_SPECTRAL = (
+    ("sv_max", "sv_max"),
+    ("stable_rank", "srank"),
+    ("alpha", "alpha"),
+    ("alpha_weighted", "alpha_w"),
+)
 
 
 class UsageError(Exception):
@@ -204,7 +212,7 @@ def cmd_inspect(args):
             print()
         print("run %s: %d tensors, %s" % (run, len(tensors), _steps_text(steps)))
         header = (["tensor", "shape", "frame", "steps", "last"] + [h for _, h in INSPECT_STATS]
-                  + ["NaN/Inf since"])
+                  + [h for _, h in INSPECT_SPECTRAL] + ["NaN/Inf since"])
         rows = []
         for t in tensors:
             frame = "%d×%d" % (t["rows"], t["cols"])
@@ -215,9 +223,10 @@ def cmd_inspect(args):
             columns = stats.get(t["tag"]) or {}
             if columns.get("steps") and "error" not in columns:
                 row += [_num(columns.get(k, [None])[-1]) for k, _ in INSPECT_STATS]
+                row += [_num(_last_value(columns.get(k))) for k, _ in INSPECT_SPECTRAL]
                 row.append(_first_non_finite(columns))
             else:
-                row += ["-"] * (len(INSPECT_STATS) + 1)
+                row += ["-"] * (len(INSPECT_STATS) + len(INSPECT_SPECTRAL) + 1)
             rows.append(row)
         _print_table(header, rows)
         print()
@@ -265,6 +274,11 @@ def cmd_findings(args):
         if any(f["severity"] in gate for _, a in answers for f in a["findings"]):
             return EXIT_FINDINGS
     return 0
+
+
+def _last_value(values):
+    """The last value that is not null, or None."""
+    return next((v for v in reversed(values or []) if v is not None), None)
 
 
 def _first_non_finite(columns):

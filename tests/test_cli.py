@@ -94,6 +94,28 @@ def test_inspect_prints_runs_tensors_shapes_steps_and_latest_stats(logdir, data,
             assert float(cells[5]) == pytest.approx(mean, rel=5e-3, abs=1e-6)
 
 
+def test_inspect_prints_the_last_spectral_value_of_each_matrix(logdir, data, capsys):
+    """The four spectral columns hold each metric's last computed value
+    (the default "auto" budget may leave the latest snapshot null); tensors
+    that are not matrices show "-"."""
+    assert cli.main(["inspect", logdir, "--run", "conv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[1].split()
+    first = header.index("sv_max")
+    assert header[first:first + 4] == ["sv_max", "srank", "alpha", "alpha_w"]
+    seen = 0
+    for t in data["tensors"]["conv"]:
+        cells = [l for l in lines if l.split()[:1] == [t["tag"]]][0].split()
+        columns = data["stats"]["conv"][t["tag"]]
+        for k, name in enumerate(("sv_max", "stable_rank", "alpha", "alpha_weighted")):
+            last = [v for v in columns[name] if v is not None]
+            assert cells[first + k] == ("%.3g" % last[-1] if last else "-"), (t["tag"], name)
+        seen += cells[first] != "-"
+        if t["tag"].endswith("bias"):
+            assert cells[first:first + 4] == ["-"] * 4
+    assert seen >= 2  # the conv and dense kernels
+
+
 def test_inspect_one_run(logdir, capsys):
     assert cli.main(["inspect", logdir, "--run", "conv"]) == 0
     out = capsys.readouterr().out
