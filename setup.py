@@ -54,6 +54,10 @@ setup(
         # TensorBoard's event writer checksums records in pure Python (~1 MB/s,
         # holding the GIL); fast_crc.py swaps in this C implementation.
         "google-crc32c>=1.5",
+        # The writer's spectral stats run numpy's eigensolver beside training:
+        # limited to one BLAS thread it cost ResNet50 2.2 s CPU per snapshot,
+        # left multi-threaded 11.7 s (benchmarks/spectral_writer.py).
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "keras": ["keras>=3.0", "tensorflow>=2.16"],

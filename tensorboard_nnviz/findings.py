@@ -27,6 +27,7 @@ NONFINITE = "nonfinite"
 EXPLODING = "exploding"
 FROZEN = "frozen"
 DEAD_UNITS = "dead_units"
+ALPHA = "alpha"
 
 # ||W|| past this multiple of its first value is exploding.
 GROWTH_LIMIT = 100.0
@@ -35,6 +36,16 @@ GROWTH_LIMIT = 100.0
 # epoch apart have updates of 1.4 ||W_prev|| while ||W|| grows 1.6x.
 JUMP_LIMIT = 1.0
 JUMP_GROWTH = 2.0
+# weightwatcher's range of power-law alpha for well-trained layers: below
+# ALPHA_LOW a heavy-tailed spectrum (its sign of over-fitting / over-
+# training), above ALPHA_HIGH little correlated structure (random matrices,
+# e.g. every layer at init, have large alpha). Only the last ALPHA_WINDOW of
+# the run (by step) counts, with at least MIN_ALPHA_VALUES values there, all
+# on one side: an untrained layer starts above 6 in every healthy run.
+ALPHA_LOW = 2.0
+ALPHA_HIGH = 6.0
+ALPHA_WINDOW = 0.25
+MIN_ALPHA_VALUES = 2
 # `frozen` and `dead_units` need at least this many snapshots of stillness.
 MIN_STILL_SNAPSHOTS = 2
 # Weights the optimizer does not train, by name, for runs whose structure
@@ -222,6 +233,41 @@ def _dead_units(tag, columns, series):
                     value=len(units) / float(total))
 
 
+def _alpha_side(value):
+    """-1 below ALPHA_LOW, 1 above ALPHA_HIGH, 0 inside (or None: unknown)."""
+    if value is None:
+        return None
+    return -1 if value < ALPHA_LOW else (1 if value > ALPHA_HIGH else 0)
+
+
+def _alpha(tag, columns):
+    """alpha out of [ALPHA_LOW, ALPHA_HIGH] at every value of the run's last
+    ALPHA_WINDOW, on one side; first_step is where it last left the range."""
+    steps = columns["steps"]
+    known = [(s, a) for s, a in zip(steps, _values(columns, "alpha")) if a is not None]
+    start = steps[-1] - ALPHA_WINDOW * (steps[-1] - steps[0])
+    window = [(s, a) for s, a in known if s >= start]
+    sides = {_alpha_side(a) for _, a in window}
+    if len(window) < MIN_ALPHA_VALUES or len(sides) != 1 or sides == {0}:
+        return None
+    side = sides.pop()
+    first = window[0][0]
+    for s, a in reversed([x for x in known if x[0] < first]):  # back to where it left
+        if _alpha_side(a) != side:
+            break
+        first = s
+    last = window[-1][1]
+    if side < 0:
+        message = ("%s: alpha %s < %g since step %s: a heavy-tailed spectrum, which "
+                   "weightwatcher reads as a sign of over-fitting or over-training this layer"
+                   % (tag, _num(last), ALPHA_LOW, _step(first)))
+    else:
+        message = ("%s: alpha %s > %g since step %s: little structure learned yet (random "
+                   "matrices have a large alpha; normal early in training, or for a layer "
+                   "that hardly trains)" % (tag, _num(last), ALPHA_HIGH, _step(first)))
+    return _finding(ALPHA, INFO, tag, first, steps[-1], message, value=float(last))
+
+
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -272,6 +318,10 @@ def compute(columns, structure=None, units=None):
             boom = _exploding(tag, c)
             if boom is not None:
                 found.append(boom)
+        if bad is None and meta["trainable"] is not False:
+            shape = _alpha(tag, c)
+            if shape is not None:
+                found.append(shape)
         if bad is None and meta["trainable"]:
             still[tag] = _still(c)
             if tag in units and not _is_embedding(meta):

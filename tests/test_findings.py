@@ -196,3 +196,52 @@ def test_damaged_and_short_columns_are_skipped():
     cols = {"bad/kernel": {"error": "stats of weight 'bad/kernel': damaged"},
             "short/kernel": {"steps": [0, 1], "nan": [0]}, "ok/kernel": columns(STEPS)}
     assert F.compute(cols, None) == []
+
+
+# --- alpha ------------------------------------------------------------------------------
+
+STEPS9 = [0, 10, 20, 30, 40, 50, 60, 70, 80]  # last quarter: steps >= 60
+
+
+def alpha_found(alpha, steps=STEPS9, trainable=True):
+    found = F.compute({"d/kernel": columns(steps, alpha=alpha)}, structure(("d/kernel", trainable)))
+    return [f for f in found if f["kind"] == "alpha"]
+
+
+def test_alpha_above_six_only_at_init_is_not_a_finding():
+    """Every layer starts random (alpha > 6): only the last quarter counts."""
+    assert alpha_found([9.1, 8.0, 7.2, 6.5, 5.0, 4.2, 3.9, 3.8, 3.7]) == []
+
+
+def test_alpha_below_two_over_the_last_quarter_is_info():
+    found = alpha_found([7.0, 5.0, 3.5, 2.5, 2.2, 1.9, 1.8, 1.7, 1.6])
+    assert kinds(found) == [("alpha", "info", "d/kernel", 50)]  # where it left [2, 6]
+    f = found[0]
+    assert f["last_step"] == 80 and f["value"] == 1.6
+    assert f["message"] == ("d/kernel: alpha 1.6 < 2 since step 50: a heavy-tailed spectrum, which "
+                            "weightwatcher reads as a sign of over-fitting or over-training this layer")
+
+
+def test_alpha_that_never_came_below_six_is_info_from_the_first_step():
+    found = alpha_found([9.0, 8.8, 8.5, 8.1, 7.9, 7.5, 7.4, 7.2, 7.1])
+    assert kinds(found) == [("alpha", "info", "d/kernel", 0)]
+    assert "alpha 7.1 > 6 since step 0: little structure learned yet" in found[0]["message"]
+
+
+@pytest.mark.parametrize("alpha", [
+    [7, 6, 5, 4, 3, 2.5, 1.9, 2.1, 1.9],  # back inside at step 70
+    [7, 6, 5, 4, 3, 2.5, 1.9, 6.5, 1.9],  # out, but on both sides
+    [7, 6, 5, 4, 3, 2.5, None, None, 1.9],  # one value in the last quarter
+    [None] * 9,  # not a matrix, or too small to fit
+])
+def test_alpha_not_out_on_one_side_throughout_the_last_quarter_is_no_finding(alpha):
+    assert alpha_found(alpha) == []
+
+
+def test_alpha_gaps_left_by_the_budget_are_skipped():
+    assert kinds(alpha_found([7, 6, 5, 4, 3, 1.9, 1.85, None, 1.8])) == [
+        ("alpha", "info", "d/kernel", 50)]
+
+
+def test_alpha_of_a_non_trainable_weight_is_not_judged():
+    assert alpha_found([9.0] * 9, trainable=False) == []
