@@ -118,6 +118,19 @@ def test_the_tuned_run_stays_finite_and_learns(demo):
     assert accuracy[-1] > 0.85, accuracy
 
 
+def test_the_tuned_run_has_alpha_info_only_where_its_kernels_end_out_of_range(demo):
+    """A healthy run: no warning or error. Its hidden kernels start random
+    (alpha > 6, which must not count) and end trained to near-zero loss
+    with alpha just under 2: `alpha` info, from where it left [2, 6]."""
+    found = demo["reader"].findings_impl(None, demo["eid"], "mlp_tuned")["findings"]
+    assert all(f["severity"] == "info" and f["kind"] == "alpha" for f in found), found
+    stats = demo["stats"]["mlp_tuned"]
+    for f in found:
+        alpha = stats[f["tag"]]["alpha"]
+        assert alpha[0] > 6 and f["first_step"] > 0 and f["value"] < 2
+    assert {f["tag"] for f in found} <= {"hidden1/kernel", "hidden2/kernel"}
+
+
 def test_the_cnn_first_layer_kernels_become_smooth_strokes(demo):
     r, eid = demo["reader"], demo["eid"]
     kernel = [t for t in r.tags_impl(None, eid, "cnn")["tensors"] if t["tag"] == "conv1/kernel"][0]
