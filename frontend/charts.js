@@ -6,6 +6,13 @@ import {formatCount, formatTicks, formatValue} from './numbers.js';
 import {niceTicks, OUTLIER_FACTOR, robustBound} from './scale.js';
 import {indexAtOrBefore, unionSteps} from './steps.js';
 
+// weightwatcher's range of alpha for well-trained layers (the `alpha`
+// finding uses the same bounds: http_api.md, GET /findings).
+export const ALPHA_MARKS = [
+  {value: 2, side: 'below', title: 'alpha < 2: heavy-tailed spectrum, which weightwatcher reads as a sign of over-fitting or over-training this layer'},
+  {value: 6, side: 'above', title: 'alpha > 6: little structure learned yet (random matrices, e.g. every layer at init, have a large alpha)'},
+];
+
 export const CHART_STATS = [
   {key: 'l2', label: 'L2 norm ‖W‖'},
   {key: 'std', label: 'std'},
@@ -13,7 +20,19 @@ export const CHART_STATS = [
   {key: 'init_l2', label: 'distance from init ‖W − W₀‖'},
   {key: 'init_cos', label: 'cosine to init'},
   {key: 'nonfinite', label: 'NaN / Inf count', count: true},
+  // Spectral stats: shown only for matrices that have them (spectral.py).
+  {key: 'sv_max', label: 'spectral norm σ_max', spectral: true},
+  {key: 'stable_rank', label: 'stable rank ‖W‖²_F / σ²_max', spectral: true},
+  {key: 'alpha', label: 'power-law alpha of the spectrum', spectral: true, marks: ALPHA_MARKS,
+    title: 'Exponent of a power law fitted to the tail of the eigenvalues of WᵀW (weightwatcher). About 2–6 for well-trained layers; below 2 heavy-tailed (over-fitting / over-training), above 6 little structure learned yet.'},
+  {key: 'alpha_weighted', label: 'alpha weighted α·log₁₀ λ_max', spectral: true},
 ];
+
+/** The charts worth drawing for these lines: spectral ones only when some run has a value (a matrix). Pure. */
+export function chartStats(lines) {
+  return CHART_STATS.filter((stat) => !stat.spectral ||
+    lines.some((l) => statValues(l.series, stat.key).some((v) => v !== null && Number.isFinite(v))));
+}
 
 const W = 300;
 const H = 140;
@@ -53,7 +72,7 @@ export class StatCharts {
       this.root.appendChild(el('div', {class: 'note', text: 'No stats recorded for this tensor.'}));
       return;
     }
-    for (const stat of CHART_STATS) this.charts.push(this.buildChart(stat, lines));
+    for (const stat of chartStats(lines)) this.charts.push(this.buildChart(stat, lines));
     this.setStep(step);
   }
 
@@ -67,6 +86,7 @@ export class StatCharts {
     const plot = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'chart', tabindex: 0, role: 'slider',
       'aria-label': `${stat.label}: step`, 'aria-valuemin': this.steps[0], 'aria-valuemax': this.steps[this.steps.length - 1]});
     plot.appendChild(chartAxes(stat, range, sx, sy));
+    if (stat.marks && !range.empty) plot.appendChild(chartMarks(stat.marks, range, sy));
     drawLines(plot, lines, values, sx, sy);
     const marker = svg('line', {y1: M.top, y2: H - M.bottom, class: 'marker'});
     plot.appendChild(marker);
@@ -85,7 +105,7 @@ export class StatCharts {
     this.bindChart(plot, x0, x1);
     const robust = range.robust;
     const card = el('div', {class: 'card chart-card'}, [
-      el('div', {class: 'chart-title'}, [stat.label, robust.saturated ?
+      el('div', {class: 'chart-title', title: stat.title}, [stat.label, robust.saturated ?
         el('span', {class: 'off-scale', text: ` · off scale: up to ${formatValue(robust.peak)}`,
           title: `${robust.saturated} value${robust.saturated > 1 ? 's' : ''} over ${OUTLIER_FACTOR}× the typical one, drawn at the top`}) : null]),
       plot,
@@ -182,6 +202,8 @@ export function chartRange(stat, values, steps) {
   for (const v of all) if (Math.abs(v) <= limit) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   const empty = lo > hi;
   if (empty) { lo = 0; hi = 1; }
+  // Reference marks (alpha's 2 and 6) stay in view: a value reads against them.
+  if (!empty) for (const m of stat.marks || []) { lo = Math.min(lo, m.value); hi = Math.max(hi, m.value); }
   if (stat.count) {
     // Counts start at 0 and never go below it.
     lo = 0;
@@ -214,6 +236,31 @@ function chartAxes(stat, {x0, x1, lo, hi}, sx, sy) {
     grid.appendChild(label);
   }
   return grid;
+}
+
+/**
+ * Reference marks on a chart's value axis: a dashed line and label at each
+ * mark, and the band beyond it shaded, each with its reason as a tooltip.
+ */
+function chartMarks(marks, {lo, hi}, sy) {
+  const group = svg('g', {class: 'marks'});
+  for (const m of marks) {
+    const y = sy(m.value);
+    const edge = sy(m.side === 'below' ? lo : hi);
+    const band = svg('rect', {x: M.left, width: W - M.left - M.right, y: Math.min(y, edge),
+      height: Math.abs(edge - y), class: 'mark-band'});
+    const line = svg('line', {x1: M.left, x2: W - M.right, y1: y, y2: y, class: 'mark-line'});
+    const label = svg('text', {x: W - M.right - 2, y: y + (m.side === 'below' ? 10 : -3),
+      'text-anchor': 'end', class: 'mark-label'});
+    label.textContent = `${m.side === 'below' ? '<' : '>'} ${m.value}`;
+    for (const node of [band, line, label]) {
+      const title = svg('title');
+      title.textContent = m.title;
+      node.appendChild(title);
+      group.appendChild(node);
+    }
+  }
+  return group;
 }
 
 /** One path per run, broken where a value is undefined; a lone snapshot as a dot. */

@@ -69,7 +69,7 @@ export const UPDATE_RATIO_REFERENCE = 1e-3;
  * The stats a map can show: `column(series)` gives the values over the
  * series' snapshots (NaN: undefined). scale 'log' for quantities that span
  * decades (0 gets its own colour), 'linear' otherwise. More can be added
- * with fieldStat (e.g. spectral stats: fieldStat('sv_max', 'σ_max', 'log')).
+ * with fieldStat.
  */
 export const MAP_STATS = [
   fieldStat('update_ratio', 'update ratio ‖ΔW‖ / ‖W_prev‖', 'log', {reference: UPDATE_RATIO_REFERENCE}),
@@ -79,6 +79,13 @@ export const MAP_STATS = [
   // Where and when NaN/Inf appear matters more than how many: any is painted
   // in the NaN colour (the count is read out on hover), none is left blank.
   {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', column: nonfiniteColumn, count: true, flag: true},
+  // Spectral stats (matrices only; other rows stay blank). σ_max and the
+  // stable rank span decades across layers: log. alpha lives in ~1.5–10 and
+  // alpha_weighted can be negative (λ_max < 1): linear.
+  fieldStat('sv_max', 'spectral norm σ_max', 'log'),
+  fieldStat('stable_rank', 'stable rank', 'log'),
+  fieldStat('alpha', 'power-law alpha', 'linear'),
+  fieldStat('alpha_weighted', 'alpha weighted', 'linear'),
 ];
 
 export function mapStat(key) {

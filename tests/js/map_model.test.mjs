@@ -61,7 +61,8 @@ test('cell values and kinds of each stat', () => {
 });
 
 test('the stat list is extensible and read by key', () => {
-  assert.deepEqual(MAP_STATS.map((s) => s.key), ['update_ratio', 'rel_init', 'l2', 'std', 'nonfinite']);
+  assert.deepEqual(MAP_STATS.map((s) => s.key), ['update_ratio', 'rel_init', 'l2', 'std', 'nonfinite',
+    'sv_max', 'stable_rank', 'alpha', 'alpha_weighted']);
   const svMax = fieldStat('sv_max', 'σ_max', 'log');
   const s = {steps: [0, 1], sv_max: [null, 3]};
   assert.ok(Number.isNaN(svMax.column(s)[0]));
@@ -117,4 +118,26 @@ test('the keyboard cursor stays on the grid', () => {
   assert.deepEqual(moveCursor(30, 4, {row: 25, col: 1}, 'PageDown'), {row: 29, col: 1});
   assert.equal(moveCursor(3, 4, {row: 1, col: 1}, 'x'), null);
   assert.equal(moveCursor(0, 4, null, 'ArrowDown'), null);
+});
+
+test('spectral stats on the map: log σ_max and stable rank, linear alpha; non-matrices and budget gaps blank', () => {
+  assert.deepEqual(['sv_max', 'stable_rank', 'alpha', 'alpha_weighted'].map((k) => mapStat(k).scale),
+    ['log', 'log', 'linear', 'linear']);
+  const spectral = {
+    'conv/kernel': series([0, 10, 20], {alpha: [8.5, null, 3.2], alpha_weighted: [-1.5, null, 0.4], sv_max: [0.5, 2, 4],
+      nan: [0, 0, 0], inf: [0, 0, 0]}),
+    'conv/bias': series([0, 10, 20], {alpha: [null, null, null], sv_max: [null, null, null], nan: [0, 0, 0], inf: [0, 0, 0]}),
+  };
+  const model = mapRows([{run: 'a', rows, stats: spectral}]);
+  const n = model.steps.length;
+  const at = (cells, r, i) => [cells.kinds[r * n + i], cells.values[r * n + i]];
+  const alpha = mapValues(model, mapStat('alpha'));
+  assert.deepEqual(at(alpha, 0, 0), [CELL.VALUE, 8.5], 'linear: the value itself');
+  assert.deepEqual(at(alpha, 0, 1), [CELL.UNDEFINED, 0], 'skipped by the budget');
+  assert.deepEqual(at(alpha, 1, 2), [CELL.UNDEFINED, 0], 'a bias is not a matrix');
+  assert.deepEqual(at(mapValues(model, mapStat('alpha_weighted')), 0, 0), [CELL.VALUE, -1.5], 'negative is a value');
+  assert.deepEqual(at(mapValues(model, mapStat('sv_max')), 0, 2), [CELL.VALUE, Math.log10(4)]);
+  const domain = mapDomain(alpha, mapStat('alpha'));
+  assert.equal(domain.kind, 'linear');
+  assert.ok(domain.hi >= 3.2 && domain.hi <= 8.5 + 1e-9, JSON.stringify(domain));
 });
