@@ -253,12 +253,10 @@ function chartMarks(marks, {lo, hi}, sy) {
     const label = svg('text', {x: W - M.right - 2, y: y + (m.side === 'below' ? 10 : -3),
       'text-anchor': 'end', class: 'mark-label'});
     label.textContent = `${m.side === 'below' ? '<' : '>'} ${m.value}`;
-    for (const node of [band, line, label]) {
-      const title = svg('title');
-      title.textContent = m.title;
-      node.appendChild(title);
-      group.appendChild(node);
-    }
+    // The <title> of the group is the tooltip of all three.
+    const title = svg('title');
+    title.textContent = m.title;
+    group.appendChild(svg('g', {class: 'mark'}, [title, band, line, label]));
   }
   return group;
 }
