@@ -111,3 +111,23 @@ def test_a_second_fit_in_the_same_run_continues_the_steps(tmp_path):
     _fit([NNVizCallback(snapshot_freq=3)], logger)
     _fit([NNVizCallback(snapshot_freq=3)], TensorBoardLogger(str(tmp_path), name="exp", version="v"))
     assert km.steps_of(os.path.join(str(tmp_path), "exp", "v")) == [0, 3, 6, 7, 10, 13]
+
+
+def test_spectral_option_reaches_the_writer(tmp_path):
+    """spectral=True: the fc weight (a 4 x 3 matrix) has its spectral norm at
+    every snapshot, from the true weights; spectral=False: none. A bad value
+    fails when the callback is made, before fit."""
+    import pytest
+
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    _, truth = _fit([NNVizCallback(snapshot_freq=2, spectral=True)], logger)
+    stats = km.read_run(logger.log_dir)["stats"]
+    for step, s in stats["fc/weight"].items():
+        sv = np.linalg.svd(truth[step]["fc/weight"].astype(np.float64), compute_uv=False)
+        assert s["sv_max"] == pytest.approx(sv[0], rel=1e-9), step
+    assert all(s["sv_max"] is None for s in stats["fc/bias"].values())
+    off = TensorBoardLogger(str(tmp_path), name="off")
+    _fit([NNVizCallback(snapshot_freq=2, spectral=False)], off)
+    assert all(s["sv_max"] is None for s in km.read_run(off.log_dir)["stats"]["fc/weight"].values())
+    with pytest.raises(ValueError, match="spectral must be"):
+        NNVizCallback(spectral="everything")
