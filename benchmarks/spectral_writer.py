@@ -11,9 +11,9 @@ time between snapshots sees. Also prints how many matrices "auto" filled
 per snapshot, and `True` with BLAS left multi-threaded (threadpoolctl
 disabled), to show what limiting BLAS to one thread saves.
 
-    python benchmarks/spectral_writer.py [--snapshots 5] [--interval 1] [--models resnet50,mlp]
+    python benchmarks/spectral_writer.py [--snapshots 10] [--interval 1] [--models resnet50,mlp]
 
-About two minutes on 2 shared cores. Not part of `make test`.
+About three minutes on 2 shared cores. Not part of `make test`.
 """
 
 import argparse
@@ -80,13 +80,13 @@ def main():
     from tensorboard_nnviz import spectral
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--snapshots", type=int, default=5)
+    parser.add_argument("--snapshots", type=int, default=10)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--models", default="resnet50,mlp")
     args = parser.parse_args()
     print("load average %.1f %.1f %.1f; %d snapshots each, %.3g s apart; writer CPU per snapshot "
-          "(min / median)" % (os.getloadavg() + (args.snapshots, args.interval)))
-    print("| model | matrices | spectral=False | \"auto\" | auto ÷ off | matrices filled per "
+          "(min / median / mean: auto varies by snapshot, its mean is the cost)" % (os.getloadavg() + (args.snapshots, args.interval)))
+    print("| model | matrices | spectral=False | \"auto\" | auto ÷ off (means) | matrices filled per "
           "snapshot (auto) | True | True ÷ off | True, BLAS multi-threaded |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
@@ -99,9 +99,11 @@ def main():
             threaded, _ = run(weights, True, args.snapshots, args.interval)
         finally:
             spectral._controller = None
-        ms = lambda t: "%.0f / %.0f ms" % (min(t) * 1e3, statistics.median(t) * 1e3)
+        ms = lambda t: "%.0f / %.0f / %.0f ms" % (min(t) * 1e3, statistics.median(t) * 1e3,
+                                                  statistics.mean(t) * 1e3)
         print("| %s | %d | %s | %s | %.2f | %s | %s | %.2f | %s |" % (
-            name, matrix_count(weights), ms(off), ms(auto), min(auto) / min(off),
+            name, matrix_count(weights), ms(off), ms(auto),
+            statistics.mean(auto) / statistics.mean(off),
             " ".join(map(str, filled[1:])), ms(full), min(full) / min(off), ms(threaded)))
 
 
