@@ -3,30 +3,22 @@ TensorBoard): a run trained with spectral=True shows σ_max, stable rank,
 alpha and alpha_weighted charts for a matrix (alpha with its 2 and 6 marks
 and their reasons), none for a bias, and the map colours rows by alpha."""
 
-import numpy as np
 import pytest
 
 from spectral_reference import reference_metrics, slices
 from tb_server import TensorBoardServer
+# browser and panel: test_browser's fixtures (panel opens this module's tb).
 from test_browser import (TIMEOUT_MS, assert_3_digits, browser, hover_map_cell, map_value,  # noqa: F401
-                          no_errors, open_map, open_panel)
-from test_spectral_run import conv_dense_model
+                          open_map, panel)
+from test_spectral_run import train_spectral_run
 
 RUN = "spectral"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import keras_models as km
-
-    from tensorboard_nnviz import NNVizCallback
-
     logdir = tmp_path_factory.mktemp("browser_spectral")
-    model, x, y = conv_dense_model()
-    rec = km.recorder()
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
-              callbacks=[NNVizCallback(str(logdir / RUN), snapshot_freq=4, spectral=True), rec])
-    return str(logdir), rec.weights
+    return str(logdir), train_spectral_run(logdir / RUN, epochs=2)
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +26,6 @@ def tb(trained):
     with TensorBoardServer(trained[0], load_fast=False) as server:
         server.wait_for(lambda: len(server.get_json("runs")["runs"]) == 1)
         yield server
-
-
-@pytest.fixture
-def panel(browser, tb):  # noqa: F811
-    p = open_panel(browser, tb, direct=True)
-    yield p
-    p.page.close()
-    no_errors(p)
 
 
 def open_tensor(panel, tag):

@@ -10,10 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-import keras_models as km
 from spectral_reference import assert_metrics_match, reference_metrics, slices
 from tb_server import TensorBoardServer
-from test_spectral_run import V1_RUNS, conv_dense_model
+from test_spectral_run import V1_RUNS, train_spectral_run
 from tensorboard_nnviz import spectral
 from tensorboard_nnviz import writer as writer_lib
 
@@ -22,13 +21,8 @@ MATRICES = ("conv/kernel", "dense/kernel", "dense_1/kernel", "out/kernel")
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
-    from tensorboard_nnviz import NNVizCallback
-
     root = tmp_path_factory.mktemp("spectral_e2e")
-    model, x, y = conv_dense_model()
-    rec = km.recorder()
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
-              callbacks=[NNVizCallback(str(root / "trained"), snapshot_freq=4, spectral=True), rec])
+    weights = train_spectral_run(root / "trained", epochs=2)
     # A weight that goes NaN at step 1 (the writer's own input path).
     w = np.random.default_rng(0).standard_normal((30, 25)).astype("float32")
     bad = w.copy()
@@ -38,7 +32,7 @@ def logdir(tmp_path_factory):
         writer.write(step, [writer_lib.Weight("d/kernel", value, "Dense", "d", "float32")])
     writer.close()
     shutil.copytree(os.path.join(V1_RUNS, "blows_up"), root / "v1_blows_up")
-    return root, rec.weights
+    return root, weights
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python", "rustboard"])

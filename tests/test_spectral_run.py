@@ -43,19 +43,26 @@ def conv_dense_model():
     return model, x, y
 
 
-def test_real_keras_training_records_the_svd_metrics(tmp_path):
-    """Every matrix at every snapshot (spectral=True) matches numpy's SVD of
-    the true weights; biases are null; training moves alpha."""
+def train_spectral_run(log_dir, epochs):
+    """Trains `conv_dense_model` with NNVizCallback(spectral=True), a snapshot
+    every 4 steps (8 steps an epoch); returns the true weights {step: {tag: array}}."""
     from tensorboard_nnviz import NNVizCallback
 
     model, x, y = conv_dense_model()
     rec = km.recorder()
-    cb = NNVizCallback(str(tmp_path), snapshot_freq=4, spectral=True)
-    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[cb, rec])
+    cb = NNVizCallback(str(log_dir), snapshot_freq=4, spectral=True)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[cb, rec])
+    return rec.weights
+
+
+def test_real_keras_training_records_the_svd_metrics(tmp_path):
+    """Every matrix at every snapshot (spectral=True) matches numpy's SVD of
+    the true weights; biases are null; training moves alpha."""
+    weights = train_spectral_run(tmp_path, epochs=3)
     run = read_run(tmp_path)
     assert len(run["stats"]["conv/kernel"]) >= 6
     matrices = {"conv/kernel", "dense/kernel", "dense_1/kernel", "out/kernel"}
-    seen = assert_recorded_spectral(run, rec.weights, "keras", matrices)
+    seen = assert_recorded_spectral(run, weights, "keras", matrices)
     assert set(seen) == {"conv/kernel", "dense/kernel", "dense_1/kernel"}
     assert all(len(v) > 1 for v in seen.values())
     out = run["stats"]["out/kernel"]
