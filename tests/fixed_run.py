@@ -79,7 +79,9 @@ def write_run(fixed_path, logdir):
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
     x = [fixed["x:tokens"], fixed["x:image"], fixed["x:seq"]]
     model.fit(x, fixed["y"], batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
-              callbacks=[NNVizCallback(logdir, snapshot_freq=1)])
+              # spectral=True: "auto" picks matrices by measured CPU time,
+              # which differs between processes; every matrix is comparable.
+              callbacks=[NNVizCallback(logdir, snapshot_freq=1, spectral=True)])
 
 
 if __name__ == "__main__":
