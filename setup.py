@@ -55,8 +55,8 @@ setup(
         # holding the GIL); fast_crc.py swaps in this C implementation.
         "google-crc32c>=1.5",
         # The writer's spectral stats run numpy's eigensolver beside training:
-        # limited to one BLAS thread it cost ResNet50 2.2 s CPU per snapshot,
-        # left multi-threaded 11.7 s (benchmarks/spectral_writer.py).
+        # limited to one BLAS thread it cost ResNet50 2.1 s CPU per snapshot,
+        # left multi-threaded 6-12 s (benchmarks/spectral_writer.py).
         "threadpoolctl>=3.1",
     ],
     extras_require={

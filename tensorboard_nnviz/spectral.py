@@ -543,10 +543,11 @@ class SpectralScheduler:
 # The callback's `spectral=` option (see `scheduler_for`): "auto" spends per
 # snapshot the most of AUTO_BUDGET CPU seconds, AUTO_SHARE of the wall time
 # between snapshots and AUTO_WRITER_SHARE of the writer's other CPU time.
-# benchmarks/spectral_methods.py: every ResNet50 matrix costs 1.2-1.3 s CPU
-# per snapshot, the rest of the writer's work 0.6 s; "auto" adds about half
-# of that and refreshes every matrix within 5-6 snapshots, or all of them at
-# every snapshot once snapshots are half a minute apart.
+# benchmarks/spectral_writer.py (the writer itself, 2 shared cores): every
+# ResNet50 matrix costs 2.1 s CPU per snapshot, the rest of the writer's
+# work 0.35 s; "auto" adds about half of that (+0.17 s) and refreshes every
+# matrix about every 20 snapshots a second apart, or all of them at every
+# snapshot once snapshots are a minute apart.
 AUTO_BUDGET = 0.02
 AUTO_SHARE = 0.05
 AUTO_WRITER_SHARE = 0.5

@@ -1,8 +1,9 @@
 """Writes weight snapshots to a log_dir from a background thread.
 
 The training thread only hands over host copies of the weights
-(`SnapshotWriter.write`); a worker thread lays them out, measures them,
-encodes them and writes one TensorBoard event per snapshot through
+(`SnapshotWriter.write`); a worker thread lays them out, measures them
+(the spectral stats of matrices too, within a CPU budget per snapshot:
+spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes one TensorBoard event per snapshot through
 TensorBoard's own `EventFileWriter` (not `tf.summary`), flushing after each
 so a live TensorBoard sees it.
 
@@ -357,6 +358,12 @@ class SnapshotWriter:
                 seconds = time.thread_time() - start
                 self._scheduler.record(tag, seconds)
                 self.spectral_cpu_seconds += seconds
+                if self._overspent():
+                    break  # the estimates were low (first snapshots): the rest wait
+
+    def _overspent(self):
+        """A budgeted scheduler whose credit the measured times used up."""
+        return self._scheduler.budget is not None and self._scheduler.credit < 0
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""
