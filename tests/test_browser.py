@@ -213,10 +213,9 @@ def open_panel(browser, server, color_scheme="light", direct=False, query="", vi
     return panel
 
 
-# 404s the panel expects and shows as notes (chromium still logs each failed
-# request): /units of a run recorded before per-unit stats, and /findings of
-# a server without the findings route.
-EXPECTED_404 = re.compile(r"status of 404 .*/data/plugin/nnviz/(units|findings)\?")
+# The 404 the panel expects and shows as a note (chromium still logs each
+# failed request): /units of a run recorded before per-unit stats.
+EXPECTED_404 = re.compile(r"status of 404 .*/data/plugin/nnviz/units\?")
 
 
 def no_errors(p, direct=True):
