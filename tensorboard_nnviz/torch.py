@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from tensorboard_nnviz import budget as budget_lib
+from tensorboard_nnviz import eventfiles
 from tensorboard_nnviz import schedule as schedule_lib
 from tensorboard_nnviz import structure_torch
 from tensorboard_nnviz import writer as writer_lib
@@ -154,7 +155,7 @@ class Watcher:
         self._sharded = any(map(structure_torch.is_sharded, self.model.parameters()))
         self.active = process_rank() == 0 and not structure_torch.has_fsdp1(self.model)
         if self.active:
-            self._last_step = writer_lib.read_last_step(self.log_dir)
+            self._last_step = eventfiles.read_last_step(self.log_dir)
             self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells)
             self._writer.pool = HostBufferPool()
         elif process_rank() == 0:
