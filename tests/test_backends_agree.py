@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import fixed_run
-import keras_models as km
 import snapshot_checks as checks
+from runs import read_run
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -57,7 +57,7 @@ def runs(tmp_path_factory):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return np.load(fixed), {b: km.read_run(tmp / b) for b in ("tensorflow", "jax", "torch")}
+    return np.load(fixed), {b: read_run(tmp / b) for b in ("tensorflow", "jax", "torch")}
 
 
 def test_tags_steps_layouts_and_structure_are_the_same(runs):

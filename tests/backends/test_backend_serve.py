@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-import snapshot_checks as checks
-from runs import reference_frame
+from runs import read_run, reference_frame
 from tb_server import TensorBoardServer
 
 RUN = "run"
@@ -27,7 +26,7 @@ def trained(tmp_path_factory):
     rec = km.recorder()
     km.train_run(str(root / RUN), model="conv2d", epochs=1, steps=3, snapshot_freq=1,
                  callbacks=[rec])
-    return root, rec.weights, km.read_run(root / RUN)
+    return root, rec.weights, read_run(root / RUN)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python", "rustboard"])
