@@ -74,9 +74,11 @@ test: envs chromium test-js test-py test-jax test-torch
 
 # Keras on TensorFlow: everything but the torch-only tests. Some of them run
 # the JAX and torch environments' python too (the same weights on every
-# backend, Keras's distribution API on JAX, torch.distributed ranks).
+# backend, Keras's distribution API on JAX, torch.distributed ranks). The
+# backend serving test is left to test-jax and test-torch: on TensorFlow,
+# test_plugin_e2e.py serves callback runs on both ingesters already.
 test-py: $(STAMP) $(JAX_STAMP) $(TORCH_STAMP)
-	$(BIN)/python -m pytest -q tests --ignore=tests/torch
+	$(BIN)/python -m pytest -q tests --ignore=tests/torch --ignore=tests/backends/test_backend_serve.py
 
 # The backend-independent Keras tests (tests/backends) again on JAX and on torch.
 test-jax: $(JAX_STAMP)

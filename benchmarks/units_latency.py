@@ -57,7 +57,7 @@ def resnet50_weights():
 
 
 def write_run(root, weights, steps):
-    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.compat.proto import event_pb2
 
     from tensorboard_nnviz import format as fmt
     from tensorboard_nnviz import stats as stats_lib

@@ -7,16 +7,17 @@ The modules form four groups (docs/architecture.md, "Modules"; the import
 rules between them are checked by tests/test_architecture.py, which reads
 this list):
 
-- shared: format, layout, spectral, version
-- write: callback, writer, stats, structure, schedule, budget, eventfiles, fast_crc
+- shared: format, layout, layout_torch, spectral, version
+- write: callback, writer, stats, structure, schedule, budget, eventfiles, fast_crc, torch, structure_torch, lightning
 - read: plugin, http, reader, errors, findings
 - tools: cli, render, compact, local_provider
 
 shared imports no other group. write (the training process) and read (the
 plugin inside TensorBoard) import only shared and their own group; tools
 (the `nnviz` command) may import any. Only write modules import a framework
-(callback imports Keras); shared, read and tools never import Keras,
-TensorFlow or torch.
+(callback imports Keras, torch and structure_torch import torch, lightning
+imports Lightning); shared, read and tools never import Keras, TensorFlow or
+torch.
 """
 
 from tensorboard_nnviz.version import __version__

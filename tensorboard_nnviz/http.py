@@ -54,29 +54,23 @@ def error_response(request, message, code):
     return json_response(request, {"error": str(message)}, code=code)
 
 
-def frame_response(request, frame, step):
-    """Little-endian float32 cells, row-major, with the frame's geometry."""
-    rows, cols = frame.shape
-    body = frame.astype("<f4", copy=False).tobytes(order="C")
-    headers = [
-        ("X-NNViz-Rows", str(rows)),
-        ("X-NNViz-Cols", str(cols)),
-        ("X-NNViz-Step", str(step)),
-    ]
+def _float32_response(request, cells, extra_headers):
+    """Little-endian float32 cells, row-major, with their rows and cols."""
+    rows, cols = cells.shape
+    body = cells.astype("<f4", copy=False).tobytes(order="C")
+    headers = [("X-NNViz-Rows", str(rows)), ("X-NNViz-Cols", str(cols))] + extra_headers
     return http_util.Respond(request, body, OCTET_STREAM, headers=headers)
+
+
+def frame_response(request, frame, step):
+    """A frame's cells and the step it was recorded at."""
+    return _float32_response(request, frame, [("X-NNViz-Step", str(step))])
 
 
 def units_response(request, cells, block):
-    """Per-unit stats: little-endian float32, one row per step, one column
-    per `block` consecutive units."""
-    rows, cols = cells.shape
-    body = cells.astype("<f4", copy=False).tobytes(order="C")
-    headers = [
-        ("X-NNViz-Rows", str(rows)),
-        ("X-NNViz-Cols", str(cols)),
-        ("X-NNViz-Unit-Block", str(block)),
-    ]
-    return http_util.Respond(request, body, OCTET_STREAM, headers=headers)
+    """Per-unit stats: one row per step, one column per `block` consecutive
+    units."""
+    return _float32_response(request, cells, [("X-NNViz-Unit-Block", str(block))])
 
 
 def static_response(request, contents, content_type):

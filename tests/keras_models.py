@@ -16,6 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from runs import read_run  # noqa: E402
+
 SAMPLES = 32
 BATCH = 8
 
@@ -308,8 +310,3 @@ def recorder():
             self._record()
 
     return Recorder()
-
-
-# Moved to runs.py (they need no Keras); importable from here until the
-# branches written against the old place are merged.
-from runs import read_run, steps_of  # noqa: E402,F401

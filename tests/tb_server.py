@@ -228,17 +228,3 @@ def _is_data_server(process):
     except psutil.Error:
         return False
     return bool(argv) and "tensorboard_data_server" in argv[0] and "--die-after-stdin" in argv
-
-
-# Moved to runs.py; importable from here until the branches written against
-# the old place are merged (then import them from runs).
-from runs import (  # noqa: E402,F401
-    SyntheticWriter,
-    newer_content,
-    synthetic_weight,
-    truncate_event_file,
-    write_damaged_run,
-    write_events,
-    write_newer_structure_run,
-    write_synthetic_run,
-)

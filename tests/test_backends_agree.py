@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import fixed_run
-import keras_models as km
 import snapshot_checks as checks
+from runs import read_run
 from tensorboard_nnviz import spectral
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -58,7 +58,7 @@ def runs(tmp_path_factory):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return np.load(fixed), {b: km.read_run(tmp / b) for b in ("tensorflow", "jax", "torch")}
+    return np.load(fixed), {b: read_run(tmp / b) for b in ("tensorflow", "jax", "torch")}
 
 
 def close(a, b, **tolerance):

@@ -213,10 +213,9 @@ def open_panel(browser, server, color_scheme="light", direct=False, query="", vi
     return panel
 
 
-# 404s the panel expects and shows as notes (chromium still logs each failed
-# request): /units of a run recorded before per-unit stats, and /findings of
-# a server without the findings route.
-EXPECTED_404 = re.compile(r"status of 404 .*/data/plugin/nnviz/(units|findings)\?")
+# The 404 the panel expects and shows as a note (chromium still logs each
+# failed request): /units of a run recorded before per-unit stats.
+EXPECTED_404 = re.compile(r"status of 404 .*/data/plugin/nnviz/units\?")
 
 
 def no_errors(p, direct=True):
@@ -575,8 +574,8 @@ def test_downsampled_tensor_is_scaled_from_its_block_means(panel, tb, trained):
 
     expected = max(np.percentile(np.abs(block_means(weights[s]["dense/kernel"])), 99.9) for s in steps)
     full = max(np.abs(weights[s]["dense/kernel"]).max() for s in steps)
-    panel.frame.wait_for_function("() => document.querySelector('.legend-note').textContent.includes('block means')")
-    note = panel.frame.locator(".legend-note").text_content()
+    panel.frame.wait_for_function("() => document.querySelector('#legend .legend-note').textContent.includes('block means')")
+    note = panel.frame.locator("#legend .legend-note").text_content()
     assert note.startswith("Colour scale (signed, centred on 0): fixed over %d sampled steps" % len(steps)), note
     lo, hi = (float(panel.frame.locator("#legend").get_attribute(k)) for k in ("data-lo", "data-hi"))
     # Frames are stored as float16: the served means differ from the true ones by its rounding.
@@ -612,14 +611,14 @@ def test_per_frame_scale_with_percentile_clipping(panel, tb, trained):
     w = trained[1][RUN_A][last][TAG].astype(np.float64)
     panel.frame.select_option("#scale-mode", "frame")
     panel.frame.check("#clip")
-    panel.frame.wait_for_function("() => document.querySelector('.legend-note').textContent.includes('per frame, clipped')")
+    panel.frame.wait_for_function("() => document.querySelector('#legend .legend-note').textContent.includes('per frame, clipped')")
     hi = float(panel.frame.locator("#legend").get_attribute("data-hi"))
     assert hi == pytest.approx(max(abs(np.percentile(w, 1)), abs(np.percentile(w, 99))), rel=1e-5)
     assert hi < np.abs(w).max()
     # Magnitudes on a sequential map: 0 … 99th percentile of |w|.
     panel.frame.select_option("#color-kind", "magnitude")
     panel.frame.wait_for_function("() => document.querySelector('#cmap').value === 'viridis'")
-    panel.frame.wait_for_function("() => document.querySelector('.legend-note').textContent.includes('|x|')")
+    panel.frame.wait_for_function("() => document.querySelector('#legend .legend-note').textContent.includes('|x|')")
     lo = float(panel.frame.locator("#legend").get_attribute("data-lo"))
     hi = float(panel.frame.locator("#legend").get_attribute("data-hi"))
     assert lo == 0 and hi == pytest.approx(np.percentile(np.abs(w), 99), rel=1e-5)

@@ -159,7 +159,7 @@ def test_the_torch_cnn_shows_the_same_picture_as_the_keras_one(demo):
     assert torch_kernel["steps"] == keras_kernel["steps"]  # same batches, same snapshot steps
     first, _ = r.frame_impl(None, eid, "cnn_torch", "conv1/weight", torch_kernel["steps"][0])
     last, _ = r.frame_impl(None, eid, "cnn_torch", "conv1/weight", torch_kernel["steps"][-1])
-    assert _neighbour_correlation(last) > max(0.12, _neighbour_correlation(first) + 0.1)
+    assert readme_numbers.neighbour_correlation(last) > max(0.12, readme_numbers.neighbour_correlation(first) + 0.1)
     assert _scalars(demo, "cnn_torch/validation", "epoch_accuracy")[-1] > 0.5
 
 

@@ -15,8 +15,8 @@ import subprocess
 import numpy as np
 import pytest
 
-import keras_models as km
 import snapshot_checks as checks
+from runs import read_run
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(TESTS, "jax_distribution_run.py")
@@ -61,8 +61,8 @@ def devices_out(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["data", "model"])
 def test_snapshots_hold_the_whole_weight_and_equal_one_device(devices_out, name):
-    single = km.read_run(devices_out / "single")
-    run = km.read_run(devices_out / name)
+    single = read_run(devices_out / "single")
+    run = read_run(devices_out / name)
     assert len(_event_files(devices_out / name)) == 1  # one writer
     assert sorted(run["frames"]) == sorted(single["frames"]) and len(run["frames"]) == 12
     for tag, frames in single["frames"].items():
@@ -107,7 +107,7 @@ def test_two_processes_one_writer_and_the_other_process_shards(tmp_path):
     files = _event_files(tmp_path / "run")
     pid0 = (tmp_path / "pid_0").read_text()
     assert len(files) == 1 and files[0].split(".")[-2] == pid0, files
-    run = km.read_run(tmp_path / "run")
+    run = read_run(tmp_path / "run")
     assert sorted(run["frames"]) == sorted(["mha/%s/%s" % (p, v) for p in (
         "query", "key", "value", "attention_output") for v in ("kernel", "bias")] + [
         "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"])

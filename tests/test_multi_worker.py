@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-import keras_models as km
 import snapshot_checks as checks
+from runs import read_run, steps_of
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 TORCH_PYTHON = os.path.join(os.path.dirname(TESTS), ".venv-torch", "bin", "python")
@@ -69,8 +69,8 @@ def test_multi_worker_mirrored_strategy_chief_writes_the_replicas_weights(tmp_pa
         for i in (0, 1)])
     # Both workers were given the same log_dir: the file is the chief's alone.
     _only_file_is_from(logdir, (tmp_path / "pid_0").read_text())
-    run = km.read_run(logdir)
-    assert km.steps_of(logdir) == [0, 2, 4, 6, 8]
+    run = read_run(logdir)
+    assert steps_of(logdir) == [0, 2, 4, 6, 8]
     chief = checks.weights_from_npz(np.load(tmp_path / "worker_0.npz"))
     other = checks.weights_from_npz(np.load(tmp_path / "worker_1.npz"))
     assert sorted(other) == list(range(9))  # it trained all 8 steps too
@@ -106,4 +106,4 @@ def test_torch_distributed_only_rank_0_writes(tmp_path):
     outs = _run_all([([TORCH_PYTHON, "-c", TORCH_RANK, str(rank), port, str(logdir)],
                       {"KERAS_BACKEND": "torch"}) for rank in (0, 1)])
     _only_file_is_from(logdir, outs[0].split()[-2])
-    assert km.steps_of(logdir) == [0, 4, 8]
+    assert steps_of(logdir) == [0, 4, 8]

@@ -6,21 +6,18 @@ In the JAX and torch environments TensorFlow is not installed
 the plugin without it.
 """
 
-import keras
 import numpy as np
 import pytest
 
 import keras_models as km
-import snapshot_checks as checks
-from runs import reference_frame
+from runs import read_run, reference_frame
 from tb_server import TensorBoardServer
 
 RUN = "run"
 
-# With TensorFlow, tests/test_plugin_e2e.py serves callback runs on both
-# ingesters already; the servers here would add about 50 s to `make test`.
-pytestmark = pytest.mark.skipif(keras.backend.backend() == "tensorflow",
-                                reason="TensorFlow runs are served by tests/test_plugin_e2e.py")
+# `make test-py` (TensorFlow) leaves this file out: tests/test_plugin_e2e.py
+# serves TensorFlow runs on both ingesters already, and these servers would
+# add about 50 s. `make test-jax` and `make test-torch` run it.
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +26,7 @@ def trained(tmp_path_factory):
     rec = km.recorder()
     km.train_run(str(root / RUN), model="conv2d", epochs=1, steps=3, snapshot_freq=1,
                  callbacks=[rec])
-    return root, rec.weights, km.read_run(root / RUN)
+    return root, rec.weights, read_run(root / RUN)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python", "rustboard"])

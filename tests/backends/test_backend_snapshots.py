@@ -14,6 +14,7 @@ import pytest
 
 import keras_models as km
 import snapshot_checks as checks
+from runs import read_run, steps_of
 
 BACKEND = keras.backend.backend()
 
@@ -103,7 +104,7 @@ def test_epoch_schedule_and_a_second_fit_continue_the_steps(tmp_path):
     model.fit(x, y, batch_size=km.BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[cb])
     km.compile_model(model)  # a new optimizer: its iterations restart at 0
     model.fit(x, y, batch_size=km.BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[cb])
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["frames"]["dense/kernel"]) == [0, 4, 8, 12, 13, 17]
     np.testing.assert_array_equal(run["frames"]["dense/kernel"][17],
                                   np.asarray(keras.ops.convert_to_numpy(model.layers[0].kernel)))
@@ -116,12 +117,12 @@ def test_steps_per_execution(tmp_path):
         km.compile_model(model, steps_per_execution=2)
         with pytest.raises(ValueError, match="steps_per_execution"):
             km.train_run(tmp_path, model=(model, data), epochs=2, steps=4, snapshot_freq=3)
-        assert km.steps_of(tmp_path) == []
+        assert steps_of(tmp_path) == []
         return
     km.compile_model(model, steps_per_execution=2)
     rec = km.recorder()
     km.train_run(tmp_path, model=(model, data), epochs=2, steps=4, snapshot_freq=3,
                  callbacks=[rec])
     # Hooks run at iterations 2, 4, 6, 8: multiples of 3 are crossed at 4 and 6.
-    assert km.steps_of(tmp_path) == [0, 4, 6]
-    checks.assert_frames_match(km.read_run(tmp_path), rec.weights)
+    assert steps_of(tmp_path) == [0, 4, 6]
+    checks.assert_frames_match(read_run(tmp_path), rec.weights)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-import keras_models as km
+from runs import read_run
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_worker.py")
 
@@ -70,8 +70,8 @@ def test_only_rank_0_writes(runs):
 
 def test_snapshots_equal_the_single_process_runs_weights(runs):
     single, out, _, _ = runs
-    run = km.read_run(out / "run")
-    reference = km.read_run(single / "run")
+    run = read_run(out / "run")
+    reference = read_run(single / "run")
     truth = _truth(out / "truth_rank0.npz")
     alone = _truth(single / "truth_single.npz")
     # Plain tags: no DDP `module/` prefix; whole weights, not FSDP shards.

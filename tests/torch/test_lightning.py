@@ -9,10 +9,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator as ea
 from torch import nn
 
-import keras_models as km
 import torch_models as tm
 
 from tensorboard_nnviz.lightning import NNVizCallback
+from runs import read_run, reference_frame, steps_of
 
 STEPS_PER_EPOCH = 3
 
@@ -73,14 +73,14 @@ def test_snapshots_sit_in_the_tensorboard_loggers_run(tmp_path):
     model, truth = _fit([NNVizCallback(snapshot_freq=2)], logger)
     run_dir = logger.log_dir
     assert run_dir == os.path.join(str(tmp_path), "exp", "version_0")
-    run = km.read_run(run_dir)
+    run = read_run(run_dir)
     assert sorted(run["frames"]) == sorted(
         n.replace(".", "/") for n, t in model.state_dict().items() if t.is_floating_point())
     # Steps are global_step; frames are the true weights of that step.
     for tag, frames in run["frames"].items():
         assert sorted(frames) == [0, 2, 4, 6], tag
         for step, frame in frames.items():
-            expected = tm.layout_frame(truth[step][tag], run["content"][tag]["layout"])
+            expected = reference_frame(truth[step][tag], run["content"][tag]["layout"])
             np.testing.assert_array_equal(frame, expected.astype(np.float32))
     assert not np.array_equal(run["frames"]["conv/weight"][6], run["frames"]["conv/weight"][0])
     # Lightning's own scalars are in the same run (directory).
@@ -93,24 +93,24 @@ def test_snapshots_sit_in_the_tensorboard_loggers_run(tmp_path):
 def test_default_schedule_is_each_epoch(tmp_path):
     logger = TensorBoardLogger(str(tmp_path), name="exp")
     _fit([NNVizCallback()], logger, epochs=3)
-    assert km.steps_of(logger.log_dir) == [0, 3, 6, 9]
+    assert steps_of(logger.log_dir) == [0, 3, 6, 9]
 
 
 def test_explicit_log_dir_and_other_loggers(tmp_path):
     _fit([NNVizCallback(str(tmp_path / "mine"), snapshot_freq=3)],
          TensorBoardLogger(str(tmp_path), name="exp"))
-    assert km.steps_of(tmp_path / "mine") == [0, 3, 6]
+    assert steps_of(tmp_path / "mine") == [0, 3, 6]
     # Without a TensorBoard logger: the trainer's log dir (here the CSV logger's).
     csv = CSVLogger(str(tmp_path), name="csv")
     _fit([NNVizCallback(snapshot_freq=3)], csv)
-    assert km.steps_of(csv.log_dir) == [0, 3, 6]
+    assert steps_of(csv.log_dir) == [0, 3, 6]
 
 
 def test_a_second_fit_in_the_same_run_continues_the_steps(tmp_path):
     logger = TensorBoardLogger(str(tmp_path), name="exp", version="v")
     _fit([NNVizCallback(snapshot_freq=3)], logger)
     _fit([NNVizCallback(snapshot_freq=3)], TensorBoardLogger(str(tmp_path), name="exp", version="v"))
-    assert km.steps_of(os.path.join(str(tmp_path), "exp", "v")) == [0, 3, 6, 7, 10, 13]
+    assert steps_of(os.path.join(str(tmp_path), "exp", "v")) == [0, 3, 6, 7, 10, 13]
 
 
 def test_spectral_option_reaches_the_writer(tmp_path):
@@ -121,13 +121,13 @@ def test_spectral_option_reaches_the_writer(tmp_path):
 
     logger = TensorBoardLogger(str(tmp_path), name="exp")
     _, truth = _fit([NNVizCallback(snapshot_freq=2, spectral=True)], logger)
-    stats = km.read_run(logger.log_dir)["stats"]
+    stats = read_run(logger.log_dir)["stats"]
     for step, s in stats["fc/weight"].items():
         sv = np.linalg.svd(truth[step]["fc/weight"].astype(np.float64), compute_uv=False)
         assert s["sv_max"] == pytest.approx(sv[0], rel=1e-9), step
     assert all(s["sv_max"] is None for s in stats["fc/bias"].values())
     off = TensorBoardLogger(str(tmp_path), name="off")
     _fit([NNVizCallback(snapshot_freq=2, spectral=False)], off)
-    assert all(s["sv_max"] is None for s in km.read_run(off.log_dir)["stats"]["fc/weight"].values())
+    assert all(s["sv_max"] is None for s in read_run(off.log_dir)["stats"]["fc/weight"].values())
     with pytest.raises(ValueError, match="spectral must be"):
         NNVizCallback(spectral="everything")

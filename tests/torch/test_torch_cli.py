@@ -8,11 +8,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-import keras_models as km
 import torch_models as tm
-from tb_server import write_events
 
 from tensorboard_nnviz import cli, compact, local_provider, reader
+from runs import read_run, write_events
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def test_compact_keeps_torch_snapshots_and_the_scalars(logdir, tmp_path):
     result = compact.compact(logdir[0], "cnn", 4, str(out), spacing="even")
     assert result["kept"] == compact.choose_steps(list(range(9)), 4, "even")
     assert len(result["kept"]) == 4 and result["kept"][0] == 0 and result["kept"][-1] == 8
-    original, thinned = km.read_run(logdir[0] + "/cnn"), km.read_run(out)
+    original, thinned = read_run(logdir[0] + "/cnn"), read_run(out)
     for tag, frames in thinned["frames"].items():
         assert sorted(frames) == result["kept"]
         for step in result["kept"]:

@@ -17,6 +17,7 @@ import keras_models as km
 import torch_models as tm
 from tb_server import TensorBoardServer
 from test_browser import TIMEOUT_MS, assert_3_digits, browser, open_panel, readout_value  # noqa: F401
+from runs import reference_frame
 
 CNN, LSTM, LIGHTNING = "torch_cnn", "torch_lstm", "lightning/version_0"
 KERAS = "keras_conv"  # Keras (on torch) with the same conv layer: compared side by side
@@ -106,7 +107,7 @@ def test_frames_and_stats_are_the_true_weights(tb, trained):
                 r = tb.get("frame", {"run": run, "tag": t["tag"], "step": step})
                 assert r.status == 200 and r.headers.get("X-NNViz-Step") == str(step)
                 frame = np.frombuffer(r.body, "<f4").reshape(t["rows"], t["cols"])
-                np.testing.assert_array_equal(frame, tm.layout_frame(w, t["layout"]))
+                np.testing.assert_array_equal(frame, reference_frame(w, t["layout"]))
                 assert stats["l2"][i] == pytest.approx(np.linalg.norm(w.astype(np.float64)), rel=1e-6)
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-import keras_models as km  # read_run: event files through TensorBoard
 import torch_models as tm
 
 from tensorboard_nnviz import layout as layout_lib
+from runs import read_run, reference_frame
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
         log_dir = tmp_path_factory.mktemp(family)
         model, batch = tm.build(family)
         truth, _ = tm.train(model, batch, log_dir)
-        out[family] = (model, truth, km.read_run(log_dir))
+        out[family] = (model, truth, read_run(log_dir))
     return out
 
 
@@ -57,7 +57,7 @@ def test_frames_equal_the_layout_of_the_true_weights(runs, family):
         assert layout["block"] == [1, 1]
         assert content["shape"] == list(truth[0][tag].shape)
         for step, frame in frames.items():
-            expected = tm.layout_frame(truth[step][tag], layout).astype(np.float32)
+            expected = reference_frame(truth[step][tag], layout).astype(np.float32)
             np.testing.assert_array_equal(frame, expected, err_msg="%s @ %d" % (tag, step))
         moved += not np.array_equal(frames[4], frames[0])
     assert moved > 0, "training changed some weights"
@@ -148,7 +148,7 @@ def test_untraceable_model_has_no_edges_but_keeps_its_tree(tmp_path):
     torch.manual_seed(0)
     model = tm.Untraceable()
     tm.train(model, torch.ones(2, 5), tmp_path, steps=1)
-    doc = km.read_run(tmp_path)["structure"][0][1]
+    doc = read_run(tmp_path)["structure"][0][1]
     assert [(layer["path"], layer["inbound"]) for layer in doc["layers"]] == [("a", []), ("b", [])]
 
 
@@ -157,12 +157,12 @@ def test_block_reduced_frames_of_a_large_conv(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Conv2d(16, 32, 3)
     truth, _ = tm.train(model, torch.randn(2, 16, 5, 5), tmp_path, steps=2, max_cells=512)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     layout = run["content"]["weight"]["layout"]
     assert layout["block"] != [1, 1]
     assert 3 % layout["block"][0] == 0 or layout["block"][0] % 3 == 0  # whole tiles
     w = truth[2]["weight"]
-    expected = layout_lib.block_mean(tm.layout_frame(w, layout).astype(np.float32), layout["block"])
+    expected = layout_lib.block_mean(reference_frame(w, layout).astype(np.float32), layout["block"])
     np.testing.assert_allclose(run["frames"]["weight"][2], expected, rtol=2 ** -10, atol=2 ** -24)
     assert run["content"]["weight"]["rows"] * run["content"]["weight"]["cols"] <= 512
     assert run["stats"]["weight"][2]["l2"] == pytest.approx(

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-import keras_models as km
 import torch_models as tm
 
 from tensorboard_nnviz import writer as writer_lib
 from tensorboard_nnviz.torch import HostBufferPool, watch
+from runs import read_run, steps_of
 
 
 def _loop(model, opt, steps, batch=None, watcher=None):
@@ -36,7 +36,7 @@ def test_steps_are_optimizer_steps_counted_by_the_hook(tmp_path):
     with watch(model, tmp_path, optimizer=opt, snapshot_freq=3) as w:
         _loop(model, opt, 7)
         assert w.last_step == 6
-    assert km.steps_of(tmp_path) == [0, 3, 6]
+    assert steps_of(tmp_path) == [0, 3, 6]
 
 
 def test_watcher_step_counts_without_an_optimizer(tmp_path):
@@ -44,7 +44,7 @@ def test_watcher_step_counts_without_an_optimizer(tmp_path):
     opt = torch.optim.SGD(model.parameters(), 0.1)
     with watch(model, tmp_path, snapshot_freq=2) as w:
         _loop(model, opt, 5, watcher=w)
-    assert km.steps_of(tmp_path) == [0, 2, 4]
+    assert steps_of(tmp_path) == [0, 2, 4]
 
 
 def test_two_optimizers_counted_once_per_training_step(tmp_path):
@@ -57,7 +57,7 @@ def test_two_optimizers_counted_once_per_training_step(tmp_path):
             opt_a.step()
             opt_b.step()
             w.step()
-    assert km.steps_of(tmp_path) == [0, 2, 4]
+    assert steps_of(tmp_path) == [0, 2, 4]
 
 
 def test_log_schedule(tmp_path):
@@ -65,7 +65,7 @@ def test_log_schedule(tmp_path):
     opt = torch.optim.SGD(model.parameters(), 0.01)
     with watch(model, tmp_path, optimizer=opt, snapshot_freq="log"):
         _loop(model, opt, 12)
-    assert km.steps_of(tmp_path) == [0, 1, 2, 3, 4, 5, 6, 8, 10]
+    assert steps_of(tmp_path) == [0, 1, 2, 3, 4, 5, 6, 8, 10]
 
 
 def test_steps_stay_monotonic_in_a_reused_log_dir(tmp_path):
@@ -73,12 +73,12 @@ def test_steps_stay_monotonic_in_a_reused_log_dir(tmp_path):
     opt = torch.optim.SGD(model.parameters(), 0.1)
     with watch(model, tmp_path, optimizer=opt, snapshot_freq=2):
         _loop(model, opt, 4)
-    assert km.steps_of(tmp_path) == [0, 2, 4]
+    assert steps_of(tmp_path) == [0, 2, 4]
     # A second run in the same directory: a new optimizer counts from 0 again.
     opt = torch.optim.SGD(model.parameters(), 0.1)
     with watch(model, tmp_path, optimizer=opt, snapshot_freq=2):
         _loop(model, opt, 4)
-    assert km.steps_of(tmp_path) == [0, 2, 4, 5, 7, 9]
+    assert steps_of(tmp_path) == [0, 2, 4, 5, 7, 9]
 
 
 def test_include_and_exclude_match_tags(tmp_path):
@@ -88,8 +88,8 @@ def test_include_and_exclude_match_tags(tmp_path):
         _loop(model, opt, 1)
     with watch(model, tmp_path / "exc", optimizer=opt, exclude=r"^1/"):
         _loop(model, opt, 1)
-    assert sorted(km.read_run(tmp_path / "inc")["frames"]) == ["0/weight", "1/weight", "2/weight"]
-    assert sorted(km.read_run(tmp_path / "exc")["frames"]) == ["0/bias", "0/weight", "2/bias",
+    assert sorted(read_run(tmp_path / "inc")["frames"]) == ["0/weight", "1/weight", "2/weight"]
+    assert sorted(read_run(tmp_path / "exc")["frames"]) == ["0/bias", "0/weight", "2/bias",
                                                                "2/weight"]
 
 
@@ -106,7 +106,7 @@ def test_compiled_models_keep_plain_tags(tmp_path):
     with watch(compiled, tmp_path / "compiled", optimizer=opt, snapshot_freq=1):
         _loop(compiled, opt, 2)
         truth = tm.state(inner)
-    run = km.read_run(tmp_path / "compiled")
+    run = read_run(tmp_path / "compiled")
     assert sorted(run["frames"]) == ["0/0/bias", "0/0/weight", "0/2/bias", "0/2/weight",
                                      "1/bias", "1/weight"]
     np.testing.assert_array_equal(run["frames"]["0/0/weight"][2], truth["0/weight"].T)
@@ -119,7 +119,7 @@ def test_half_precision_and_bfloat16_weights(tmp_path):
     model[1].half()
     with watch(model, tmp_path) as w:
         pass
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert run["content"]["0/weight"]["dtype"] == "bfloat16"
     assert run["content"]["1/weight"]["dtype"] == "float16"
     np.testing.assert_array_equal(run["frames"]["0/weight"][0],
@@ -146,7 +146,7 @@ def test_host_buffers_are_recycled(tmp_path):
     w._writer.pool = Counting()
     _loop(model, opt, 30)
     w.close()
-    assert km.steps_of(tmp_path) == list(range(31))
+    assert steps_of(tmp_path) == list(range(31))
     assert 4 <= len(allocated) <= 4 * 4, len(allocated)
 
 
@@ -179,7 +179,7 @@ def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
     addresses = {t.data_ptr() for t in pinned}
     assert all(buf.ctypes.data in addresses for buf in copied)
     assert len(pinned) <= 4 * 4, "recycled, not one per snapshot"
-    frames = km.read_run(tmp_path)["frames"]
+    frames = read_run(tmp_path)["frames"]
     np.testing.assert_array_equal(frames["2/bias"][20], model[2].bias.detach().numpy()[None])
 
 
@@ -212,7 +212,7 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path):
     w.close()
     ours = [c for c in caught if "could not take a weight snapshot" in str(c.message)]
     assert len(ours) == 1
-    assert km.steps_of(tmp_path) == [0]
+    assert steps_of(tmp_path) == [0]
 
 
 def test_a_full_disk_is_reported_and_training_goes_on(tmp_path):
@@ -252,7 +252,7 @@ def test_lazy_modules_are_recorded_once_materialised(tmp_path):
         model(torch.ones(2, 4))  # materialises the lazy layer
         opt = torch.optim.SGD(model.parameters(), 0.1)
         _loop(model, opt, 2, batch=torch.ones(2, 4), watcher=w)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["frames"]["0/weight"]) == [1, 2]
     assert sorted(run["frames"]["1/weight"]) == [0, 1, 2]
     # The structure is written again once the model changed.

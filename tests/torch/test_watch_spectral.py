@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-import keras_models as km  # read_run: event files through TensorBoard
 import torch_models as tm
+from runs import read_run
 from spectral_reference import assert_recorded_spectral
 
 
@@ -38,7 +38,7 @@ def test_conv_and_linear_match_the_svd_and_training_moves_alpha(tmp_path):
     model, x = conv_net()
     truth, _ = tm.train(model, x, tmp_path, steps=8, snapshot_freq=2, lr=0.02,
                         optimizer_cls=torch.optim.Adam, spectral=True)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert sorted(run["stats"]["conv/weight"]) == [0, 2, 4, 6, 8]
     assert matrices(truth) == {"conv/weight", "fc1/weight", "fc2/weight", "out/weight"}
     seen = assert_recorded_spectral(run, truth, "torch", matrices(truth))
@@ -54,7 +54,7 @@ def test_conv_and_linear_match_the_svd_and_training_moves_alpha(tmp_path):
 def test_lstm_and_attention_weights_are_matrices(tmp_path, family, expected):
     model, batch = tm.build(family)
     truth, _ = tm.train(model, batch, tmp_path, spectral=True)
-    run = km.read_run(tmp_path)
+    run = read_run(tmp_path)
     assert expected <= matrices(truth)
     assert_recorded_spectral(run, truth, "torch", matrices(truth))
     assert all(run["stats"][t][4]["sv_max"] is not None for t in expected)
@@ -63,5 +63,5 @@ def test_lstm_and_attention_weights_are_matrices(tmp_path, family, expected):
 def test_spectral_off(tmp_path):
     model, x = conv_net()
     tm.train(model, x, tmp_path, spectral=False)
-    stats = km.read_run(tmp_path)["stats"]["fc1/weight"]
+    stats = read_run(tmp_path)["stats"]["fc1/weight"]
     assert all(s["sv_max"] is None and s["l2"] is not None for s in stats.values())

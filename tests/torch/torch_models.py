@@ -9,7 +9,6 @@ Every model maps its batch to a tensor; the loss is its mean square, so any
 family trains with the same loop.
 """
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -165,10 +164,3 @@ def train(model, batch, log_dir, steps=4, snapshot_freq=2, lr=0.05, optimizer_cl
             out.pow(2).mean().backward()
             opt.step()
     return truth, w
-
-
-def layout_frame(w, layout):
-    """The frame the layout rule gives for numpy weight `w` (unreduced)."""
-    rows = int(np.prod([w.shape[a] for a in layout["row_axes"]], dtype=np.int64))
-    cols = int(np.prod([w.shape[a] for a in layout["col_axes"]], dtype=np.int64))
-    return np.transpose(w, layout["row_axes"] + layout["col_axes"]).reshape(rows, cols)

@@ -3,14 +3,13 @@ the findings list (/findings) and the units map (/units), on runs with faults
 planted by construction and trained with the real callback; values read off
 the panel are checked against the weights the test recorded.
 
-NEEDS THE DIAGNOSIS BACKEND (`/units`, `/findings`, `layout.unit_axes`, format
-version 2). Written by the frontend engineer against the documented contract
-before that backend existed; move it into tests/ once it has landed. It
-imports the fixtures and helpers of tests/test_browser.py.
+It imports the fixtures and helpers of tests/test_browser.py. The run of
+format version 1 is a fixture written by that version's writer
+(tests/fixtures/v1_runs).
 """
 
-import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ RUN_DEAD = "dead"  # a ReLU layer whose units 2 and 5 never fire
 RUN_NAN = "nan"  # learning rate 100: NaN/Inf after about 11 steps
 RUN_LSTM = "lstm"  # gate groups over the units
 RUN_OLD = "old"  # written in format version 1: no unit data
+V1_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1_runs", "blows_up")
 DEAD_UNITS = [2, 5]
 
 
@@ -58,60 +58,6 @@ def _train(logdir, model, epochs=3, steps=4, snapshot_freq=2, lr=0.05):
     return rec.weights
 
 
-def _write_v1_run(run_dir):
-    """A run as format version 1 wrote it: frames and the 17 stats of that
-    version, no unit data."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    from tensorboard_nnviz import format as fmt
-
-    v1_fields = ["mean", "std", "min", "max", "l2", "absmax", "p01", "p99", "zero_frac", "nan", "inf",
-                 "update_l2", "update_absmax", "update_ratio", "init_l2", "init_absmax", "init_cos"]
-
-    def v1(content):
-        doc = json.loads(content)
-        doc["version"] = 1
-        if isinstance(doc.get("layout"), dict):
-            doc["layout"].pop("unit_axes", None)
-        if "fields" in doc:
-            doc["fields"] = v1_fields
-        return json.dumps(doc, sort_keys=True).encode("utf-8")
-
-    os.makedirs(run_dir, exist_ok=True)
-    writer = EventFileWriter(run_dir)
-    structure = {"model": {"name": "old", "class": "Sequential"}, "layers": [
-        {"path": "dense", "class": "Dense", "params": 12, "trainable": True, "inbound": [], "output_shape": [None, 3],
-         "weights": [{"name": "kernel", "tag": "dense/kernel", "shape": [4, 3], "dtype": "float32"}]}]}
-    writer.add_event(event_pb2.Event(step=0, wall_time=1.0, summary=summary_pb2.Summary(
-        value=[fmt.structure_value(structure, v1(fmt.structure_content()))])))
-    layout = {"row_axes": [0], "col_axes": [1], "block": [1, 1], "groups": []}
-    rng = np.random.default_rng(0)
-    for step in (0, 1, 2):
-        w = rng.standard_normal((4, 3)).astype(np.float32)
-        content = v1(fmt.frame_content(shape=[4, 3], dtype="float32", layout=layout, rows=4, cols=3))
-        stats = [float(np.mean(w)), float(np.std(w)), float(w.min()), float(w.max()), float(np.linalg.norm(w))]
-        stats += [float("nan")] * (len(v1_fields) - len(stats))
-        from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
-
-        tensor = tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_DOUBLE,
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(v1_fields))]),
-            tensor_content=np.array(stats, dtype="<f8").tobytes(),
-        )
-        stats_value = summary_pb2.Summary.Value(
-            tag=fmt.stats_tag("dense/kernel"),
-            metadata=summary_pb2.SummaryMetadata(
-                plugin_data=summary_pb2.SummaryMetadata.PluginData(
-                    plugin_name=fmt.PLUGIN_NAME, content=v1(fmt.stats_content())),
-                data_class=summary_pb2.DATA_CLASS_TENSOR),
-            tensor=tensor,
-        )
-        writer.add_event(event_pb2.Event(step=step, wall_time=1.0 + step, summary=summary_pb2.Summary(
-            value=[fmt.frame_value("dense/kernel", fmt.encode_frame(w), content), stats_value])))
-    writer.close()
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("diagnosis_logs")
@@ -120,7 +66,7 @@ def trained(tmp_path_factory):
         RUN_NAN: _train(os.path.join(logdir, RUN_NAN), keras_models.build("mlp", seed=0), snapshot_freq=1, lr=100.0),
         RUN_LSTM: _train(os.path.join(logdir, RUN_LSTM), keras_models.build("lstm", seed=5), epochs=1, steps=2),
     }
-    _write_v1_run(os.path.join(logdir, RUN_OLD))
+    shutil.copytree(V1_RUN, os.path.join(logdir, RUN_OLD))
     return str(logdir), weights
 
 
