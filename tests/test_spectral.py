@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from spectral_reference import full_scan_fit, reference_metrics
+from spectral_reference import full_scan_fit
 from tensorboard_nnviz import layout as layout_lib
 from tensorboard_nnviz import spectral
 

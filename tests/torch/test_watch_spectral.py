@@ -4,7 +4,6 @@
 numpy's float64 SVD of the weights the optimizer hook kept at each snapshot
 (tolerances: tests/spectral_reference.py); vectors are null."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
