@@ -75,7 +75,9 @@ def distribution(kind):
         return keras.distribution.DataParallel(devices=devices)
     mesh = keras.distribution.DeviceMesh((2, 4), ["batch", "model"], devices)
     layout = keras.distribution.LayoutMap(mesh)
-    layout[".*conv.*/kernel"] = (None, None, None, "model")  # output channels
+    # Output channels of the convs; a depthwise kernel (kh, kw, in, 1) has
+    # one output per input channel, nothing to split.
+    layout["^(?!.*depthwise).*conv.*/kernel"] = (None, None, None, "model")
     layout[".*(predictions|logits)/kernel"] = (None, "model")
     return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")
 
