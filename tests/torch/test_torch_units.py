@@ -51,13 +51,8 @@ def open_reader(log_dir):
 
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
-    out = {}
-    for family in tm.FAMILIES:
-        root = tmp_path_factory.mktemp(family)
-        model, batch = tm.build(family)
-        truth, _ = tm.train(model, batch, root / RUN)
-        out[family] = (truth, open_reader(root))
-    return out
+    return {family: (truth, open_reader(logdir))
+            for family, (_, truth, logdir, _) in tm.train_families(tmp_path_factory.mktemp, RUN).items()}
 
 
 @pytest.mark.parametrize("family", tm.FAMILIES)

@@ -21,13 +21,8 @@ from runs import read_run, reference_frame
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    out = {}
-    for family in tm.FAMILIES:
-        log_dir = tmp_path_factory.mktemp(family)
-        model, batch = tm.build(family)
-        truth, _ = tm.train(model, batch, log_dir)
-        out[family] = (model, truth, read_run(log_dir))
-    return out
+    return {family: (model, truth, read_run(logdir / run))
+            for family, (model, truth, logdir, run) in tm.train_families(tmp_path_factory.mktemp).items()}
 
 
 def expected_tags(model):

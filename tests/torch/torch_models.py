@@ -164,3 +164,19 @@ def train(model, batch, log_dir, steps=4, snapshot_freq=2, lr=0.05, optimizer_cl
             out.pow(2).mean().backward()
             opt.step()
     return truth, w
+
+
+def train_families(mktemp, run="run"):
+    """Every family trained by `train` (4 steps, a snapshot every 2) into
+    run `run` of a fresh logdir `mktemp(family)`.
+
+    Returns:
+      `{family: (model, truth, logdir, run)}`.
+    """
+    out = {}
+    for family in FAMILIES:
+        logdir = mktemp(family)
+        model, batch = build(family)
+        truth, _ = train(model, batch, logdir / run)
+        out[family] = (model, truth, logdir, run)
+    return out
