@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import re
 import warnings
 import weakref
 
@@ -86,16 +85,14 @@ class NNVizCallback(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.snapshot_freq = snapshot_freq
         self.max_cells = int(max_cells)
-        self._include = re.compile(include) if include is not None else None
-        self._exclude = re.compile(exclude) if exclude is not None else None
+        self._wanted = schedule_lib.tag_filter(include, exclude)  # ValueError if invalid
         self._chief = writes_here()  # this process writes the snapshots
         self._joins = _takes_part(self._chief)  # this process takes snapshots
         self._writer = None
         self._writer_state = None
-        self._last_step = None  # last step written to log_dir (by anyone)
+        self._steps = schedule_lib.StepNumbers()  # knows the last step in log_dir
         self._last_iterations = None  # optimizer iterations at our last snapshot
         self._last_optimizer = None  # weakref to the optimizer of that snapshot
-        self._offset = 0  # step = iterations + offset
         self._signature = None  # of the structure last written
         self._refs_key = None  # ids of the model and its weights when _refs was computed
         self._refs = None  # (all weight refs, signature, recorded refs with dtype)
@@ -105,7 +102,7 @@ class NNVizCallback(keras.callbacks.Callback):
         self._epoch_base = 0  # that count when the epoch began
         if self._chief:
             self._writer = self._new_writer()  # fails now if log_dir is unwritable
-            self._last_step = eventfiles.read_last_step(self.log_dir)
+            self._steps = schedule_lib.StepNumbers(eventfiles.read_last_step(self.log_dir))
 
     # --- Keras hooks --------------------------------------------------------------
 
@@ -213,7 +210,7 @@ class NNVizCallback(keras.callbacks.Callback):
                 _join_gather(r.variable)
             self._last_iterations, self._last_optimizer = it, _weakref(optimizer)
             return
-        step = self._step(it)
+        step = self._steps.step(it)
         doc = None
         if signature != self._signature:  # first snapshot, or the model changed
             doc = structure_lib.build_structure(self.model, refs)
@@ -226,7 +223,8 @@ class NNVizCallback(keras.callbacks.Callback):
                                                  dtype))
         self._writer.write(step, weights, doc, pooled=True)
         self._signature = signature
-        self._last_step, self._last_iterations = step, it
+        self._steps.written(step)
+        self._last_iterations = it
         self._last_optimizer = _weakref(optimizer)
 
     def _weight_refs(self):
@@ -242,20 +240,6 @@ class NNVizCallback(keras.callbacks.Callback):
             self._refs = (refs, structure_lib.signature(refs), recorded)
             self._refs_key = key
         return self._refs
-
-    def _step(self, iterations):
-        """The step of a snapshot at `iterations`: after every step written."""
-        step = iterations + self._offset
-        if self._last_step is not None and step <= self._last_step:
-            # Iterations went back (new optimizer) or log_dir holds later steps.
-            self._offset = self._last_step + 1 - iterations
-            step = self._last_step + 1
-        return step
-
-    def _wanted(self, tag):
-        if self._include is not None and not self._include.search(tag):
-            return False
-        return self._exclude is None or not self._exclude.search(tag)
 
     def _new_writer(self):
         # Raises writer.LogDirError (an OSError) when log_dir is unwritable.

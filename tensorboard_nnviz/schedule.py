@@ -20,11 +20,16 @@ takes a snapshot exactly once per point it passed over, never twice.
 The first snapshot (at `on_train_begin`) is the callback's business and is
 not part of a schedule.
 
+Shared by both recorders (the Keras callback and torch's `watch`):
+`StepNumbers` keeps a log_dir's steps monotonic, `tag_filter` is the
+`include` / `exclude` rule.
+
 This module imports neither Keras nor TensorFlow.
 """
 
 import math
 import numbers
+import re
 
 
 class EpochSchedule:
@@ -141,3 +146,42 @@ def parse(snapshot_freq):
         "snapshot_freq must be 'epoch', 'log', a positive int or a "
         "tensorboard_nnviz.LogSchedule, got %r" % (snapshot_freq,)
     )
+
+
+class StepNumbers:
+    """The step of each snapshot written to one log_dir: the training count
+    (Keras's optimizer iterations, torch's optimizer steps) moved past every
+    step already written, so steps stay monotonic when the count goes back
+    (a new optimizer) or the log_dir holds a later run's steps.
+
+    Args:
+      last: the last step already in the log_dir, or None.
+    """
+
+    def __init__(self, last=None):
+        self.last = last
+        self._offset = 0  # step = count + offset
+
+    def step(self, count):
+        """The step a snapshot at `count` would be written at."""
+        step = count + self._offset
+        if self.last is not None and step <= self.last:
+            self._offset = self.last + 1 - count
+            step = self.last + 1
+        return step
+
+    def written(self, step):
+        self.last = step
+
+
+def tag_filter(include=None, exclude=None):
+    """`wanted(tag)` of the recorders' `include` / `exclude` regexes
+    (`re.search`): a tag is recorded when `include` matches (or is None)
+    and `exclude` does not."""
+    inc = re.compile(include) if include is not None else None
+    exc = re.compile(exclude) if exclude is not None else None
+
+    def wanted(tag):
+        return (inc is None or inc.search(tag) is not None) and (exc is None or not exc.search(tag))
+
+    return wanted

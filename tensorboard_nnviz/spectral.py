@@ -539,6 +539,12 @@ class SpectralScheduler:
             # Exponential average of seconds per operation, for tags not yet timed.
             self._seconds_per_op = 0.7 * self._seconds_per_op + 0.3 * seconds / ops
 
+    def overspent(self):
+        """True when a budgeted scheduler's credit is used up by what was
+        recorded: the estimates were low (the first snapshots), and the
+        rest of this snapshot's selection should wait."""
+        return self.budget is not None and self.credit < 0
+
 
 # The callback's `spectral=` option (see `scheduler_for`): "auto" spends per
 # snapshot the most of AUTO_BUDGET CPU seconds, AUTO_SHARE of the wall time

@@ -15,7 +15,6 @@ in torch's axis order: layout_torch.py.
 
 import logging
 import os
-import re
 import warnings
 import weakref
 
@@ -149,23 +148,21 @@ class Watcher:
         self.log_dir = os.fspath(log_dir)
         self.max_cells = int(max_cells)
         self.model = structure_torch.unwrap(model)
-        self._include = re.compile(include) if include is not None else None
-        self._exclude = re.compile(exclude) if exclude is not None else None
+        self._wanted = schedule_lib.tag_filter(include, exclude)  # ValueError if invalid
         self._count = int(start)  # optimizer steps completed
-        self._offset = 0  # step = count + offset
+        self._steps = schedule_lib.StepNumbers()  # knows the last step in log_dir
         self._snapshot_count = None  # the count of our last snapshot
         self._signature = None  # of the structure last written
         self._warned = False
         self._hook = None
         self._writer = None
-        self._last_step = None
         self._closed = False
         # Sharded weights (FSDP2's DTensors) are gathered by every rank at
         # every snapshot (a collective); rank 0 alone writes them.
         self._sharded = any(map(structure_torch.is_sharded, self.model.parameters()))
         self.active = process_rank() == 0 and not structure_torch.has_fsdp1(self.model)
         if self.active:
-            self._last_step = eventfiles.read_last_step(self.log_dir)
+            self._steps = schedule_lib.StepNumbers(eventfiles.read_last_step(self.log_dir))
             self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells,
                                                      spectral=self.spectral)
             self._writer.pool = HostBufferPool()
@@ -230,12 +227,13 @@ class Watcher:
                 self.model, items, structure_torch.fx_inbound(self.model))
             if self._signature is None:
                 self._log_budget(recorded)
-        step = self._step()
+        step = self._steps.step(self._count)
         with self._writer.paused(), torch.no_grad():
             weights = copy_to_host(recorded, self._writer.pool)
         self._writer.write(step, weights, doc, pooled=True)
         self._signature = signature
-        self._last_step, self._snapshot_count = step, self._count
+        self._steps.written(step)
+        self._snapshot_count = self._count
 
     def _gather_only(self):
         """Another rank's part in a snapshot of sharded weights: the same
@@ -244,19 +242,6 @@ class Watcher:
         for e in structure_torch.entries(self.model):
             if e.recorded and self._wanted(e.tag) and structure_torch.is_sharded(e.tensor):
                 e.tensor.full_tensor()
-
-    def _step(self):
-        """The step of a snapshot now: the count, moved past every step written."""
-        step = self._count + self._offset
-        if self._last_step is not None and step <= self._last_step:
-            self._offset = self._last_step + 1 - self._count
-            step = self._last_step + 1
-        return step
-
-    def _wanted(self, tag):
-        if self._include is not None and not self._include.search(tag):
-            return False
-        return self._exclude is None or not self._exclude.search(tag)
 
     def _log_budget(self, recorded):
         try:
@@ -277,7 +262,8 @@ class Watcher:
     @property
     def last_step(self):
         """The step of the last snapshot in `log_dir` (ours or earlier), or None."""
-        return getattr(self, "_last_step", None)
+        steps = getattr(self, "_steps", None)  # None if __init__ raised
+        return steps.last if steps is not None else None
 
     def close(self):
         """Removes the optimizer hook and writes every queued snapshot (idempotent)."""

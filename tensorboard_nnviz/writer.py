@@ -358,12 +358,8 @@ class SnapshotWriter:
                 seconds = time.thread_time() - start
                 self._scheduler.record(tag, seconds)
                 self.spectral_cpu_seconds += seconds
-                if self._overspent():
+                if self._scheduler.overspent():
                     break  # the estimates were low (first snapshots): the rest wait
-
-    def _overspent(self):
-        """A budgeted scheduler whose credit the measured times used up."""
-        return self._scheduler.budget is not None and self._scheduler.credit < 0
 
     def _frame(self, w):
         """The frame of a weight, and its tag's state (new for a new tag or shape)."""

@@ -1,5 +1,7 @@
 """Snapshot schedules: "epoch", every N steps, log-spaced."""
 
+import re
+
 import pytest
 
 import runs
@@ -141,3 +143,25 @@ def test_callback_rejects_a_bad_snapshot_freq(tmp_path):
 
     with pytest.raises(ValueError, match="snapshot_freq must be 'epoch', 'log'"):
         NNVizCallback(str(tmp_path), snapshot_freq="sometimes")
+
+
+def test_step_numbers_stay_after_every_step_written():
+    steps = schedule.StepNumbers(last=None)
+    assert steps.step(0) == 0
+    steps.written(0)
+    assert steps.step(4) == 4
+    steps.written(4)
+    # The count goes back (a new optimizer): numbering continues after 4.
+    assert steps.step(0) == 5
+    steps.written(5)
+    assert steps.step(3) == 8  # and keeps that offset
+    # A log_dir that already holds step 9: the first snapshot comes after it.
+    assert schedule.StepNumbers(last=9).step(0) == 10
+
+
+def test_tag_filter_is_include_then_exclude():
+    wanted = schedule.tag_filter(include="kernel$", exclude="^skip/")
+    assert [t for t in ("a/kernel", "a/bias", "skip/kernel") if wanted(t)] == ["a/kernel"]
+    assert schedule.tag_filter()("anything")
+    with pytest.raises(re.error):  # at construction, not at the first snapshot
+        schedule.tag_filter(include="(")
