@@ -107,7 +107,7 @@ def modules(root):
         yield path, module
 
 
-def _is_lazy(tensor):
+def is_lazy(tensor):
     """A lazy module's parameter before its first forward (no shape yet)."""
     return isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin)
 
@@ -143,7 +143,7 @@ def entries(root):
             seen.add(id(tensor))
             if cls is None:
                 cls = layout_torch.module_class(module, **_options(module, parent_heads))
-            lazy = _is_lazy(tensor)
+            lazy = is_lazy(tensor)
             out.append(Entry(
                 tag=path + "/" + name if path else name,
                 tensor=tensor,
@@ -163,7 +163,7 @@ def signature(items):
 
 
 def _params(module):
-    return sum(p.numel() for p in module.parameters() if not _is_lazy(p))
+    return sum(p.numel() for p in module.parameters() if not is_lazy(p))
 
 
 def _has_forward_hooks(root):
@@ -241,7 +241,7 @@ def build_structure(root, items, inbound=None):
             "framework": "torch",
             "params": _params(root),
             "trainable_params": sum(p.numel() for p in root.parameters()
-                                    if p.requires_grad and not _is_lazy(p)),
+                                    if p.requires_grad and not is_lazy(p)),
         },
         "layers": layers,
     }
