@@ -51,8 +51,10 @@ class NNVizCallback(Callback):
     def __init__(self, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
                  exclude=None, spectral="auto"):
         super().__init__()
-        schedule_lib.parse(snapshot_freq)  # a bad value fails here, not in fit
-        spectral_lib.scheduler_for(spectral)  # likewise
+        # Bad values fail here, not in fit.
+        self._per_epoch = schedule_lib.parse(snapshot_freq).per_epoch
+        schedule_lib.tag_filter(include, exclude)
+        spectral_lib.scheduler_for(spectral)
         self.spectral = spectral
         self.log_dir = log_dir
         self.snapshot_freq = snapshot_freq
@@ -76,7 +78,7 @@ class NNVizCallback(Callback):
             self._watcher.advance_to(trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if self._watcher is not None and schedule_lib.parse(self.snapshot_freq).per_epoch:
+        if self._watcher is not None and self._per_epoch:
             self._watcher.advance_to(trainer.global_step)
             self._watcher.snapshot()
 
