@@ -7,6 +7,18 @@ from setuptools import setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _panel_files():
+    """Every file of the panel, its nested folders included (paths relative
+    to frontend/, which ships as tensorboard_nnviz/frontend)."""
+    root = os.path.join(HERE, "frontend")
+    files = []
+    for folder, _, names in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        files += [os.path.normpath(os.path.join(rel, n)) for n in names
+                  if n.endswith((".js", ".css", ".html", ".json", ".svg"))]
+    return sorted(files)
+
+
 def _version():
     scope = {}
     with open(os.path.join(HERE, "tensorboard_nnviz", "version.py")) as f:
@@ -40,11 +52,18 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # The panel lives in frontend/ and ships as tensorboard_nnviz/frontend.
-    packages=["tensorboard_nnviz", "tensorboard_nnviz.frontend"],
+    packages=[
+        "tensorboard_nnviz",
+        "tensorboard_nnviz.core",
+        "tensorboard_nnviz.record",
+        "tensorboard_nnviz.serve",
+        "tensorboard_nnviz.cli",
+        "tensorboard_nnviz.frontend",
+    ],
     package_dir={"tensorboard_nnviz.frontend": "frontend"},
     package_data={
-        "tensorboard_nnviz": ["http_api.md"],
-        "tensorboard_nnviz.frontend": ["*.js", "*.css", "*.html", "*.json", "*.svg"],
+        "tensorboard_nnviz.serve": ["http_api.md"],
+        "tensorboard_nnviz.frontend": _panel_files(),
     },
     install_requires=[
         "tensorboard>=2.16",

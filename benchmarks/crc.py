@@ -17,7 +17,7 @@ import time
 
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 
-from tensorboard_nnviz import fast_crc
+from tensorboard_nnviz.record import fast_crc
 
 
 def rate(fn, data, repeat):

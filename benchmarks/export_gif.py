@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tensorboard_nnviz import render  # noqa: E402
+from tensorboard_nnviz.cli import render  # noqa: E402
 
 
 def _tensors():

@@ -62,7 +62,7 @@ def write_logdir(root, steps):
     """One run, one 256x256 weight, `steps` snapshots (frame + stats)."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
-    from tensorboard_nnviz import format as fmt
+    from tensorboard_nnviz.core import format as fmt
 
     run = os.path.join(root, "bench")
     write, close = _record_writer(run)

@@ -86,7 +86,7 @@ def measure(name, snapshots, idle, logdir, kind=None):
     import keras
 
     from tensorboard_nnviz import NNVizCallback
-    from tensorboard_nnviz import callback as callback_lib
+    from tensorboard_nnviz.record import callback as callback_lib
 
     if kind:
         keras.distribution.set_distribution(distribution(kind))

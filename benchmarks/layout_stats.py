@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from tensorboard_nnviz import layout as L
-from tensorboard_nnviz.stats import compute_stats
+from tensorboard_nnviz.core import layout as L
+from tensorboard_nnviz.record.stats import compute_stats
 
 REPEATS = 5
 

@@ -61,7 +61,7 @@ def resnet50_structure():
     """ResNet50's structure document and its weights' (tag, layer class, shape)."""
     import keras
 
-    from tensorboard_nnviz import structure as structure_lib
+    from tensorboard_nnviz.record import structure as structure_lib
 
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
     doc = structure_lib.build_structure(model)
@@ -99,9 +99,9 @@ def synthetic_stats(n_tags, snapshots, seed=0):
 def write_run(run_dir, snapshots):
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
-    from tensorboard_nnviz import format as fmt
-    from tensorboard_nnviz import layout as layout_lib
-    from tensorboard_nnviz import writer as writer_lib
+    from tensorboard_nnviz.core import format as fmt
+    from tensorboard_nnviz.core import layout as layout_lib
+    from tensorboard_nnviz.record import writer as writer_lib
 
     doc, weights = resnet50_structure()
     steps, stats = synthetic_stats(len(weights), snapshots)

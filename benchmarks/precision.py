@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from tensorboard_nnviz import layout as layout_lib
+from tensorboard_nnviz.core import layout as layout_lib
 
 MAX_CELLS = 65536
 

@@ -47,10 +47,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from tb_server import TensorBoardServer  # noqa: E402
 
-from tensorboard_nnviz import budget  # noqa: E402
-from tensorboard_nnviz import fast_crc  # noqa: E402
-from tensorboard_nnviz import format as fmt  # noqa: E402
-from tensorboard_nnviz import writer as writer_lib  # noqa: E402
+from tensorboard_nnviz.core import format as fmt  # noqa: E402
+from tensorboard_nnviz.record import budget  # noqa: E402
+from tensorboard_nnviz.record import fast_crc  # noqa: E402
+from tensorboard_nnviz.record import writer as writer_lib  # noqa: E402
 
 GiB = 1024 ** 3
 
@@ -102,7 +102,7 @@ def build(name):
 
 
 def weights_of(model):
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     refs = structure.weight_refs(model)
     return refs, [
@@ -125,7 +125,7 @@ def write_snapshots(logdir, model, n, through_writer=10, max_cells=65536):
 
     Returns (writer seconds per snapshot, bytes on disk).
     """
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     refs, weights = weights_of(model)
     rng = np.random.default_rng(0)
@@ -154,7 +154,7 @@ def replay(logdir, count, first_step, step_every):
     """Appends `count` snapshots made from the last event in `logdir`."""
     from tensorboard.compat.proto import event_pb2
 
-    from tensorboard_nnviz import eventfiles
+    from tensorboard_nnviz.record import eventfiles
 
     for template in eventfiles.read_events(logdir):
         pass  # the last one
@@ -308,7 +308,7 @@ def frame_latency(workdir, counts=(10, 100, 1000), repeats=40):
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from tensorboard_nnviz import layout as layout_lib
+    from tensorboard_nnviz.core import layout as layout_lib
 
     tag = "conv/kernel"
     shape = (3, 3, 256, 256)
@@ -404,7 +404,7 @@ def main(argv=None):
             tag = refs[0].tag
             for load_fast in (False, True):
                 row[load_fast] = load_in_tensorboard(logdir, load_fast, args.snapshots, tag)
-            from tensorboard_nnviz import compact
+            from tensorboard_nnviz.cli import compact
 
             t = time.perf_counter()
             thin = compact.compact(workdir, name, 10, os.path.join(workdir, name + "_keep10"))

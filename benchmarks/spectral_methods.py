@@ -2,7 +2,7 @@
 model at one snapshot, side by side, against float64 SVD.
 
 Models: keras.applications ResNet50 (weights=None) and the 784-1024-1024-10
-MLP; their matrices as tensorboard_nnviz.spectral.plan reads them (Dense
+MLP; their matrices as tensorboard_nnviz.core.spectral.plan reads them (Dense
 kernels; conv kernels as kh·kw in × out slices, eigenvalues pooled).
 
 Spectrum methods (eigenvalues of WᵀW, pooled over the slices):
@@ -42,8 +42,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from tensorboard_nnviz import layout as layout_lib  # noqa: E402
-from tensorboard_nnviz import spectral  # noqa: E402
+from tensorboard_nnviz.core import layout as layout_lib  # noqa: E402
+from tensorboard_nnviz.core import spectral  # noqa: E402
+from tensorboard_nnviz.record import spectral_budget  # noqa: E402
 
 # --- models ---------------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ def build(name):
 
 def weights_of(model):
     """[(tag, layer_class, value)] for every weight, as the callback tags them."""
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     return [(r.tag, r.layer_class, r.layer_name, np.asarray(r.variable.numpy()))
             for r in structure.weight_refs(model)]
@@ -223,7 +224,7 @@ def compare(model_name, mats, repeats):
 
 def writer_cpu(weights, snapshots=3):
     """SnapshotWriter's worker CPU seconds per snapshot (stats, frames, encoding)."""
-    from tensorboard_nnviz import writer as writer_lib
+    from tensorboard_nnviz.record import writer as writer_lib
 
     with tempfile.TemporaryDirectory() as logdir:
         writer = writer_lib.SnapshotWriter(logdir)
@@ -241,7 +242,7 @@ def budget_run(mats, option, writer_seconds, snapshots=12):
     """Spectral CPU per snapshot under the `spectral=` option's scheduler
     (snapshots back to back: no share of the time between them), and the
     snapshots it takes until every matrix has been computed once."""
-    scheduler = spectral.scheduler_for(option)
+    scheduler = spectral_budget.scheduler_for(option)
     ops = [(tag, spectral.cost(w.shape, p)) for tag, w, p in mats]
     by_tag = {tag: (w, p) for tag, w, p in mats}
     seen, spent, full_after = set(), [], None

@@ -33,7 +33,7 @@ from writer_cpu import model_weights  # noqa: E402
 
 def run(weights, option, snapshots, interval):
     """(CPU s per snapshot after the first, [matrices with sv_max per snapshot])."""
-    from tensorboard_nnviz import writer as writer_lib
+    from tensorboard_nnviz.record import writer as writer_lib
 
     rng = np.random.default_rng(0)
     noise = {tag: rng.standard_normal(w.shape).astype(w.dtype) * np.float32(1e-3)
@@ -65,8 +65,8 @@ def run(weights, option, snapshots, interval):
 
 
 def matrix_count(weights):
-    from tensorboard_nnviz import layout as layout_lib
-    from tensorboard_nnviz import spectral
+    from tensorboard_nnviz.core import layout as layout_lib
+    from tensorboard_nnviz.core import spectral
 
     count = 0
     for tag, w, cls, layer in weights:
@@ -77,7 +77,7 @@ def matrix_count(weights):
 
 
 def main():
-    from tensorboard_nnviz import spectral
+    from tensorboard_nnviz.core import spectral
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--snapshots", type=int, default=10)

@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from callback_overhead import dir_bytes  # benchmarks/, the Keras twin of this one
-from tensorboard_nnviz import torch as nnviz_torch
-from tensorboard_nnviz.budget import format_bytes
+from tensorboard_nnviz.record import torch_watch as nnviz_torch
+from tensorboard_nnviz.record.budget import format_bytes
 
 CONFIGS = ("none", "nnviz", "histogram")
 

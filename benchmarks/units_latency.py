@@ -43,8 +43,8 @@ def resnet50_weights():
     """[(tag, shape, layout, trainable)] of keras.applications' ResNet50."""
     import keras
 
-    from tensorboard_nnviz import layout as layout_lib
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.core import layout as layout_lib
+    from tensorboard_nnviz.record import structure
 
     model = keras.applications.ResNet50(weights=None)
     trainable = {id(v) for v in model.trainable_weights}
@@ -59,8 +59,8 @@ def resnet50_weights():
 def write_run(root, weights, steps):
     from tensorboard.compat.proto import event_pb2
 
-    from tensorboard_nnviz import format as fmt
-    from tensorboard_nnviz import stats as stats_lib
+    from tensorboard_nnviz.core import format as fmt
+    from tensorboard_nnviz.record import stats as stats_lib
 
     run = os.path.join(root, "resnet50")
     write, close = _record_writer(run)

@@ -1,4 +1,4 @@
-"""tensorboard_nnviz.spectral next to weightwatcher's analyze(), layer by layer,
+"""tensorboard_nnviz.core.spectral next to weightwatcher's analyze(), layer by layer,
 on the same trained weights: alpha, stable rank, spectral norm (sv_max) and
 alpha_weighted.
 
@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from tensorboard_nnviz import layout as layout_lib  # noqa: E402
-from tensorboard_nnviz import spectral  # noqa: E402
+from tensorboard_nnviz.core import layout as layout_lib  # noqa: E402
+from tensorboard_nnviz.core import spectral  # noqa: E402
 
 DEMO_RUNS = ("mlp_tuned", "cnn")
 
@@ -61,7 +61,7 @@ def export(path):
     epochs, data) and saves every weight with its tag and layer class."""
     import keras
 
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     digits = load_demo()
     (x, y), (xv, yv) = digits.load_data()

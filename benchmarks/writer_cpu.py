@@ -45,7 +45,7 @@ def model_weights(name):
     """[(tag, array, layer_class, layer_name)] of a freshly built model."""
     import keras
 
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     keras.utils.set_random_seed(0)
     if name == "resnet50":
@@ -72,7 +72,7 @@ def memory_pass(weights, repeats=15):
 def worker_cpu(weights, snapshots):
     """Worker CPU seconds of each snapshot after the first (which has no
     previous snapshot to compare with)."""
-    from tensorboard_nnviz import writer as writer_lib
+    from tensorboard_nnviz.record import writer as writer_lib
 
     rng = np.random.default_rng(0)
     noise = {tag: rng.standard_normal(w.shape).astype(w.dtype) * np.float32(1e-3)
@@ -97,8 +97,8 @@ def worker_cpu(weights, snapshots):
 def split(weights, snapshots=3):
     """CPU seconds per snapshot inside stats.measure and layout.make_frame
     (this code only), from the functions the worker calls."""
-    from tensorboard_nnviz import layout as layout_lib
-    from tensorboard_nnviz import stats as stats_lib
+    from tensorboard_nnviz.core import layout as layout_lib
+    from tensorboard_nnviz.record import stats as stats_lib
 
     spent = {"stats": 0.0, "frames": 0.0}
     wrapped = {}

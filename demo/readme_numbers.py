@@ -39,7 +39,8 @@ class Runs:
     """The demo runs of a logdir, read through reader.py and TensorBoard."""
 
     def __init__(self, logdir):
-        from tensorboard_nnviz import local_provider, reader
+        from tensorboard_nnviz.cli import local_provider
+        from tensorboard_nnviz.serve import reader
 
         self.provider, self.eid = local_provider.local_data_provider(logdir)
         self.reader = reader.NNVizReader(self.provider)

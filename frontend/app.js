@@ -3,18 +3,18 @@
 // concern: page.js (the page and its keys), loading.js, playback.js,
 // modes.js (mode arithmetic), scale_policy.js and drawing.js.
 
-import {FrameCache} from './api.js';
-import {RunColors} from './colors.js';
-import {usesSequential} from './controls.js';
-import {errorBox} from './dom.js';
-import {findingUnits, kindName} from './findings.js';
-import {TensorDrawing} from './drawing.js';
-import {Viewport} from './heatmap.js';
-import {RunLoader, startPolling} from './loading.js';
-import {Page} from './page.js';
-import {Playback} from './playback.js';
-import {indexAtOrBefore, unionSteps} from './steps.js';
-import {tagInRun} from './structure.js';
+import {FrameCache} from './data/api.js';
+import {RunColors} from './model/colors.js';
+import {usesSequential} from './view/controls.js';
+import {errorBox} from './view/dom.js';
+import {findingUnits, kindName} from './model/findings.js';
+import {TensorDrawing} from './view/drawing.js';
+import {Viewport} from './view/heatmap.js';
+import {RunLoader, startPolling} from './data/loading.js';
+import {Page} from './view/page.js';
+import {Playback} from './data/playback.js';
+import {indexAtOrBefore, unionSteps} from './model/steps.js';
+import {tagInRun} from './model/structure.js';
 
 export class App {
   constructor(root) {

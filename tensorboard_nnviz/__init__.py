@@ -3,21 +3,12 @@
 `NNVizCallback` is imported lazily (PEP 562) so that TensorBoard, which
 imports this package to load the plugin, never imports Keras or TensorFlow.
 
-The modules form four groups (docs/architecture.md, "Modules"; the import
-rules between them are checked by tests/test_architecture.py, which reads
-this list):
-
-- shared: format, layout, layout_torch, spectral, version
-- write: callback, writer, stats, structure, schedule, budget, eventfiles, fast_crc, torch, structure_torch, lightning
-- read: plugin, http, reader, errors, findings
-- tools: cli, render, compact, local_provider
-
-shared imports no other group. write (the training process) and read (the
-plugin inside TensorBoard) import only shared and their own group; tools
-(the `nnviz` command) may import any. Only write modules import a framework
-(callback imports Keras, torch and structure_torch import torch, lightning
-imports Lightning); shared, read and tools never import Keras, TensorFlow or
-torch.
+The folders are the architecture (docs/architecture.md, "Modules"):
+`core/` (the format and the maths both sides share), `record/` (the
+training side), `serve/` (the TensorBoard side) and `cli/` (the `nnviz`
+command); tests/test_architecture.py checks which may import which. The
+modules here are thin public entry points: `torch` (`watch`), `lightning`
+(its callback) and `plugin` (the `tensorboard_plugins` entry point).
 """
 
 from tensorboard_nnviz.version import __version__
@@ -27,11 +18,11 @@ __all__ = ["LogSchedule", "NNVizCallback", "__version__"]
 
 def __getattr__(name):
     if name == "NNVizCallback":
-        from tensorboard_nnviz.callback import NNVizCallback
+        from tensorboard_nnviz.record.callback import NNVizCallback
 
         return NNVizCallback
     if name == "LogSchedule":
-        from tensorboard_nnviz.schedule import LogSchedule
+        from tensorboard_nnviz.record.schedule import LogSchedule
 
         return LogSchedule
     raise AttributeError("module 'tensorboard_nnviz' has no attribute %r" % name)

@@ -23,8 +23,8 @@ def _make_app(logdir):
     from tensorboard.backend import application
     from tensorboard.plugins import base_plugin
 
-    from tensorboard_nnviz import plugin as plugin_lib
-    from tensorboard_nnviz.local_provider import local_data_provider
+    from tensorboard_nnviz.cli.local_provider import local_data_provider
+    from tensorboard_nnviz.serve import plugin as plugin_lib
 
     provider, _ = local_data_provider(str(logdir))
     context = base_plugin.TBContext(data_provider=provider, logdir=str(logdir))

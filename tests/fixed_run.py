@@ -47,7 +47,7 @@ def build():
 
 def make_fixed(path, seed=0):
     """Writes FIXED.npz: a value for each weight (by tag) and the training data."""
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     rng = np.random.default_rng(seed)
     arrays = {}
@@ -68,7 +68,8 @@ def write_run(fixed_path, logdir):
     """Trains the model from FIXED.npz's weights, a snapshot every step."""
     import keras
 
-    from tensorboard_nnviz import NNVizCallback, structure
+    from tensorboard_nnviz import NNVizCallback
+    from tensorboard_nnviz.record import structure
 
     fixed = np.load(fixed_path)
     model = build()

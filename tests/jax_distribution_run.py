@@ -60,7 +60,7 @@ class Record:
     def __init__(self, take):
         import keras
 
-        from tensorboard_nnviz import structure
+        from tensorboard_nnviz.record import structure
 
         record = self
 

@@ -285,7 +285,7 @@ def recorder():
     end (a later hook at the same iteration overwrites the same values).
     """
     keras = _keras()
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     class Recorder(keras.callbacks.Callback):
         def __init__(self):

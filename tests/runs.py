@@ -23,8 +23,8 @@ import zlib
 
 import numpy as np
 
-from tensorboard_nnviz import eventfiles
-from tensorboard_nnviz import format as fmt
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.record import eventfiles
 
 # --- the layout rule, in plain numpy ------------------------------------------------
 
@@ -103,7 +103,7 @@ class SyntheticWriter:
 
     def __init__(self, logdir, weights=None, structure=True, max_cells=65536, seed=0,
                  wall_time=None):
-        from tensorboard_nnviz import writer as writer_lib
+        from tensorboard_nnviz.record import writer as writer_lib
 
         self.weights = weights or {"dense/kernel": (4, 3), "dense/bias": (3,)}
         self.seed = seed
@@ -191,7 +191,7 @@ def write_damaged_run(logdir):
     has the wrong length (`short/kernel`), one whose frame and stats series
     are of a newer format version (`future/kernel`), and stats of `short/kernel`
     with a NaN. Returns {tag: {step: frame}} of the well-formed frames."""
-    from tensorboard_nnviz import stats as stats_lib
+    from tensorboard_nnviz.record import stats as stats_lib
 
     layout = {"row_axes": [0], "col_axes": [1], "groups": [], "block": [1, 1]}
     frames = {"ok/kernel": {}, "short/kernel": {}}

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from tensorboard_nnviz import spectral
+from tensorboard_nnviz.core import spectral
 
 SV_RTOL = 1e-9
 ALPHA_ATOL = 1e-8

@@ -19,7 +19,7 @@ import pytest
 import fixed_run
 import snapshot_checks as checks
 from runs import read_run
-from tensorboard_nnviz import spectral
+from tensorboard_nnviz.core import spectral
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)

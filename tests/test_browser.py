@@ -476,7 +476,7 @@ def test_rustboard_and_live_steps_and_damaged_frame(browser, tmp_path):
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from tensorboard_nnviz import format as fmt
+    from tensorboard_nnviz.core import format as fmt
 
     logdir = tmp_path / "live"
     logdir.mkdir()

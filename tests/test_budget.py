@@ -8,13 +8,13 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import runs
-from tensorboard_nnviz import budget
-from tensorboard_nnviz import fast_crc
-from tensorboard_nnviz import format as fmt
-from tensorboard_nnviz import layout as layout_lib
-from tensorboard_nnviz import schedule
-from tensorboard_nnviz import stats as stats_lib
-from tensorboard_nnviz import writer as writer_lib
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import layout as layout_lib
+from tensorboard_nnviz.record import budget
+from tensorboard_nnviz.record import fast_crc
+from tensorboard_nnviz.record import schedule
+from tensorboard_nnviz.record import stats as stats_lib
+from tensorboard_nnviz.record import writer as writer_lib
 
 fast_crc.install()  # as the writer does: TensorBoard's pure-Python CRC takes seconds per MB
 
@@ -163,7 +163,7 @@ def test_callback_logs_one_budget_line_per_fit(tmp_path, caplog):
     import logging
 
     import keras_models
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     with caplog.at_level(logging.INFO, logger="tensorboard_nnviz"):
         model, cb, _ = keras_models.train_run(str(tmp_path), epochs=2, steps=10, snapshot_freq=5)

@@ -46,7 +46,7 @@ def family_runs(tmp_path_factory):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_weight_recorded_at_the_scheduled_steps(family_runs, family):
     model, rec, run = family_runs[family]
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     tags = [r.tag for r in structure.weight_refs(model)]
     assert sorted(run["frames"]) == sorted(tags)
@@ -304,7 +304,7 @@ def test_each_snapshot_is_on_disk_while_training_goes_on(tmp_path):
 
 
 def test_an_error_while_taking_a_snapshot_does_not_stop_fit(tmp_path, monkeypatch):
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     def broken(*args, **kwargs):
         raise KeyError("broken")

@@ -29,7 +29,8 @@ def test_fit_raising_still_writes_every_queued_snapshot(tmp_path):
         import sys, time
         import keras
         import keras_models as km
-        from tensorboard_nnviz import NNVizCallback, stats
+        from tensorboard_nnviz import NNVizCallback
+        from tensorboard_nnviz.record import stats
 
         real = stats.measure
         def slow(*args, **kwargs):  # a worker far behind training
@@ -61,8 +62,8 @@ def test_import_does_not_import_keras_or_tensorflow():
         """
         import sys
         import tensorboard_nnviz
-        import tensorboard_nnviz.format, tensorboard_nnviz.structure
-        import tensorboard_nnviz.writer, tensorboard_nnviz.layout, tensorboard_nnviz.stats
+        import tensorboard_nnviz.core.format, tensorboard_nnviz.record.structure
+        import tensorboard_nnviz.record.writer, tensorboard_nnviz.core.layout, tensorboard_nnviz.record.stats
         heavy = sorted(m for m in sys.modules
                        if m.split(".")[0] in ("keras", "tensorflow", "tf_keras"))
         print("heavy:", heavy)
@@ -91,7 +92,7 @@ def test_import_does_not_import_keras_or_tensorflow():
     ],
 )
 def test_is_chief(tf_config, chief):
-    from tensorboard_nnviz.callback import is_chief
+    from tensorboard_nnviz.record.callback import is_chief
 
     if isinstance(tf_config, dict):
         tf_config = json.dumps(tf_config)
@@ -108,7 +109,7 @@ def test_a_non_chief_worker_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_bad_tf_config_is_a_clear_error():
-    from tensorboard_nnviz.callback import is_chief
+    from tensorboard_nnviz.record.callback import is_chief
 
     with pytest.raises(ValueError, match="TF_CONFIG"):
         is_chief("{not json")

@@ -22,7 +22,9 @@ import keras_models
 from runs import write_damaged_run
 from tb_server import free_port
 
-from tensorboard_nnviz import cli, local_provider, reader
+from tensorboard_nnviz.cli import commands as cli
+from tensorboard_nnviz.cli import local_provider
+from tensorboard_nnviz.serve import reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -22,7 +22,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _write(logdir, frozen):
-    from tensorboard_nnviz import writer as writer_lib
+    from tensorboard_nnviz.record import writer as writer_lib
 
     structure = {"model": {"name": "m", "class": "Sequential"}, "layers": [
         {"path": "a", "class": "Dense", "params": 8, "trainable": True, "inbound": [], "output_shape": None,
@@ -84,7 +84,8 @@ def test_fail_on_gates_on_severity(logdir, args, code):
 
 
 def test_json_is_the_http_answer_per_run(logdir):
-    from tensorboard_nnviz import local_provider, reader
+    from tensorboard_nnviz.cli import local_provider
+    from tensorboard_nnviz.serve import reader
 
     out = nnviz("findings", logdir, "--json", "--run", "lr0_bn")
     assert out.returncode == 0, out.stderr

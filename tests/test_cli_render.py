@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 from PIL import Image
 
-from tensorboard_nnviz import render
+from tensorboard_nnviz.cli import render
 
 
 def _tensor(tag, shape, rows, cols, row_axes, col_axes, block=(1, 1), groups=()):

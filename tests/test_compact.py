@@ -11,7 +11,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models
 from runs import read_run, steps_of
-from tensorboard_nnviz import compact as compact_lib
+from tensorboard_nnviz.cli import compact as compact_lib
 
 EPOCHS, STEPS = 3, 8  # snapshot_freq=1: steps 0 .. 24
 
@@ -120,8 +120,8 @@ def test_compact_keeps_chosen_snapshots_byte_for_byte_and_everything_else(logdir
 
 
 def test_compact_output_is_served_by_the_plugin_reader(logdir, tmp_path):
-    from tensorboard_nnviz import local_provider
-    from tensorboard_nnviz import reader as reader_lib
+    from tensorboard_nnviz.cli import local_provider
+    from tensorboard_nnviz.serve import reader as reader_lib
 
     out = tmp_path / "logs" / "thin"
     result = compact_lib.compact(str(logdir), "run", 4, str(out), spacing="even")
@@ -172,7 +172,7 @@ def test_compact_into_an_existing_empty_directory(logdir, tmp_path):
 
 
 def test_nnviz_compact_command(logdir, tmp_path, capsys):
-    from tensorboard_nnviz import cli
+    from tensorboard_nnviz.cli import commands as cli
 
     out = tmp_path / "cli_thin"
     assert cli.main(["compact", str(logdir), "--run", "run", "--keep", "3", "-o", str(out)]) == 0

@@ -19,7 +19,8 @@ import pytest
 from tensorboard import context
 from tensorboard.data import provider as tb_provider
 
-from tensorboard_nnviz import local_provider, reader
+from tensorboard_nnviz.cli import local_provider
+from tensorboard_nnviz.serve import reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 RUNS = {"mlp_tuned", "mlp_high_lr", "cnn", "cnn_torch"}  # cnn_torch: PyTorch
@@ -88,7 +89,7 @@ def test_the_high_learning_rate_run_blows_up_to_nan(demo):
 
 
 def test_inspect_tells_when_each_tensor_went_bad(demo, capsys):
-    from tensorboard_nnviz import cli
+    from tensorboard_nnviz.cli import commands as cli
 
     assert cli.main(["inspect", demo["logdir"]]) == 0
     sections = {s.splitlines()[0].split(":")[0]: s.splitlines()[2:]

@@ -12,7 +12,8 @@ import planted
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from tensorboard_nnviz import local_provider, reader
+    from tensorboard_nnviz.cli import local_provider
+    from tensorboard_nnviz.serve import reader
 
     logdir = tmp_path_factory.mktemp("planted")
     recorders = planted.train_planted(logdir)

@@ -7,7 +7,8 @@ from tensorboard import errors as tb_errors
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
 from runs import write_synthetic_run
-from tensorboard_nnviz import errors, eventfiles
+from tensorboard_nnviz.record import eventfiles
+from tensorboard_nnviz.serve import errors
 
 
 def test_event_files_are_listed_in_name_order_without_profile_dummies(tmp_path):

@@ -5,7 +5,7 @@ import os
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
 
-from tensorboard_nnviz import fast_crc
+from tensorboard_nnviz.record import fast_crc
 
 
 def _reference(data):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tensorboard_nnviz import findings as F
+from tensorboard_nnviz.serve import findings as F
 
 
 def columns(steps, **stats):

@@ -9,7 +9,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import types_pb2
 from tensorboard.util import tensor_util
 
-from tensorboard_nnviz import format as fmt
+from tensorboard_nnviz.core import format as fmt
 
 
 def test_frame_round_trip_is_exact_float32():

@@ -1,4 +1,4 @@
-"""Tests of tensorboard_nnviz.layout against plain numpy references.
+"""Tests of tensorboard_nnviz.core.layout against plain numpy references.
 
 Weights are built with distinct values (np.arange), so a frame that permuted
 cells would fail, not just one with the wrong shape.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from runs import reference_frame
-from tensorboard_nnviz import layout as L
+from tensorboard_nnviz.core import layout as L
 
 
 def distinct(shape, dtype=np.float32):

@@ -1,4 +1,4 @@
-"""frontend/colormaps.js holds matplotlib's colormaps, as tools/gen_colormaps.py samples them."""
+"""frontend/model/colormaps.js holds matplotlib's colormaps, as tools/gen_colormaps.py samples them."""
 
 import importlib.util
 import os
@@ -18,7 +18,7 @@ def _generator():
 
 
 def _committed_maps():
-    with open(os.path.join(ROOT, "frontend", "colormaps.js")) as f:
+    with open(os.path.join(ROOT, "frontend", "model", "colormaps.js")) as f:
         text = f.read()
     maps = {}
     for name, kind, body in re.findall(r"^  (\w+): \{kind: '(\w+)', hex:\n(.*?)\}", text, re.S | re.M):

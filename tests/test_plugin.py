@@ -19,8 +19,8 @@ from werkzeug import test as wtest
 from werkzeug import wrappers
 
 from runs import write_damaged_run, write_events, write_newer_structure_run, write_synthetic_run
-from tensorboard_nnviz import http
-from tensorboard_nnviz import plugin as plugin_lib
+from tensorboard_nnviz.serve import http
+from tensorboard_nnviz.serve import plugin as plugin_lib
 
 PREFIX = "/data/plugin/nnviz"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -282,8 +282,8 @@ _NO_TF = textwrap.dedent(
     from werkzeug import test as wtest
     from tensorboard.backend import application
     from tensorboard.plugins import base_plugin
-    from tensorboard_nnviz import plugin
-    from tensorboard_nnviz.local_provider import local_data_provider
+    from tensorboard_nnviz.cli.local_provider import local_data_provider
+    from tensorboard_nnviz.serve import plugin
 
     provider, _ = local_data_provider(sys.argv[1])
     p = plugin.NNVizLoader().load(base_plugin.TBContext(data_provider=provider))

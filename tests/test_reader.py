@@ -13,11 +13,11 @@ from runs import (
     write_newer_structure_run,
     write_synthetic_run,
 )
-from tensorboard_nnviz import errors
-from tensorboard_nnviz import format as fmt
-from tensorboard_nnviz import layout as layout_lib
-from tensorboard_nnviz.local_provider import local_data_provider
-from tensorboard_nnviz.reader import NNVizReader
+from tensorboard_nnviz.cli.local_provider import local_data_provider
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import layout as layout_lib
+from tensorboard_nnviz.serve import errors
+from tensorboard_nnviz.serve.reader import NNVizReader
 
 
 class CountingProvider:

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from tb_server import TensorBoardServer
-from tensorboard_nnviz import budget
-from tensorboard_nnviz import layout as layout_lib
-from tensorboard_nnviz import structure
-from tensorboard_nnviz import writer as writer_lib
+from tensorboard_nnviz.core import layout as layout_lib
+from tensorboard_nnviz.record import budget
+from tensorboard_nnviz.record import structure
+from tensorboard_nnviz.record import writer as writer_lib
 
 STEPS = (0, 1, 2)
 F16_REL = 2.0 ** -11  # float16 unit roundoff

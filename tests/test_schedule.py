@@ -5,7 +5,7 @@ import re
 import pytest
 
 import runs
-from tensorboard_nnviz import schedule
+from tensorboard_nnviz.record import schedule
 
 
 def _run(sched, last_step, k=1, start=0):

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tensorboard_nnviz import layout as layout_lib
-from tensorboard_nnviz import render
+from tensorboard_nnviz.cli import render
+from tensorboard_nnviz.core import layout as layout_lib
 
 with open(os.path.join(os.path.dirname(__file__), "fixtures", "shared_rules.json")) as f:
     RULES = json.load(f)

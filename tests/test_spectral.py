@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from spectral_reference import full_scan_fit
-from tensorboard_nnviz import layout as layout_lib
-from tensorboard_nnviz import spectral
+from tensorboard_nnviz.core import layout as layout_lib
+from tensorboard_nnviz.core import spectral
+from tensorboard_nnviz.record import spectral_budget
 
 
 def planted(rng, n, m, singular_values):
@@ -255,7 +256,7 @@ KERAS_FAMILIES = [
 def keras_plans(builder):
     import keras_models
 
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     model, _ = keras_models.build(builder)
     plans = {}
@@ -296,13 +297,13 @@ def run_scheduler(scheduler, costs, snapshots):
 
 def test_no_budget_computes_everything_every_snapshot():
     costs = {"a": 3.0, "b": 1.0, "c": 0.5}
-    done = run_scheduler(spectral.SpectralScheduler(None), costs, 3)
+    done = run_scheduler(spectral_budget.SpectralScheduler(None), costs, 3)
     assert done == [["a", "b", "c"]] * 3
 
 
 def test_budget_spreads_matrices_over_snapshots_round_robin():
     costs = {"t%d" % i: 0.1 for i in range(10)}  # 1 s of work, 0.3 s per snapshot
-    scheduler = spectral.SpectralScheduler(0.3, seconds_per_op=1.0)
+    scheduler = spectral_budget.SpectralScheduler(0.3, seconds_per_op=1.0)
     done = run_scheduler(scheduler, costs, 8)
     assert done[0] == ["t0", "t1", "t2"]
     assert done[1] == ["t3", "t4", "t5"]
@@ -318,7 +319,7 @@ def test_costly_matrix_waits_for_credit_and_is_not_starved():
     """A matrix costing 5 budgets (past the carry cap of 4) is still computed:
     the credit builds up, and cheap matrices do not jump ahead of it."""
     costs = {"small": 0.5, "big": 5.0, "small2": 0.5}
-    scheduler = spectral.SpectralScheduler(1.0, carry=4, seconds_per_op=1.0)
+    scheduler = spectral_budget.SpectralScheduler(1.0, carry=4, seconds_per_op=1.0)
     done = run_scheduler(scheduler, costs, 30)
     computed = [t for snap in done for t in snap]
     assert computed.count("big") >= 3
@@ -332,7 +333,7 @@ def test_costly_matrix_waits_for_credit_and_is_not_starved():
 def test_time_between_snapshots_and_writer_time_raise_the_allowance():
     costs = {"t%d" % i: 1.0 for i in range(6)}
     ops = list(costs.items())
-    scheduler = spectral.SpectralScheduler(0.5, share=0.1, writer_share=0.5, seconds_per_op=1.0)
+    scheduler = spectral_budget.SpectralScheduler(0.5, share=0.1, writer_share=0.5, seconds_per_op=1.0)
     assert scheduler.select(ops) == []  # the first snapshot: 0.5 s, less than any matrix
     assert scheduler.select(ops, elapsed=1.0) == ["t0"]  # 0.5 + 0.5 s of credit
     scheduler.record("t0", 1.0)
@@ -344,19 +345,19 @@ def test_time_between_snapshots_and_writer_time_raise_the_allowance():
 
 
 def test_spectral_option():
-    assert spectral.scheduler_for(False) is None
-    assert spectral.scheduler_for(True).budget is None
-    auto = spectral.scheduler_for("auto")
+    assert spectral_budget.scheduler_for(False) is None
+    assert spectral_budget.scheduler_for(True).budget is None
+    auto = spectral_budget.scheduler_for("auto")
     assert (auto.budget, auto.share, auto.writer_share) == (
-        spectral.AUTO_BUDGET, spectral.AUTO_SHARE, spectral.AUTO_WRITER_SHARE)
-    assert spectral.scheduler_for(0.5).budget == 0.5
+        spectral_budget.AUTO_BUDGET, spectral_budget.AUTO_SHARE, spectral_budget.AUTO_WRITER_SHARE)
+    assert spectral_budget.scheduler_for(0.5).budget == 0.5
     for bad in ("fast", -1, 0, [1]):
         with pytest.raises(ValueError, match="spectral must be"):
-            spectral.scheduler_for(bad)
+            spectral_budget.scheduler_for(bad)
 
 
 def test_estimates_learn_from_measured_times():
-    scheduler = spectral.SpectralScheduler(1.0, seconds_per_op=1e-9)
+    scheduler = spectral_budget.SpectralScheduler(1.0, seconds_per_op=1e-9)
     ops = [("a", 1e8), ("b", 1e8)]  # estimated 0.1 s each
     assert scheduler.select(ops) == ["a", "b"]
     scheduler.record("a", 0.6)

@@ -13,8 +13,8 @@ import pytest
 from spectral_reference import assert_metrics_match, reference_metrics, slices
 from tb_server import TensorBoardServer
 from test_spectral_run import V1_RUNS, train_spectral_run
-from tensorboard_nnviz import spectral
-from tensorboard_nnviz import writer as writer_lib
+from tensorboard_nnviz.core import spectral
+from tensorboard_nnviz.record import writer as writer_lib
 
 MATRICES = ("conv/kernel", "dense/kernel", "dense_1/kernel", "out/kernel")
 

@@ -13,11 +13,11 @@ import pytest
 import keras_models as km
 from runs import read_run, write_events
 from spectral_reference import assert_recorded_spectral
-from tensorboard_nnviz import format as fmt
-from tensorboard_nnviz import spectral
-from tensorboard_nnviz import writer as writer_lib
-from tensorboard_nnviz.local_provider import local_data_provider
-from tensorboard_nnviz.reader import NNVizReader
+from tensorboard_nnviz.cli.local_provider import local_data_provider
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import spectral
+from tensorboard_nnviz.record import writer as writer_lib
+from tensorboard_nnviz.serve.reader import NNVizReader
 
 V1_RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1_runs")
 

@@ -1,4 +1,4 @@
-"""Tests of tensorboard_nnviz.stats against plain numpy float64 references."""
+"""Tests of tensorboard_nnviz.record.stats against plain numpy float64 references."""
 
 import json
 import math
@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from tensorboard_nnviz import format as nnviz_format
-from tensorboard_nnviz import stats as S
-from tensorboard_nnviz.stats import compute_stats
+from tensorboard_nnviz.core import format as nnviz_format
+from tensorboard_nnviz.record import stats as S
+from tensorboard_nnviz.record.stats import compute_stats
 
 
 def reference(w, prev=None, init=None):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from tensorboard_nnviz import structure
+from tensorboard_nnviz.record import structure
 
 EXPECTED_TAGS = {
     "mlp": ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "dense_2/kernel",

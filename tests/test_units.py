@@ -78,8 +78,8 @@ def _train_big_embedding(logdir):
 def write_damaged_units_run(logdir):
     """`short/kernel`'s units tensors have one row (two expected);
     `future/kernel`'s units series is of a newer format version."""
-    from tensorboard_nnviz import format as fmt
-    from tensorboard_nnviz import stats as stats_lib
+    from tensorboard_nnviz.core import format as fmt
+    from tensorboard_nnviz.record import stats as stats_lib
 
     events = []
     for step in (0, 1):

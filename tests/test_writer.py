@@ -12,8 +12,8 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models as km
 from runs import read_run, steps_of
-from tensorboard_nnviz import eventfiles
-from tensorboard_nnviz import writer as writer_lib
+from tensorboard_nnviz.record import eventfiles
+from tensorboard_nnviz.record import writer as writer_lib
 
 
 def _weights(seed, shapes=(("dense/kernel", (5, 4)), ("dense/bias", (4,)))):

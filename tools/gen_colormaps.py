@@ -1,10 +1,10 @@
-"""Generates frontend/colormaps.js from matplotlib's colormaps.
+"""Generates frontend/model/colormaps.js from matplotlib's colormaps.
 
 The panel colours cells through 256-entry lookup tables; they are sampled
 from matplotlib here (at build time, committed) instead of typed in by hand,
 and tests/test_panel_colormaps.py checks the committed file still matches.
 
-    python tools/gen_colormaps.py          # rewrite frontend/colormaps.js
+    python tools/gen_colormaps.py          # rewrite frontend/model/colormaps.js
     python tools/gen_colormaps.py --check  # exit 1 if it is out of date
 """
 
@@ -27,7 +27,7 @@ COLORMAPS = {
     "gray": "sequential",
 }
 SIZE = 256
-OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "frontend", "colormaps.js")
+OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "frontend", "model", "colormaps.js")
 
 
 def lut(name):

@@ -40,7 +40,7 @@ def _first_step(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_weight_recorded_at_the_scheduled_steps(family_runs, family):
-    from tensorboard_nnviz import structure
+    from tensorboard_nnviz.record import structure
 
     model, rec, run = family_runs[family]
     tags = [r.tag for r in structure.weight_refs(model)]

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {FrameCache} from '../../frontend/api.js';
+import {FrameCache} from '../../frontend/data/api.js';
 
 function fakeFetcher(log, fail = new Set()) {
   return async (run, tag, step) => {

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {ALPHA_MARKS, CHART_STATS, chartRange, chartStats, statValues} from '../../frontend/charts.js';
+import {ALPHA_MARKS, CHART_STATS, chartRange, chartStats, statValues} from '../../frontend/view/charts.js';
 
 const stat = (key) => CHART_STATS.find((s) => s.key === key);
 const line = (series) => ({run: 'r', color: '#000', series: {steps: [0, 10, 20], ...series}});

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {colorFrame, colormapRGB, colormapLUT, packRGB, scalePosition, RunColors, SPECIAL_COLORS, colormapNames} from '../../frontend/colors.js';
+import {colorFrame, colormapRGB, colormapLUT, packRGB, scalePosition, RunColors, SPECIAL_COLORS, colormapNames} from '../../frontend/model/colors.js';
 
 test('every colormap has 256 RGB entries', () => {
   for (const name of [...colormapNames('diverging'), ...colormapNames('sequential')]) {

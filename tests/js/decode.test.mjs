@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {decodeFrame, subtractFrames, FrameError} from '../../frontend/decode.js';
+import {decodeFrame, subtractFrames, FrameError} from '../../frontend/model/decode.js';
 
 function le32(values) {
   const buf = new ArrayBuffer(values.length * 4);

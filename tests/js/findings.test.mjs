@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {findingUnits, findingWhen, kindName, orderFindings, severityCounts, severityOf} from '../../frontend/findings.js';
+import {findingUnits, findingWhen, kindName, orderFindings, severityCounts, severityOf} from '../../frontend/model/findings.js';
 
 const answer = {findings: [
   {kind: 'frozen', severity: 'warning', tag: 'b/kernel', first_step: 0, last_step: 90, message: 'never changed'},

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {tensorIndex, cellInfo, describeCell, separators, groupSpans, layoutSize, unravel} from '../../frontend/layout.js';
+import {tensorIndex, cellInfo, describeCell, separators, groupSpans, layoutSize, unravel} from '../../frontend/model/layout.js';
 
 // A reference implementation of the layout rule (docs/architecture.md) on a real nested array:
 // frame = transpose(W, row_axes + col_axes).reshape(R, C).
@@ -75,7 +75,7 @@ test('group spans for LSTM gates and attention heads', () => {
 });
 
 test('a wide row of conv tiles wraps into bands of whole tiles, and cells map back', async () => {
-  const {planFrame, cellAtUnits, cellUnits} = await import('../../frontend/layout.js');
+  const {planFrame, cellAtUnits, cellUnits} = await import('../../frontend/model/layout.js');
   // A first conv layer: 16 kernels of 3x3 on 1 input channel: a 3 x 48 frame.
   const shape = [3, 3, 1, 16];
   const layout = {row_axes: [2, 0], col_axes: [3, 1], block: [1, 1], groups: []};
@@ -100,7 +100,7 @@ test('a wide row of conv tiles wraps into bands of whole tiles, and cells map ba
 });
 
 test('groupAt names the gate or head of a cell', async () => {
-  const {groupAt} = await import('../../frontend/layout.js');
+  const {groupAt} = await import('../../frontend/model/layout.js');
   const lstm = {row_axes: [0], col_axes: [1], block: [1, 1], groups: [{axis: 'cols', size: 4, names: ['i', 'f', 'c', 'o']}]};
   assert.deepEqual([0, 3, 4, 9, 15].map((c) => groupAt([3, 16], lstm, 1, c)), [['i'], ['i'], ['f'], ['c'], ['o']]);
   // A reduced cell covering two gates names both.

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import {
   cellAtPoint, cellCenter, cellInfo, fieldStat, gapSummary, MAP_STATS, mapDomain, mapLayout, mapRows, mapStat,
   mapValues, moveCursor, referenceOver, relativeToInit, rowLabels,
-} from '../../frontend/map_model.js';
-import {layerRows} from '../../frontend/structure.js';
-import {CELL} from '../../frontend/stat_scale.js';
+} from '../../frontend/model/map_model.js';
+import {layerRows} from '../../frontend/model/structure.js';
+import {CELL} from '../../frontend/model/stat_scale.js';
 
 const structure = {layers: [
   {path: 'conv', weights: [{name: 'kernel', tag: 'conv/kernel', shape: [3, 3, 1, 4]}, {name: 'bias', tag: 'conv/bias', shape: [4]}]},

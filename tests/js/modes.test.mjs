@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {framesFor, NothingToShow, panelFrame} from '../../frontend/modes.js';
+import {framesFor, NothingToShow, panelFrame} from '../../frontend/model/modes.js';
 
 // Two runs of one 1 × 2 tensor; frame values encode (run, step).
 const frames = {a: {0: [1, 2], 10: [3, 5], 20: [6, 9]}, b: {0: [0, 1], 10: [1, 1], 20: [2, 2]}};

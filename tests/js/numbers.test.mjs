@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {formatValue, formatCount, formatShape} from '../../frontend/numbers.js';
+import {formatValue, formatCount, formatShape} from '../../frontend/model/numbers.js';
 
 test('formatValue keeps 3 significant digits', () => {
   assert.equal(formatValue(0.012345), '0.0123');
@@ -39,7 +39,7 @@ test('formatShape', () => {
 });
 
 test('formatTicks adds digits only when neighbouring labels would collide', async () => {
-  const {formatTicks} = await import('../../frontend/numbers.js');
+  const {formatTicks} = await import('../../frontend/model/numbers.js');
   assert.deepEqual(formatTicks([0, 0.5, 1]), ['0', '0.5', '1']);
   assert.deepEqual(formatTicks([1.8701, 1.8702, 1.8703]), ['1.8701', '1.8702', '1.8703']);
   assert.deepEqual(formatTicks([0.9995, 1]), ['0.9995', '1']);

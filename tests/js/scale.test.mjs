@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {percentile, absMax, makeScale, frameBound, valuesBound, niceTicks} from '../../frontend/scale.js';
-import {scaleFor} from '../../frontend/scale_policy.js';
+import {percentile, absMax, makeScale, frameBound, valuesBound, niceTicks} from '../../frontend/model/scale.js';
+import {scaleFor} from '../../frontend/model/scale_policy.js';
 
 test('percentile interpolates like numpy and skips non-finite values', () => {
   const xs = [];
@@ -56,7 +56,7 @@ test('niceTicks gives round values inside the range', () => {
 });
 
 test('an exploding step saturates instead of setting the fixed scale', async () => {
-  const {robustBound, stepBounds} = await import('../../frontend/scale.js');
+  const {robustBound, stepBounds} = await import('../../frontend/model/scale.js');
   // A run whose weights blow up at step 25 and are NaN after (stats null).
   const series = {steps: [0, 5, 10, 15, 20, 25, 30], min: [-0.2, -0.3, -0.6, -1, -2, -4e6, null],
     max: [0.2, 0.3, 0.7, 1.1, 2.4, 3e6, null]};
@@ -72,7 +72,7 @@ test('an exploding step saturates instead of setting the fixed scale', async () 
 });
 
 test('chart ranges leave exploded values out and start counts at 0', async () => {
-  const {chartRange} = await import('../../frontend/charts.js');
+  const {chartRange} = await import('../../frontend/view/charts.js');
   const r = chartRange({key: 'l2'}, [[1, 2, 3, 4e6, null]], [0, 10, 20, 30, 40]);
   assert.equal(r.robust.saturated, 1);
   assert.ok(r.hi > 3 && r.hi < 3.2 && r.lo < 1 && r.lo > 0.8, JSON.stringify(r));

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {poolBounds, referenceFrameBound, referenceSteps, scaleFor, scaleSource} from '../../frontend/scale_policy.js';
+import {poolBounds, referenceFrameBound, referenceSteps, scaleFor, scaleSource} from '../../frontend/model/scale_policy.js';
 
 const settings = (over = {}) => ({mode: 'values', scaleMode: 'fixed', clip: false, colorKind: 'diverging', ...over});
 const series = {steps: [0, 1, 2], min: [-1, -3, -2], max: [1, 2, 0.5], p01: [-0.5, -0.9, null], p99: [0.7, 0.6, 0.8],

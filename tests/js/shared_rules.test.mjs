@@ -3,9 +3,9 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {readFileSync} from 'node:fs';
-import {groupSpans, separators} from '../../frontend/layout.js';
-import {robustBound} from '../../frontend/scale.js';
-import {SPECIAL_COLORS} from '../../frontend/colors.js';
+import {groupSpans, separators} from '../../frontend/model/layout.js';
+import {robustBound} from '../../frontend/model/scale.js';
+import {SPECIAL_COLORS} from '../../frontend/model/colors.js';
 
 const RULES = JSON.parse(readFileSync(new URL('../fixtures/shared_rules.json', import.meta.url)));
 

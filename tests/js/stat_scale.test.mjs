@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {colormapLUT, packRGB} from '../../frontend/colors.js';
-import {CELL, CELL_COLORS, paintCells, SAMPLE_LIMIT, scaleSpace, statDomain, statPosition, statTicks} from '../../frontend/stat_scale.js';
+import {colormapLUT, packRGB} from '../../frontend/model/colors.js';
+import {CELL, CELL_COLORS, paintCells, SAMPLE_LIMIT, scaleSpace, statDomain, statPosition, statTicks} from '../../frontend/model/stat_scale.js';
 
 // Cells hold values in scale space (log10 for a log scale).
 const cells = (values, kind = 'log') => ({values: Float64Array.from(values, (v) => scaleSpace(v, kind)),

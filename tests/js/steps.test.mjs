@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {indexAtOrBefore, sampleSteps, statAt, unionSteps} from '../../frontend/steps.js';
+import {indexAtOrBefore, sampleSteps, statAt, unionSteps} from '../../frontend/model/steps.js';
 
 test('stat lookup uses the snapshot at or before the step', () => {
   assert.equal(indexAtOrBefore([0, 10, 20], 15), 1);

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {layerRows, layerOfTag, tagInRun} from '../../frontend/structure.js';
+import {layerRows, layerOfTag, tagInRun} from '../../frontend/model/structure.js';
 
 const structure = {
   model: {name: 'm', class: 'Functional'},

@@ -1,8 +1,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {decodeUnits, FrameError} from '../../frontend/decode.js';
-import {CELL} from '../../frontend/stat_scale.js';
-import {columnOfUnit, unitCellAt, unitCells, unitCount, unitGroupSpans, unitLabel, unitsLayout, unitsOfColumn} from '../../frontend/units.js';
+import {decodeUnits, FrameError} from '../../frontend/model/decode.js';
+import {CELL} from '../../frontend/model/stat_scale.js';
+import {columnOfUnit, unitCellAt, unitCells, unitCount, unitGroupSpans, unitLabel, unitsLayout, unitsOfColumn} from '../../frontend/model/units.js';
 
 const headers = (rows, cols, block) => ({'X-NNViz-Rows': String(rows), 'X-NNViz-Cols': String(cols), 'X-NNViz-Unit-Block': String(block)});
 

@@ -12,8 +12,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tensorboard_nnviz import layout as L
-from tensorboard_nnviz.layout_torch import ModuleClass
+from tensorboard_nnviz.core import layout as L
+from tensorboard_nnviz.core.layout_torch import ModuleClass
 
 GATES_LSTM = ["i", "f", "g", "o"]
 GATES_GRU = ["r", "z", "n"]

@@ -10,7 +10,10 @@ from torch import nn
 
 import torch_models as tm
 
-from tensorboard_nnviz import cli, compact, local_provider, reader
+from tensorboard_nnviz.cli import commands as cli
+from tensorboard_nnviz.cli import compact
+from tensorboard_nnviz.cli import local_provider
+from tensorboard_nnviz.serve import reader
 from runs import read_run, write_events
 
 

@@ -14,7 +14,8 @@ from torch import nn
 
 import torch_models as tm
 
-from tensorboard_nnviz import local_provider, reader
+from tensorboard_nnviz.cli import local_provider
+from tensorboard_nnviz.serve import reader
 
 RUN = "run"
 

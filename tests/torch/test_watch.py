@@ -15,7 +15,7 @@ import torch
 
 import torch_models as tm
 
-from tensorboard_nnviz import layout as layout_lib
+from tensorboard_nnviz.core import layout as layout_lib
 from runs import read_run, reference_frame
 
 

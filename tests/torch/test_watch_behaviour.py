@@ -10,7 +10,7 @@ from torch import nn
 
 import torch_models as tm
 
-from tensorboard_nnviz import writer as writer_lib
+from tensorboard_nnviz.record import writer as writer_lib
 from tensorboard_nnviz.torch import HostBufferPool, watch
 from runs import read_run, steps_of
 

@@ -1,0 +1,432 @@
+"""The nnviz summary format: the one module the writer and the reader share.
+
+Everything that is on disk is defined here and nowhere else: the plugin
+name, the summary tags, the versioned `plugin_data.content`, the frame blob
+encoding and the stats vector. The writer builds `Summary.Value` protos with
+the `*_value` functions; the reader decodes what TensorBoard's data provider
+hands back with `parse_content`, `decode_frame`, `stats_from_array` and
+`structure_from_array`.
+
+Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
+
+- `nnviz/frame/T`: DATA_CLASS_BLOB_SEQUENCE, a rank-1 DT_STRING tensor of one
+  element (RustBoard drops scalar blob sequences): the frame blob.
+- `nnviz/stats/T`: DATA_CLASS_TENSOR, a float64 vector ordered as the
+  `fields` of its content; null values are stored as NaN.
+- `nnviz/units/T` (version 2): DATA_CLASS_TENSOR, a float32 tensor of
+  shape (2, cols): row 0 the per-unit norms, row 1 the per-unit updates
+  (NaN at the tag's first snapshot), ordered as the `fields` of its
+  content; `cols` = ceil(units / block), each column the mean of `block`
+  consecutive units (block 1 when exact).
+- `nnviz/structure`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor holding
+  the model structure as UTF-8 JSON (written once, again if it changes).
+
+Version 2 added the units series, `units_still` to the stats vector,
+`unit_axes` to the frame layout and `trainable` to the structure's weights.
+A reader of version 2 reads version-1 runs (they have no units series).
+The spectral fields (`sv_max`, `stable_rank`, `alpha`, `alpha_weighted`,
+spectral.py) were appended to the stats vector within version 2: a reader
+takes the field names from the content, so runs written before them still
+open (the reader serves their spectral columns as null) and older version-2
+readers serve the new fields as extra columns.
+
+`plugin_data.content` is UTF-8 JSON with a `version`. Both TensorBoard
+ingesters keep only the first event's content per tag, so anything in it is
+fixed for the whole series; the frame blob repeats what a reader must check
+per step (rows, cols, encoding).
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import json
+import math
+import struct
+
+import numpy as np
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import types_pb2
+
+from tensorboard_nnviz.core.spectral import FIELDS as SPECTRAL_FIELDS
+
+PLUGIN_NAME = "nnviz"
+
+# Bump when a reader of the previous version could misread new data.
+FORMAT_VERSION = 2
+UNITS_VERSION = 2  # the first version with per-unit stats
+
+FRAME_PREFIX = "nnviz/frame/"
+STATS_PREFIX = "nnviz/stats/"
+UNITS_PREFIX = "nnviz/units/"
+STRUCTURE_TAG = "nnviz/structure"
+
+KIND_FRAME = "frame"
+KIND_STATS = "stats"
+KIND_UNITS = "units"
+KIND_STRUCTURE = "structure"
+
+# Rows of a units tensor written by this version (the content repeats them).
+UNIT_FIELDS = ("norm", "update")
+# Above this many units a series stores block means of consecutive units.
+MAX_UNITS = 65536
+
+# Order of the stats vector written by this version (the content repeats it,
+# so a reader uses the names on disk, not this tuple).
+STAT_FIELDS = (
+    "mean",
+    "std",
+    "min",
+    "max",
+    "l2",
+    "absmax",
+    "p01",
+    "p99",
+    "zero_frac",
+    "nan",
+    "inf",
+    "update_l2",
+    "update_absmax",
+    "update_ratio",
+    "init_l2",
+    "init_absmax",
+    "init_cos",
+    "units_still",
+) + SPECTRAL_FIELDS
+
+# Frame blob: a fixed header, then the cells row-major.
+#   magic "NNVZ", format version (u8), encoding (u8), reserved (u16),
+#   rows (u32), cols (u32), all little-endian.
+_FRAME_MAGIC = b"NNVZ"
+_FRAME_HEADER = struct.Struct("<4sBBHII")
+ENCODING_F32 = 0  # little-endian float32, exact
+ENCODING_F16 = 1  # little-endian float16
+_ENCODING_DTYPES = {ENCODING_F32: np.dtype("<f4"), ENCODING_F16: np.dtype("<f2")}
+
+
+class FormatError(ValueError):
+    """Data this reader cannot decode: damaged, malformed or of a newer format."""
+
+
+class NewerFormatError(FormatError):
+    """Data written by a newer tensorboard_nnviz than this reader."""
+
+
+# --- summary tags -----------------------------------------------------------
+
+
+def frame_tag(weight_tag):
+    return FRAME_PREFIX + weight_tag
+
+
+def stats_tag(weight_tag):
+    return STATS_PREFIX + weight_tag
+
+
+def units_tag(weight_tag):
+    return UNITS_PREFIX + weight_tag
+
+
+def parse_summary_tag(summary_tag):
+    """Returns `(kind, weight_tag)` for one of our summary tags, else None.
+
+    `weight_tag` is None for the structure tag.
+    """
+    if summary_tag == STRUCTURE_TAG:
+        return (KIND_STRUCTURE, None)
+    if summary_tag.startswith(FRAME_PREFIX):
+        return (KIND_FRAME, summary_tag[len(FRAME_PREFIX) :])
+    if summary_tag.startswith(STATS_PREFIX):
+        return (KIND_STATS, summary_tag[len(STATS_PREFIX) :])
+    if summary_tag.startswith(UNITS_PREFIX):
+        return (KIND_UNITS, summary_tag[len(UNITS_PREFIX) :])
+    return None
+
+
+# --- plugin_data.content ----------------------------------------------------
+
+
+def _content(kind, **fields):
+    doc = {"version": FORMAT_VERSION, "kind": kind}
+    doc.update(fields)
+    return json.dumps(doc, sort_keys=True).encode("utf-8")
+
+
+def frame_content(*, shape, dtype, layout, rows, cols):
+    """Content of a frame series.
+
+    Args:
+      shape: the weight's full shape (list of ints).
+      dtype: the weight's dtype name, e.g. "float32".
+      layout: `{"row_axes", "col_axes", "block", "groups"}` (see layout.py).
+      rows, cols: the frame's size after block reduction.
+    """
+    return _content(
+        KIND_FRAME,
+        shape=[int(d) for d in shape],
+        dtype=str(dtype),
+        layout=layout,
+        rows=int(rows),
+        cols=int(cols),
+    )
+
+
+def stats_content(fields=STAT_FIELDS):
+    return _content(KIND_STATS, fields=list(fields))
+
+
+def structure_content():
+    return _content(KIND_STRUCTURE)
+
+
+def units_content(*, unit_axes, units, block, fields=UNIT_FIELDS):
+    """Content of a units series.
+
+    Args:
+      unit_axes: the weight's unit axes (as in its layout).
+      units: the number of units (the product of the unit axes' sizes).
+      block: units per stored column (1: exact).
+    """
+    return _content(
+        KIND_UNITS,
+        fields=list(fields),
+        unit_axes=[int(a) for a in unit_axes],
+        units=int(units),
+        block=int(block),
+    )
+
+
+def parse_content(content):
+    """Decodes `plugin_data.content`.
+
+    Raises:
+      NewerFormatError: written by a newer version than this reader knows.
+      FormatError: not nnviz content at all.
+    """
+    try:
+        doc = json.loads(bytes(content).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, TypeError) as e:
+        raise FormatError("nnviz content is not valid JSON: %s" % e)
+    if not isinstance(doc, dict) or not isinstance(doc.get("version"), int):
+        raise FormatError("nnviz content has no format version")
+    if doc["version"] > FORMAT_VERSION:
+        raise NewerFormatError(
+            "written in nnviz format version %d; this reader knows up to "
+            "version %d: upgrade tensorboard_nnviz" % (doc["version"], FORMAT_VERSION)
+        )
+    if doc["version"] < 1:
+        raise FormatError("invalid nnviz format version %d" % doc["version"])
+    return doc
+
+
+def _value(out, tag, content, data_class):
+    """`out` (a new `Summary.Value` if None) with its tag and metadata set.
+
+    The writer passes `event.summary.value.add()`: the value is built in
+    place, so its megabytes are not copied again into the event.
+    """
+    out = summary_pb2.Summary.Value() if out is None else out
+    out.tag = tag
+    out.metadata.plugin_data.plugin_name = PLUGIN_NAME
+    out.metadata.plugin_data.content = content
+    out.metadata.data_class = data_class
+    return out
+
+
+def _tensor(out, dtype, shape):
+    out.dtype = dtype
+    for n in shape:
+        out.tensor_shape.dim.add(size=int(n))
+    return out
+
+
+# --- frames -------------------------------------------------------------------
+
+
+def encode_frame(frame, encoding=ENCODING_F32):
+    """Encodes a 2-D array as a frame blob (header + row-major cells)."""
+    frame = np.asarray(frame)
+    if frame.ndim != 2:
+        raise ValueError("a frame is 2-D, got shape %r" % (frame.shape,))
+    rows, cols = frame.shape
+    cells = np.ascontiguousarray(frame, dtype=_ENCODING_DTYPES[encoding])
+    header = _FRAME_HEADER.pack(_FRAME_MAGIC, FORMAT_VERSION, encoding, 0, rows, cols)
+    return header + cells.tobytes()
+
+
+def frame_blob_size(rows, cols, encoding=ENCODING_F32):
+    """Bytes of the blob `encode_frame` makes for a rows x cols frame."""
+    return _FRAME_HEADER.size + rows * cols * _ENCODING_DTYPES[encoding].itemsize
+
+
+def decode_frame(blob):
+    """Decodes a frame blob into a float32 array of shape (rows, cols).
+
+    Raises:
+      NewerFormatError, FormatError: as `parse_content`, and for a blob whose
+        length does not match its header.
+    """
+    blob = bytes(blob)
+    if len(blob) < _FRAME_HEADER.size:
+        raise FormatError("frame blob is truncated (%d bytes)" % len(blob))
+    magic, version, encoding, _, rows, cols = _FRAME_HEADER.unpack_from(blob)
+    if magic != _FRAME_MAGIC:
+        raise FormatError("not an nnviz frame blob")
+    if version > FORMAT_VERSION:
+        raise NewerFormatError(
+            "frame written in nnviz format version %d; this reader knows up to "
+            "version %d: upgrade tensorboard_nnviz" % (version, FORMAT_VERSION)
+        )
+    dtype = _ENCODING_DTYPES.get(encoding)
+    if dtype is None:
+        raise FormatError("unknown frame encoding %d" % encoding)
+    expected = frame_blob_size(rows, cols, encoding)
+    if len(blob) != expected:
+        raise FormatError(
+            "frame blob has %d bytes, expected %d for %d x %d cells"
+            % (len(blob), expected, rows, cols)
+        )
+    cells = np.frombuffer(blob, dtype=dtype, offset=_FRAME_HEADER.size)
+    return cells.astype(np.float32).reshape(rows, cols)
+
+
+def _string_vector(out, payload):
+    """A rank-1 DT_STRING tensor of one element."""
+    _tensor(out, types_pb2.DT_STRING, [1]).string_val.append(payload)
+
+
+def frame_value(weight_tag, blob, content, out=None):
+    """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
+    into `out` if given."""
+    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    _string_vector(out.tensor, blob)
+    return out
+
+
+# --- stats ------------------------------------------------------------------
+
+
+def stats_value(weight_tag, stats, content=None, out=None):
+    """The `Summary.Value` of one stats vector (built into `out` if given).
+
+    Args:
+      stats: mapping of every name in `STAT_FIELDS` to a float or None.
+    """
+    vector = struct.pack(
+        "<%dd" % len(STAT_FIELDS),
+        *[math.nan if stats.get(k) is None else float(stats[k]) for k in STAT_FIELDS],
+    )
+    content = content if content is not None else stats_content()
+    out = _value(out, stats_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    _tensor(out.tensor, types_pb2.DT_DOUBLE, [len(STAT_FIELDS)]).tensor_content = vector
+    return out
+
+
+def stats_row(array, fields):
+    """The first len(fields) values of a stats vector as float64 (see
+    `stats_from_array` for why a vector may be longer).
+
+    Raises:
+      FormatError: the vector is shorter than `fields`.
+    """
+    values = np.asarray(array, dtype=np.float64).ravel()
+    if len(values) < len(fields):
+        raise FormatError(
+            "stats vector has %d values, expected %d" % (len(values), len(fields))
+        )
+    return values[: len(fields)]
+
+
+def stats_from_array(array, fields):
+    """Maps a stats vector to `{name: float or None}` (NaN and ±Inf → None).
+
+    A vector longer than `fields` comes from a later writer appending to a
+    series an earlier one began (its content, fixed by the first event,
+    names fewer fields; new fields are only ever appended): the named
+    prefix is read, the rest ignored.
+
+    Raises:
+      FormatError: the vector is shorter than `fields`.
+    """
+    values = stats_row(array, fields)
+    return {
+        name: (float(v) if math.isfinite(v) else None) for name, v in zip(fields, values)
+    }
+
+
+# --- structure ------------------------------------------------------------------
+
+
+def structure_value(structure, content=None, out=None):
+    """The `Summary.Value` of the model structure (a JSON-able dict)."""
+    payload = json.dumps(structure, sort_keys=True, allow_nan=False).encode("utf-8")
+    content = content if content is not None else structure_content()
+    out = _value(out, STRUCTURE_TAG, content, summary_pb2.DATA_CLASS_TENSOR)
+    _string_vector(out.tensor, payload)
+    return out
+
+
+def structure_from_array(array):
+    """Decodes the structure tensor (as the data provider returns it).
+
+    Raises:
+      FormatError: not a JSON object.
+    """
+    items = np.asarray(array, dtype=object).ravel()
+    if len(items) != 1:
+        raise FormatError("structure tensor has %d elements, expected 1" % len(items))
+    raw = items[0]
+    try:
+        doc = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, ValueError, TypeError) as e:
+        raise FormatError("structure is not valid JSON: %s" % e)
+    if not isinstance(doc, dict):
+        raise FormatError("structure is not a JSON object")
+    return doc
+
+
+# --- units ----------------------------------------------------------------------
+
+# The smallest positive float32: a positive value that float32 would round
+# to 0 is stored as this, so a stored 0 always means exactly 0.
+_TINY32 = np.float32(np.finfo(np.float32).smallest_subnormal)
+
+
+def _float32_keeping_zero(values):
+    values = np.asarray(values)
+    out = values.astype(np.float32)
+    if np.count_nonzero(out == 0) != np.count_nonzero(values == 0):  # rare: check
+        out[(out == 0) & (values > 0)] = _TINY32
+    return out
+
+
+def units_value(weight_tag, norm, update, content, out=None):
+    """The `Summary.Value` of one snapshot's per-unit stats (built into
+    `out` if given).
+
+    Args:
+      norm, update: per-column values (already block-averaged); `update`
+        None at a tag's first snapshot (stored as NaN).
+      content: from `units_content`.
+    """
+    cells = np.empty((2, np.size(norm)), "<f4")
+    cells[0] = _float32_keeping_zero(norm)
+    cells[1] = np.nan if update is None else _float32_keeping_zero(update)
+    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
+    return out
+
+
+def units_from_array(array, fields):
+    """{field: float32 row} from a units tensor (as the data provider returns it).
+
+    Raises:
+      FormatError: not a 2-D array with one row per field.
+    """
+    try:
+        cells = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise FormatError("units tensor is not numeric: %s" % e)
+    if cells.ndim != 2 or cells.shape[0] < len(fields):
+        raise FormatError(
+            "units tensor has shape %r, expected (%d, units)" % (cells.shape, len(fields))
+        )
+    return {f: cells[i] for i, f in enumerate(fields)}

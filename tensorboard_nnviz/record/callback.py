@@ -1,0 +1,421 @@
+"""`NNVizCallback`: weight snapshots and model structure from `model.fit`."""
+
+import json
+import logging
+import os
+import warnings
+import weakref
+
+import keras
+import numpy as np
+
+from tensorboard_nnviz.record import budget as budget_lib
+from tensorboard_nnviz.record import eventfiles
+from tensorboard_nnviz.record import schedule as schedule_lib
+from tensorboard_nnviz.record import spectral_budget
+from tensorboard_nnviz.record import structure as structure_lib
+from tensorboard_nnviz.record import writer as writer_lib
+
+logger = logging.getLogger(__name__)
+
+
+class NNVizCallback(keras.callbacks.Callback):
+    """Records weight snapshots and the model structure for TensorBoard's nnviz tab.
+
+    Each snapshot stores every weight of every layer (trainable or not) as a
+    heatmap frame plus full-resolution statistics, at step = optimizer
+    iterations completed. The first snapshot is taken as soon as the model
+    has weights: at the start of training (step 0 for a fresh model), or,
+    for a subclassed model built by its first batch, right after that batch.
+    Steps stay monotonic within `log_dir`: after a recompile, a new
+    optimizer, or on a log_dir that already holds snapshots, they continue
+    after the last step written there, and no step is written twice.
+
+    The training thread only copies weights to host memory; a background
+    thread lays them out, measures and writes them. It runs on Keras's
+    TensorFlow, JAX and torch backends. One process writes: the chief
+    worker under `tf.distribute`, process 0 under Keras's distribution API
+    on JAX (create the callback after `keras.distribution.initialize()`),
+    rank 0 under `torch.distributed`. A weight sharded over devices is
+    gathered whole, one weight at a time.
+
+    Args:
+      log_dir: directory for the event files (one TensorBoard run), e.g.
+        the same `log_dir` as `keras.callbacks.TensorBoard`'s `train/`.
+      snapshot_freq: `"epoch"` for a snapshot at the end of each epoch, an
+        int N for one each time the step count crosses a multiple of N
+        (with `steps_per_execution` k > 1 callbacks run only every k steps),
+        or `"log"` for log-spaced steps, dense early and sparse late
+        (`tensorboard_nnviz.LogSchedule`).
+      max_cells: tensors of up to this many cells are stored exactly;
+        larger ones are block-mean reduced to at most this many.
+      include: regular expression; only tags where it matches (`re.search`)
+        are recorded, e.g. `"kernel$"`.
+      exclude: regular expression; tags where it matches are skipped.
+      spectral: spectral stats of each weight matrix (`sv_max`,
+        `stable_rank`, power-law `alpha`, `alpha_weighted`; computed on the
+        writer thread, never the training thread). `"auto"` (default)
+        spends a bounded CPU budget per snapshot and refreshes the matrices
+        it skips at later snapshots (null until then); `True` computes
+        every matrix at every snapshot (ResNet50: see the README, "Spectral
+        stats", for the cost); `False` none; a number: CPU seconds per
+        snapshot.
+
+    Raises:
+      OSError: `log_dir` cannot be written (raised here, before training).
+      ValueError: an invalid `snapshot_freq`, `max_cells` or `spectral`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5,
+              callbacks=[NNVizCallback("logs/run1", snapshot_freq=100)])
+    # then: tensorboard --logdir logs
+    ```
+    """
+
+    def __init__(self, log_dir, snapshot_freq="epoch", max_cells=65536, include=None,
+                 exclude=None, spectral="auto"):
+        super().__init__()
+        self._schedule = schedule_lib.parse(snapshot_freq)  # ValueError if invalid
+        if int(max_cells) < 1:
+            raise ValueError("max_cells must be positive, got %r" % (max_cells,))
+        spectral_budget.scheduler_for(spectral)  # ValueError if invalid, on every process
+        self.spectral = spectral
+        self.log_dir = os.fspath(log_dir)
+        self.snapshot_freq = snapshot_freq
+        self.max_cells = int(max_cells)
+        self._wanted = schedule_lib.tag_filter(include, exclude)  # ValueError if invalid
+        self._chief = writes_here()  # this process writes the snapshots
+        self._joins = _takes_part(self._chief)  # this process takes snapshots
+        self._writer = None
+        self._writer_state = None
+        self._steps = schedule_lib.StepNumbers()  # knows the last step in log_dir
+        self._last_iterations = None  # optimizer iterations at our last snapshot
+        self._last_optimizer = None  # weakref to the optimizer of that snapshot
+        self._signature = None  # of the structure last written
+        self._refs_key = None  # ids of the model and its weights when _refs was computed
+        self._refs = None  # (all weight refs, signature, recorded refs with dtype)
+        self._pending_first = False
+        self._warned = False
+        self._count = 0  # steps completed, counted from the batch hooks
+        self._epoch_base = 0  # that count when the epoch began
+        if self._chief:
+            self._writer = self._new_writer()  # fails now if log_dir is unwritable
+            self._steps = schedule_lib.StepNumbers(eventfiles.read_last_step(self.log_dir))
+
+    # --- Keras hooks --------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._check_role()
+        if not self._joins:
+            return
+        if self._writer is None and self._chief:
+            self._writer = self._new_writer()
+        self._count = self._iterations()
+        self._pending_first = not self._has_weights()
+        if not self._pending_first:
+            self._log_budget(self._count)
+            self._snapshot(self._count)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_base = self._count
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._joins:
+            return
+        # Steps counted here, not read from the optimizer: reading its
+        # iterations syncs with the device at every batch.
+        # With steps_per_execution k, Keras reports the last hook of an epoch
+        # as batch ceil(steps / k) * k - 1, past the epoch's real steps.
+        done = batch + 1
+        steps = (self.params or {}).get("steps")
+        if steps:
+            done = min(done, steps)
+        count, previous = self._epoch_base + done, self._count
+        self._count = count
+        if self._pending_first:
+            if self._has_weights():
+                self._pending_first = False
+                self._log_budget(count)
+                self._snapshot()
+        elif not self._schedule.per_epoch and self._schedule.due(previous, count):
+            self._snapshot()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._joins and self._schedule.per_epoch and not self._pending_first:
+            self._snapshot()
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self):
+        """Writes every queued snapshot and closes the event file (idempotent)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer_state = self._writer.state
+            self._writer = None
+
+    # --- snapshots ----------------------------------------------------------------
+
+    def _check_role(self):
+        """A JAX process group started after this callback was made changes
+        which process writes: stop writing here if this is not process 0."""
+        self._joins = _takes_part(self._chief)
+        if self._chief and not writes_here():
+            self._chief = False
+            self.close()
+            logger.warning("nnviz: this process (not process 0) stops writing to %r; create "
+                           "NNVizCallback after keras.distribution.initialize()", self.log_dir)
+
+    def _log_budget(self, iterations):
+        """Logs what this fit will record: tensors, bytes per snapshot, snapshots."""
+        if not self._chief:
+            return
+        try:
+            refs = [r for r, _ in self._weight_refs()[2]]  # the recorded ones
+            params = self.params or {}
+            expected = budget_lib.expected_snapshots(
+                self._schedule, epochs=params.get("epochs"),
+                steps_per_epoch=params.get("steps"), start=iterations)
+            msg = budget_lib.budget_message(
+                len(refs), budget_lib.snapshot_bytes(refs, self.max_cells), expected)
+            logger.info(msg)
+            if params.get("verbose", 1):
+                print(msg, flush=True)  # beside Keras's progress bar, like its own messages
+        except Exception:  # an estimate must never stop training
+            logger.exception("nnviz: could not estimate the snapshot size")
+
+    def _snapshot(self, iterations=None):
+        """Takes a snapshot; an error of ours is reported, never raised into fit."""
+        try:
+            self._take_snapshot(iterations)
+        except Exception as e:
+            logger.exception("nnviz: could not take a weight snapshot")
+            if not self._warned:
+                self._warned = True
+                warnings.warn("NNVizCallback could not take a weight snapshot (%s: %s); "
+                              "training goes on (shown once)" % (type(e).__name__, e),
+                              RuntimeWarning, stacklevel=2)
+
+    def _take_snapshot(self, iterations):
+        it = self._iterations() if iterations is None else iterations
+        optimizer = self._optimizer()
+        if (self._last_iterations == it and self._last_optimizer is not None
+                and self._last_optimizer() is optimizer):
+            return  # the same weights as the last snapshot (a second fit)
+        refs, signature, recorded = self._weight_refs()
+        if not self._chief:  # another process writes: enter its collective gathers only
+            for r, _ in recorded:
+                _join_gather(r.variable)
+            self._last_iterations, self._last_optimizer = it, _weakref(optimizer)
+            return
+        step = self._steps.step(it)
+        doc = None
+        if signature != self._signature:  # first snapshot, or the model changed
+            doc = structure_lib.build_structure(self.model, refs)
+        take = self._writer.pool.take
+        weights = []
+        with self._writer.paused():
+            for r, dtype in recorded:
+                buf = _copy_to_host(r.variable, r.tag, take)
+                weights.append(writer_lib.Weight(r.tag, buf, r.layer_class, r.layer_name,
+                                                 dtype))
+        self._writer.write(step, weights, doc, pooled=True)
+        self._signature = signature
+        self._steps.written(step)
+        self._last_iterations = it
+        self._last_optimizer = _weakref(optimizer)
+
+    def _weight_refs(self):
+        """(refs, their signature, [(recorded ref, dtype name)]), walked again
+        only when the model's variables change: the walk is per-snapshot
+        Python work on the training thread."""
+        # _refs holds the variables, so their ids stay unique while cached.
+        key = (id(self.model),) + tuple(map(id, self.model.weights))
+        if key != self._refs_key:
+            refs = structure_lib.weight_refs(self.model)
+            recorded = [(r, structure_lib.dtype_name(r.variable)) for r in refs
+                        if self._wanted(r.tag)]
+            self._refs = (refs, structure_lib.signature(refs), recorded)
+            self._refs_key = key
+        return self._refs
+
+    def _new_writer(self):
+        # Raises writer.LogDirError (an OSError) when log_dir is unwritable.
+        return writer_lib.SnapshotWriter(self.log_dir, self.max_cells, state=self._writer_state,
+                                         spectral=self.spectral)
+
+    def _optimizer(self):
+        return getattr(self.model, "optimizer", None)
+
+    def _iterations(self):
+        iterations = getattr(self._optimizer(), "iterations", None)
+        if iterations is None:  # no optimizer: count the batches ourselves
+            return self._count
+        return int(np.asarray(keras.ops.convert_to_numpy(iterations)))
+
+    def _has_weights(self):
+        return bool(getattr(self.model, "built", True) and self.model.weights)
+
+
+def _copy_to_host(variable, tag, take):
+    """A variable's current value, copied once into `take(tag, shape, dtype)`.
+
+    The buffer comes from the writer's pool (recycled across snapshots).
+    The one copy is made from a host view that shares the backend's memory
+    where it can (measured by benchmarks/hold_time.py): on CPU a TensorFlow
+    tensor read, a torch `detach()`, and a JAX array all share it. A JAX
+    array split over devices is copied shard by shard into the buffer, so
+    no second, gathered copy is made (JAX would keep one on the array).
+    """
+    value = getattr(variable, "value", variable)  # the backend's variable or array
+    if _sharded_jax_array(value):
+        return _gather_jax(value, tag, take)
+    view = _host_view(value, variable)
+    buf = take(tag, view.shape, view.dtype)
+    np.copyto(buf, view)
+    return buf
+
+
+def _host_view(value, variable):
+    """The backend value as numpy, sharing its memory where it can.
+
+    `np.array(variable)` copies twice with TensorFlow (`tf.Variable.numpy()`,
+    then numpy's own copy) and goes through `convert_to_numpy`'s copy on
+    torch. The view must not outlive the caller's copy: while it lives,
+    TensorFlow copies the variable at its next update (copy-on-write) to
+    keep the view unchanged.
+    """
+    if callable(getattr(value, "value", None)):  # a tf.Variable: read it as a tensor
+        value = value.value()
+    elif callable(getattr(value, "detach", None)):  # a torch Parameter: no autograd
+        value = value.detach().cpu()  # .cpu() of a CPU tensor is the tensor itself
+    try:
+        return np.asarray(value)
+    except Exception:  # e.g. torch bfloat16, which numpy cannot view
+        return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def _sharded_jax_array(value):
+    """A JAX array whose devices hold different parts (not one whole copy each)."""
+    # Only JAX arrays have the attribute; asking the sharding is cheap, listing
+    # `addressable_shards` is not (measured: most of a snapshot's reads).
+    return getattr(value, "is_fully_replicated", True) is False
+
+
+def _gather_jax(array, tag, take):
+    """The whole of a sharded JAX array in one host buffer.
+
+    Each distinct shard held by this process is copied into place (a CPU
+    shard reads without a copy). Shards held only by other processes come
+    through JAX's collective gather, entered by every process
+    (`_join_gather`).
+    """
+    buf = take(tag, array.shape, np.dtype(array.dtype))
+    if not _process0_holds_all(array):
+        from jax.experimental import multihost_utils
+
+        np.copyto(buf, multihost_utils.process_allgather(array, tiled=True))
+        return buf
+    done = set()
+    for shard in array.addressable_shards:
+        key = _index_key(shard.index)
+        if key not in done:  # replicas of a shard hold the same values
+            done.add(key)
+            buf[shard.index] = np.asarray(shard.data)
+    return buf
+
+
+def _join_gather(variable):
+    """On a process that does not write: enter the collective gather that
+    process 0 needs for this variable, if it needs one."""
+    value = getattr(variable, "value", variable)
+    if _sharded_jax_array(value) and not _process0_holds_all(value):
+        from jax.experimental import multihost_utils
+
+        multihost_utils.process_allgather(value, tiled=True)
+
+
+def _process0_holds_all(array):
+    """Whether process 0's devices hold every part of `array`.
+
+    Decided from the global sharding, so every process answers the same
+    and all of them enter a collective gather, or none does.
+    """
+    parts = {}
+    for device, index in array.sharding.devices_indices_map(array.shape).items():
+        if device.process_index == 0:
+            parts[_index_key(index)] = index
+    size = 0
+    for index in parts.values():
+        size += int(np.prod([len(range(*s.indices(n))) for s, n in zip(index, array.shape)]))
+    return size == array.size
+
+
+def _index_key(index):
+    return tuple((s.start, s.stop, s.step) for s in index)
+
+
+def _takes_part(writes):
+    """Whether this process takes snapshots: the writer, and under JAX across
+    processes every process (a weight sharded across processes is gathered
+    by a collective that all of them enter)."""
+    if writes or keras.backend.backend() != "jax":
+        return writes
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def writes_here():
+    """Whether this process writes the snapshots: one writer per training job.
+
+    TensorFlow: the chief of TF_CONFIG (`is_chief`). JAX: process 0 once
+    `jax.distributed` (`keras.distribution.initialize()`) has started, else
+    the one process. torch: rank 0 of an initialised `torch.distributed`
+    group, else the one process. Never starts a backend's runtime.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return not jax.distributed.is_initialized() or jax.process_index() == 0
+    if backend == "torch":
+        import torch.distributed as dist
+
+        return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return is_chief(os.environ.get("TF_CONFIG"))
+
+
+def _weakref(obj):
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def is_chief(tf_config):
+    """Whether this process writes, from the TF_CONFIG JSON string (or None).
+
+    No TF_CONFIG, or one without a cluster, means a single process: the
+    chief. In a cluster the chief is the "chief" (or "master") task if there
+    is one, else worker 0; evaluators and parameter servers never write.
+    """
+    if not tf_config:
+        return True
+    try:
+        config = json.loads(tf_config) if isinstance(tf_config, str) else dict(tf_config)
+    except (TypeError, ValueError) as e:
+        raise ValueError("TF_CONFIG is not valid JSON: %s" % e) from e
+    cluster = config.get("cluster") or {}
+    task = config.get("task") or {}
+    if not cluster:
+        return True
+    task_type = task.get("type")
+    index = int(task.get("index", 0) or 0)
+    if task_type in ("chief", "master"):
+        return True
+    if "chief" in cluster or "master" in cluster:
+        return False
+    return task_type == "worker" and index == 0

@@ -1,0 +1,548 @@
+"""Full-resolution statistics of one weight snapshot, per tensor and per unit
+(pure numpy).
+
+`measure(w, prev, init, unit_axes)` returns a `Measurement`: `stats`, every
+name of `format.STAT_FIELDS`, and per-unit `norm` = ||W[u]|| and `update` =
+||W[u] - prev[u]|| (a unit: one index of the `unit_axes`, see layout.py).
+`compute_stats(w, prev, init)` returns the `stats` alone.
+
+- `mean, std, min, max, l2, absmax`: over the finite entries (`std` is the
+  population standard deviation, ddof = 0).
+- `p01, p99`: 1st / 99th percentiles (numpy's linear interpolation) of the
+  finite entries: exact when the tensor has at most `SAMPLE_SIZE` entries,
+  else estimated from a fixed stratified sample of `SAMPLE_SIZE` entries
+  (one pseudo-random entry per stratum, the same positions at every step,
+  so a change in p01 is a change in the weights, not in the sample).
+- `zero_frac`: fraction of the finite entries with |w| <= 1e-8.
+- `nan`, `inf`: counts (always numbers).
+- `update_l2` = ||W - prev||, `update_absmax` = max |W - prev|,
+  `update_ratio` = update_l2 / ||prev||; `init_l2`, `init_absmax` likewise
+  against `init` (W_0), and `init_cos` = cos(W, init).
+
+  These compare entry by entry, so they are taken over the entries finite in
+  both tensors: one NaN does not hide how the rest moved (the `nan`/`inf`
+  counts say that something broke). `update_ratio` and `init_cos` use the
+  norms over those same entries.
+- `units_still`: how many units have an `update` of exactly 0 (W[u] is
+  bit-identical to prev[u]); it lets a reader find stopped units without
+  reading the per-unit series.
+
+Per-unit values are not restricted to finite entries: a unit holding NaN
+has a NaN norm (Inf: an Inf norm), so a broken unit stays visible.
+
+Undefined values are None, never NaN: no finite entry, no `prev`/`init`
+(or one of another shape), a zero norm in a ratio or cosine.
+
+Precision and speed. Every sum accumulates in float64 across blocks of at
+most `_BLOCK` entries. Two paths:
+
+- exact: tensors of at most `EXACT_SIZE` entries, float64 tensors, and any
+  tensor holding NaN or Inf: each block is widened to float64 and every
+  product and difference is taken there.
+- fast: larger finite float32 tensors (float16, bfloat16 and integers are
+  widened to float32 first, exactly). Differences and squares are rounded
+  to float32 (2**-24 relative per entry) and summed in float32 within a
+  block, so norms are within about 1e-7 relative of the float64 value
+  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds it).
+  `init_cos` is derived from the three norms, so it is within about 1e-7
+  absolute. A sum that overflows float32, a unit sum that underflows to 0
+  and a large mean (std by cancellation) are redone exactly, so a zero
+  update is always exactly zero and no finite tensor reads as Inf.
+
+The fast path reads each block once while it is in the CPU cache and does
+without float64 copies: float64 arithmetic over float32 data runs through
+numpy's casting buffers at a fraction of the speed (measured in
+benchmarks/writer_cpu.py). No BLAS: its threads stall on cores that
+training keeps busy, so products are einsum's single-threaded loops.
+"""
+
+import collections
+import functools
+import math
+
+import numpy as np
+
+from tensorboard_nnviz.core import format as nnviz_format
+
+SAMPLE_SIZE = 65536
+ZERO_TOL = 1e-8
+EXACT_SIZE = 65536  # tensors up to this many entries: float64 throughout
+_BLOCK = 1 << 17  # entries per block: few numpy calls, the inputs still cached
+_ROWS = 1024  # rows per block at most (float32 sums per unit run down them)
+
+# |w| <= ZERO_TOL for a float32 w  <=>  float32(w * w) <= _ZERO_TOL_SQ32:
+# the largest float32 <= 1e-8, squared in float32 (rounding is monotonic and
+# sqrt(fl(w * w)) == |w| in binary floating point; tests check the boundary).
+def _largest_float32_at_most(x):
+    f = np.float32(x)
+    return np.nextafter(f, np.float32(0)) if float(f) > x else f
+
+
+_ZERO_TOL_SQ32 = np.square(_largest_float32_at_most(ZERO_TOL))
+
+_jitter = np.random.default_rng(20240601).random(SAMPLE_SIZE)
+
+Measurement = collections.namedtuple("Measurement", "stats norm update sumsq finite")
+Measurement.__doc__ = """What `measure` returns.
+
+  stats: {name: float or None} for every name of `format.STAT_FIELDS`.
+  norm: float64 array, ||W[u]|| per unit (in C order of the unit axes).
+  update: float64 array, ||W[u] - prev[u]|| per unit, or None without prev.
+  sumsq: ||W||**2 over the finite entries (pass it back as `prev_sumsq` /
+    `init_sumsq` with the next snapshot: it saves reading prev twice).
+  finite: whether every entry of W is finite.
+"""
+
+
+# --- units --------------------------------------------------------------------
+
+
+def default_unit_axes(ndim):
+    """Units of a tensor whose layout names none: the last axis."""
+    return [ndim - 1] if ndim else []
+
+
+def unit_count(shape, unit_axes):
+    return math.prod(int(shape[a]) for a in unit_axes)
+
+
+def _unit_view(x, unit_axes):
+    """`x` as (A, U, B) with the unit axes flattened in the middle: a free
+    reshape when they are contiguous and ascending (every layer family),
+    else a transposed copy."""
+    shape = x.shape
+    axes = list(unit_axes)
+    if not axes:
+        return x.reshape(x.size, 1, 1)
+    first, last = axes[0], axes[-1]
+    units = math.prod(shape[first : last + 1])
+    if last - first + 1 == len(axes) and axes == sorted(axes):
+        lead = math.prod(shape[:first])
+        return x.reshape(lead, units, math.prod(shape[last + 1 :]))
+    units = unit_count(shape, axes)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    return np.ascontiguousarray(np.transpose(x, rest + axes)).reshape(-1, units, 1)
+
+
+def _blocks(a, u, b):
+    """Index tuples into an (a, u, b) array: blocks of about `_BLOCK`
+    entries, each a run of whole leading rows, or of units when a == 1."""
+    row = u * b
+    if a > 1 or row == 0:
+        # Per-unit sums run down the rows in float32: at most _ROWS deep.
+        step = max(1, min(_ROWS, _BLOCK // max(row, 1)))
+        for start in range(0, a, step):
+            yield slice(start, min(a, start + step)), slice(None)
+    else:
+        step = max(1, _BLOCK // max(b, 1))
+        for start in range(0, u, step):
+            yield slice(None), slice(start, min(u, start + step))
+
+
+def _unit_sumsq(block):
+    """Sum of squares of an (r, u, b) block per unit, in the block's dtype."""
+    r, u, b = block.shape
+    if b == 1:
+        flat = block.reshape(r, u)
+        return np.einsum("au,au->u", flat, flat)
+    if r == 1:
+        flat = block.reshape(u, b)
+        return np.einsum("ub,ub->u", flat, flat)
+    return np.einsum("aub,aub->u", block, block)
+
+
+def unit_block(units, max_units):
+    """Units per column when `units` are averaged down to `max_units`."""
+    return max(1, -(-int(units) // int(max_units)))
+
+
+def block_units(values, block):
+    """Means of `block` consecutive units (the last block: what it covers)."""
+    values = np.asarray(values, dtype=np.float64)
+    if block == 1:
+        return values
+    n = values.size
+    full = n // block
+    parts = [values[: full * block].reshape(full, block).mean(axis=1)]
+    if n % block:
+        parts.append(values[full * block :].mean(keepdims=True))
+    return np.concatenate(parts)
+
+
+# --- sampling and percentiles ----------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _sample_index(n):
+    """Fixed stratified sample: one position in each of SAMPLE_SIZE equal
+    strata of range(n) (n >= SAMPLE_SIZE), so distinct and sorted (cached
+    per size: a writer asks for the same sizes at every snapshot)."""
+    bounds = np.arange(SAMPLE_SIZE + 1, dtype=np.int64) * n // SAMPLE_SIZE
+    index = bounds[:-1] + (_jitter * np.diff(bounds)).astype(np.int64)
+    index.flags.writeable = False
+    return index
+
+
+def _percentiles(values, finite=False):
+    """(p01, p99) of the finite `values` (a small 1-D array; `finite`: known
+    to be all finite), or Nones: numpy's linear percentile."""
+    values = np.asarray(values)
+    if not finite:
+        values = values[np.isfinite(values)]
+    n = values.size
+    if n == 0:
+        return None, None
+    out = []
+    for q in (0.01, 0.99):
+        rank = (n - 1) * q
+        lo = int(math.floor(rank))
+        a, b = _ranked(values, lo, min(n - 1, lo + 1))
+        t = rank - lo
+        # numpy's _lerp: exact at both ends.
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return out[0], out[1]
+
+
+def _ranked(values, i, j):
+    """The i-th and j-th smallest of `values` (i <= j, both near one end).
+
+    np.partition of 65,536 values takes ~1 ms here; the values beyond a
+    threshold read off a strided subsample are a few hundred, and holding
+    at least j + 1 of them proves they include the wanted ones.
+    """
+    n = values.size
+    top = i > n // 2
+    if n > 8192:
+        sub = np.sort(values[:: n // 1024])
+        need = (n - i) if top else (j + 1)  # how many of the end to keep
+        k = min(sub.size - 1, 2 * need * sub.size // n + 8)
+        if top:
+            keep = values[values >= sub[sub.size - 1 - k]]
+            if keep.size >= need:
+                part = np.partition(keep, [keep.size - (n - i), keep.size - (n - j)])
+                return float(part[keep.size - (n - i)]), float(part[keep.size - (n - j)])
+        else:
+            keep = values[values <= sub[k]]
+            if keep.size >= need:
+                part = np.partition(keep, [i, j])
+                return float(part[i]), float(part[j])
+    part = np.partition(values, [i, j])
+    return float(part[i]), float(part[j])
+
+
+def _sample(flat):
+    return flat if flat.size <= SAMPLE_SIZE else flat[_sample_index(flat.size)]
+
+
+# --- accumulators and finishers ---------------------------------------------------
+
+
+class _Moments:
+    """Sums over one tensor's finite entries (float64 across blocks)."""
+
+    def __init__(self):
+        self.n = 0
+        self.sum = 0.0
+        self.sumsq = 0.0
+        self.centred_sumsq = None  # sum (x - shift)^2, when taken
+        self.shift = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.zeros = 0
+        self.nan = 0
+        self.inf = 0
+
+
+class _Diff:
+    """Sums of W - other over entries finite in both (float64 across blocks)."""
+
+    def __init__(self):
+        self.n = 0
+        self.sumsq = 0.0
+        self.absmax = 0.0
+        self.w_sumsq = 0.0  # ||W||^2 and ||other||^2 over the same entries
+        self.other_sumsq = 0.0
+
+
+def _finish_moments(m, sample):
+    # The sample holds NaN/Inf only if the tensor does.
+    """mean, std, ..., p01, p99 from `_Moments` and the percentile sample."""
+    stats = {"nan": float(m.nan), "inf": float(m.inf)}
+    if not m.n:
+        return stats
+    mean = m.sum / m.n
+    if m.centred_sumsq is not None:
+        var = m.centred_sumsq / m.n - (mean - m.shift) ** 2
+    else:
+        var = m.sumsq / m.n - mean * mean
+    stats.update(
+        mean=mean,
+        std=math.sqrt(max(var, 0.0)),
+        min=m.min,
+        max=m.max,
+        l2=math.sqrt(m.sumsq),
+        absmax=max(abs(m.min), abs(m.max)),
+        zero_frac=m.zeros / m.n,
+    )
+    stats["p01"], stats["p99"] = _percentiles(sample, finite=not (m.nan or m.inf))
+    return stats
+
+
+def _finish_diff(key, d):
+    """`<key>_l2`, `<key>_absmax`, and update_ratio or init_cos, from `_Diff`."""
+    if not d.n:
+        return {}
+    l2 = math.sqrt(d.sumsq)
+    out = {key + "_l2": l2, key + "_absmax": d.absmax}
+    if key == "update":
+        out["update_ratio"] = l2 / math.sqrt(d.other_sumsq) if d.other_sumsq > 0 else None
+    else:
+        den = math.sqrt(d.w_sumsq) * math.sqrt(d.other_sumsq)
+        if den > 0:
+            # W.W0 from the three norms: ||W-W0||^2 = ||W||^2 + ||W0||^2 - 2 W.W0.
+            dot = (d.w_sumsq + d.other_sumsq - d.sumsq) / 2
+            out["init_cos"] = max(-1.0, min(1.0, dot / den))
+        else:
+            out["init_cos"] = None
+    return out
+
+
+# --- the two passes ------------------------------------------------------------------
+
+
+def _exact_pass(x3, others, m, diffs, units):
+    """Every block widened to float64; NaN/Inf masked out of the stats."""
+    for rows, cols in _blocks(*x3.shape):
+        c = x3[rows, cols].astype(np.float64)
+        norm2 = _unit_sumsq(c)
+        units["norm"][cols] += norm2
+        flat = c.reshape(-1)
+        total = float(np.add.reduce(flat))
+        finite = None if math.isfinite(total) else np.isfinite(flat)
+        if finite is not None:
+            nans = int(np.count_nonzero(np.isnan(flat)))
+            m.nan += nans
+            m.inf += flat.size - int(np.count_nonzero(finite)) - nans
+            w = flat[finite]
+            total, sumsq = float(np.add.reduce(w)), float(np.einsum("i,i->", w, w))
+        else:
+            w, sumsq = flat, float(np.add.reduce(norm2))
+        for key, other in others.items():
+            o = other[rows, cols].astype(np.float64)
+            d = c - o
+            if key == "update":
+                units["update"][cols] += _unit_sumsq(d)
+            d, o = d.reshape(-1), o.reshape(-1)
+            if finite is None and math.isfinite(np.add.reduce(o)):
+                _add_diff(diffs[key], d, o, sumsq)
+            else:
+                joint = np.isfinite(flat) & np.isfinite(o)
+                wj = flat[joint]
+                _add_diff(diffs[key], d[joint], o[joint], float(np.einsum("i,i->", wj, wj)))
+        if w.size:
+            m.n += w.size
+            m.sum += total
+            m.sumsq += sumsq
+            m.min = min(m.min, float(w.min()))
+            m.max = max(m.max, float(w.max()))
+            m.zeros += int(np.count_nonzero(np.abs(w) <= ZERO_TOL))
+            if w.size == x3.size and _needs_centring(m):  # one block: centre it here
+                m.shift = m.sum / m.n
+                c = w - m.shift
+                m.centred_sumsq = float(np.einsum("i,i->", c, c))
+
+
+def _add_diff(acc, d, o, w_sumsq):
+    if not d.size:
+        return
+    acc.n += d.size
+    acc.sumsq += float(np.einsum("i,i->", d, d))
+    acc.absmax = max(acc.absmax, float(d.max()), -float(d.min()))
+    acc.other_sumsq += float(np.einsum("i,i->", o, o))
+    acc.w_sumsq += w_sumsq
+
+
+def _fast_pass(x3, others, m, diffs, units, known_sumsq):
+    """float32 blocks read once while cached; False if something was not
+    finite (then the caller takes the exact pass)."""
+    a, u, b = x3.shape
+    scratch = np.empty(min(x3.size, max(_BLOCK, u * b)), np.float32)
+    near_zero = np.empty(scratch.size, bool)
+    sums, mins, maxs = [], [], []
+    dsq = {key: [] for key in others}
+    dmax = {key: [] for key in others}
+    osq = {key: [] for key in others if key not in known_sumsq}
+    zeros = 0
+    for rows, cols in _blocks(a, u, b):
+        c = x3[rows, cols]
+        flat = c.reshape(-1)
+        n = flat.size
+        units["norm"][cols] += _unit_sumsq(c)
+        sums.append(np.add.reduce(flat))
+        mins.append(flat.min())
+        maxs.append(flat.max())
+        zeros += np.count_nonzero(np.less_equal(np.square(flat, out=scratch[:n]), _ZERO_TOL_SQ32,
+                                                out=near_zero[:n]))
+        for key, other in others.items():
+            o = other[rows, cols]
+            if key in osq:
+                of = o.reshape(-1)
+                osq[key].append(np.einsum("i,i->", of, of))
+            d = np.subtract(c, o, out=scratch[:n].reshape(c.shape))
+            df = d.reshape(-1)
+            dmax[key] += [df.max(), -df.min()]
+            if key == "update":
+                units["update"][cols] += _unit_sumsq(d)
+            else:
+                dsq[key].append(np.einsum("i,i->", df, df))
+    total = _fsum(sums)
+    sumsq = float(np.add.reduce(units["norm"]))
+    if not (math.isfinite(total) and math.isfinite(sumsq)):
+        return False
+    m.n, m.sum, m.sumsq = x3.size, total, sumsq
+    m.min, m.max, m.zeros = float(min(mins)), float(max(maxs)), int(zeros)
+    for key, acc in diffs.items():
+        acc.n = x3.size
+        acc.absmax = float(np.max(dmax[key]))  # NaN if any
+        acc.sumsq = (float(np.add.reduce(units["update"])) if key == "update"
+                     else _fsum(dsq[key]))
+        acc.w_sumsq = sumsq
+        acc.other_sumsq = known_sumsq[key] if key in known_sumsq else _fsum(osq[key])
+        if not (math.isfinite(acc.absmax) and math.isfinite(acc.sumsq)
+                and math.isfinite(acc.other_sumsq)):
+            return False
+    return True
+
+
+def _needs_centring(m):
+    mean = m.sum / m.n
+    return m.sumsq / m.n > 4 * max(m.sumsq / m.n - mean * mean, 0.0)
+
+
+def _centre(m, x3, exact):
+    """When |mean| > ~2 std, the std from sumsq/n - mean^2 would be a
+    difference of nearly equal numbers: sums squares about the mean instead
+    (a second pass, for such tensors only)."""
+    if not m.n or m.centred_sumsq is not None or not _needs_centring(m):
+        return
+    mean = m.sum / m.n
+    dtype = np.float64 if exact else x3.dtype.type
+    m.shift = float(dtype(mean))  # var = sum (x - shift)^2 / n - (mean - shift)^2
+    out = []
+    for rows, cols in _blocks(*x3.shape):
+        d = (x3[rows, cols].astype(dtype, copy=False) - dtype(m.shift)).reshape(-1)
+        if m.nan or m.inf:
+            d = d[np.isfinite(d)]
+        out.append(np.einsum("i,i->", d, d))
+    m.centred_sumsq = _fsum(out)
+
+
+def _fsum(values):
+    return float(np.add.reduce(np.asarray(values, dtype=np.float64)))
+
+
+def _exact_zero_units(x3, other3, sums):
+    """Units whose float32 sum of squares came out 0: 0 only if W[u] is
+    bit-identical to other[u] (None: to zero); float64 otherwise.
+
+    A frozen tensor has every unit here: the equality test is one cheap
+    pass, float64 is taken only for the units that did move."""
+    zero = np.flatnonzero(sums == 0)
+    if zero.size == 0:
+        return
+    if zero.size == sums.size:
+        w, o = x3, other3
+    else:
+        w, o = x3[:, zero, :], None if other3 is None else other3[:, zero, :]
+    same = (w == 0) if o is None else (w == o)
+    moved = zero[~same.all(axis=(0, 2))]
+    if moved.size:
+        d = x3[:, moved, :].astype(np.float64)
+        if other3 is not None:
+            d -= other3[:, moved, :]
+        sums[moved] = _unit_sumsq(d)
+
+
+# --- entry points ------------------------------------------------------------------
+
+
+def _as_numeric(w):
+    """A float32/float64 array (ints, bools, float16, bfloat16 widened)."""
+    w = np.asarray(w)
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float64 if w.dtype.itemsize > 4 else np.float32)
+    return w
+
+
+def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq=None):
+    """Statistics and per-unit norms of a weight snapshot (module docstring).
+
+    Args:
+      w: the weight now (any shape, any numeric dtype).
+      prev: the weight at the previous snapshot, or None.
+      init: the weight at the first snapshot (W_0), or None.
+      unit_axes: the tensor axes whose index is a unit (the layout's
+        `unit_axes`); default the last axis.
+      prev_sumsq, init_sumsq: ||prev||**2 and ||init||**2 as `measure`
+        returned them (`Measurement.sumsq`) when those were all finite;
+        saves reading them twice. None: computed here.
+
+    Returns:
+      A `Measurement`.
+    """
+    x = _as_numeric(w)
+    if unit_axes is None:
+        unit_axes = default_unit_axes(x.ndim)
+    x3 = _unit_view(x, unit_axes)
+    others, known = {}, {}
+    for key, other, sumsq in (("update", prev, prev_sumsq), ("init", init, init_sumsq)):
+        if other is not None and other.shape == x.shape:
+            others[key] = _unit_view(_as_numeric(other).astype(x.dtype, copy=False), unit_axes)
+            if sumsq is not None:
+                known[key] = sumsq
+    m, diffs, units = _fresh(x3, others)
+    fast = x.dtype == np.float32 and x.size > EXACT_SIZE
+    if fast:
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            fast = _fast_pass(x3, others, m, diffs, units, known)
+        if fast:
+            _exact_zero_units(x3, None, units["norm"])
+            if "update" in units:
+                _exact_zero_units(x3, others["update"], units["update"])
+        else:
+            m, diffs, units = _fresh(x3, others)
+    if not fast:
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, NaN: expected
+            _exact_pass(x3, others, m, diffs, units)
+    _centre(m, x3, exact=not fast)
+    finite = m.nan == 0 and m.inf == 0
+    flat = x.reshape(-1)
+    sample = _sample(flat)
+    if not finite and m.n and not np.isfinite(sample).any():
+        sample = _sample(flat[np.isfinite(flat)])  # it missed them all
+    stats = dict.fromkeys(nnviz_format.STAT_FIELDS)
+    stats.update(_finish_moments(m, sample))
+    for key, acc in diffs.items():
+        stats.update(_finish_diff(key, acc))
+    update = None
+    if "update" in units:
+        update = np.sqrt(units["update"])
+        stats["units_still"] = float(np.count_nonzero(update == 0))
+    return Measurement(stats, np.sqrt(units["norm"]), update, m.sumsq, finite)
+
+
+def _fresh(x3, others):
+    """Empty accumulators: moments, a diff per other tensor, unit sums."""
+    units = {"norm": np.zeros(x3.shape[1])}
+    if "update" in others:
+        units["update"] = np.zeros(x3.shape[1])
+    return _Moments(), {key: _Diff() for key in others}, units
+
+
+def compute_stats(w, prev=None, init=None, unit_axes=None):
+    """Statistics of a weight snapshot, see the module docstring.
+
+    Returns:
+      `{name: float or None}` for every name in `format.STAT_FIELDS`.
+    """
+    return measure(w, prev, init, unit_axes).stats

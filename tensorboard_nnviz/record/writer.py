@@ -1,0 +1,433 @@
+"""Writes weight snapshots to a log_dir from a background thread.
+
+The training thread only hands over host copies of the weights
+(`SnapshotWriter.write`); a worker thread lays them out, measures them
+(the spectral stats of matrices too, within a CPU budget per snapshot:
+spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes one TensorBoard event per snapshot through
+TensorBoard's own `EventFileWriter` (not `tf.summary`), flushing after each
+so a live TensorBoard sees it.
+
+The host copies land in buffers the writer recycles (`BufferPool`): once
+a snapshot's copy is no longer needed as the previous value of its tag,
+the worker hands it back, so the next copy writes into memory that is
+already mapped instead of page-faulting fresh memory (README, "Snapshot
+hold time").
+
+The queue between the two is bounded: when the worker falls behind, `write`
+blocks and training waits; no snapshot is dropped. Everything queued is
+written by `close()`, and by an `atexit` finaliser when the process ends
+without it (Keras skips `on_train_end` when `fit` raises).
+
+A write failure after the start (a full disk) is reported once with a
+warning; training goes on and later snapshots are tried on a new event
+file, backing off (1, 2, 4, … snapshots) while they keep failing. The
+snapshots that failed are lost, and the warning says so. A lost snapshot
+leaves no trace: the next one's `update_*` stats measure the change since
+the last snapshot on disk, and a weight whose first snapshot was lost takes
+its W_0 from its first snapshot on disk.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import atexit
+import collections
+import logging
+import queue
+import threading
+import time
+import warnings
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2
+
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import layout as layout_lib
+from tensorboard_nnviz.core import spectral as spectral_lib
+from tensorboard_nnviz.record import budget
+from tensorboard_nnviz.record import eventfiles
+from tensorboard_nnviz.record import spectral_budget
+from tensorboard_nnviz.record import stats as stats_lib
+
+logger = logging.getLogger(__name__)
+
+# One weight of a snapshot, as copied on the training thread.
+Weight = collections.namedtuple("Weight", "tag value layer_class layer_name dtype")
+
+_Snapshot = collections.namedtuple("_Snapshot", "step wall_time weights structure pooled")
+_STOP = object()
+
+
+class LogDirError(OSError):
+    """The log_dir cannot be written."""
+
+
+class _TagState:
+    """What the worker keeps per weight tag between snapshots."""
+
+    __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
+                 "prev_pooled", "prev_sumsq", "init_sumsq", "matrix")
+
+    def __init__(self, key, layout, content, units_content, unit_block, init, matrix=None):
+        self.key = key  # (shape, dtype, layer_class): a new key resets the state
+        self.layout = layout
+        self.content = content
+        self.units_content = units_content
+        self.unit_block = unit_block  # units per stored column
+        self.prev = None
+        self.init = init
+        self.prev_pooled = False  # prev is a BufferPool buffer: recycle it when replaced
+        # ||prev||^2 and ||W_0||^2 as measured, when all finite (else None):
+        # spares reading them again for update_ratio and init_cos.
+        self.prev_sumsq = None
+        self.init_sumsq = None
+        # How the weight reads as matrices for the spectral stats
+        # (spectral.plan), or None: not a matrix. Fixed by the key.
+        self.matrix = matrix
+
+
+class BufferPool:
+    """Host buffers per weight tag, reused across snapshots.
+
+    The training thread `take`s a buffer and copies a weight into it; the
+    worker `give`s it back once nothing refers to it any more. A buffer is
+    in one place at a time: the pool, a snapshot on its way, or a tag's
+    prev or init; the worker gives a prev back only once a newer snapshot
+    replaced it (never W_0), so a reused buffer never holds data still needed.
+    """
+
+    def __init__(self):
+        self._free = {}
+        self._lock = threading.Lock()  # take and give run on different threads
+
+    def take(self, tag, shape, dtype):
+        """A buffer of this shape and dtype (uninitialised)."""
+        with self._lock:
+            free = self._free.get(tag)
+            buf = free.pop() if free else None
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self.allocate(shape, dtype)  # first use, or the weight changed
+        return buf
+
+    def allocate(self, shape, dtype):
+        """A new buffer (a subclass may pin it for device-to-host copies)."""
+        return np.empty(shape, dtype)
+
+    def give(self, tag, buf):
+        with self._lock:
+            self._free.setdefault(tag, []).append(buf)
+
+
+class SnapshotWriter:
+    """Lays out, measures and writes snapshots on a background thread.
+
+    Args:
+      log_dir: directory of the event files (created if missing).
+      max_cells: frames above this many cells are block-mean reduced.
+      queue_size: snapshots that may wait for the worker before `write`
+        blocks the caller. Memory: besides these, the worker holds the one
+        it is writing plus W_prev and W_0 of every weight (full copies),
+        and `pool` one spare copy per weight for the next snapshot.
+      state: the per-tag state of an earlier, closed writer on the same run,
+        so update and init stats carry over (`writer.state`).
+      event_writer_factory: builds the event writer from a log_dir (default
+        `eventfiles.new_writer`: TensorBoard's `EventFileWriter`).
+      spectral: which matrices get spectral stats at each snapshot
+        (`spectral_budget.scheduler_for`): "auto" (a CPU budget per snapshot),
+        True (all, every snapshot), False (none), or seconds per snapshot.
+
+    Raises:
+      LogDirError: the log_dir cannot be created or written.
+      ValueError: an invalid `spectral`.
+    """
+
+    def __init__(self, log_dir, max_cells=65536, queue_size=1, state=None,
+                 event_writer_factory=None, spectral="auto"):
+        self._scheduler = spectral_budget.scheduler_for(spectral)  # ValueError first
+        self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
+        self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
+        self.log_dir = str(log_dir)
+        self.max_cells = int(max_cells)
+        self.state = state if state is not None else {}
+        self._factory = event_writer_factory or eventfiles.new_writer
+        self._queue = queue.Queue(maxsize=max(1, int(queue_size)))
+        self._failed_steps = []
+        self._warned = False
+        self._failures = 0  # consecutive failed writes
+        self._skip = 0  # snapshots to skip before the next retry
+        self._lost_structure = None  # of a snapshot that failed to be written
+        self._closed = False
+        self._lock = threading.Lock()
+        self.pool = BufferPool()
+        # Held by the training thread while it copies a snapshot (`paused`);
+        # the worker waits on it before each weight.
+        self._pause = threading.Lock()
+        self.snapshots_written = 0
+        self.worker_cpu_seconds = 0.0  # CPU time the worker spent (benchmarks)
+        try:
+            self._events = self._factory(self.log_dir)
+        except Exception as e:  # OSError, tf.errors.*: all mean "cannot write"
+            raise LogDirError(
+                "NNVizCallback cannot write to log_dir %r: %s" % (self.log_dir, e)
+            ) from e
+        self._thread = threading.Thread(target=self._run, name="nnviz-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # --- training thread ----------------------------------------------------------
+
+    def write(self, step, weights, structure=None, wall_time=None, pooled=False):
+        """Queues one snapshot; blocks while the queue is full.
+
+        Args:
+          step: the snapshot's step (int).
+          weights: list of `Weight` whose `value` is a host copy (numpy).
+          structure: the structure document to write with it, or None.
+          wall_time: seconds since the epoch (default now).
+          pooled: the values are buffers from `self.pool` (one per weight),
+            handed over to the writer, which recycles them once written.
+        """
+        if self._closed:
+            raise RuntimeError("SnapshotWriter is closed")
+        wall_time = time.time() if wall_time is None else wall_time
+        self._queue.put(_Snapshot(int(step), float(wall_time), list(weights), structure,
+                                  bool(pooled)))
+
+    def paused(self):
+        """A context in which the worker stops at its next weight.
+
+        The training thread copies a snapshot in it: each of its variable
+        reads releases the GIL, and a busy worker would take it back for up
+        to `sys.getswitchinterval()` each time (measured: the README, "The
+        worker pauses while the training thread copies").
+        """
+        return self._pause
+
+    def flush(self):
+        """Waits until every queued snapshot is written (or has failed)."""
+        self._queue.join()
+
+    def close(self):
+        """Writes everything queued, then closes the event file. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        atexit.unregister(self.close)
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._events is not None:
+            try:
+                self._events.close()
+            except Exception as e:
+                self._warn_failure(None, e)
+        if self._failed_steps:
+            logger.warning("nnviz: %d snapshot(s) could not be written to %r, at steps %s",
+                           len(self._failed_steps), self.log_dir, self._failed_steps)
+
+    # --- worker thread ------------------------------------------------------------
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP:
+                    return
+                start = time.thread_time()
+                self._write_snapshot(item)
+                self.worker_cpu_seconds += time.thread_time() - start
+            finally:
+                self._queue.task_done()
+
+    def _write_snapshot(self, snap):
+        if self._events is None and self._skip > 0:
+            # Backing off after failures: each retry opens a new file (and
+            # TensorBoard's writer thread prints its error), so not every
+            # time; a skipped snapshot costs no layout or encoding.
+            self._skip -= 1
+            self._failed_steps.append(snap.step)
+            self._forget(snap)
+            return
+        event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
+        try:
+            sumsqs = self._values(snap, event.summary.value)
+        except Exception as e:  # a bug of ours must not stop training
+            logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
+            self._warn_failure(snap.step, e)
+            self._forget(snap)
+            return
+        try:
+            if self._events is None:  # an earlier failure: try a new file
+                self._events = self._factory(self.log_dir)
+            self._events.add_event(event)
+            self._events.flush()
+        except Exception as e:
+            self._warn_failure(snap.step, e)
+            self._forget(snap)
+            self._discard_events()
+            self._failures += 1
+            self._skip = 2 ** min(self._failures - 1, 6) - 1
+            return
+        self.snapshots_written += 1
+        self._failures = 0
+        self._lost_structure = None
+        for w, sumsq in zip(snap.weights, sumsqs):
+            self._advance(self.state[w.tag], w, snap.pooled, sumsq)
+
+    def _forget(self, snap):
+        """Leaves no trace of a snapshot that is not on disk, so the next
+        one's update and init stats measure from snapshots that are: the
+        tag states it created go, and its pooled buffers go back."""
+        if snap.structure is not None:  # written with the next snapshot instead
+            self._lost_structure = snap.structure
+        for w in snap.weights:
+            state = self.state.get(w.tag)
+            if state is not None and state.init is w.value:
+                del self.state[w.tag]
+            if snap.pooled:
+                self.pool.give(w.tag, w.value)
+
+    def _advance(self, state, w, pooled, sumsq):
+        """Makes a written weight its tag's W_prev (update stats measure
+        from it) and recycles the buffer it replaces; `sumsq`: its
+        ||W||**2 as measured (None if not all finite)."""
+        if state.prev is None and state.init is w.value:
+            state.init_sumsq = sumsq
+        state.prev_sumsq = sumsq
+        old, old_pooled = state.prev, state.prev_pooled
+        state.prev, state.prev_pooled = w.value, pooled
+        if old_pooled and old is not state.init:  # W_0 stays for the init stats
+            self.pool.give(w.tag, old)
+        elif pooled:
+            # Nothing came back: stock a spare, its pages mapped here
+            # rather than by the next copy on the training thread.
+            self.pool.give(w.tag, w.value.copy())
+
+    def _values(self, snap, values):
+        """Adds the snapshot's summary values to `values` (an event's
+        `summary.value`: built in place, not copied into the event).
+        Returns each weight's ||W||**2 (None if not all finite)."""
+        structure = snap.structure if snap.structure is not None else self._lost_structure
+        if structure is not None:
+            fmt.structure_value(structure, out=values.add())
+        stats_content = fmt.stats_content()
+        sumsqs, stats = [], []
+        start = time.thread_time()
+        for w in snap.weights:
+            with self._pause:  # not while the training thread copies
+                pass
+            frame, state = self._frame(w)
+            measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
+                                         state.prev_sumsq, state.init_sumsq)
+            sumsqs.append(measured.sumsq if measured.finite else None)
+            stats.append(measured.stats)
+            # Exact frames float32, block-reduced ones float16 (budget.py).
+            blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
+            fmt.frame_value(w.tag, blob, state.content, out=values.add())
+            block, update = state.unit_block, measured.update
+            fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
+                            None if update is None else stats_lib.block_units(update, block),
+                            state.units_content, out=values.add())
+        self._spectral(snap, stats, time.thread_time() - start)
+        for w, tag_stats in zip(snap.weights, stats):
+            fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())
+        return sumsqs
+
+    def _spectral(self, snap, stats, writer_seconds):
+        """Fills the spectral fields of `stats` (one dict per weight of
+        `snap`) for the matrices the scheduler picks; the rest stay None.
+
+        Runs here, on the worker, with BLAS on one thread: the training
+        thread never waits for an eigensolver, and the solver does not take
+        the cores training uses (spectral.blas_single_thread).
+        """
+        if self._scheduler is None:
+            return
+        elapsed = None if self._last_wall_time is None else snap.wall_time - self._last_wall_time
+        self._last_wall_time = snap.wall_time
+        matrices = {w.tag: (w, s) for w, s in zip(snap.weights, stats)
+                    if self.state[w.tag].matrix is not None}
+        ops = [(tag, spectral_lib.cost(w.value.shape, self.state[tag].matrix))
+               for tag, (w, _) in matrices.items()]
+        chosen = self._scheduler.select(ops, elapsed=elapsed, writer_seconds=writer_seconds)
+        with spectral_lib.blas_single_thread():
+            for tag in chosen:
+                with self._pause:  # not while the training thread copies
+                    pass
+                w, tag_stats = matrices[tag]
+                start = time.thread_time()
+                tag_stats.update(_spectral_metrics(w, self.state[tag].matrix))
+                seconds = time.thread_time() - start
+                self._scheduler.record(tag, seconds)
+                self.spectral_cpu_seconds += seconds
+                if self._scheduler.overspent():
+                    break  # the estimates were low (first snapshots): the rest wait
+
+    def _frame(self, w):
+        """The frame of a weight, and its tag's state (new for a new tag or shape)."""
+        value = w.value
+        key = (tuple(value.shape), str(w.dtype), w.layer_class)
+        state = self.state.get(w.tag)
+        if state is not None and state.key == key:
+            frame = layout_lib.make_frame(value, state.layout, self.max_cells, state.layout["block"])
+            return frame[0], state
+        layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
+                                          value.shape, w.layer_name)
+        frame, block = layout_lib.make_frame(value, layout, self.max_cells)
+        # A layout from elsewhere (e.g. another framework's) may name no units.
+        unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(value.ndim))
+        layout = dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
+        content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
+                                    rows=frame.shape[0], cols=frame.shape[1])
+        units = stats_lib.unit_count(value.shape, unit_axes)
+        unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
+        units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
+        state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
+                                              init=value, matrix=_matrix_plan(w, layout))
+        return frame, state
+
+    def _discard_events(self):
+        events, self._events = self._events, None
+        if events is not None:
+            try:
+                events.close()
+            except Exception:
+                pass  # already reported; the file is broken
+
+    def _warn_failure(self, step, error):
+        if step is not None:
+            self._failed_steps.append(step)
+        if self._warned:
+            return
+        self._warned = True
+        msg = (
+            "NNVizCallback could not write the weight snapshot at step %s to %r (%s: %s). "
+            "Training goes on; later snapshots are still tried, snapshots that fail are lost "
+            "(this warning is shown once)." % (step, self.log_dir, type(error).__name__, error)
+        )
+        logger.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    @property
+    def failed_steps(self):
+        """Steps whose snapshot could not be written."""
+        return list(self._failed_steps)
+
+
+def _matrix_plan(w, layout):
+    """How `w` reads as matrices (spectral.plan), or None; never raises: a
+    weight we cannot plan simply gets no spectral stats."""
+    try:
+        return spectral_lib.plan(layout, w.value.shape, w.layer_class, w.tag.rsplit("/", 1)[-1])
+    except Exception:
+        logger.debug("nnviz: no spectral plan for %r", w.tag, exc_info=True)
+        return None
+
+
+def _spectral_metrics(w, matrix):
+    """The spectral metrics of one weight; all None if anything fails (a
+    LinAlgError on a pathological matrix must not lose the snapshot)."""
+    try:
+        return spectral_lib.compute(w.value, matrix)
+    except Exception:
+        logger.debug("nnviz: spectral metrics of %r failed", w.tag, exc_info=True)
+        return dict.fromkeys(spectral_lib.FIELDS)
