@@ -273,6 +273,10 @@ def read_run(logdir):
             array = tensor_util.make_ndarray(e.tensor_proto)
             if kind == fmt.KIND_STRUCTURE:
                 out["structure"].append((e.step, fmt.structure_from_array(array)))
+            elif kind == fmt.KIND_STATS_TABLE:
+                tags, fields = fmt.parse_stats_table_header(fmt.stats_table_header(array))
+                for t, row in zip(tags, fmt.stats_table_cells(array, tags, fields)):
+                    out["stats"].setdefault(t, {})[e.step] = fmt.stats_from_array(row, fields)
             elif kind == fmt.KIND_FRAME:
                 out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
                 out["content"][tag] = content

@@ -93,7 +93,7 @@ def test_snapshot_bytes_is_exact_on_disk(tmp_path):
     path = _event_file(tmp_path)
     sizes = [os.path.getsize(path)]
     for step in (5, 300, 70000):
-        values = []
+        values, stats = [], []
         for s in SPECS:
             w = _array(s, step)
             layout = layout_lib.choose_layout(s.layer_class, s.tag.rsplit("/", 1)[-1], s.shape, s.layer_name)
@@ -102,11 +102,12 @@ def test_snapshot_bytes_is_exact_on_disk(tmp_path):
                                         rows=frame.shape[0], cols=frame.shape[1])
             values.append(fmt.frame_value(s.tag, fmt.encode_frame(frame, budget.frame_encoding(block)), content))
             measured = stats_lib.measure(w, unit_axes=layout["unit_axes"])
-            values.append(fmt.stats_value(s.tag, measured.stats))
+            stats.append(measured.stats)
             units = stats_lib.unit_count(s.shape, layout["unit_axes"])
             block = stats_lib.unit_block(units, fmt.MAX_UNITS)
             content = fmt.units_content(unit_axes=layout["unit_axes"], units=units, block=block)
             values.append(fmt.units_value(s.tag, stats_lib.block_units(measured.norm, block), None, content))
+        values.append(fmt.stats_table_value([s.tag for s in SPECS], stats))
         events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
                                          summary=summary_pb2.Summary(value=values)))
         events.flush()

@@ -89,6 +89,18 @@ def test_stats_one_tag_and_all(client):
     assert every["dense/kernel"] == one and set(every) == {"dense/kernel", "dense/bias"}
 
 
+def test_stats_fields_answer_only_those(client):
+    every = get_json(client, "/stats?run=a")
+    some = get_json(client, "/stats?run=a&fields=update_ratio,l2,update_ratio")
+    assert set(some) == set(every)
+    for tag, columns in some.items():
+        assert list(columns) == ["steps", "wall_times", "update_ratio", "l2"]
+        assert columns == {k: every[tag][k] for k in columns}
+    one = get_json(client, "/stats?run=a&tag=dense/bias&fields=alpha")
+    assert one == {k: every["dense/bias"][k] for k in ("steps", "wall_times", "alpha")}
+    assert set(one["alpha"]) == {None}  # a vector has no spectral stats
+
+
 def test_frame_bytes_and_headers(client, logdir):
     expected = logdir[1]["a"]["dense/kernel"]
     for query, served in [("&step=51", 50), ("&step=50", 50), ("", 118), ("&step=999999", 118)]:
@@ -129,6 +141,15 @@ def test_frame_bytes_and_headers(client, logdir):
         ("/frame?run=damaged&tag=future/kernel", 422, "upgrade tensorboard_nnviz"),
         ("/stats?run=damaged&tag=future/kernel", 422, "upgrade tensorboard_nnviz"),
         ("/structure?run=newer_structure", 422, "upgrade tensorboard_nnviz"),
+        ("/stats?run=a&fields=l2,l3", 400, "unknown stat field 'l3'; known: absmax, alpha"),
+        ("/stats?run=a&tag=dense/kernel&fields=nope,l3", 400, "unknown stat fields 'nope', 'l3'"),
+        ("/stats?run=a&fields=", 400, "parameter 'fields' names no field"),
+        ("/stats?run=a&fields=l2,,std", 400, "must be comma-separated stat names"),
+        ("/stats?run=a&fields=l2,", 400, "must be comma-separated stat names"),
+        ("/stats?run=a&fields=l2%20", 400, "must be comma-separated stat names"),
+        ("/stats?run=a&fields=" + "x" * 5000, 400, "must be comma-separated stat names"),
+        ("/stats?run=a&fields=l2&fields=std", 400, "given 2 times"),
+        ("/stats?run=nope&fields=l2", 404, "unknown run 'nope'"),
     ],
 )
 def test_errors_are_json(client, path, status, match):
@@ -173,7 +194,8 @@ def test_json_writes_non_finite_as_null():
 
 def test_every_panel_file_is_served_with_its_type(client):
     folder = plugin_lib.frontend_dir()
-    names = sorted(os.listdir(folder))
+    names = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
+                   for d, _, files in os.walk(folder) for f in files)
     # The module TensorBoard loads (es_module_path) must exist.
     assert "index.js" in names
     expected = {".js": "text/javascript", ".css": "text/css"}

@@ -89,7 +89,7 @@ def _nearest_free(steps, target, taken):
 
 def _is_snapshot_value(value):
     kind = fmt.parse_summary_tag(value.tag)
-    return kind is not None and kind[0] in (fmt.KIND_FRAME, fmt.KIND_STATS)
+    return kind is not None and kind[0] in (fmt.KIND_FRAME, fmt.KIND_STATS, fmt.KIND_STATS_TABLE)
 
 
 def run_dir(logdir, run):

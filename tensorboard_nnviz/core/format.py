@@ -11,13 +11,24 @@ Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
 
 - `nnviz/frame/T`: DATA_CLASS_BLOB_SEQUENCE, a rank-1 DT_STRING tensor of one
   element (RustBoard drops scalar blob sequences): the frame blob.
-- `nnviz/stats/T`: DATA_CLASS_TENSOR, a float64 vector ordered as the
-  `fields` of its content; null values are stored as NaN.
+- `nnviz/stats/T` (versions 1 and 2): DATA_CLASS_TENSOR, a float64 vector
+  ordered as the `fields` of its content; null values are stored as NaN.
 - `nnviz/units/T` (version 2): DATA_CLASS_TENSOR, a float32 tensor of
   shape (2, cols): row 0 the per-unit norms, row 1 the per-unit updates
   (NaN at the tag's first snapshot), ordered as the `fields` of its
   content; `cols` = ceil(units / block), each column the mean of `block`
   consecutive units (block 1 when exact).
+Per snapshot step (version 3, instead of `nnviz/stats/T`):
+
+- `nnviz/stats_table`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor of two
+  elements: UTF-8 JSON `{"tags": [weight tag], "fields": [stat]}`, then the
+  float64 stats of those tags, little-endian, one row per tag, one column
+  per field (null as NaN). One datum per snapshot instead of one per
+  weight: reading a whole run's stats through TensorBoard's data provider
+  costs per datum (docs/architecture.md, "Whole-run answers").
+
+Once per run:
+
 - `nnviz/structure`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor holding
   the model structure as UTF-8 JSON (written once, again if it changes).
 
@@ -29,6 +40,10 @@ spectral.py) were appended to the stats vector within version 2: a reader
 takes the field names from the content, so runs written before them still
 open (the reader serves their spectral columns as null) and older version-2
 readers serve the new fields as extra columns.
+
+Version 3 writes the stats of a snapshot as one table (`nnviz/stats_table`);
+a reader of version 3 reads the per-weight stats of versions 1 and 2, and a
+run continued across the change has both (the reader merges them by step).
 
 `plugin_data.content` is UTF-8 JSON with a `version`. Both TensorBoard
 ingesters keep only the first event's content per tag, so anything in it is
@@ -51,18 +66,21 @@ from tensorboard_nnviz.core.spectral import FIELDS as SPECTRAL_FIELDS
 PLUGIN_NAME = "nnviz"
 
 # Bump when a reader of the previous version could misread new data.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 UNITS_VERSION = 2  # the first version with per-unit stats
+STATS_TABLE_VERSION = 3  # the first version with one stats table per snapshot
 
 FRAME_PREFIX = "nnviz/frame/"
 STATS_PREFIX = "nnviz/stats/"
 UNITS_PREFIX = "nnviz/units/"
 STRUCTURE_TAG = "nnviz/structure"
+STATS_TABLE_TAG = "nnviz/stats_table"
 
 KIND_FRAME = "frame"
 KIND_STATS = "stats"
 KIND_UNITS = "units"
 KIND_STRUCTURE = "structure"
+KIND_STATS_TABLE = "stats_table"
 
 # Rows of a units tensor written by this version (the content repeats them).
 UNIT_FIELDS = ("norm", "update")
@@ -128,10 +146,12 @@ def units_tag(weight_tag):
 def parse_summary_tag(summary_tag):
     """Returns `(kind, weight_tag)` for one of our summary tags, else None.
 
-    `weight_tag` is None for the structure tag.
+    `weight_tag` is None for the structure tag and the stats table.
     """
     if summary_tag == STRUCTURE_TAG:
         return (KIND_STRUCTURE, None)
+    if summary_tag == STATS_TABLE_TAG:
+        return (KIND_STATS_TABLE, None)
     if summary_tag.startswith(FRAME_PREFIX):
         return (KIND_FRAME, summary_tag[len(FRAME_PREFIX) :])
     if summary_tag.startswith(STATS_PREFIX):
@@ -171,6 +191,10 @@ def frame_content(*, shape, dtype, layout, rows, cols):
 
 def stats_content(fields=STAT_FIELDS):
     return _content(KIND_STATS, fields=list(fields))
+
+
+def stats_table_content():
+    return _content(KIND_STATS_TABLE)
 
 
 def structure_content():
@@ -350,6 +374,71 @@ def stats_from_array(array, fields):
     return {
         name: (float(v) if math.isfinite(v) else None) for name, v in zip(fields, values)
     }
+
+
+def stats_table_value(weight_tags, rows, content=None, out=None):
+    """The `Summary.Value` of one snapshot's stats of every weight (built
+    into `out` if given).
+
+    Args:
+      weight_tags: the weights, in the order of `rows`.
+      rows: one mapping per weight of every name in `STAT_FIELDS` to a
+        float or None.
+    """
+    header = json.dumps({"tags": list(weight_tags), "fields": list(STAT_FIELDS)},
+                        separators=(",", ":")).encode("utf-8")
+    cells = np.array([[math.nan if r.get(k) is None else float(r[k]) for k in STAT_FIELDS]
+                      for r in rows], dtype="<f8").reshape(len(rows), len(STAT_FIELDS))
+    content = content if content is not None else stats_table_content()
+    out = _value(out, STATS_TABLE_TAG, content, summary_pb2.DATA_CLASS_TENSOR)
+    tensor = _tensor(out.tensor, types_pb2.DT_STRING, [2])
+    tensor.string_val.append(header)
+    tensor.string_val.append(cells.tobytes())
+    return out
+
+
+def stats_table_header(array):
+    """The header bytes of a stats table tensor (as the data provider
+    returns it): equal headers name the same tags and fields.
+
+    Raises:
+      FormatError: not a two-element string tensor.
+    """
+    items = np.asarray(array, dtype=object).ravel()
+    if len(items) != 2 or not all(isinstance(x, bytes) for x in items):
+        raise FormatError("stats table is not two byte strings")
+    return items[0]
+
+
+def parse_stats_table_header(header):
+    """`(tags, fields)` named by a stats table header.
+
+    Raises:
+      FormatError: not the JSON object of two lists of strings.
+    """
+    try:
+        doc = json.loads(header.decode("utf-8"))
+        tags, fields = doc["tags"], doc["fields"]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as e:
+        raise FormatError("stats table header is not valid: %s" % e)
+    if not (isinstance(tags, list) and isinstance(fields, list)
+            and all(isinstance(x, str) for x in tags + fields)):
+        raise FormatError("stats table header does not list tags and fields")
+    return tags, fields
+
+
+def stats_table_cells(array, tags, fields):
+    """The float64 cells (len(tags), len(fields)) of a stats table tensor.
+
+    Raises:
+      FormatError: the cells do not match the header.
+    """
+    cells = np.asarray(array, dtype=object).ravel()[1]
+    expected = 8 * len(tags) * len(fields)
+    if len(cells) != expected:
+        raise FormatError("stats table has %d bytes of cells, expected %d for %d tags x %d fields"
+                          % (len(cells), expected, len(tags), len(fields)))
+    return np.frombuffer(cells, dtype="<f8").reshape(len(tags), len(fields))
 
 
 # --- structure ------------------------------------------------------------------

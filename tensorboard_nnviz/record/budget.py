@@ -104,7 +104,8 @@ def _field_len(payload_len):
 
 
 def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
-    """On-disk bytes one weight adds to a snapshot event (frame + stats).
+    """On-disk bytes one weight adds to a snapshot event besides its row of
+    the stats table (frame + per-unit stats).
 
     Args:
       s: a shape or spec (see `spec`).
@@ -123,8 +124,15 @@ def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
     # The real protos, with a blob of zeros of the real length.
     blob = bytes(fmt.frame_blob_size(rows, cols, encoding))
     frame_len = fmt.frame_value(s.tag, blob, content).ByteSize()
-    stats_len = fmt.stats_value(s.tag, {}).ByteSize()
-    return _field_len(frame_len) + _field_len(stats_len) + _field_len(_units_bytes(s, layout))
+    return _field_len(frame_len) + _field_len(_units_bytes(s, layout))
+
+
+def _stats_table_bytes(tensors):
+    """Bytes of one snapshot's stats table of `tensors` (specs)."""
+    if not tensors:
+        return 0
+    rows = [{}] * len(tensors)
+    return _field_len(fmt.stats_table_value([t.tag for t in tensors], rows).ByteSize())
 
 
 def _units_bytes(s, layout):
@@ -142,7 +150,9 @@ def snapshot_bytes(tensors, max_cells=65536, reduced_encoding=None, step=100000)
 
     `step` only sizes its varint (1 byte below 128, 3 bytes up to 2 million).
     """
-    summary_len = sum(tensor_bytes(t, max_cells, reduced_encoding) for t in tensors)
+    tensors = [spec(t) for t in tensors]
+    summary_len = (sum(tensor_bytes(t, max_cells, reduced_encoding) for t in tensors)
+                   + _stats_table_bytes(tensors))
     # Event: wall_time (a double, 9 bytes), step (key + varint), summary.
     event_len = 9 + (1 + _varint_len(int(step)) if step else 0) + _field_len(summary_len)
     return event_len + _RECORD_FRAMING

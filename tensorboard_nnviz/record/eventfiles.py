@@ -114,7 +114,8 @@ def read_last_step(log_dir):
             for event in read_file_events(path):
                 if last is not None and event.step <= last:
                     continue
-                if any(v.tag.startswith(fmt.STATS_PREFIX) for v in event.summary.value):
+                if any(v.tag.startswith(fmt.STATS_PREFIX) or v.tag == fmt.STATS_TABLE_TAG
+                       for v in event.summary.value):
                     last = event.step
         except Exception as e:
             logger.warning("nnviz: stopped reading %s: %s", path, e)

@@ -309,7 +309,6 @@ class SnapshotWriter:
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
             fmt.structure_value(structure, out=values.add())
-        stats_content = fmt.stats_content()
         sumsqs, stats = [], []
         start = time.thread_time()
         for w in snap.weights:
@@ -328,8 +327,8 @@ class SnapshotWriter:
                             None if update is None else stats_lib.block_units(update, block),
                             state.units_content, out=values.add())
         self._spectral(snap, stats, time.thread_time() - start)
-        for w, tag_stats in zip(snap.weights, stats):
-            fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())
+        if snap.weights:  # one table per snapshot: a datum per snapshot for the reader
+            fmt.stats_table_value([w.tag for w in snap.weights], stats, out=values.add())
         return sumsqs
 
     def _spectral(self, snap, stats, writer_seconds):

@@ -78,7 +78,7 @@ def weight_info(structure):
     return info
 
 
-def _is_embedding(meta):
+def is_embedding(meta):
     # An embedding's rows are tokens (or positions): rows no batch used get
     # no gradient at all, which says nothing about training.
     return "Embedding" in meta.get("layer_class", "")
@@ -123,12 +123,17 @@ def _nonfinite(tag, columns):
            zip(steps, _values(columns, "nan"), _values(columns, "inf")) if (nan or 0) + (inf or 0) > 0]
     if not bad:
         return None
-    first, nan, inf = bad[0]
+    return nonfinite_finding(tag, bad[0], bad[-1][0])
+
+
+def nonfinite_finding(tag, first, last_step):
+    """`first`: (step, NaN count, Inf count) where the weight first held any."""
+    first, nan, inf = first
     what = "NaN and Inf" if nan and inf else ("NaN" if nan else "Inf")
     count = int(nan + inf)
     message = "%s: %s at step %s (%s %s)" % (
         tag, what, _step(first), "{:,}".format(count), "entry" if count == 1 else "entries")
-    return _finding(NONFINITE, ERROR, tag, first, bad[-1][0], message, value=float(count))
+    return _finding(NONFINITE, ERROR, tag, first, last_step, message, value=float(count))
 
 
 def _exploding(tag, columns):
@@ -148,16 +153,24 @@ def _exploding(tag, columns):
     if not hits:
         return None
     i, grew, jumped = hits[0]
-    if jumped:
-        value = ratio[i]
+    hit = {"step": steps[i], "jumped": jumped, "ratio": ratio[i], "l2": l2[i],
+           "prev_l2": l2[i - 1] if i > 0 else None, "prev_step": steps[i - 1] if i > 0 else None}
+    return exploding_finding(tag, hit, first_l2, steps[hits[-1][0]])
+
+
+def exploding_finding(tag, hit, first_l2, last_step):
+    """`hit`: the first snapshot that exploded, {"step", "jumped", "ratio",
+    "l2", "prev_l2", "prev_step"} (the last two: the snapshot before it)."""
+    if hit["jumped"]:
+        value = hit["ratio"]
         message = ("%s: one update (step %s to %s) was %s× the weights' norm before it, "
-                   "and the norm grew %s×" % (tag, _step(steps[i - 1]), _step(steps[i]),
-                                              _num(value), _num(l2[i] / l2[i - 1])))
+                   "and the norm grew %s×" % (tag, _step(hit["prev_step"]), _step(hit["step"]),
+                                              _num(value), _num(hit["l2"] / hit["prev_l2"])))
     else:
-        value = l2[i] / first_l2
+        value = hit["l2"] / first_l2
         message = "%s: the weights' norm grew to %s× its first value by step %s" % (
-            tag, _num(value), _step(steps[i]))
-    return _finding(EXPLODING, WARNING, tag, steps[i], steps[hits[-1][0]], message, value=float(value))
+            tag, _num(value), _step(hit["step"]))
+    return _finding(EXPLODING, WARNING, tag, hit["step"], last_step, message, value=float(value))
 
 
 def _still(columns):
@@ -169,14 +182,14 @@ def _still(columns):
     return True if len(updates) >= MIN_STILL_SNAPSHOTS else None
 
 
-def _frozen(tag, columns, severity):
-    steps = columns["steps"]
-    n = len(steps)
+def _frozen(tag, span, severity):
+    """`span`: (first step, last step, snapshots) of the weight."""
+    first, last, n = span
     message = "%s: trainable, but never changed over %d snapshots (steps %s to %s)" % (
-        tag, n, _step(steps[0]), _step(steps[-1]))
+        tag, n, _step(first), _step(last))
     if severity == ERROR:
         message += "; no trainable weight of the run changed: nothing learns"
-    return _finding(FROZEN, severity, tag, steps[0], steps[-1], message)
+    return _finding(FROZEN, severity, tag, first, last, message)
 
 
 def _dead_window(columns):
@@ -206,7 +219,6 @@ def _dead_units(tag, columns, series):
     window = _dead_window(columns)
     if window is None or any(steps[i] not in rows for i in window):
         return None
-    middle = (steps[0] + steps[-1]) / 2.0
     cols = len(rows[steps[-1]])
     known = [i for i in range(1, len(steps))
              if steps[i] in rows and len(rows[steps[i]]) == cols]
@@ -217,23 +229,31 @@ def _dead_units(tag, columns, series):
     ever = moved.any(axis=0)
     last = len(known) - 1 - np.argmax(moved[::-1], axis=0)
     stopped = np.where(ever, np.asarray([steps[i] for i in known])[last], steps[0])
+    return dead_finding(tag, stopped, steps[0], steps[-1], series["block"], series["units"])
+
+
+def dead_finding(tag, stopped, first_step, last_step, block, total):
+    """`stopped`: per column, the last step at which it moved (`first_step`
+    if it never did); a column stopped by the middle of the run is dead."""
+    middle = (first_step + last_step) / 2.0
     dead = np.flatnonzero(stopped <= middle)
+    cols = len(stopped)
     if not dead.size or dead.size == cols:
         return None  # none, or all: then the tensor as a whole stood still
-    block, total = int(series["block"]), int(series["units"])
+    block, total = int(block), int(total)
     units = [u for c in dead.tolist() for u in range(c * block, min(total, (c + 1) * block))]
     last_move, first_move = int(stopped[dead].max()), int(stopped[dead].min())
     head = "%s: %s of %s units" % (tag, "{:,}".format(len(units)), "{:,}".format(total))
-    if last_move == steps[0]:
-        message = "%s never changed: updates exactly 0 from step %s on" % (head, _step(steps[0]))
+    if last_move == first_step:
+        message = "%s never changed: updates exactly 0 from step %s on" % (head, _step(first_step))
     else:
         when = "at" if first_move == last_move else "by"
         message = "%s stopped learning %s step %s" % (head, when, _step(last_move))
-    return _finding(DEAD_UNITS, WARNING, tag, last_move, steps[-1], message, units=units,
+    return _finding(DEAD_UNITS, WARNING, tag, last_move, last_step, message, units=units,
                     value=len(units) / float(total))
 
 
-def _alpha_side(value):
+def alpha_side(value):
     """-1 below ALPHA_LOW, 1 above ALPHA_HIGH, 0 inside (or None: unknown)."""
     if value is None:
         return None
@@ -247,16 +267,21 @@ def _alpha(tag, columns):
     known = [(s, a) for s, a in zip(steps, _values(columns, "alpha")) if a is not None]
     start = steps[-1] - ALPHA_WINDOW * (steps[-1] - steps[0])
     window = [(s, a) for s, a in known if s >= start]
-    sides = {_alpha_side(a) for _, a in window}
+    sides = {alpha_side(a) for _, a in window}
     if len(window) < MIN_ALPHA_VALUES or len(sides) != 1 or sides == {0}:
         return None
     side = sides.pop()
     first = window[0][0]
     for s, a in reversed([x for x in known if x[0] < first]):  # back to where it left
-        if _alpha_side(a) != side:
+        if alpha_side(a) != side:
             break
         first = s
-    last = window[-1][1]
+    return alpha_finding(tag, side, first, steps[-1], window[-1][1])
+
+
+def alpha_finding(tag, side, first, last_step, last):
+    """alpha out of range since step `first` on `side` (-1 low, 1 high);
+    `last`: its latest value."""
     if side < 0:
         message = ("%s: alpha %s < %g since step %s: a heavy-tailed spectrum, which "
                    "weightwatcher reads as a sign of over-fitting or over-training this layer"
@@ -265,19 +290,24 @@ def _alpha(tag, columns):
         message = ("%s: alpha %s > %g since step %s: little structure learned yet (random "
                    "matrices have a large alpha; normal early in training, or for a layer "
                    "that hardly trains)" % (tag, _num(last), ALPHA_HIGH, _step(first)))
-    return _finding(ALPHA, INFO, tag, first, steps[-1], message, value=float(last))
+    return _finding(ALPHA, INFO, tag, first, last_step, message, value=float(last))
 
 
 # --- the run ---------------------------------------------------------------------------
 
 
+def model_order(tags, structure):
+    """[(tag, meta)] of `tags` in model order (meta: as `weight_info`; tags
+    the structure does not name last, by name)."""
+    info = weight_info(structure)
+    unknown = {"rank": len(info), "trainable": None, "layer_class": ""}
+    return sorted(((t, info.get(t, unknown)) for t in tags), key=lambda x: (x[1]["rank"], x[0]))
+
+
 def _judged(columns, structure):
     """[(tag, columns, meta)] of the readable tags, in model order."""
-    info = weight_info(structure)
     tags = [t for t, c in columns.items() if _usable(c)]
-    unknown = {"rank": len(info), "trainable": None, "layer_class": ""}
-    tags.sort(key=lambda t: (info.get(t, unknown)["rank"], t))
-    return [(t, columns[t], info.get(t, unknown)) for t in tags]
+    return [(t, columns[t], meta) for t, meta in model_order(tags, structure)]
 
 
 def _finite_throughout(columns):
@@ -288,12 +318,12 @@ def _finite_throughout(columns):
 def needs_units(columns, structure):
     """Tags whose per-unit update series `compute` needs (see `_maybe_dead`)."""
     return [t for t, c, meta in _judged(columns, structure)
-            if meta["trainable"] and not _is_embedding(meta) and _finite_throughout(c)
+            if meta["trainable"] and not is_embedding(meta) and _finite_throughout(c)
             and _maybe_dead(c)]
 
 
 def compute(columns, structure=None, units=None):
-    """The findings of one run.
+    """The findings of one run, from scratch.
 
     Args:
       columns: {tag: stats columns} as `/stats?run=R` answers them (a tag
@@ -306,33 +336,56 @@ def compute(columns, structure=None, units=None):
       A list of findings (dicts), ordered.
     """
     units = units or {}
-    judged = _judged(columns, structure)
-    rank = {tag: i for i, (tag, _, _) in enumerate(judged)}
+    entries = []
+    for tag, c, meta in _judged(columns, structure):
+        steps = c["steps"]
+        bad = _nonfinite(tag, c)
+        checks_dead = (bad is None and bool(meta["trainable"]) and tag in units
+                       and not is_embedding(meta))
+        entries.append((tag, meta, {
+            "nonfinite": bad,
+            "exploding": _exploding(tag, c),
+            "alpha": _alpha(tag, c),
+            "still": _still(c),
+            "span": (steps[0], steps[-1], len(steps)),
+            "dead": _dead_units(tag, c, units[tag]) if checks_dead else None,
+        }))
+    return assemble(entries)
+
+
+def assemble(entries):
+    """The ordered findings of a run from what each weight showed.
+
+    Args:
+      entries: [(tag, meta, kinds)] of the readable weights in model order
+        (meta: as `weight_info`); kinds: {"nonfinite", "exploding", "alpha",
+        "dead": a finding or None (dead: only where `needs_units` named the
+        tag), "still": True/False/None (see `_still`), "span": (first step,
+        last step, snapshots)}. The findings in it are copied, not changed.
+    """
+    rank = {tag: i for i, (tag, _, _) in enumerate(entries)}
     found = []
     still = {}
-    for tag, c, meta in judged:
-        bad = _nonfinite(tag, c)
+    span = {}
+    for tag, meta, kinds in entries:
+        bad = kinds["nonfinite"]
         if bad is not None:
-            found.append(bad)
+            found.append(dict(bad))
         if meta["trainable"] is not False:  # moving statistics measure activations
-            boom = _exploding(tag, c)
-            if boom is not None:
-                found.append(boom)
-        if bad is None and meta["trainable"] is not False:
-            shape = _alpha(tag, c)
-            if shape is not None:
-                found.append(shape)
+            if kinds["exploding"] is not None:
+                found.append(dict(kinds["exploding"]))
+            if bad is None and kinds["alpha"] is not None:
+                found.append(dict(kinds["alpha"]))
         if bad is None and meta["trainable"]:
-            still[tag] = _still(c)
-            if tag in units and not _is_embedding(meta):
-                dead = _dead_units(tag, c, units[tag])
-                if dead is not None:
-                    found.append(dead)
+            still[tag] = kinds["still"]
+            span[tag] = kinds["span"]
+            if kinds["dead"] is not None and not is_embedding(meta):
+                found.append(dict(kinds["dead"]))
     _merge_layer_twins(found, rank)
     frozen = [t for t, s in still.items() if s]
     nothing_learns = bool(frozen) and not any(s is False for s in still.values())
     for tag in frozen:
-        found.append(_frozen(tag, columns[tag], ERROR if nothing_learns else WARNING))
+        found.append(_frozen(tag, span[tag], ERROR if nothing_learns else WARNING))
     found.sort(key=lambda f: (SEVERITIES.index(f["severity"]), f["first_step"],
                               rank.get(f["tag"], len(rank)), f["kind"]))
     _name_the_first_nonfinite(found)

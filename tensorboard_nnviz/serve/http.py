@@ -114,3 +114,23 @@ def int_param(request, name, required=True):
             "parameter %r must be a 64-bit integer, got %r" % (name, text[:100])
         )
     return int(text)
+
+
+_FIELD = re.compile(r"[A-Za-z0-9_]{1,100}\Z")
+
+
+def fields_param(request, name="fields"):
+    """A comma-separated list of stat names (`fields=l2,update_ratio`), in
+    order, each once; None when the parameter is absent."""
+    text = string_param(request, name, required=False)
+    if text is None:
+        if request.args.getlist(name):  # given, but empty
+            raise errors.BadRequestError("parameter %r names no field" % name)
+        return None
+    names = text.split(",")
+    bad = [n for n in names if not _FIELD.match(n)]
+    if bad:
+        raise errors.BadRequestError(
+            "parameter %r must be comma-separated stat names (letters, digits, _), got %r"
+            % (name, text[:100]))
+    return list(dict.fromkeys(names))

@@ -92,7 +92,8 @@ class NNVizPlugin(base_plugin.TBPlugin):
         ctx, eid = _context(request)
         run = http.string_param(request, "run")
         tag = http.string_param(request, "tag", required=False)
-        return http.json_response(request, self._reader.stats_impl(ctx, eid, run, tag))
+        fields = http.fields_param(request)
+        return http.json_response(request, self._reader.stats_impl(ctx, eid, run, tag, fields))
 
     @http.route
     def frame_route(self, request):

@@ -22,7 +22,6 @@ This module imports neither Keras nor TensorFlow.
 
 import bisect
 import collections
-import math
 import threading
 import time
 
@@ -33,7 +32,8 @@ from tensorboard import errors as tb_errors
 from tensorboard.data import provider as tb_provider
 
 from tensorboard_nnviz.core import format as fmt
-from tensorboard_nnviz.serve import findings as findings_lib
+from tensorboard_nnviz.serve import findings_cache
+from tensorboard_nnviz.serve import run_stats
 from tensorboard_nnviz.serve.errors import BadRequestError, DataError, NotFoundError
 
 # "Keep everything": larger than any number of snapshots a run can hold.
@@ -101,9 +101,10 @@ class NNVizReader:
         self._recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
         self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
-        self._stats = {}  # (eid, run, summary tag) -> (stamp, columns)
         self._units = collections.OrderedDict()  # (eid, run, summary tag) -> _UnitsSeries
-        self._findings = {}  # (eid, run) -> (stamps of the run's series, answer)
+        self._run_stats = run_stats.RunStatsCache(self._read_tensors, _series_stamp)
+        self._table_runs = set()  # (eid, run) whose stats are all in the stats table
+        self._findings = findings_cache.FindingsCache()
 
     # --- frame series ------------------------------------------------------
 
@@ -280,57 +281,45 @@ class NNVizReader:
             )
         return frame, entry.steps[i]
 
-    def stats_impl(self, ctx, eid, run, tag=None):
-        """Stats columns of one tag, or {tag: columns} of every tag of `run`.
+    def stats_impl(self, ctx, eid, run, tag=None, fields=None):
+        """Stats columns of one tag, or {tag: columns} of every tag of `run`;
+        only the stats named in `fields` (with steps and wall times) when
+        given (an unknown name: BadRequestError).
 
         With every tag, a series that cannot be decoded becomes
         {"error": message}; the others are served.
         """
         ctx = ctx if ctx is not None else tb_context.RequestContext()
+        stats = self._stats_of_run(ctx, eid, run)
+        if fields is not None:
+            run_stats.check_fields(fields, stats.known_fields())
         if tag is not None:
-            summary_tag = fmt.stats_tag(tag)
-            listing = self._list_tensors(ctx, eid, run, tags=[summary_tag])
-            if summary_tag not in listing:
-                self._check_run(ctx, eid, run)
+            found = stats.tags.get(tag)
+            if found is None:
+                if stats.error:
+                    raise DataError(stats.error)
                 raise NotFoundError("run %r has no stats for weight %r" % (run, tag))
-            return self._stats_columns(ctx, eid, run, listing)[summary_tag]
-        listing = {
-            t: s for t, s in self._list_tensors(ctx, eid, run).items() if t.startswith(fmt.STATS_PREFIX)
-        }
-        if not listing:
-            self._check_run(ctx, eid, run)
-        columns = self._stats_columns(ctx, eid, run, listing, per_item_errors=True)
-        return {fmt.parse_summary_tag(t)[1]: c for t, c in sorted(columns.items())}
+            if isinstance(found, str):
+                raise DataError(found)
+            return found.answer(fields)
+        if stats.error and not stats.tags:
+            raise DataError(stats.error)
+        return {t: {"error": s} if isinstance(s, str) else s.answer(fields)
+                for t, s in stats.tags.items()}
 
-    def _stats_columns(self, ctx, eid, run, listing, per_item_errors=False):
-        """{summary tag: columns} for `listing` (cached per series)."""
-        result = {}
-        stale = {}
-        for tag, series in listing.items():
-            cached = self._stats.get((eid, run, tag))
-            if cached is not None and cached[0] == _series_stamp(series):
-                result[tag] = cached[1]
-            else:
-                stale[tag] = series
-        if stale:
-            data = self._read_tensors(ctx, eid, run, list(stale))
-            for tag, series in stale.items():
-                try:
-                    columns = _stats_columns(series.plugin_content, data.get(tag, []))
-                except fmt.FormatError as e:
-                    message = "stats of weight %r of run %r: %s" % (
-                        fmt.parse_summary_tag(tag)[1],
-                        run,
-                        e,
-                    )
-                    if not per_item_errors:
-                        raise DataError(message)
-                    result[tag] = {"error": message}
-                    continue
-                with self._lock:
-                    self._stats[(eid, run, tag)] = (_series_stamp(series), columns)
-                result[tag] = columns
-        return result
+    def _stats_of_run(self, ctx, eid, run):
+        """run_stats.RunStats of `run` (NotFoundError: no such run)."""
+        # Listing every tensor walks every datum on the Python ingester; a
+        # run written with the stats table (and no older stats) lists that.
+        table_only = (eid, run) in self._table_runs
+        listing = self._list_tensors(ctx, eid, run, tags=[fmt.STATS_TABLE_TAG]) if table_only else {}
+        if not listing:
+            listing = self._list_tensors(ctx, eid, run)
+            if not listing:
+                self._check_run(ctx, eid, run)
+            if fmt.STATS_TABLE_TAG in listing and not any(t.startswith(fmt.STATS_PREFIX) for t in listing):
+                self._table_runs.add((eid, run))
+        return self._run_stats.get(ctx, eid, run, listing)
 
     def structure_impl(self, ctx, eid, run):
         """The latest model structure written to `run`."""
@@ -365,12 +354,12 @@ class NNVizReader:
         if stat not in UNIT_STATS:
             raise BadRequestError(
                 "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
-        units_tag, stats_tag = fmt.units_tag(tag), fmt.stats_tag(tag)
-        listing = self._list_tensors(ctx, eid, run, tags=[units_tag, stats_tag])
-        if units_tag not in listing or stats_tag not in listing:
-            self._no_units(ctx, eid, run, tag, listing.get(stats_tag))
-        # One listing for both (a listing costs ~45 ms on RustBoard).
-        steps = self._stats_columns(ctx, eid, run, {stats_tag: listing[stats_tag]})[stats_tag]["steps"]
+        units_tag = fmt.units_tag(tag)
+        stats = self._stats_of_run(ctx, eid, run)
+        listing = self._list_tensors(ctx, eid, run, tags=[units_tag])
+        if units_tag not in listing or not isinstance(stats.tags.get(tag), run_stats.TagStats):
+            self._no_units(run, tag, stats)
+        steps = stats.tags[tag].steps.tolist()
         series = self._units_series(ctx, eid, run, {units_tag: listing[units_tag]})[units_tag]
         if series.error:
             raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))
@@ -381,12 +370,13 @@ class NNVizReader:
                 cells[i] = row[stat]
         return cells, series.block, steps
 
-    def _no_units(self, ctx, eid, run, tag, stats_series):
-        """Raises the NotFoundError for a weight without a units series."""
-        if stats_series is None:
-            self._check_run(ctx, eid, run)
+    def _no_units(self, run, tag, stats):
+        """Raises the error for a weight without a units series (or stats)."""
+        if isinstance(stats.tags.get(tag), str):
+            raise DataError(stats.tags[tag])
+        if tag not in stats.tags:
             raise NotFoundError("run %r has no weight tag %r" % (run, tag))
-        if _content_version(stats_series.plugin_content) < fmt.UNITS_VERSION:
+        if stats.version < fmt.UNITS_VERSION:
             raise NotFoundError(
                 "weight %r of run %r was recorded before per-unit stats (nnviz format "
                 "version 1): record the run again with this tensorboard_nnviz to see its "
@@ -414,36 +404,24 @@ class NNVizReader:
         return result
 
     def findings_impl(self, ctx, eid, run):
-        """{"findings": [...]} of `run` (findings.py), computed once per
-        state of its series and again when new steps arrive."""
+        """{"findings": [...]} of `run` (findings.py), kept per run and
+        extended with each new step (findings_cache.py)."""
         ctx = ctx if ctx is not None else tb_context.RequestContext()
-        listing = self._list_tensors(ctx, eid, run)
-        if not listing:
-            self._check_run(ctx, eid, run)
-        key = tuple(sorted((t, _series_stamp(s)) for t, s in listing.items()))
-        cached = self._findings.get((eid, run))
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        stats = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
-        columns = {fmt.parse_summary_tag(t)[1]: c for t, c in
-                   self._stats_columns(ctx, eid, run, stats, per_item_errors=True).items()}
+        stats = self._stats_of_run(ctx, eid, run)
         try:
             structure = self.structure_impl(ctx, eid, run)
         except (NotFoundError, DataError):
             structure = None  # findings from the stats alone
-        wanted = {fmt.units_tag(t): listing[fmt.units_tag(t)]
-                  for t in findings_lib.needs_units(columns, structure)
-                  if fmt.units_tag(t) in listing}
-        units = {}
-        for summary_tag, series in self._units_series(ctx, eid, run, wanted).items():
-            if not series.error:
-                units[fmt.parse_summary_tag(summary_tag)[1]] = series.updates()
-        answer = {"findings": findings_lib.compute(columns, structure, units)}
-        if any(_content_version(s.plugin_content) < fmt.UNITS_VERSION for s in stats.values()):
+
+        def read_units(tags):
+            listing = self._list_tensors(ctx, eid, run, tags=[fmt.units_tag(t) for t in tags])
+            series = self._units_series(ctx, eid, run, listing)
+            return {fmt.parse_summary_tag(t)[1]: s for t, s in series.items() if not s.error}
+
+        answer = {"findings": self._findings.findings((eid, run), stats, structure, read_units)}
+        if stats.version < fmt.UNITS_VERSION:
             answer["notes"] = ["recorded before per-unit stats (nnviz format version 1): "
                                "dead units are not checked"]
-        with self._lock:
-            self._findings[(eid, run)] = (key, answer)
         return answer
 
 
@@ -478,13 +456,6 @@ class _UnitsSeries:
         steps = sorted(self.rows)
         return {"steps": steps, "update": [self.rows[s]["update"] for s in steps],
                 "block": self.block, "units": self.units}
-
-
-def _content_version(content):
-    try:
-        return fmt.parse_content(content)["version"]
-    except fmt.FormatError:
-        return fmt.FORMAT_VERSION  # unreadable: its own error says so elsewhere
 
 
 def _index_blobs(stamp, content, datums, listed_at):
@@ -524,40 +495,3 @@ def _tag_info(tag, entry):
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         info["error"] = "weight %r: malformed frame metadata (%s)" % (tag, e)
     return info
-
-
-def _stats_columns(content, datums):
-    """{"steps", "wall_times", <field>: [...]} from read_tensors' datums.
-
-    Raises:
-      FormatError: newer version, or a vector that does not match its fields.
-    """
-    doc = fmt.parse_content(content)
-    fields = doc.get("fields")
-    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-        raise fmt.FormatError("stats metadata has no list of fields")
-    vectors, steps, wall_times, seen = [], [], [], set()
-    for d in sorted(datums, key=lambda d: d.step):
-        if d.step in seen:
-            continue
-        seen.add(d.step)
-        vectors.append(d.numpy)
-        steps.append(int(d.step))
-        wall_times.append(float(d.wall_time))
-    if len({np.size(v) for v in vectors}) == 1 and np.size(vectors[0]) >= len(fields):
-        table = np.stack(vectors).astype(np.float64, copy=False).reshape(len(vectors), -1)
-    else:  # a series whose vectors changed length: each checked on its own
-        table = np.array([fmt.stats_row(v, fields) for v in vectors], dtype=np.float64)
-    table = table[:, : len(fields)].reshape(len(vectors), len(fields))
-    columns = {"steps": steps, "wall_times": wall_times}
-    for i, f in enumerate(fields):
-        column = table[:, i]
-        if np.isfinite(column).all():
-            columns[f] = column.tolist()
-        else:  # NaN and ±Inf → None
-            columns[f] = [v if math.isfinite(v) else None for v in column.tolist()]
-    # Runs recorded before the spectral stats (or with spectral=False) have
-    # none: null, so every client finds the four columns.
-    for f in fmt.SPECTRAL_FIELDS:
-        columns.setdefault(f, [None] * len(steps))
-    return columns

@@ -1,0 +1,348 @@
+"""A run's stats, every weight and every snapshot, kept decoded and extended
+as the run grows (see docs/architecture.md, "Whole-run answers").
+
+`RunStatsCache.get` answers `RunStats` for one run: {weight tag: `TagStats`}
+read from the run's stats table (format version 3: one datum per snapshot)
+and from per-weight stats series (versions 1 and 2), merged by step when a
+run has both. Only what is new since the last call is decoded: when the
+datums TensorBoard returns begin with the ones decoded before (same steps,
+same wall times), the rest are appended; anything else (a restart that
+rewrote steps) is decoded again from the start.
+
+A `TagStats` carries a `lineage`: an object that stays the same while its
+rows only grow, so a consumer that folded the first n rows (findings_cache)
+can fold the rest.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import logging
+import math
+import threading
+
+import numpy as np
+
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.serve.errors import BadRequestError
+
+logger = logging.getLogger(__name__)
+
+
+class TagStats:
+    """Stats of one weight: `steps` (int64, ascending), `wall_times`,
+    `values` (float64, one row per step, one column per name in `fields`;
+    NaN where undefined)."""
+
+    def __init__(self, steps, wall_times, values, fields, lineage=None):
+        self.steps = steps
+        self.wall_times = wall_times
+        self.values = values
+        self.fields = tuple(fields)
+        self._index = {f: i for i, f in enumerate(self.fields)}
+        self.lineage = lineage if lineage is not None else object()
+
+    def __len__(self):
+        return len(self.steps)
+
+    def column(self, field, start=0):
+        """Values of `field` from row `start` on, non-finite as NaN (all NaN
+        when the series has no such field)."""
+        i = self._index.get(field)
+        if i is None:
+            return np.full(len(self.steps) - start, np.nan)
+        column = self.values[start:, i]
+        return np.where(np.isfinite(column), column, np.nan)
+
+    def answer(self, fields=None):
+        """The /stats columns: {"steps", "wall_times", <field>: [float or
+        None]}, every field (and the spectral ones as null when absent), or
+        only `fields`."""
+        out = {"steps": self.steps.tolist(), "wall_times": self.wall_times.tolist()}
+        if fields is None:
+            fields = self.fields + tuple(f for f in fmt.SPECTRAL_FIELDS if f not in self._index)
+        for f in fields:
+            i = self._index.get(f)
+            if i is None:
+                out[f] = [None] * len(self.steps)
+                continue
+            column = self.values[:, i]
+            if np.isfinite(column).all():
+                out[f] = column.tolist()
+            else:  # NaN and ±Inf → None
+                out[f] = [v if math.isfinite(v) else None for v in column.tolist()]
+        return out
+
+    def extended(self, steps, wall_times, values, fields):
+        """These stats followed by more rows (same lineage); `fields` may
+        name columns this series lacks (added as NaN before)."""
+        if tuple(fields) != self.fields:
+            names = self.fields + tuple(f for f in fields if f not in self._index)
+            mine, new = _widen(self.values, self.fields, names), _widen(values, fields, names)
+        else:
+            names, mine, new = self.fields, self.values, values
+        return TagStats(np.concatenate([self.steps, steps]),
+                        np.concatenate([self.wall_times, wall_times]),
+                        np.concatenate([mine, new]), names, self.lineage)
+
+
+def _widen(values, fields, names):
+    """`values` (columns `fields`) with columns `names`, NaN where missing."""
+    out = np.full((len(values), len(names)), np.nan)
+    index = {f: i for i, f in enumerate(fields)}
+    for j, name in enumerate(names):
+        if name in index:
+            out[:, j] = values[:, index[name]]
+    return out
+
+
+class RunStats:
+    """Stats of every weight of one run.
+
+    Attributes:
+      tags: {weight tag: TagStats or an error message (str)}.
+      version: the lowest format version among the run's stats series.
+      error: why the stats table cannot be read (None when it can).
+    """
+
+    def __init__(self, tags, version, error=None):
+        self.tags = tags
+        self.version = version
+        self.error = error
+
+    def known_fields(self):
+        """Every stat field this run can answer."""
+        names = set(fmt.STAT_FIELDS)
+        for stats in self.tags.values():
+            if isinstance(stats, TagStats):
+                names.update(stats.fields)
+        return names
+
+
+def check_fields(fields, known):
+    """Raises BadRequestError unless every name of `fields` is in `known`."""
+    unknown = [f for f in fields if f not in known]
+    if unknown:
+        raise BadRequestError("unknown stat field%s %s; known: %s" % (
+            "s" if len(unknown) > 1 else "", ", ".join(repr(f[:100]) for f in unknown[:5]),
+            ", ".join(sorted(known))))
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def _in_step_order(datums):
+    """Datums sorted by step, the first of each step kept (as TensorBoard
+    returns a series with a repeated step)."""
+    out, seen = [], set()
+    for d in sorted(datums, key=lambda d: d.step):
+        if d.step not in seen:
+            seen.add(d.step)
+            out.append(d)
+    return out
+
+
+def _vectors_stats(content, datums, lineage=None):
+    """TagStats of a per-weight stats series (versions 1 and 2).
+
+    Raises:
+      FormatError: newer version, or a vector that does not match its fields.
+    """
+    doc = fmt.parse_content(content)
+    fields = doc.get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise fmt.FormatError("stats metadata has no list of fields")
+    datums = _in_step_order(datums)
+    vectors = [d.numpy for d in datums]
+    if len({np.size(v) for v in vectors}) == 1 and np.size(vectors[0]) >= len(fields):
+        table = np.stack(vectors).astype(np.float64, copy=False).reshape(len(vectors), -1)
+    else:  # a series whose vectors changed length: each checked on its own
+        table = np.array([fmt.stats_row(v, fields) for v in vectors], dtype=np.float64)
+    table = table[:, : len(fields)].reshape(len(vectors), len(fields))
+    return TagStats(np.array([d.step for d in datums], dtype=np.int64),
+                    np.array([d.wall_time for d in datums], dtype=np.float64),
+                    table, fields, lineage)
+
+
+class _Table:
+    """The decoded stats table of one run: the (step, wall time) of each
+    datum decoded so far, and TagStats per weight."""
+
+    def __init__(self):
+        self.steps = np.zeros(0, np.int64)
+        self.wall_times = np.zeros(0, np.float64)
+        self.tags = {}
+        self.skipped = 0  # datums that could not be decoded
+
+    def extend(self, datums):
+        """Decodes `datums` (the whole series, in step order) into a new
+        _Table, reusing this one when they only add steps."""
+        steps = np.array([d.step for d in datums], dtype=np.int64)
+        walls = np.array([d.wall_time for d in datums], dtype=np.float64)
+        n = len(self.steps)
+        if n <= len(steps) and np.array_equal(steps[:n], self.steps) and np.array_equal(walls[:n], self.wall_times):
+            out, new = _Table(), datums[n:]
+            out.tags, out.skipped = dict(self.tags), self.skipped
+        else:
+            out, new = _Table(), datums
+        out.steps, out.wall_times = steps, walls
+        out._append(new)
+        return out
+
+    def _append(self, datums):
+        """Groups consecutive datums of one header and appends their rows."""
+        group, header, names = [], None, None
+        for d in datums:
+            try:
+                h = fmt.stats_table_header(d.numpy)
+                if h != header:
+                    self._append_group(group, names)
+                    group, header, names = [], h, fmt.parse_stats_table_header(h)
+                group.append((d, fmt.stats_table_cells(d.numpy, *names)))
+            except fmt.FormatError as e:
+                self.skipped += 1
+                logger.warning("nnviz: stats table at step %d skipped: %s", d.step, e)
+        self._append_group(group, names)
+
+    def _append_group(self, group, names):
+        if not group:
+            return
+        tags, fields = names
+        steps = np.array([d.step for d, _ in group], dtype=np.int64)
+        walls = np.array([d.wall_time for d, _ in group], dtype=np.float64)
+        cells = np.stack([c for _, c in group])  # (steps, tags, fields)
+        for j, tag in enumerate(tags):
+            rows = cells[:, j, :]
+            old = self.tags.get(tag)
+            if old is None:
+                self.tags[tag] = TagStats(steps, walls, rows, fields)
+            else:
+                self.tags[tag] = old.extended(steps, walls, rows, fields)
+
+
+def _merged(a, b):
+    """One TagStats of a weight with both per-weight and table stats (a run
+    continued across format versions): rows by step, `a`'s first."""
+    names = a.fields + tuple(f for f in b.fields if f not in a.fields)
+    steps = np.concatenate([a.steps, b.steps])
+    order = np.argsort(steps, kind="stable")
+    _, first = np.unique(steps[order], return_index=True)
+    keep = order[first]
+    values = np.concatenate([_widen(a.values, a.fields, names), _widen(b.values, b.fields, names)])
+    return TagStats(steps[keep], np.concatenate([a.wall_times, b.wall_times])[keep], values[keep], names)
+
+
+# --- the cache ----------------------------------------------------------------------
+
+
+class RunStatsCache:
+    """RunStats per (experiment, run), decoded once and extended.
+
+    Args:
+      read_tensors: `read_tensors(ctx, eid, run, summary_tags)` → {summary
+        tag: [TensorDatum]} (every datum of each series).
+      stamp: `stamp(series)` → what changes when a listed series changes.
+    """
+
+    def __init__(self, read_tensors, stamp):
+        self._read = read_tensors
+        self._stamp = stamp
+        self._lock = threading.Lock()
+        self._runs = {}  # (eid, run) -> _RunEntry
+
+    def get(self, ctx, eid, run, listing):
+        """RunStats of `run` from its tensor listing ({summary tag: series};
+        the stats table and the per-weight stats series are used)."""
+        with self._lock:
+            entry = self._runs.setdefault((eid, run), _RunEntry())
+        with entry.lock:  # one request decodes; a concurrent one waits for it
+            return entry.update(ctx, eid, run, listing, self._read, self._stamp)
+
+    def forget(self, eid, run):
+        with self._lock:
+            self._runs.pop((eid, run), None)
+
+
+class _RunEntry:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.table_stamp = None
+        self.table = _Table()
+        self.table_error = None
+        self.series = {}  # per-weight summary tag -> (stamp, TagStats or error, version)
+        self.answer = None
+        self.answer_key = None
+
+    def update(self, ctx, eid, run, listing, read, stamp):
+        table = listing.get(fmt.STATS_TABLE_TAG)
+        vectors = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
+        key = (None if table is None else stamp(table),
+               tuple(sorted((t, stamp(s)) for t, s in vectors.items())))
+        if key == self.answer_key:
+            return self.answer
+        self._update_table(ctx, eid, run, table, read, stamp)
+        self._update_series(ctx, eid, run, vectors, read, stamp)
+        tags = dict(self.table.tags)
+        versions = [fmt.STATS_TABLE_VERSION] if table is not None else []
+        for summary_tag, (_, stats, version) in self.series.items():
+            tag = fmt.parse_summary_tag(summary_tag)[1]
+            versions.append(version)
+            if isinstance(stats, TagStats) and isinstance(tags.get(tag), TagStats):
+                stats = _merged(stats, tags[tag])
+            tags[tag] = stats
+        self.answer = RunStats(dict(sorted(tags.items())), min(versions or [fmt.FORMAT_VERSION]),
+                               self.table_error)
+        self.answer_key = key
+        return self.answer
+
+    def _update_table(self, ctx, eid, run, series, read, stamp):
+        if series is None:
+            self.table_stamp, self.table, self.table_error = None, _Table(), None
+            return
+        if stamp(series) == self.table_stamp:
+            return
+        try:
+            fmt.parse_content(series.plugin_content)
+        except fmt.FormatError as e:
+            self.table_stamp, self.table = stamp(series), _Table()
+            self.table_error = "stats of run %r: %s" % (run, e)
+            return
+        datums = read(ctx, eid, run, [fmt.STATS_TABLE_TAG]).get(fmt.STATS_TABLE_TAG, [])
+        self.table = self.table.extend(_in_step_order(datums))
+        self.table_stamp, self.table_error = stamp(series), None
+
+    def _update_series(self, ctx, eid, run, listing, read, stamp):
+        stale = {t: s for t, s in listing.items()
+                 if t not in self.series or self.series[t][0] != stamp(s)}
+        for gone in [t for t in self.series if t not in listing]:
+            del self.series[gone]
+        if not stale:
+            return
+        data = read(ctx, eid, run, list(stale))
+        for summary_tag, series in stale.items():
+            version = _content_version(series.plugin_content)
+            old = self.series.get(summary_tag)
+            try:
+                stats = _vectors_stats(series.plugin_content, data.get(summary_tag, []))
+            except fmt.FormatError as e:
+                stats = "stats of weight %r of run %r: %s" % (
+                    fmt.parse_summary_tag(summary_tag)[1], run, e)
+            if old is not None and isinstance(old[1], TagStats) and isinstance(stats, TagStats):
+                stats = _same_lineage(old[1], stats)
+            self.series[summary_tag] = (stamp(series), stats, version)
+
+
+def _same_lineage(old, new):
+    """`new` in `old`'s lineage when it only adds rows to it."""
+    n = len(old)
+    if (n <= len(new) and old.fields == new.fields and np.array_equal(new.steps[:n], old.steps)
+            and np.array_equal(new.wall_times[:n], old.wall_times)
+            and np.array_equal(new.values[:n], old.values[:n], equal_nan=True)):
+        new.lineage = old.lineage
+    return new
+
+
+def _content_version(content):
+    try:
+        return fmt.parse_content(content)["version"]
+    except fmt.FormatError:
+        return fmt.FORMAT_VERSION  # unreadable: its own error says so elsewhere

@@ -1,0 +1,189 @@
+"""Findings kept per run and extended step by step (findings_cache.py) equal
+findings computed from scratch (findings.compute) at every point of a
+growing run, with planted faults, on TensorBoard's multiplexer reloading
+the run's event files as they grow; and after a restart that rewrites steps.
+
+The run is written by the real SnapshotWriter (stats table, per-unit
+stats, spectral stats); the reference reads the stats back through a
+fresh reader's /stats answer, as a client would.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from tensorboard import context
+from tensorboard.compat.proto import event_pb2
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+from runs import synthetic_structure
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.record import eventfiles
+from tensorboard_nnviz.record import writer as writer_lib
+from tensorboard_nnviz.serve import findings as F
+from tensorboard_nnviz.serve import reader as reader_lib
+
+SHAPES = {
+    "ok/kernel": (6, 5),
+    "grow/kernel": (4, 4),  # multiplied by 3 per snapshot from step 12: exploding
+    "nan/kernel": (3, 3),  # a NaN from step 18
+    "frozen/kernel": (4, 2),  # never changes: frozen
+    "dead/kernel": (5, 8),  # units 0..2 stop moving at step 4: dead units
+    "wide/kernel": (24, 24),  # a random matrix: spectral stats (alpha)
+}
+
+
+def weight(tag, step, rng):
+    """The planted weights at `step`."""
+    base = np.random.default_rng(abs(hash(tag)) % 2**32).standard_normal(SHAPES[tag]).astype(np.float32)
+    if tag == "frozen/kernel":
+        return base
+    w = base + rng.standard_normal(SHAPES[tag]).astype(np.float32) * 0.05 * step
+    if tag == "grow/kernel" and step >= 12:
+        w = base * np.float32(3.0 ** (step - 11))
+    if tag == "nan/kernel" and step >= 18:
+        w[0, 0] = np.nan
+    if tag == "dead/kernel" and step >= 4:
+        w[:, :3] = base[:, :3]
+    return w
+
+
+class Logdir:
+    """A run written snapshot by snapshot, read by one multiplexer that
+    reloads (as TensorBoard does) and by fresh ones."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.run = str(root / "run")
+        self.rng = np.random.default_rng(0)
+        self.writer = None
+        self.multiplexer = self._multiplexer()
+
+    def _multiplexer(self):
+        guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE, nnviz=0)
+        mux = plugin_event_multiplexer.EventMultiplexer(
+            size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance)
+        mux.AddRunsFromDirectory(self.root)
+        return mux
+
+    def open(self):
+        self.writer = writer_lib.SnapshotWriter(self.run, spectral=True)
+        self.structure = synthetic_structure(SHAPES)
+
+    def write(self, step):
+        weights = [writer_lib.Weight(t, weight(t, step, self.rng), "Dense", t.rpartition("/")[0], "float32")
+                   for t in SHAPES]
+        self.writer.write(step, weights, self.structure)
+        self.structure = None
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+    def provider(self, fresh=False):
+        mux = self._multiplexer() if fresh else self.multiplexer
+        mux.AddRunsFromDirectory(self.root)
+        mux.Reload()
+        return data_provider.MultiplexerDataProvider(mux, self.root)
+
+
+def from_scratch(provider):
+    """findings.compute over a fresh reader's /stats, /structure and /units."""
+    r = reader_lib.NNVizReader(provider)
+    columns = r.stats_impl(None, "", "run")
+    structure = r.structure_impl(None, "", "run")
+    units = {}
+    for tag in F.needs_units(columns, structure):
+        cells, block, steps = r.units_impl(None, "", "run", tag, "update")
+        units[tag] = {"steps": steps, "update": list(cells), "block": block,
+                      "units": int(np.prod(SHAPES[tag][1:]))}
+    return F.compute(columns, structure, units)
+
+
+def test_findings_extended_step_by_step_equal_a_fresh_computation(tmp_path):
+    logdir = Logdir(tmp_path)
+    logdir.open()
+    served = reader_lib.NNVizReader(logdir.provider())
+    kinds_seen = set()
+    try:
+        for step in range(40):
+            logdir.write(step)
+            served._provider = logdir.provider()
+            got = served.findings_impl(None, "", "run")["findings"]
+            assert got == from_scratch(logdir.provider(fresh=True)), "step %d" % step
+            kinds_seen.update((f["kind"], f["tag"]) for f in got)
+    finally:
+        logdir.close()
+    # The planted faults were found along the way (so the comparison compared findings).
+    assert {("exploding", "grow/kernel"), ("nonfinite", "nan/kernel"), ("frozen", "frozen/kernel"),
+            ("dead_units", "dead/kernel")} <= kinds_seen, kinds_seen
+    assert not any(t == "ok/kernel" for _, t in kinds_seen), kinds_seen
+
+
+def session_start(run_dir, step):
+    """An event file of its own holding a SessionLog START at `step` (the
+    second one tells TensorBoard's Python ingester that a restart drops
+    what it held from `step` on); the next file is named a second later."""
+    events = eventfiles.new_writer(run_dir)
+    events.add_event(event_pb2.Event(step=step, wall_time=time.time(),
+                                     session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+    events.close()
+    time.sleep(1.1)
+
+
+def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
+    logdir = Logdir(tmp_path)
+    session_start(logdir.run, 0)
+    logdir.open()
+    try:
+        for step in range(12):
+            logdir.write(step)
+    finally:
+        logdir.close()
+    served = reader_lib.NNVizReader(logdir.provider())
+    before = served.findings_impl(None, "", "run")["findings"]
+    stats_before = served.stats_impl(None, "", "run", "dead/kernel", ["l2"])
+    # A new process restarts from step 6.
+    time.sleep(1.1)
+    session_start(logdir.run, 6)
+    logdir.rng = np.random.default_rng(1)
+    logdir.open()
+    try:
+        for step in range(6, 20):
+            logdir.write(step)
+    finally:
+        logdir.close()
+    served._provider = logdir.provider()
+    after = served.findings_impl(None, "", "run")["findings"]
+    stats_after = served.stats_impl(None, "", "run", "dead/kernel", ["l2"])
+    assert stats_after["steps"] == list(range(20))
+    assert stats_after["l2"][:6] == stats_before["l2"][:6] and stats_after["l2"][6:12] != stats_before["l2"][6:]
+    assert after == from_scratch(logdir.provider(fresh=True))
+    assert after != before
+
+
+@pytest.mark.parametrize("fields", [["l2"], ["update_ratio", "nan", "inf"], ["alpha"]])
+def test_fields_answer_only_those_columns(tmp_path, fields):
+    logdir = Logdir(tmp_path)
+    logdir.open()
+    try:
+        for step in range(5):
+            logdir.write(step)
+    finally:
+        logdir.close()
+    r = reader_lib.NNVizReader(logdir.provider())
+    full = r.stats_impl(None, "", "run")
+    some = r.stats_impl(None, "", "run", fields=fields)
+    assert set(some) == set(SHAPES)
+    for tag, columns in some.items():
+        assert set(columns) == {"steps", "wall_times", *fields}
+        assert columns == {k: full[tag][k] for k in columns}
+    one = r.stats_impl(None, "", "run", "ok/kernel", fields)
+    assert one == some["ok/kernel"]
+    with pytest.raises(reader_lib.BadRequestError, match="unknown stat field 'l3'"):
+        r.stats_impl(None, "", "run", fields=["l2", "l3"])
+    # Written as one stats table per snapshot (format version 3), not per weight.
+    tensors = r._list_tensors(context.RequestContext(), "", "run")
+    assert fmt.STATS_TABLE_TAG in tensors and not any(t.startswith(fmt.STATS_PREFIX) for t in tensors)
