@@ -77,6 +77,9 @@ setup(
         # limited to one BLAS thread it cost ResNet50 2.1 s CPU per snapshot,
         # left multi-threaded 6-12 s (benchmarks/spectral_writer.py).
         "threadpoolctl>=3.1",
+        # JSON answers: a whole run's stats are millions of floats, which the
+        # stdlib writes 14x slower (benchmarks/whole_run.py).
+        "orjson>=3.9",
     ],
     extras_require={
         "keras": ["keras>=3.0", "tensorflow>=2.16"],

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing import data_ingester
 from tensorboard.backend.event_processing import data_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 
-from runs import synthetic_structure
+from runs import synthetic_structure, write_events
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.record import eventfiles
 from tensorboard_nnviz.record import writer as writer_lib
@@ -187,3 +187,45 @@ def test_fields_answer_only_those_columns(tmp_path, fields):
     # Written as one stats table per snapshot (format version 3), not per weight.
     tensors = r._list_tensors(context.RequestContext(), "", "run")
     assert fmt.STATS_TABLE_TAG in tensors and not any(t.startswith(fmt.STATS_PREFIX) for t in tensors)
+
+
+def test_a_run_continued_across_the_stats_table_reads_as_one(tmp_path):
+    """Steps 0..4 with per-weight stats vectors (format 2, as written before
+    the table), then 5..9 by this writer: one series per weight, and the
+    findings of the whole."""
+    from tensorboard_nnviz.record import stats as stats_lib
+
+    run = tmp_path / "run"
+    rng = np.random.default_rng(3)
+    old, prev = [], {}
+    for step in range(5):
+        values = []
+        for tag in SHAPES:
+            w = weight(tag, step, rng)
+            measured = stats_lib.measure(w, prev.get(tag), unit_axes=[1])
+            prev[tag] = w
+            content = fmt.stats_content()
+            content = content.replace(b'"version": %d' % fmt.FORMAT_VERSION, b'"version": 2')
+            values.append(fmt.stats_value(tag, measured.stats, content))
+        old.append((step, values))
+    write_events(str(run), old)
+    time.sleep(1.1)  # the next event file sorts after this one
+    logdir = Logdir(tmp_path)
+    logdir.open()
+    try:
+        for step in range(5, 10):
+            logdir.write(step)
+    finally:
+        logdir.close()
+    r = reader_lib.NNVizReader(logdir.provider())
+    stats = r.stats_impl(None, "", "run")
+    assert set(stats) == set(SHAPES)
+    for tag, columns in stats.items():
+        assert columns["steps"] == list(range(10)), tag
+        assert all(v is not None for v in columns["l2"]), tag
+    # The frozen weight is the same at every step, in both formats.
+    norm = float(np.linalg.norm(weight("frozen/kernel", 0, rng).astype(np.float64)))
+    assert stats["frozen/kernel"]["l2"] == [pytest.approx(norm, rel=1e-6)] * 10
+    # Each process measures updates from its own first snapshot.
+    assert stats["frozen/kernel"]["update_l2"] == ([None] + [0.0] * 4) * 2
+    assert r.findings_impl(None, "", "run")["findings"] == from_scratch(logdir.provider(fresh=True))

@@ -6,6 +6,7 @@ provider is TensorBoard's `MultiplexerDataProvider` over a real logdir.
 """
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -187,6 +188,19 @@ def test_json_writes_non_finite_as_null():
     request = wrappers.Request(wtest.EnvironBuilder().get_environ())
     r = http.json_response(request, {"a": [float("nan"), float("inf"), -float("inf"), 1.5]})
     assert json.loads(r.get_data()) == {"a": [None, None, None, 1.5]}
+
+
+def test_large_json_is_gzipped_for_clients_that_take_it():
+    value = {"x": (np.arange(50000) / 7).tolist() + [float("nan")], "s": np.arange(3)}
+    expected = {"x": value["x"][:-1] + [None], "s": [0, 1, 2]}
+    plain = wrappers.Request(wtest.EnvironBuilder().get_environ())
+    zipped = wrappers.Request(wtest.EnvironBuilder(headers={"Accept-Encoding": "gzip"}).get_environ())
+    r = http.json_response(zipped, value)
+    assert r.headers["Content-Encoding"] == "gzip" and r.mimetype == "application/json"
+    assert json.loads(gzip.decompress(r.get_data())) == expected
+    r = http.json_response(plain, value)
+    assert "Content-Encoding" not in r.headers
+    assert json.loads(b"".join(r.response)) == expected
 
 
 # --- static assets ---------------------------------------------------------------

@@ -103,7 +103,7 @@ class NNVizReader:
         self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
         self._units = collections.OrderedDict()  # (eid, run, summary tag) -> _UnitsSeries
         self._run_stats = run_stats.RunStatsCache(self._read_tensors, _series_stamp)
-        self._table_runs = set()  # (eid, run) whose stats are all in the stats table
+        self._older_stats = {}  # (eid, run) with a stats table -> its per-weight stats series
         self._findings = findings_cache.FindingsCache()
 
     # --- frame series ------------------------------------------------------
@@ -309,17 +309,23 @@ class NNVizReader:
 
     def _stats_of_run(self, ctx, eid, run):
         """run_stats.RunStats of `run` (NotFoundError: no such run)."""
-        # Listing every tensor walks every datum on the Python ingester; a
-        # run written with the stats table (and no older stats) lists that.
-        table_only = (eid, run) in self._table_runs
-        listing = self._list_tensors(ctx, eid, run, tags=[fmt.STATS_TABLE_TAG]) if table_only else {}
-        if not listing:
+        # Listing every tensor walks every datum on the Python ingester: a
+        # run with a stats table lists the table, and once the per-weight
+        # stats of the weights it names (a run continued across format 3).
+        older = self._older_stats.get((eid, run), [])
+        listing = self._list_tensors(ctx, eid, run, tags=[fmt.STATS_TABLE_TAG] + older)
+        if fmt.STATS_TABLE_TAG not in listing:  # written before format 3, or no stats yet
             listing = self._list_tensors(ctx, eid, run)
             if not listing:
                 self._check_run(ctx, eid, run)
-            if fmt.STATS_TABLE_TAG in listing and not any(t.startswith(fmt.STATS_PREFIX) for t in listing):
-                self._table_runs.add((eid, run))
-        return self._run_stats.get(ctx, eid, run, listing)
+            return self._run_stats.get(ctx, eid, run, listing)
+        stats = self._run_stats.get(ctx, eid, run, listing)
+        if (eid, run) not in self._older_stats:
+            found = self._list_tensors(ctx, eid, run, tags=[fmt.stats_tag(t) for t in stats.tags])
+            self._older_stats[(eid, run)] = sorted(found)
+            if found:
+                stats = self._run_stats.get(ctx, eid, run, dict(listing, **found))
+        return stats
 
     def structure_impl(self, ctx, eid, run):
         """The latest model structure written to `run`."""
