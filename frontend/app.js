@@ -10,6 +10,9 @@ import {errorBox} from './view/dom.js';
 import {findingUnits, kindName} from './model/findings.js';
 import {TensorDrawing} from './view/drawing.js';
 import {Viewport} from './view/heatmap.js';
+import {mapFields, mapStat} from './model/map_model.js';
+import {layerStatFields} from './view/sidebar.js';
+import {boundFields} from './model/scale.js';
 import {RunLoader, startPolling} from './data/loading.js';
 import {Page} from './view/page.js';
 import {Playback} from './data/playback.js';
@@ -20,7 +23,8 @@ export class App {
   constructor(root) {
     this.root = root;
     this.selected = [];
-    this.loader = new RunLoader();
+    this.loader = new RunLoader((what) => this.onArrive(what));
+    this.waiting = new Set(); // views drawn without stats still on their way
     this.colors = new RunColors();
     this.cache = new FrameCache();
     this.viewport = new Viewport();
@@ -121,6 +125,50 @@ export class App {
     const loaded = await this.loader.ensureLoaded(this.wantedRuns());
     if (loaded) this.drawing.forgetReferences();
     return loaded;
+  }
+
+  // --- stats, asked for by what each view shows -----------------------------------
+
+  /**
+   * The /stats answer `view` needs (`query`: {tag} or {fields}), as an entry
+   * ({done, value, error}); when not done yet, `view` is drawn again when it comes.
+   */
+  statsFor(view, run, query) {
+    const entry = this.loader.stats(run, query);
+    if (!entry.done) this.waiting.add(view);
+    return entry;
+  }
+
+  /** The selected tensor's stats series in `run`, or null (none, or not here yet). */
+  tagSeries(view, run) {
+    const tag = this.tagOf(run);
+    if (!tag || !this.runData.get(run)?.tensors.has(tag)) return null;
+    const entry = this.statsFor(view, run, {tag});
+    return entry.done && entry.value ? entry.value : null;
+  }
+
+  /** The selected tensor's stats series in `run` once its request settled (null: none). */
+  async tagSeriesSettled(run) {
+    const tag = this.tagOf(run);
+    if (!tag || !this.runData.get(run)?.tensors.has(tag)) return null;
+    const entry = this.loader.stats(run, {tag});
+    await entry.promise;
+    return entry.value;
+  }
+
+  /** Findings or stats came: the views that waited for them are drawn again. */
+  onArrive(what) {
+    if (what === 'findings') {
+      this.renderFindings();
+      return;
+    }
+    const waiting = this.waiting;
+    this.waiting = new Set();
+    if (waiting.has('charts')) this.updateCharts();
+    if (waiting.has('layers')) this.colourLayers();
+    if (waiting.has('units') && this.settings.view === 'tensor') this.updateUnits();
+    if (waiting.has('map') && this.settings.view === 'map') this.renderMap();
+    if (waiting.has('overview') && this.settings.view === 'overview') this.renderOverview();
   }
 
   // --- state changes -------------------------------------------------------------
@@ -266,21 +314,28 @@ export class App {
   }
 
   colourLayers() {
-    const primary = this.runData.get(this.selected[0]);
-    if (primary) this.page.layerList.colour(primary.stats, this.step ?? 0);
+    const run = this.selected[0];
+    if (!this.runData.get(run)) return;
+    const entry = this.statsFor('layers', run, {fields: layerStatFields(this.settings.layerStat)});
+    this.page.layerList.colour(entry.done ? entry.value : null, this.step ?? 0);
   }
 
   // --- charts and overview -------------------------------------------------------
 
   updateCharts() {
     const lines = [];
+    const errors = [];
+    let loading = false;
     for (const run of this.displayRuns()) {
-      const series = this.runData.get(run)?.stats?.[this.tagOf(run)];
-      if (series) lines.push({run, color: this.colors.get(run), series});
+      const tag = this.tagOf(run);
+      if (!tag || !this.runData.get(run)?.tensors.has(tag)) continue;
+      const entry = this.statsFor('charts', run, {tag});
+      if (!entry.done) loading = true;
+      else if (entry.value) lines.push({run, color: this.colors.get(run), series: entry.value});
+      else if (entry.error.status !== 404) errors.push(entry.error.message); // 404: no stats for it
     }
     const charts = this.page.charts;
-    charts.update(lines, this.step ?? 0);
-    const errors = this.displayRuns().map((r) => this.runData.get(r)?.errors.stats).filter((e) => e);
+    charts.update(lines, this.step ?? 0, loading);
     if (errors.length) charts.root.prepend(errorBox(`stats unavailable: ${errors[0]}`));
   }
 
@@ -288,9 +343,8 @@ export class App {
   updateUnits() {
     const runs = [];
     for (const run of this.displayRuns()) {
-      const data = this.runData.get(run);
-      const tensor = data?.tensors.get(this.tagOf(run));
-      const series = data?.stats?.[this.tagOf(run)];
+      const tensor = this.runData.get(run)?.tensors.get(this.tagOf(run));
+      const series = this.tagSeries('units', run);
       if (tensor && series && Array.isArray(series.steps)) {
         runs.push({run, color: this.colors.get(run), tensor, steps: series.steps, tag: this.tagOf(run)});
       }
@@ -307,22 +361,31 @@ export class App {
     }));
   }
 
-  /** The dynamics map of the selected runs, from their /stats answers. */
+  /** The dynamics map of the selected runs, from the stats of the one stat it shows. */
   renderMap() {
+    const stat = mapStat(this.settings.mapStat);
     const runs = [];
+    let loading = false;
     for (const run of this.selected) {
       const data = this.runData.get(run);
-      if (data) runs.push({run, color: this.colors.get(run), rows: data.rows, stats: data.stats, stepsKey: data.stepsKey});
+      if (!data) continue;
+      const entry = this.statsFor('map', run, {fields: mapFields(stat)});
+      loading = loading || !entry.done;
+      runs.push({run, color: this.colors.get(run), rows: data.rows, stats: entry.value, stepsKey: data.stepsKey,
+        error: entry.error?.message});
     }
-    this.page.dynamicsMap.render({runs, cmap: this.settings.cmapSequential, step: this.step});
+    this.page.dynamicsMap.render({runs, stat: stat.key, loading, cmap: this.settings.cmapSequential, step: this.step});
   }
 
   renderOverview() {
     const run = this.selected[0];
     const data = this.runData.get(run);
     if (!data) return;
+    // Each tile's scale: its values' bound over every step (scale.valuesBound).
+    const entry = this.statsFor('overview', run, {fields: boundFields('values')});
+    if (!entry.done) return;
     this.page.overview.render({
-      run, rows: data.rows, tensors: data.tensors, stats: data.stats, step: this.step ?? 0, cache: this.cache,
+      run, rows: data.rows, tensors: data.tensors, stats: entry.value, step: this.step ?? 0, cache: this.cache,
       cmap: this.cmap, magnitude: this.settings.colorKind === 'magnitude',
     });
   }

@@ -400,6 +400,14 @@ def test_run_name_with_markup_is_shown_as_text(panel):
     assert RUN_B in panel.frame.locator(".heatmap-panel .panel-title").all_text_contents()
 
 
+def badge_value(panel, tag):
+    """The number on a weight's stat badge in the layer list, once there (its
+    stat's column comes in its own request)."""
+    sel = '.weight[data-tag="%s"] .stat-text' % tag
+    panel.frame.wait_for_function("(sel) => !isNaN(parseFloat(document.querySelector(sel).textContent))", arg=sel)
+    return float(panel.frame.locator(sel).text_content())
+
+
 def test_layer_list_stats_charts_and_overview(panel, tb, trained):
     weights = trained[1][RUN_A]
     last = last_step(tb, RUN_A)
@@ -412,13 +420,14 @@ def test_layer_list_stats_charts_and_overview(panel, tb, trained):
     steps = tb.get_json("runs")["runs"][0]["steps"]
     for tag in ("conv2d/kernel", "dense/kernel"):
         w, prev = weights[last][tag].astype(np.float64), weights[steps[-2]][tag].astype(np.float64)
-        badge = panel.frame.locator('.weight[data-tag="%s"] .stat-text' % tag).text_content()
-        assert_3_digits(float(badge), np.linalg.norm(w - prev) / np.linalg.norm(prev))  # update ratio
+        assert_3_digits(badge_value(panel, tag), np.linalg.norm(w - prev) / np.linalg.norm(prev))  # update ratio
+    # Another stat: its column of every tag is fetched (/stats?fields=init_l2).
     panel.frame.select_option("#layer-stat", "init_l2")
     for tag in ("conv2d/kernel", "conv2d/bias"):
         expected = np.linalg.norm(weights[last][tag].astype(np.float64) - weights[0][tag])
-        badge = panel.frame.locator('.weight[data-tag="%s"] .stat-text' % tag)
-        assert_3_digits(float(badge.text_content()), expected)
+        panel.frame.wait_for_function("(t) => document.querySelector(`.weight[data-tag=\"${t}\"] .stat-badge`)"
+                                      ".title.startsWith('distance from init')", arg=tag)
+        assert_3_digits(badge_value(panel, tag), expected)
     # Eight stat charts with one line each (the six of every tensor, and
     # σ_max and stable rank of this matrix; its 18 pooled eigenvalues are too
     # few for alpha: test_browser_spectral.py); the read-out under each is
@@ -982,3 +991,58 @@ def test_dynamics_map_stacks_runs_on_one_scale(panel, tb):
     assert top_b > bottom_a + 10
     text = hover_map_cell(panel, 4, 1)
     assert text.startswith("%s · conv2d/kernel · step" % RUN_B), text
+
+
+def stats_requests(panel):
+    """The /stats requests the page made: [(tag or None, fields or None)]."""
+    from urllib.parse import parse_qs, urlparse
+
+    out = []
+    for url in panel.requests:
+        u = urlparse(url)
+        if u.path.endswith("/data/plugin/nnviz/stats"):
+            q = parse_qs(u.query)
+            out.append((q.get("tag", [None])[0], q.get("fields", [None])[0]))
+    return out
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rustboard"])
+def test_dynamics_map_fetches_the_stat_it_shows_and_another_on_switching(browser, tmp_path, load_fast):
+    """Real TensorBoard on both ingesters: the panel never asks for a whole
+    run's stats table; the map paints from /stats?fields= of its stat (and
+    nan, inf), a new stat is fetched when chosen, one seen before is not."""
+    shapes = {"d1/kernel": (5, 4), "d1/bias": (4,), "d2/kernel": (4, 3)}
+    written = write_synthetic_run(str(tmp_path / "run"), list(range(0, 60, 5)), weights=shapes)
+    with TensorBoardServer(str(tmp_path), load_fast=load_fast) as server:
+        server.wait_for(lambda: server.get_json("runs")["runs"])
+        p = open_panel(browser, server, direct=True)
+        try:
+            open_map(p)
+            canvas = p.frame.locator(".map-canvas")
+            assert canvas.get_attribute("data-rows") == "3" and canvas.get_attribute("data-cols") == "12"
+            assert canvas.get_attribute("data-stat") == "update_ratio"
+            # The cells are painted from the values of the true weights.
+            text = hover_map_cell(p, 2, 11)
+            w, prev = written["d2/kernel"][55], written["d2/kernel"][50]
+            assert text.startswith("d2/kernel · step 55 · update ratio"), text
+            assert_3_digits(map_value(text), norm(w - prev) / norm(prev))
+            asked = stats_requests(p)
+            assert (None, "update_ratio,nan,inf") in asked, asked
+            assert all(tag is not None or fields is not None for tag, fields in asked), asked  # never the whole table
+            # Another stat: its fields are fetched, and painted.
+            p.frame.select_option("#map-stat", "l2")
+            p.frame.wait_for_function("() => document.querySelector('.map-canvas').dataset.stat === 'l2'",
+                                      timeout=TIMEOUT_MS)
+            assert stats_requests(p)[len(asked):] == [(None, "l2,nan,inf")]
+            text = hover_map_cell(p, 0, 3)
+            assert text.startswith("d1/kernel · step 15 · L2 norm"), text
+            assert_3_digits(map_value(text), norm(written["d1/kernel"][15]))
+            # Back to the update ratio: drawn again from what was fetched before.
+            seen = len(stats_requests(p))
+            p.frame.select_option("#map-stat", "update_ratio")
+            p.frame.wait_for_function("() => document.querySelector('.map-canvas').dataset.stat === 'update_ratio'",
+                                      timeout=TIMEOUT_MS)
+            assert len(stats_requests(p)) == seen
+        finally:
+            p.page.close()
+        no_errors(p)

@@ -67,9 +67,13 @@ export function fetchTags(run) {
   return getJSON('tags', {run});
 }
 
-/** Stats of every tag of a run: {tag: {steps, wall_times, <stat>: [...]}}. */
-export function fetchStats(run) {
-  return getJSON('stats', {run});
+/**
+ * Stats of a run: with `tag`, that tag's {steps, wall_times, <stat>: [...]};
+ * without, {tag: {...}} for every tag. With `fields` (a list of stat names),
+ * only those stats (and steps, wall_times): a whole run's table is large.
+ */
+export function fetchStats(run, {tag = null, fields = null} = {}) {
+  return getJSON('stats', {run, tag, fields: fields ? fields.join(',') : null});
 }
 
 /** A binary answer decoded by `decode(buffer, headers)`; `what` names it in errors. */

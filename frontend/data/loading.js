@@ -1,6 +1,9 @@
 // Loading: the runs list (polled, so new runs and steps appear without a
-// reload) and, per run, its tags, structure, stats and findings (one request
-// each, again when the run gains steps). Requests go through api.js.
+// reload) and, per run, its tags and structure (before anything is drawn),
+// its findings (drawn when they come) and its stats, asked for by what each
+// view shows: one tag's stats, or a few stats of every tag (a whole run's
+// table is large). Each again when the run gains steps. Requests go through
+// api.js.
 
 import {fetchFindings, fetchRuns, fetchStats, fetchStructure, fetchTags, fetchUnits} from './api.js';
 import {layerRows} from '../model/structure.js';
@@ -12,12 +15,39 @@ export function stepsKey(info) {
   return `${info.tags}:${info.steps.length}:${info.steps[info.steps.length - 1]}`;
 }
 
+// /stats answers kept (per run state): a few views' stats of every tag, and
+// the tags looked at.
+const STATS_KEPT = 48;
+
 export class RunLoader {
-  constructor() {
+  /** @param {function(string, string)} onArrive (what, run): findings or stats came for a run. */
+  constructor(onArrive = () => {}) {
+    this.onArrive = onArrive;
     this.runs = []; // [{run, steps, tags}] from /runs, sorted by name
-    // run → {tensors: Map, rows, structure, stats, findings, errors, stepsKey}
+    // run → {tensors: Map, rows, structure, findings, errors, stepsKey}
     this.runData = new Map();
     this.unitAnswers = new Map(); // [run, tag, stat, stepsKey] → promise of a /units answer
+    this.statsAnswers = new Map(); // [run, stepsKey, tag, fields] → {promise, value, error, done}
+  }
+
+  /**
+   * A /stats answer of `run` at its current state: `{tag}` for one tag's
+   * series, `{fields}` for those stats of every tag. Requested once; the
+   * entry settles to {done: true, value} or {done: true, error}.
+   */
+  stats(run, {tag = null, fields = null} = {}) {
+    const key = JSON.stringify([run, this.runData.get(run)?.stepsKey, tag, fields]);
+    let entry = this.statsAnswers.get(key);
+    if (!entry) {
+      entry = {done: false, value: null, error: null};
+      entry.promise = fetchStats(run, {tag, fields}).then(
+          (value) => Object.assign(entry, {done: true, value}),
+          (error) => Object.assign(entry, {done: true, error}));
+      entry.promise.then(() => this.onArrive('stats', run));
+      if (this.statsAnswers.size >= STATS_KEPT) this.statsAnswers.delete(this.statsAnswers.keys().next().value);
+      this.statsAnswers.set(key, entry);
+    }
+    return entry;
   }
 
   /**
@@ -50,11 +80,14 @@ export class RunLoader {
     return !data || data.stepsKey !== stepsKey(info);
   }
 
-  /** Loads one run; a failed request is kept as that part's error, the rest is used. */
+  /**
+   * Loads one run's tags and structure, and asks for its findings (kept when
+   * they come); a failed request is kept as that part's error, the rest is used.
+   */
   async loadRun(info) {
-    const [tags, structure, stats, findings] = await Promise.allSettled([
-      fetchTags(info.run), fetchStructure(info.run), fetchStats(info.run), fetchFindings(info.run)]);
-    const data = {errors: {}, stepsKey: stepsKey(info), tensors: new Map(), structure: null, stats: null,
+    const findings = fetchFindings(info.run);
+    const [tags, structure] = await Promise.allSettled([fetchTags(info.run), fetchStructure(info.run)]);
+    const data = {errors: {}, stepsKey: stepsKey(info), tensors: new Map(), structure: null,
       findings: null, rows: []};
     if (tags.status === 'fulfilled') {
       for (const t of tags.value.tensors || []) data.tensors.set(t.tag, t);
@@ -63,13 +96,14 @@ export class RunLoader {
     }
     if (structure.status === 'fulfilled') data.structure = structure.value;
     else data.errors.structure = structure.reason.message;
-    if (stats.status === 'fulfilled') data.stats = stats.value;
-    else data.errors.stats = stats.reason.message;
-    // Kept whole: a 404 (a run recorded before findings) reads differently from a failure.
-    if (findings.status === 'fulfilled') data.findings = findings.value;
-    else data.errors.findings = findings.reason;
     data.rows = layerRows(data.structure, [...data.tensors.values()]);
     this.runData.set(info.run, data);
+    findings.then((value) => (data.findings = value),
+        // Kept whole: a 404 (a run recorded before findings) reads differently from a failure.
+        (error) => (data.errors.findings = error))
+        .then(() => {
+          if (this.runData.get(info.run) === data) this.onArrive('findings', info.run);
+        });
   }
 
   /** Loads the wanted runs not loaded yet or with new steps; true if any was. */

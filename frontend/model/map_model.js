@@ -1,7 +1,9 @@
 // The dynamics map's model: one row per weight tag (model order, grouped by
 // layer; several runs stacked), one column per snapshot step, a value per
 // cell of the chosen stat, the scale, the screen geometry and hit testing.
-// Built from the /stats?run=R answers alone. Pure: tested by node --test.
+// Built from /stats?run=R&fields=… answers: each stat names the fields it
+// reads (`mapFields`), so the map fetches one stat's columns, not the whole
+// run's table. Pure: tested by node --test.
 
 import {CELL, statDomain} from './stat_scale.js';
 
@@ -38,7 +40,7 @@ export function seriesColumn(series, key) {
 
 /** A stat read straight from one field of the stats series. */
 export function fieldStat(key, label, scale, extra = {}) {
-  return {key, label, scale, column: (series) => seriesColumn(series, key), ...extra};
+  return {key, label, scale, fields: [key], column: (series) => seriesColumn(series, key), ...extra};
 }
 
 /** nan + inf at snapshot i (NaN when neither was recorded). */
@@ -67,18 +69,20 @@ export const UPDATE_RATIO_REFERENCE = 1e-3;
 
 /**
  * The stats a map can show: `column(series)` gives the values over the
- * series' snapshots (NaN: undefined). scale 'log' for quantities that span
+ * series' snapshots (NaN: undefined), read from the stats `fields`. scale 'log' for quantities that span
  * decades (0 gets its own colour), 'linear' otherwise. More can be added
  * with fieldStat.
  */
 export const MAP_STATS = [
   fieldStat('update_ratio', 'update ratio ‖ΔW‖ / ‖W_prev‖', 'log', {reference: UPDATE_RATIO_REFERENCE}),
-  {key: 'rel_init', label: 'distance from init ‖W − W₀‖ / ‖W₀‖', scale: 'linear', column: relativeToInit},
+  {key: 'rel_init', label: 'distance from init ‖W − W₀‖ / ‖W₀‖', scale: 'linear', fields: ['init_l2', 'l2'],
+    column: relativeToInit},
   fieldStat('l2', 'L2 norm ‖W‖', 'log'),
   fieldStat('std', 'std', 'log'),
   // Where and when NaN/Inf appear matters more than how many: any is painted
   // in the NaN colour (the count is read out on hover), none is left blank.
-  {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', column: nonfiniteColumn, count: true, flag: true},
+  {key: 'nonfinite', label: 'NaN / Inf count', scale: 'log', fields: ['nan', 'inf'], column: nonfiniteColumn,
+    count: true, flag: true},
   // Spectral stats (matrices only; other rows stay blank). σ_max and the
   // stable rank span decades across layers: log. alpha lives in ~1.5–10 and
   // alpha_weighted can be negative (λ_max < 1): linear.
@@ -90,6 +94,11 @@ export const MAP_STATS = [
 
 export function mapStat(key) {
   return MAP_STATS.find((s) => s.key === key) || MAP_STATS[0];
+}
+
+/** The /stats fields the map of `stat` reads: its own, and nan, inf (a cell's NaN colour). */
+export function mapFields(stat) {
+  return [...new Set([...stat.fields, 'nan', 'inf'])];
 }
 
 /**

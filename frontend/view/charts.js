@@ -62,14 +62,15 @@ export class StatCharts {
   /**
    * @param {Array<{run, color, series}>} lines one per run (series: a tag's /stats entry).
    * @param {number} step the current step.
+   * @param {boolean} loading some run's stats are on their way.
    */
-  update(lines, step) {
+  update(lines, step, loading = false) {
     clear(this.root);
     this.charts = [];
     this.lines = lines;
     this.steps = unionSteps(lines.map((l) => l.series.steps));
     if (this.steps.length === 0) {
-      this.root.appendChild(el('div', {class: 'note', text: 'No stats recorded for this tensor.'}));
+      this.root.appendChild(el('div', {class: 'note', text: loading ? 'Loading stats…' : 'No stats recorded for this tensor.'}));
       return;
     }
     for (const stat of chartStats(lines)) this.charts.push(this.buildChart(stat, lines));

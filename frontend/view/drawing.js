@@ -115,7 +115,8 @@ export class TensorDrawing {
     const downsampled = this.downsampled();
     const reference = scaleSource(app.settings, downsampled) === 'frames' ? await this.reference(downsampled) : null;
     if (seq !== this.seq) return;
-    const series = app.displayRuns().map((run) => app.runData.get(run)?.stats?.[app.tagOf(run)]).filter((x) => x);
+    const series = (await Promise.all(app.displayRuns().map((run) => app.tagSeriesSettled(run)))).filter((x) => x);
+    if (seq !== this.seq) return;
     const frames = results.filter((r) => r.ok).map((r) => r.frame.data);
     const {bound, note} = scaleFor({settings: app.settings, frames, series, reference, downsampled});
     const scale = makeScale(bound, app.settings.colorKind === 'magnitude');

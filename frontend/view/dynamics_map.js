@@ -2,7 +2,9 @@
 // model order, grouped by layer; runs stacked on one shared scale) against
 // every snapshot step (columns), coloured by a chosen stat. Hover or the
 // keyboard cursor reads a cell out; a click or Enter opens that tensor at
-// that step. The model, scale and geometry are map_model.js's.
+// that step. The model, scale and geometry are map_model.js's. Each stat
+// comes with its own /stats answer (the controller fetches the fields a stat
+// reads); a stat shown before is drawn again from what it computed then.
 
 import {colormapLUT} from '../model/colors.js';
 import {clear, el, select} from './dom.js';
@@ -20,15 +22,14 @@ const BAR_WIDTH = 256;
 export class DynamicsMap {
   /**
    * @param {{onOpen: function(string, number), stat: string, onStat: function(string)}} options
-   *   onOpen(tag, step): open that tensor at that step.
+   *   onOpen(tag, step): open that tensor at that step; onStat(key): the user
+   *   chose another stat (the controller renders the map with its stats).
    */
   constructor({onOpen, stat, onStat}) {
     this.onOpen = onOpen;
     this.stat = mapStat(stat);
-    this.statSelect = select(MAP_STATS.map((s) => [s.key, s.label]), this.stat.key, (key) => {
-      this.setStat(key);
-      onStat(key);
-    }, {id: 'map-stat', 'aria-label': 'map colour'});
+    this.statSelect = select(MAP_STATS.map((s) => [s.key, s.label]), this.stat.key, (key) => onStat(key),
+        {id: 'map-stat', 'aria-label': 'map colour'});
     this.canvas = el('canvas', {class: 'map-canvas', attrs: {
       'tabindex': 0, 'role': 'application', 'aria-roledescription': 'dynamics map',
       'aria-label': 'dynamics map: arrow keys move between tensors and steps, Enter opens the tensor at that step',
@@ -56,23 +57,43 @@ export class DynamicsMap {
   }
 
   /**
-   * @param {{runs: Array<{run, color, rows, stats}>, cmap: string, step: ?number}} args
+   * @param {{runs: Array<{run, color, rows, stats, stepsKey, error}>, stat: string, loading: boolean,
+   *   cmap: string, step: ?number}} args
+   *   stats: the run's /stats answer with the fields of `stat` (null while
+   *   loading, or with `error`); loading: some run's answer is on its way.
    */
-  render({runs, cmap, step}) {
-    const key = JSON.stringify([runs.map((r) => [r.run, r.stepsKey]), cmap]);
+  render({runs, stat, loading = false, cmap, step}) {
     this.step = step;
     this.colors = new Map(runs.map((r) => [r.run, r.color]));
     this.cmap = cmap;
-    if (key === this.key && this.model) {
+    this.stat = mapStat(stat);
+    this.statSelect.value = this.stat.key;
+    this.canvas.classList.toggle('loading', loading);
+    if (loading) {
+      this.note.textContent = `Loading ${this.stat.label}…`;
+      return;
+    }
+    const key = JSON.stringify([runs.map((r) => [r.run, r.stepsKey]), cmap]);
+    if (key !== this.key) {
+      this.key = key;
+      this.byStat = new Map(); // stat key → {answers, model, cells, domain}: switching back recomputes nothing
+      this.cursor = null;
+    }
+    const answers = runs.map((r) => r.stats);
+    let entry = this.byStat.get(this.stat.key);
+    if (!entry || entry.answers.some((a, i) => a !== answers[i])) {
+      entry = {answers, model: mapRows(runs)};
+      this.byStat.set(this.stat.key, entry);
+    }
+    if (entry.model === this.model && this.canvas.dataset.stat === this.stat.key && !this.canvas.hidden) {
       this.drawOverlay();
       return;
     }
-    this.key = key;
-    this.model = mapRows(runs);
-    this.byStat = new Map(); // stat key → {cells, domain}: switching back costs no recomputation
-    this.cursor = null;
+    this.model = entry.model;
+    const failed = runs.find((r) => r.error);
     if (!this.model.rows.length) {
-      this.note.textContent = runs.length ? 'No weight stats recorded in the selected runs yet.' : 'Select a run.';
+      this.note.textContent = failed ? `stats unavailable: ${failed.error}` :
+        runs.length ? 'No weight stats recorded in the selected runs yet.' : 'Select a run.';
       this.canvas.hidden = true;
       this.overlay.hidden = true;
       clear(this.legend);
@@ -83,14 +104,9 @@ export class DynamicsMap {
     this.overlay.hidden = false;
     this.note.textContent = `${this.model.rows.length} tensors × ${this.model.steps.length} snapshots` +
         (runs.length > 1 ? `, ${runs.length} runs stacked on one scale` : '') +
-        '. Hover or use the arrow keys to read a cell; click or Enter opens the tensor at that step.';
+        '. Hover or use the arrow keys to read a cell; click or Enter opens the tensor at that step.' +
+        (failed ? ` (stats unavailable for ${failed.run}: ${failed.error})` : '');
     this.redraw();
-  }
-
-  setStat(key) {
-    this.stat = mapStat(key);
-    this.statSelect.value = this.stat.key;
-    if (this.model) this.redraw();
   }
 
   /** Marks the current step (cheap: the overlay only). */
@@ -101,13 +117,15 @@ export class DynamicsMap {
 
   /** Values, scale, picture and legend for the current stat. */
   redraw() {
+    if (!this.model || !this.model.rows.length) return;
     const started = performance.now();
     const model = this.model;
-    if (!this.byStat.has(this.stat.key)) {
-      const cells = mapValues(model, this.stat);
-      this.byStat.set(this.stat.key, {cells, domain: mapDomain(cells, this.stat)});
+    const entry = this.byStat.get(this.stat.key);
+    if (!entry.cells) {
+      entry.cells = mapValues(model, this.stat);
+      entry.domain = mapDomain(entry.cells, this.stat);
     }
-    ({cells: this.cells, domain: this.domain} = this.byStat.get(this.stat.key));
+    ({cells: this.cells, domain: this.domain} = entry);
     const nCols = model.steps.length;
     const nRows = model.rows.length;
     if (!this.image || this.image.width !== nCols || this.image.height !== nRows) {
@@ -120,7 +138,6 @@ export class DynamicsMap {
         new Uint32Array(this.imageData.data.buffer));
     this.image.getContext('2d').putImageData(this.imageData, 0, 0);
     this.paint();
-    const entry = this.byStat.get(this.stat.key);
     if (entry.legendFor !== this.cmap) {
       this.renderLegend();
       entry.legendFor = this.cmap;

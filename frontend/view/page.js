@@ -53,7 +53,10 @@ export class Page {
     this.overviewView = el('div', {class: 'overview-view', attrs: {hidden: true}}, [this.overview.root]);
     this.dynamicsMap = new DynamicsMap({
       stat: settings.mapStat,
-      onStat: (stat) => (settings.mapStat = stat),
+      onStat: (stat) => {
+        settings.mapStat = stat;
+        app.renderMap();
+      },
       onOpen: (tag, step) => app.openTensor(tag, step),
     });
     this.mapView = el('div', {class: 'map-view', attrs: {hidden: true}}, [this.dynamicsMap.root]);

@@ -16,6 +16,11 @@ export const LAYER_STATS = [
   ['l2', 'L2 norm'],
 ];
 
+/** The /stats fields a layer colour `stat` is computed from. */
+export function layerStatFields(stat) {
+  return stat === 'init_angle' ? ['init_cos'] : [stat];
+}
+
 /** The value a layer is coloured by (init_angle is derived from init_cos). */
 function layerStat(series, stat, step) {
   if (stat === 'init_angle') {

@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cellAtPoint, cellCenter, cellInfo, fieldStat, gapSummary, MAP_STATS, mapDomain, mapLayout, mapRows, mapStat,
+  cellAtPoint, cellCenter, cellInfo, fieldStat, gapSummary, MAP_STATS, mapDomain, mapFields, mapLayout, mapRows, mapStat,
   mapValues, moveCursor, referenceOver, relativeToInit, rowLabels,
 } from '../../frontend/model/map_model.js';
 import {layerRows} from '../../frontend/model/structure.js';
@@ -140,4 +140,19 @@ test('spectral stats on the map: log σ_max and stable rank, linear alpha; non-m
   const domain = mapDomain(alpha, mapStat('alpha'));
   assert.equal(domain.kind, 'linear');
   assert.ok(domain.hi >= 3.2 && domain.hi <= 8.5 + 1e-9, JSON.stringify(domain));
+});
+
+test('each stat names the /stats fields it reads; the map asks for those and nan, inf only', () => {
+  assert.deepEqual(mapFields(mapStat('update_ratio')), ['update_ratio', 'nan', 'inf']);
+  assert.deepEqual(mapFields(mapStat('rel_init')), ['init_l2', 'l2', 'nan', 'inf']);
+  assert.deepEqual(mapFields(mapStat('nonfinite')), ['nan', 'inf']);
+  for (const stat of MAP_STATS) {
+    // Built from an answer holding only those fields, every stat's cells equal the full answer's.
+    const only = Object.fromEntries(Object.entries(statsA).map(([tag, s]) => [tag, Object.fromEntries(
+        ['steps', 'wall_times', ...mapFields(stat)].map((k) => [k, s[k] ?? s.steps.map(() => null)]))]));
+    const full = mapValues(mapRows([{run: 'a', rows, stats: statsA}]), stat);
+    const part = mapValues(mapRows([{run: 'a', rows, stats: only}]), stat);
+    assert.deepEqual([...part.kinds], [...full.kinds], stat.key);
+    assert.deepEqual([...part.values], [...full.values], stat.key);
+  }
 });
