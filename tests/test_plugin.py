@@ -90,8 +90,15 @@ def test_stats_one_tag_and_all(client):
     assert every["dense/kernel"] == one and set(every) == {"dense/kernel", "dense/bias"}
 
 
-def test_stats_fields_answer_only_those(client):
+def test_stats_fields_answer_only_those(client, logdir):
     every = get_json(client, "/stats?run=a")
+    # The route writes numpy columns (NaN as null): the same JSON as the
+    # reader's plain answer.
+    from tensorboard_nnviz.cli import local_provider
+    from tensorboard_nnviz.serve import reader as reader_lib
+
+    provider, eid = local_provider.local_data_provider(str(logdir[0]))
+    assert every == reader_lib.NNVizReader(provider).stats_impl(None, eid, "a")
     some = get_json(client, "/stats?run=a&fields=update_ratio,l2,update_ratio")
     assert set(some) == set(every)
     for tag, columns in some.items():

@@ -93,7 +93,8 @@ class NNVizPlugin(base_plugin.TBPlugin):
         run = http.string_param(request, "run")
         tag = http.string_param(request, "tag", required=False)
         fields = http.fields_param(request)
-        return http.json_response(request, self._reader.stats_impl(ctx, eid, run, tag, fields))
+        answer = self._reader.stats_impl(ctx, eid, run, tag, fields, arrays=True)
+        return http.json_response(request, answer)
 
     @http.route
     def frame_route(self, request):

@@ -281,10 +281,11 @@ class NNVizReader:
             )
         return frame, entry.steps[i]
 
-    def stats_impl(self, ctx, eid, run, tag=None, fields=None):
+    def stats_impl(self, ctx, eid, run, tag=None, fields=None, arrays=False):
         """Stats columns of one tag, or {tag: columns} of every tag of `run`;
         only the stats named in `fields` (with steps and wall times) when
-        given (an unknown name: BadRequestError).
+        given (an unknown name: BadRequestError). With `arrays`, each column
+        is a numpy array, NaN where undefined (for http.json_response).
 
         With every tag, a series that cannot be decoded becomes
         {"error": message}; the others are served.
@@ -301,10 +302,10 @@ class NNVizReader:
                 raise NotFoundError("run %r has no stats for weight %r" % (run, tag))
             if isinstance(found, str):
                 raise DataError(found)
-            return found.answer(fields)
+            return found.answer(fields, arrays)
         if stats.error and not stats.tags:
             raise DataError(stats.error)
-        return {t: {"error": s} if isinstance(s, str) else s.answer(fields)
+        return {t: {"error": s} if isinstance(s, str) else s.answer(fields, arrays)
                 for t, s in stats.tags.items()}
 
     def _stats_of_run(self, ctx, eid, run):

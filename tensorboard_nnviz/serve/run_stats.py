@@ -53,13 +53,19 @@ class TagStats:
         column = self.values[start:, i]
         return np.where(np.isfinite(column), column, np.nan)
 
-    def answer(self, fields=None):
+    def answer(self, fields=None, arrays=False):
         """The /stats columns: {"steps", "wall_times", <field>: [float or
         None]}, every field (and the spectral ones as null when absent), or
-        only `fields`."""
-        out = {"steps": self.steps.tolist(), "wall_times": self.wall_times.tolist()}
+        only `fields`. With `arrays`, numpy arrays (NaN where undefined) for
+        a JSON writer that writes NaN as null: no Python float per value."""
         if fields is None:
             fields = self.fields + tuple(f for f in fmt.SPECTRAL_FIELDS if f not in self._index)
+        if arrays:
+            out = {"steps": self.steps, "wall_times": self.wall_times}
+            for f in fields:
+                out[f] = np.ascontiguousarray(self.column(f))
+            return out
+        out = {"steps": self.steps.tolist(), "wall_times": self.wall_times.tolist()}
         for f in fields:
             i = self._index.get(f)
             if i is None:
