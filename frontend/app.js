@@ -10,7 +10,7 @@ import {errorBox} from './view/dom.js';
 import {findingUnits, kindName} from './model/findings.js';
 import {TensorDrawing} from './view/drawing.js';
 import {Viewport} from './view/heatmap.js';
-import {mapFields, mapStat} from './model/map_model.js';
+import {mapFields, mapStat, withNonfinite} from './model/map_model.js';
 import {layerStatFields} from './view/sidebar.js';
 import {boundFields} from './model/scale.js';
 import {RunLoader, startPolling} from './data/loading.js';
@@ -316,7 +316,9 @@ export class App {
   colourLayers() {
     const run = this.selected[0];
     if (!this.runData.get(run)) return;
-    const entry = this.statsFor('layers', run, {fields: layerStatFields(this.settings.layerStat)});
+    // The same request as the map's for that stat (nan, inf too): opening
+    // the map after the panel is up then reads what the layer list has.
+    const entry = this.statsFor('layers', run, {fields: withNonfinite(layerStatFields(this.settings.layerStat))});
     this.page.layerList.colour(entry.done ? entry.value : null, this.step ?? 0);
   }
 

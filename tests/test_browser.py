@@ -421,7 +421,7 @@ def test_layer_list_stats_charts_and_overview(panel, tb, trained):
     for tag in ("conv2d/kernel", "dense/kernel"):
         w, prev = weights[last][tag].astype(np.float64), weights[steps[-2]][tag].astype(np.float64)
         assert_3_digits(badge_value(panel, tag), np.linalg.norm(w - prev) / np.linalg.norm(prev))  # update ratio
-    # Another stat: its column of every tag is fetched (/stats?fields=init_l2).
+    # Another stat: its column of every tag is fetched (/stats?fields=init_l2,nan,inf).
     panel.frame.select_option("#layer-stat", "init_l2")
     for tag in ("conv2d/kernel", "conv2d/bias"):
         expected = np.linalg.norm(weights[last][tag].astype(np.float64) - weights[0][tag])

@@ -82,6 +82,15 @@ class Logdir:
     def close(self):
         self.writer.close()
 
+    def write_steps(self, steps):
+        """Writes `steps` as one training process would, then closes."""
+        self.open()
+        try:
+            for step in steps:
+                self.write(step)
+        finally:
+            self.close()
+
     def provider(self, fresh=False):
         mux = self._multiplexer() if fresh else self.multiplexer
         mux.AddRunsFromDirectory(self.root)
@@ -136,12 +145,7 @@ def session_start(run_dir, step):
 def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
     logdir = Logdir(tmp_path)
     session_start(logdir.run, 0)
-    logdir.open()
-    try:
-        for step in range(12):
-            logdir.write(step)
-    finally:
-        logdir.close()
+    logdir.write_steps(range(12))
     served = reader_lib.NNVizReader(logdir.provider())
     before = served.findings_impl(None, "", "run")["findings"]
     stats_before = served.stats_impl(None, "", "run", "dead/kernel", ["l2"])
@@ -149,12 +153,7 @@ def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
     time.sleep(1.1)
     session_start(logdir.run, 6)
     logdir.rng = np.random.default_rng(1)
-    logdir.open()
-    try:
-        for step in range(6, 20):
-            logdir.write(step)
-    finally:
-        logdir.close()
+    logdir.write_steps(range(6, 20))
     served._provider = logdir.provider()
     after = served.findings_impl(None, "", "run")["findings"]
     stats_after = served.stats_impl(None, "", "run", "dead/kernel", ["l2"])
@@ -167,12 +166,7 @@ def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
 @pytest.mark.parametrize("fields", [["l2"], ["update_ratio", "nan", "inf"], ["alpha"]])
 def test_fields_answer_only_those_columns(tmp_path, fields):
     logdir = Logdir(tmp_path)
-    logdir.open()
-    try:
-        for step in range(5):
-            logdir.write(step)
-    finally:
-        logdir.close()
+    logdir.write_steps(range(5))
     r = reader_lib.NNVizReader(logdir.provider())
     full = r.stats_impl(None, "", "run")
     some = r.stats_impl(None, "", "run", fields=fields)
@@ -211,12 +205,7 @@ def test_a_run_continued_across_the_stats_table_reads_as_one(tmp_path):
     write_events(str(run), old)
     time.sleep(1.1)  # the next event file sorts after this one
     logdir = Logdir(tmp_path)
-    logdir.open()
-    try:
-        for step in range(5, 10):
-            logdir.write(step)
-    finally:
-        logdir.close()
+    logdir.write_steps(range(5, 10))
     r = reader_lib.NNVizReader(logdir.provider())
     stats = r.stats_impl(None, "", "run")
     assert set(stats) == set(SHAPES)

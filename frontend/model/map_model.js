@@ -96,9 +96,14 @@ export function mapStat(key) {
   return MAP_STATS.find((s) => s.key === key) || MAP_STATS[0];
 }
 
-/** The /stats fields the map of `stat` reads: its own, and nan, inf (a cell's NaN colour). */
+/** `fields` and nan, inf (what paints a cell in the NaN colour), each once. */
+export function withNonfinite(fields) {
+  return [...new Set([...fields, 'nan', 'inf'])];
+}
+
+/** The /stats fields the map of `stat` reads: its own, and nan, inf. */
 export function mapFields(stat) {
-  return [...new Set([...stat.fields, 'nan', 'inf'])];
+  return withNonfinite(stat.fields);
 }
 
 /**
