@@ -432,7 +432,7 @@ def test_layer_list_stats_charts_and_overview(panel, tb, trained):
     # σ_max and stable rank of this matrix; its 18 pooled eigenvalues are too
     # few for alpha: test_browser_spectral.py); the read-out under each is
     # the run's value at the current step.
-    assert panel.frame.locator(".chart-card").count() == 8
+    panel.frame.wait_for_function("() => document.querySelectorAll('.chart-card').length === 8", timeout=TIMEOUT_MS)
     l2 = panel.frame.locator(".chart-card").first.locator(".chart-value .value").text_content()
     assert_3_digits(float(l2), np.linalg.norm(weights[last][TAG].astype(np.float64)))
     # Clicking a chart moves the step.

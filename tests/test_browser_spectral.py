@@ -35,6 +35,8 @@ def open_tensor(panel, tag):
 
 
 def chart_titles(panel):
+    # The tensor's charts are drawn once its stats have come (their own request).
+    panel.frame.wait_for_function("() => document.querySelector('.chart-title')", timeout=TIMEOUT_MS)
     return panel.frame.locator(".chart-title").evaluate_all("(ts) => ts.map((t) => t.firstChild.textContent)")
 
 

@@ -218,3 +218,46 @@ def test_a_run_continued_across_the_stats_table_reads_as_one(tmp_path):
     # Each process measures updates from its own first snapshot.
     assert stats["frozen/kernel"]["update_l2"] == ([None] + [0.0] * 4) * 2
     assert r.findings_impl(None, "", "run")["findings"] == from_scratch(logdir.provider(fresh=True))
+
+
+@pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rustboard"])
+def test_findings_of_a_run_appended_while_served_equal_a_fresh_computation(tmp_path, load_fast):
+    """A real TensorBoard on each ingester serves the run while the writer
+    appends to it: after each batch, /findings (kept and extended by the
+    plugin) equals findings.compute over what /stats, /structure and /units
+    answer for the whole run."""
+    from tb_server import TensorBoardServer
+
+    logdir = Logdir(tmp_path)
+    logdir.open()
+    kinds_seen = set()
+    try:
+        with TensorBoardServer(str(tmp_path), load_fast=load_fast, extra_args=("--reload_interval", "1")) as tb:
+            for batch in range(4):
+                steps = range(10 * batch, 10 * batch + 10)
+                for step in steps:
+                    logdir.write(step)
+                last = steps[-1]
+                tb.wait_for(lambda: tb.get_json("stats", {"run": "run", "tag": "ok/kernel", "fields": "l2"})
+                            ["steps"][-1:] == [last], timeout=60)
+                served = tb.get_json("findings", {"run": "run"})["findings"]
+                assert served == from_http(tb), "after step %d" % last
+                kinds_seen.update((f["kind"], f["tag"]) for f in served)
+    finally:
+        logdir.close()
+    assert {("exploding", "grow/kernel"), ("nonfinite", "nan/kernel"), ("frozen", "frozen/kernel"),
+            ("dead_units", "dead/kernel")} <= kinds_seen, kinds_seen
+
+
+def from_http(tb):
+    """findings.compute over the whole run as the HTTP API answers it."""
+    columns = tb.get_json("stats", {"run": "run"})
+    structure = tb.get_json("structure", {"run": "run"})
+    units = {}
+    for tag in F.needs_units(columns, structure):
+        r = tb.get("units", {"run": "run", "tag": tag, "stat": "update"})
+        rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
+        cells = np.frombuffer(r.body, "<f4").reshape(rows, cols)
+        units[tag] = {"steps": columns[tag]["steps"], "update": list(cells),
+                      "block": int(r.headers["X-NNViz-Unit-Block"]), "units": int(np.prod(SHAPES[tag][1:]))}
+    return F.compute(columns, structure, units)

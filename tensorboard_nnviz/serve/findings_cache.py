@@ -231,6 +231,11 @@ class FindingsCache:
         with run.lock:
             return run.update(stats, structure, read_units)
 
+    def forget(self, key):
+        """Drops what is kept of a run (gone from TensorBoard)."""
+        with self._lock:
+            self._runs.pop(key, None)
+
 
 class _RunFindings:
     def __init__(self):

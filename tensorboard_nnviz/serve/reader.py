@@ -291,7 +291,7 @@ class NNVizReader:
         {"error": message}; the others are served.
         """
         ctx = ctx if ctx is not None else tb_context.RequestContext()
-        stats = self._stats_of_run(ctx, eid, run)
+        stats = self._stats_of_run(ctx, eid, run) if tag is None else self._stats_of_tag(ctx, eid, run, tag)
         if fields is not None:
             run_stats.check_fields(fields, stats.known_fields())
         if tag is not None:
@@ -318,6 +318,9 @@ class NNVizReader:
         if fmt.STATS_TABLE_TAG not in listing:  # written before format 3, or no stats yet
             listing = self._list_tensors(ctx, eid, run)
             if not listing:
+                self._run_stats.forget(eid, run)
+                self._findings.forget((eid, run))
+                self._older_stats.pop((eid, run), None)
                 self._check_run(ctx, eid, run)
             return self._run_stats.get(ctx, eid, run, listing)
         stats = self._run_stats.get(ctx, eid, run, listing)
@@ -327,6 +330,16 @@ class NNVizReader:
             if found:
                 stats = self._run_stats.get(ctx, eid, run, dict(listing, **found))
         return stats
+
+    def _stats_of_tag(self, ctx, eid, run, tag):
+        """RunStats holding `tag`'s stats: of a run written before format 3,
+        that weight's series alone (as the run's others are not needed)."""
+        if (eid, run) not in self._older_stats:  # not known to have a stats table
+            stats_tag = fmt.stats_tag(tag)
+            listing = self._list_tensors(ctx, eid, run, tags=[stats_tag, fmt.STATS_TABLE_TAG])
+            if stats_tag in listing and fmt.STATS_TABLE_TAG not in listing:
+                return self._run_stats.get(ctx, eid, run, listing, part=tag)
+        return self._stats_of_run(ctx, eid, run)
 
     def structure_impl(self, ctx, eid, run):
         """The latest model structure written to `run`."""
@@ -362,7 +375,7 @@ class NNVizReader:
             raise BadRequestError(
                 "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
         units_tag = fmt.units_tag(tag)
-        stats = self._stats_of_run(ctx, eid, run)
+        stats = self._stats_of_tag(ctx, eid, run, tag)
         listing = self._list_tensors(ctx, eid, run, tags=[units_tag])
         if units_tag not in listing or not isinstance(stats.tags.get(tag), run_stats.TagStats):
             self._no_units(run, tag, stats)

@@ -255,17 +255,21 @@ class RunStatsCache:
         self._lock = threading.Lock()
         self._runs = {}  # (eid, run) -> _RunEntry
 
-    def get(self, ctx, eid, run, listing):
+    def get(self, ctx, eid, run, listing, part=None):
         """RunStats of `run` from its tensor listing ({summary tag: series};
-        the stats table and the per-weight stats series are used)."""
+        the stats table and the per-weight stats series are used). `part`
+        names a cache entry of its own for a listing of some series only
+        (one weight's)."""
         with self._lock:
-            entry = self._runs.setdefault((eid, run), _RunEntry())
+            entry = self._runs.setdefault((eid, run, part), _RunEntry())
         with entry.lock:  # one request decodes; a concurrent one waits for it
             return entry.update(ctx, eid, run, listing, self._read, self._stamp)
 
     def forget(self, eid, run):
+        """Drops what is kept of `run` (gone from TensorBoard)."""
         with self._lock:
-            self._runs.pop((eid, run), None)
+            for key in [k for k in self._runs if k[:2] == (eid, run)]:
+                del self._runs[key]
 
 
 class _RunEntry:
