@@ -11,7 +11,8 @@ from torch import nn
 import torch_models as tm
 
 from tensorboard_nnviz.record import writer as writer_lib
-from tensorboard_nnviz.torch import HostBufferPool, watch
+from tensorboard_nnviz.record.torch_watch import HostBufferPool
+from tensorboard_nnviz.torch import watch
 from runs import read_run, steps_of
 
 
