@@ -42,6 +42,9 @@ _TEST_TOOLS = [
     "hypothesis>=6",
     "playwright>=1.40",
     "psutil>=5",
+    # tests/test_browser_serving.py builds the wheel without build isolation
+    # (no index needed); bdist_wheel is built in from 70.1.
+    "setuptools>=70.1",
 ]
 
 setup(
