@@ -247,8 +247,8 @@ class Watcher:
     def _tensors(self):
         """(entries, their signature, the recorded entries), built again only
         when a tensor is added, replaced, reshaped or cast: the module walk
-        is per-snapshot Python work on the training thread (6–13 ms for 420
-        tensors, 3–15× this check)."""
+        is Python work on the training thread, many times the cost of this
+        check, and the model rarely changes between snapshots."""
         model = self.model
         key = tuple(_tensor_key(t) for t in itertools.chain(model.parameters(), model.buffers()))
         if key != self._entries_key:
