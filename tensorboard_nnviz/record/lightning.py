@@ -7,8 +7,7 @@ except ImportError:  # the standalone `pytorch_lightning` package
     from pytorch_lightning.callbacks import Callback
     from pytorch_lightning.loggers import TensorBoardLogger
 
-from tensorboard_nnviz.record import schedule as schedule_lib
-from tensorboard_nnviz.record import spectral_budget
+from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import torch_watch as nnviz_torch
 
 __all__ = ["NNVizCallback"]
@@ -39,6 +38,12 @@ class NNVizCallback(Callback):
         budget per snapshot), `True` (all, every snapshot), `False`, or CPU
         seconds per snapshot.
 
+    Raises:
+      OSError: an explicit `log_dir` cannot be written (raised here, before
+        training; the logger's directory is known when training starts).
+      ValueError: an invalid `snapshot_freq`, `max_cells`, `include`,
+        `exclude` or `spectral`.
+
     Example:
 
     ```python
@@ -51,26 +56,25 @@ class NNVizCallback(Callback):
     def __init__(self, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
                  exclude=None, spectral="auto"):
         super().__init__()
-        # Bad values fail here, not in fit.
-        self._per_epoch = schedule_lib.parse(snapshot_freq).per_epoch
-        schedule_lib.tag_filter(include, exclude)
-        spectral_budget.scheduler_for(spectral)
-        self.spectral = spectral
+        # Every argument is checked here, before fit (recorder.py).
+        self.recorder = recorder_lib.Recorder(recorder_lib.LIGHTNING, log_dir, snapshot_freq,
+                                              max_cells, include, exclude, spectral)
+        if nnviz_torch.process_rank() == 0:
+            self.recorder.check_log_dir()  # an explicit log_dir; the logger's is known later
         self.log_dir = log_dir
         self.snapshot_freq = snapshot_freq
-        self.max_cells = max_cells
+        self.max_cells = self.recorder.max_cells
         self.include = include
         self.exclude = exclude
+        self.spectral = spectral
         self._watcher = None
 
     def on_train_start(self, trainer, pl_module):
-        # On every rank: the watcher writes on rank 0 only, but sharded
-        # weights (FSDP2) need every rank to gather them.
-        self._watcher = nnviz_torch.Watcher(
-            pl_module, self.log_dir or default_log_dir(trainer),
-            snapshot_freq=self.snapshot_freq, max_cells=self.max_cells, include=self.include,
-            exclude=self.exclude, start=trainer.global_step, allow_epochs=True,
-            spectral=self.spectral)
+        # On every rank: global rank 0 writes, but sharded weights (FSDP2)
+        # need every rank to gather them.
+        self._watcher = nnviz_torch.Watcher.driven(
+            self.recorder, pl_module, self.log_dir or default_log_dir(trainer),
+            start=trainer.global_step, writes=trainer.global_rank == 0)
         self._watcher.snapshot()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -78,7 +82,7 @@ class NNVizCallback(Callback):
             self._watcher.advance_to(trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if self._watcher is not None and self._per_epoch:
+        if self._watcher is not None and self.recorder.schedule.per_epoch:
             self._watcher.advance_to(trainer.global_step)
             self._watcher.snapshot()
 
@@ -86,7 +90,7 @@ class NNVizCallback(Callback):
         self._close()
 
     def on_exception(self, trainer, pl_module, exception):
-        self._close()
+        self._close()  # writes what is queued: training raised, the snapshots stay
 
     def _close(self):
         if self._watcher is not None:
