@@ -60,6 +60,10 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
       log_dir: directory for the event files (one TensorBoard run), e.g.
         `SummaryWriter(log_dir)`'s.
       optimizer: a `torch.optim.Optimizer` whose steps count the step, or
+        a wrapper of one (Accelerate's `AcceleratedOptimizer`, Lightning's
+        `LightningOptimizer`, any wrapper exposing it as `.optimizer`):
+        steps are counted on the real optimizer, once per real step (an
+        accumulation micro-step, or a step a grad scaler skipped, is none).
         None to count with `watcher.step()`.
       snapshot_freq: an int N for a snapshot each time the step count
         crosses a multiple of N, or `"log"` for log-spaced steps
@@ -85,7 +89,7 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
       OSError: `log_dir` cannot be written.
       ValueError: an invalid `snapshot_freq` (e.g. `"epoch"`: a training loop
         has no epochs a hook can see), `max_cells`, `include`, `exclude`,
-        `spectral`.
+        `spectral`, or an `optimizer` that is none.
 
     Example:
 
@@ -137,6 +141,7 @@ class Watcher:
         # Every argument is checked here, before anything is opened (recorder.py).
         recorder = recorder_lib.Recorder(recorder_lib.WATCH, log_dir, snapshot_freq, max_cells,
                                          include, exclude, spectral, epochs=allow_epochs)
+        optimizer = real_optimizer(optimizer)
         self._start(recorder, model, None, optimizer, start, process_rank() == 0)
 
     @classmethod
@@ -267,6 +272,43 @@ class _TorchModel(recorder_lib.Source):
         for e in recorded:
             if structure_torch.is_sharded(e.tensor):
                 e.tensor.full_tensor()
+
+
+# Where wrappers keep the optimizer they wrap: Accelerate's
+# AcceleratedOptimizer (and DeepSpeed's) `.optimizer`, Lightning's
+# LightningOptimizer `._optimizer`.
+_WRAPPED = ("optimizer", "_optimizer")
+
+
+def real_optimizer(optimizer):
+    """The optimizer whose `step()` updates the weights, found inside
+    wrappers, or None for None.
+
+    A wrapper's `step()` calls the wrapped optimizer's when (and only when)
+    a real step happens: not on an accumulation micro-step (Accelerate), nor
+    when a grad scaler found inf or NaN gradients and skipped it. So steps
+    are counted by a hook on the innermost optimizer, once per real step.
+    AcceleratedOptimizer is a torch Optimizer that never ran its
+    `__init__`, which is why hooking the wrapper fails.
+
+    Raises:
+      ValueError: not an optimizer, nor a wrapper exposing one.
+    """
+    seen = set()
+    while optimizer is not None and id(optimizer) not in seen:
+        seen.add(id(optimizer))
+        inner = [getattr(optimizer, a, None) for a in _WRAPPED]
+        inner = [o for o in inner if o is not optimizer and callable(getattr(o, "step", None))]
+        if not inner:
+            break
+        optimizer = inner[0]
+    if optimizer is None or (isinstance(optimizer, torch.optim.Optimizer)
+                             and hasattr(optimizer, "_optimizer_step_post_hooks")):
+        return optimizer
+    raise ValueError(
+        "%s: optimizer must be a torch.optim.Optimizer or a wrapper that exposes it as "
+        "`.optimizer` (Accelerate's, Lightning's), got %s"
+        % (recorder_lib.WATCH, type(optimizer).__name__))
 
 
 # --- the copy to host ---------------------------------------------------------------
