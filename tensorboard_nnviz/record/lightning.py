@@ -57,45 +57,25 @@ class NNVizCallback(Callback):
                  exclude=None, spectral="auto"):
         super().__init__()
         # Every argument is checked here, before fit (recorder.py).
-        self.recorder = recorder_lib.Recorder(recorder_lib.LIGHTNING, log_dir, snapshot_freq,
-                                              max_cells, include, exclude, spectral)
-        if nnviz_torch.process_rank() == 0:
-            self.recorder.check_log_dir()  # an explicit log_dir; the logger's is known later
+        self._driver = nnviz_torch.Driver(recorder_lib.LIGHTNING, log_dir, snapshot_freq,
+                                          max_cells, include, exclude, spectral)
         self.log_dir = log_dir
-        self.snapshot_freq = snapshot_freq
-        self.max_cells = self.recorder.max_cells
-        self.include = include
-        self.exclude = exclude
-        self.spectral = spectral
-        self._watcher = None
 
     def on_train_start(self, trainer, pl_module):
-        # On every rank: global rank 0 writes, but sharded weights (FSDP2)
-        # need every rank to gather them.
-        self._watcher = nnviz_torch.Watcher.driven(
-            self.recorder, pl_module, self.log_dir or default_log_dir(trainer),
-            start=trainer.global_step, writes=trainer.global_rank == 0)
-        self._watcher.snapshot()
+        self._driver.start(pl_module, self.log_dir or default_log_dir(trainer),
+                           trainer.global_step, writes=trainer.global_rank == 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._watcher is not None:
-            self._watcher.advance_to(trainer.global_step)
+        self._driver.advance_to(trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if self._watcher is not None and self.recorder.schedule.per_epoch:
-            self._watcher.advance_to(trainer.global_step)
-            self._watcher.snapshot()
+        self._driver.epoch_end(trainer.global_step)
 
     def on_train_end(self, trainer, pl_module):
-        self._close()
+        self._driver.close()
 
     def on_exception(self, trainer, pl_module, exception):
-        self._close()  # writes what is queued: training raised, the snapshots stay
-
-    def _close(self):
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+        self._driver.close()  # writes what is queued: training raised, the snapshots stay
 
 
 def default_log_dir(trainer):

@@ -129,7 +129,7 @@ class Watcher:
 
     `watch` makes one and takes the first snapshot; the Lightning and
     Hugging Face callbacks drive one from their trainer's step count
-    (`Watcher.driven`).
+    (`Driver`, through `Watcher.driven`).
 
     Args: as `watch`, and
       start: optimizer steps already completed (e.g. a resumed
@@ -244,6 +244,51 @@ class Watcher:
         return False
 
 
+class Driver:
+    """What the Lightning and Hugging Face callbacks share: their arguments,
+    checked when the callback is made, and a `Watcher` that their hooks
+    drive from the trainer's `global_step`.
+
+    Args:
+      api: the callback's name for messages (`recorder.LIGHTNING`, ...).
+      log_dir, snapshot_freq, max_cells, include, exclude, spectral: the
+        callback's arguments.
+
+    Raises:
+      OSError: an explicit `log_dir` cannot be written.
+      ValueError: an invalid argument.
+    """
+
+    def __init__(self, api, log_dir, snapshot_freq, max_cells, include, exclude, spectral):
+        self.recorder = recorder_lib.Recorder(api, log_dir, snapshot_freq, max_cells, include,
+                                              exclude, spectral)
+        if process_rank() == 0:
+            self.recorder.check_log_dir()  # an explicit log_dir; the trainer's is known later
+        self._watcher = None
+
+    def start(self, model, log_dir, start, writes, expected=None):
+        """Training starts: the first snapshot. On every process: one writes,
+        but sharded weights (FSDP2) need every process to gather them."""
+        self._watcher = Watcher.driven(self.recorder, model, log_dir, start=start, writes=writes,
+                                       expected=expected)
+        self._watcher.snapshot()
+
+    def advance_to(self, global_step):
+        if self._watcher is not None:
+            self._watcher.advance_to(global_step)
+
+    def epoch_end(self, global_step):
+        if self._watcher is not None and self.recorder.schedule.per_epoch:
+            self._watcher.advance_to(global_step)
+            self._watcher.snapshot()
+
+    def close(self):
+        """Writes what is queued and closes the writer (idempotent)."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
+
 class _TorchModel(recorder_lib.Source):
     """A torch module as the recorder sees it (recorder.Source)."""
 
@@ -275,8 +320,8 @@ class _TorchModel(recorder_lib.Source):
 
 
 # Where wrappers keep the optimizer they wrap: Accelerate's
-# AcceleratedOptimizer (and DeepSpeed's) `.optimizer`, Lightning's
-# LightningOptimizer `._optimizer`.
+# AcceleratedOptimizer `.optimizer`, Lightning's LightningOptimizer
+# `._optimizer`.
 _WRAPPED = ("optimizer", "_optimizer")
 
 
