@@ -197,4 +197,5 @@ def _regex(name, pattern):
     try:
         return re.compile(pattern)
     except (re.error, TypeError) as e:
-        raise ValueError("%s must be a regular expression, got %r (%s)" % (name, pattern, e)) from None
+        raise ValueError(
+            "%s must be a regular expression, got %r (%s)" % (name, pattern, e)) from None

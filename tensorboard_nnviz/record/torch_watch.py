@@ -14,7 +14,6 @@ in torch's axis order: layout_torch.py.
 """
 
 import itertools
-import logging
 import os
 import weakref
 
@@ -24,8 +23,6 @@ import torch
 from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import structure_torch
 from tensorboard_nnviz.record import writer as writer_lib
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["Watcher", "watch"]
 
