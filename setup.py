@@ -87,6 +87,10 @@ setup(
         "jax": ["keras>=3.0", "jax[cpu]>=0.5.1"],  # jax.distributed.is_initialized
         "torch": ["keras>=3.0", "torch>=2.1"],
         "lightning": ["torch>=2.1", "lightning>=2.1"],
+        # The Trainer callback (transformers) and `watch` under Accelerate;
+        # 4.46: the Trainer's optimizer-step events, Accelerate 1.1: what
+        # transformers 5 needs.
+        "transformers": ["torch>=2.1", "transformers>=4.46", "accelerate>=1.1"],
         "export": ["matplotlib>=3.6", "pillow>=9"],
         "demo": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"],
         "test": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"] + _TEST_TOOLS,
