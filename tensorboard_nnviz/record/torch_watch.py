@@ -213,73 +213,9 @@ class Watcher:
         """
         if self._closed or not (self.active or self._sharded):
             return
-<<<<<<< HEAD
-        try:
-            if self.active:
-                self._take_snapshot()
-            elif self._sharded:
-                self._gather_only()
-        except Exception as e:
-            logger.exception("nnviz: could not take a weight snapshot")
-            self._warn_once("tensorboard_nnviz could not take a weight snapshot (%s: %s); "
-                            "training goes on" % (type(e).__name__, e))
-
-    def _take_snapshot(self):
-        items, signature, recorded = self._tensors()
-        doc = None
-        if signature != self._signature:  # the first snapshot, or the model changed
-            doc = structure_torch.build_structure(
-                self.model, items, structure_torch.fx_inbound(self.model))
-            if self._signature is None:
-                self._log_budget(recorded)
-        step = self._steps.step(self._count)
-        with self._writer.paused(), torch.no_grad():
-            weights = copy_to_host(recorded, self._writer.pool)
-        self._writer.write(step, weights, doc, pooled=True)
-        self._signature = signature
-        self._steps.written(step)
-        self._snapshot_count = self._count
-
-    def _gather_only(self):
-        """Another rank's part in a snapshot of sharded weights: the same
-        gathers as rank 0, in the same order; nothing is kept."""
-        self._snapshot_count = self._count
-        for e in self._tensors()[2]:
-            if structure_torch.is_sharded(e.tensor):
-                e.tensor.full_tensor()
-
-    def _tensors(self):
-        """(entries, their signature, the recorded entries), built again only
-        when a tensor is added, replaced, reshaped or cast: the module walk
-        is Python work on the training thread, many times the cost of this
-        check, and the model rarely changes between snapshots."""
-        model = self.model
-        key = tuple(_tensor_key(t) for t in itertools.chain(model.parameters(), model.buffers()))
-        if key != self._entries_key:
-            items = structure_torch.entries(model)
-            recorded = [e for e in items if e.recorded and self._wanted(e.tag)]
-            self._entries = (items, structure_torch.signature(items), recorded)
-            self._entries_key = key
-        return self._entries
-
-    def _log_budget(self, recorded):
-        try:
-            logger.info(budget_lib.budget_message(
-                len(recorded), budget_lib.snapshot_bytes(recorded, self.max_cells)))
-        except Exception:  # an estimate must never stop training
-            logger.exception("nnviz: could not estimate the snapshot size")
-
-    def _warn_once(self, msg):
-        if self._warned:
-            return
-        self._warned = True
-        logger.warning(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-=======
         if self._budget:
             self.recorder.log_budget(self._source, self._budget.pop())
         self.recorder.snapshot(self._source, self._count, token=self)
->>>>>>> skeleton
 
     # --- closing --------------------------------------------------------------------
 

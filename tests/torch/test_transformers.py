@@ -142,6 +142,13 @@ def test_gpt2s_conv1d_reads_inputs_down_outputs_across(trained):
     c_attn = run["content"]["transformer/h/0/attn/c_attn/weight"]
     assert c_attn["shape"] == [16, 48]
     assert (c_attn["layout"]["row_axes"], c_attn["layout"]["col_axes"]) == ([0], [1])
+    # Its units are its 48 outputs (q, k, v of 16 each), as for Linear.
+    assert c_attn["layout"]["unit_axes"] == [1]
+    units = run["units_content"]["transformer/h/0/attn/c_attn/weight"]
+    assert units["units"] == 48
+    structure = run["structure"][-1][1]
+    classes = {layer["path"]: layer["class"] for layer in structure["layers"]}
+    assert classes["transformer/h/0/attn/c_attn"] == "Conv1D"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
