@@ -9,7 +9,7 @@ import {usesSequential} from './view/controls.js';
 import {errorBox} from './view/dom.js';
 import {findingUnits, kindName} from './model/findings.js';
 import {TensorDrawing} from './view/drawing.js';
-import {Viewport} from './view/heatmap.js';
+import {Viewport} from './model/viewport.js';
 import {mapFields, mapStat, withNonfinite} from './model/map_model.js';
 import {layerStatFields} from './view/sidebar.js';
 import {boundFields} from './model/scale.js';
