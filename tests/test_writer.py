@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
-from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models as km
@@ -25,6 +24,19 @@ def _weights(seed, shapes=(("dense/kernel", (5, 4)), ("dense/bias", (4,)))):
     ]
 
 
+def _disk_full_at(monkeypatch, steps):
+    """Writing a snapshot of these steps fails as on a full disk."""
+    real_write = eventfiles.EventFile.write_pieces
+
+    def failing_write(self, pieces):
+        event = event_pb2.Event.FromString(b"".join(pieces))
+        if event.step in steps and event.summary.value:
+            raise OSError(28, "No space left on device")
+        return real_write(self, pieces)
+
+    monkeypatch.setattr(eventfiles.EventFile, "write_pieces", failing_write)
+
+
 def test_unwritable_log_dir_is_a_clear_error_before_training(tmp_path):
     from tensorboard_nnviz import NNVizCallback
 
@@ -39,15 +51,7 @@ def test_failed_writes_warn_once_and_training_goes_on(tmp_path, monkeypatch):
     """Writing steps 8 and 12 fails as on a full disk; fit finishes and the
     snapshots before and after the failure are on disk. After two failures
     in a row the writer skips one snapshot (16) before retrying."""
-    real_write = record_writer.RecordWriter.write
-
-    def failing_write(self, data):
-        event = event_pb2.Event.FromString(data)
-        if event.step in (8, 12) and event.summary.value:
-            raise OSError(28, "No space left on device")
-        return real_write(self, data)
-
-    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    _disk_full_at(monkeypatch, (8, 12))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, cb, history = km.train_run(tmp_path, epochs=5)
@@ -236,15 +240,7 @@ def test_write_after_close_is_an_error(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_structure_lost_to_a_failed_write_comes_with_the_next_snapshot(tmp_path, monkeypatch):
-    real_write = record_writer.RecordWriter.write
-
-    def failing_write(self, data):
-        event = event_pb2.Event.FromString(data)
-        if event.step == 0 and event.summary.value:
-            raise OSError(28, "No space left on device")
-        return real_write(self, data)
-
-    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    _disk_full_at(monkeypatch, (0,))
     w = writer_lib.SnapshotWriter(str(tmp_path))
     with pytest.warns(RuntimeWarning, match="could not write the weight snapshot at step 0"):
         w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})

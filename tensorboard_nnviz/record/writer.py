@@ -249,7 +249,8 @@ class SnapshotWriter:
             return
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            sumsqs = self._values(snap, event.summary.value)
+            sumsqs, frames = self._values(snap, event.summary.value)
+            pieces = eventfiles.event_pieces(event, frames)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
@@ -258,7 +259,10 @@ class SnapshotWriter:
         try:
             if self._events is None:  # an earlier failure: try a new file
                 self._events = self._factory(self.log_dir)
-            self._events.add_event(event)
+            if hasattr(self._events, "write_pieces"):
+                self._events.write_pieces(pieces)
+            else:  # an event writer of TensorBoard's (a URL, or a test's)
+                self._events.add_event(event_pb2.Event.FromString(b"".join(pieces)))
             self._events.flush()
         except Exception as e:
             self._warn_failure(snap.step, e)
@@ -304,25 +308,30 @@ class SnapshotWriter:
 
     def _values(self, snap, values):
         """Adds the snapshot's summary values to `values` (an event's
-        `summary.value`: built in place, not copied into the event).
-        Returns each weight's ||W||**2 (None if not all finite)."""
+        `summary.value`: built in place, not copied into the event), but
+        the frames. Returns each weight's ||W||**2 (None if not all
+        finite), and the frames as [(Summary.Value, blob pieces)] for
+        `eventfiles.event_pieces`."""
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
             fmt.structure_value(structure, out=values.add())
         stats_content = fmt.stats_content()
-        sumsqs, stats = [], []
+        sumsqs, stats, frames = [], [], []
         start = time.thread_time()
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
                 pass
-            frame, state = self._frame(w)
+            state = self._state(w)
+            # Exact frames float32, block-reduced ones float16 (budget.py).
+            encoding = budget.frame_encoding(state.layout["block"])
+            # The stats, the unit sums and the frame: one pass (stats.py).
             measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
-                                         state.prev_sumsq, state.init_sumsq)
+                                         state.prev_sumsq, state.init_sumsq, layout=state.layout,
+                                         frame_dtype=fmt.encoding_dtype(encoding))
             sumsqs.append(measured.sumsq if measured.finite else None)
             stats.append(measured.stats)
-            # Exact frames float32, block-reduced ones float16 (budget.py).
-            blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
-            fmt.frame_value(w.tag, blob, state.content, out=values.add())
+            frames.append((fmt.frame_value(w.tag, None, state.content),
+                           fmt.frame_pieces(measured.frame, encoding)))
             block, update = state.unit_block, measured.update
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
@@ -330,7 +339,7 @@ class SnapshotWriter:
         self._spectral(snap, stats, time.thread_time() - start)
         for w, tag_stats in zip(snap.weights, stats):
             fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())
-        return sumsqs
+        return sumsqs, frames
 
     def _spectral(self, snap, stats, writer_seconds):
         """Fills the spectral fields of `stats` (one dict per weight of
@@ -362,28 +371,28 @@ class SnapshotWriter:
                 if self._scheduler.overspent():
                     break  # the estimates were low (first snapshots): the rest wait
 
-    def _frame(self, w):
-        """The frame of a weight, and its tag's state (new for a new tag or shape)."""
+    def _state(self, w):
+        """The tag's state (new for a new tag, shape, dtype or layer class)."""
         value = w.value
         key = (tuple(value.shape), str(w.dtype), w.layer_class)
         state = self.state.get(w.tag)
         if state is not None and state.key == key:
-            frame = layout_lib.make_frame(value, state.layout, self.max_cells, state.layout["block"])
-            return frame[0], state
+            return state
         layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
                                           value.shape, w.layer_name)
-        frame, block = layout_lib.make_frame(value, layout, self.max_cells)
+        block = layout_lib.frame_block(layout, value.shape, self.max_cells)
+        rows, cols = layout_lib.layout_size(layout, value.shape)
         # A layout from elsewhere (e.g. another framework's) may name no units.
         unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(value.ndim))
         layout = dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
         content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
-                                    rows=frame.shape[0], cols=frame.shape[1])
+                                    rows=-(-rows // block[0]), cols=-(-cols // block[1]))
         units = stats_lib.unit_count(value.shape, unit_axes)
         unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
         units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
         state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
                                               init=value, matrix=_matrix_plan(w, layout))
-        return frame, state
+        return state
 
     def _discard_events(self):
         events, self._events = self._events, None
