@@ -65,7 +65,8 @@ class _TagState:
     """What the worker keeps per weight tag between snapshots."""
 
     __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
-                 "prev_pooled", "prev_sumsq", "init_sumsq", "matrix")
+                 "prev_pooled", "prev_sumsq", "init_sumsq", "matrix", "last_stats",
+                 "last_spectral")
 
     def __init__(self, key, layout, content, units_content, unit_block, init, matrix=None):
         self.key = key  # (shape, dtype, layer_class): a new key resets the state
@@ -83,6 +84,8 @@ class _TagState:
         # How the weight reads as matrices for the spectral stats
         # (spectral.plan), or None: not a matrix. Fixed by the key.
         self.matrix = matrix
+        self.last_stats = None  # the stats written with prev
+        self.last_spectral = False  # whether they hold its spectral stats
 
 
 class BufferPool:
@@ -144,6 +147,7 @@ class SnapshotWriter:
                  event_writer_factory=None, spectral="auto"):
         self._scheduler = spectral_budget.scheduler_for(spectral)  # ValueError first
         self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
+        self._last_written = None  # (step, wall_time) of the last snapshot on disk
         self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
         self.log_dir = str(log_dir)
         self.max_cells = int(max_cells)
@@ -229,13 +233,14 @@ class SnapshotWriter:
     def _run(self):
         while True:
             item = self._queue.get()
+            start = time.thread_time()
             try:
                 if item is _STOP:
+                    self._write_spectral_ends()
                     return
-                start = time.thread_time()
                 self._write_snapshot(item)
-                self.worker_cpu_seconds += time.thread_time() - start
             finally:
+                self.worker_cpu_seconds += time.thread_time() - start
                 self._queue.task_done()
 
     def _write_snapshot(self, snap):
@@ -249,7 +254,7 @@ class SnapshotWriter:
             return
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            sumsqs, frames = self._values(snap, event.summary.value)
+            sumsqs, frames, stats, spectral = self._values(snap, event.summary.value)
             pieces = eventfiles.event_pieces(event, frames)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
@@ -257,13 +262,7 @@ class SnapshotWriter:
             self._forget(snap)
             return
         try:
-            if self._events is None:  # an earlier failure: try a new file
-                self._events = self._factory(self.log_dir)
-            if hasattr(self._events, "write_pieces"):
-                self._events.write_pieces(pieces)
-            else:  # an event writer of TensorBoard's (a URL, or a test's)
-                self._events.add_event(event_pb2.Event.FromString(b"".join(pieces)))
-            self._events.flush()
+            self._write_event(pieces)
         except Exception as e:
             self._warn_failure(snap.step, e)
             self._forget(snap)
@@ -274,8 +273,55 @@ class SnapshotWriter:
         self.snapshots_written += 1
         self._failures = 0
         self._lost_structure = None
-        for w, sumsq in zip(snap.weights, sumsqs):
-            self._advance(self.state[w.tag], w, snap.pooled, sumsq)
+        self._last_written = (snap.step, snap.wall_time)
+        for w, sumsq, tag_stats in zip(snap.weights, sumsqs, stats):
+            state = self.state[w.tag]
+            state.last_stats, state.last_spectral = tag_stats, w.tag in spectral
+            self._advance(state, w, snap.pooled, sumsq)
+
+    def _write_event(self, pieces):
+        """Writes an event's pieces (`eventfiles.event_pieces`) and flushes."""
+        if self._events is None:  # an earlier failure: try a new file
+            self._events = self._factory(self.log_dir)
+        if hasattr(self._events, "write_pieces"):
+            self._events.write_pieces(pieces)
+        else:  # an event writer of TensorBoard's (a URL, or a test's)
+            self._events.add_event(event_pb2.Event.FromString(b"".join(pieces)))
+        self._events.flush()
+
+    def _write_spectral_ends(self):
+        """At the end of the run, the spectral stats of the matrices the
+        budget skipped at the last snapshot, computed from that snapshot's
+        weights (still held as W_prev): its stats vectors again, complete,
+        at the same step (a reader keeps the last vector of a step)."""
+        if self._scheduler is None or self._last_written is None:
+            return
+        try:
+            self._write_spectral_ends_of(self._last_written)
+        except Exception:  # a bug of ours: the snapshots are on disk already
+            logger.exception("nnviz: could not add the spectral stats at the end of the run")
+
+    def _write_spectral_ends_of(self, last_written):
+        tags = [tag for tag, st in self.state.items()
+                if st.matrix is not None and st.last_stats is not None and not st.last_spectral]
+        chosen = self._scheduler.select_all(tags)
+        if not chosen:
+            return
+        step, wall_time = last_written
+        event = event_pb2.Event(step=step, wall_time=wall_time)
+        content = fmt.stats_content()
+        with spectral_lib.blas_single_thread():
+            for tag in chosen:
+                state = self.state[tag]
+                start = time.thread_time()
+                state.last_stats.update(_spectral_metrics(tag, state.prev, state.matrix))
+                self.spectral_cpu_seconds += time.thread_time() - start
+                state.last_spectral = True
+                fmt.stats_value(tag, state.last_stats, content, out=event.summary.value.add())
+        try:
+            self._write_event(eventfiles.event_pieces(event))
+        except Exception as e:
+            self._warn_failure(step, e)
 
     def _forget(self, snap):
         """Leaves no trace of a snapshot that is not on disk, so the next
@@ -310,8 +356,9 @@ class SnapshotWriter:
         """Adds the snapshot's summary values to `values` (an event's
         `summary.value`: built in place, not copied into the event), but
         the frames. Returns each weight's ||W||**2 (None if not all
-        finite), and the frames as [(Summary.Value, blob pieces)] for
-        `eventfiles.event_pieces`."""
+        finite), the frames as [(Summary.Value, blob pieces)] for
+        `eventfiles.event_pieces`, each weight's stats and the tags whose
+        spectral stats were computed."""
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
             fmt.structure_value(structure, out=values.add())
@@ -336,10 +383,10 @@ class SnapshotWriter:
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
                             state.units_content, out=values.add())
-        self._spectral(snap, stats, time.thread_time() - start)
+        spectral = self._spectral(snap, stats, time.thread_time() - start)
         for w, tag_stats in zip(snap.weights, stats):
             fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())
-        return sumsqs, frames
+        return sumsqs, frames, stats, spectral
 
     def _spectral(self, snap, stats, writer_seconds):
         """Fills the spectral fields of `stats` (one dict per weight of
@@ -350,7 +397,7 @@ class SnapshotWriter:
         the cores training uses (spectral.blas_single_thread).
         """
         if self._scheduler is None:
-            return
+            return set()
         elapsed = None if self._last_wall_time is None else snap.wall_time - self._last_wall_time
         self._last_wall_time = snap.wall_time
         matrices = {w.tag: (w, s) for w, s in zip(snap.weights, stats)
@@ -358,18 +405,21 @@ class SnapshotWriter:
         ops = [(tag, spectral_lib.cost(w.value.shape, self.state[tag].matrix))
                for tag, (w, _) in matrices.items()]
         chosen = self._scheduler.select(ops, elapsed=elapsed, writer_seconds=writer_seconds)
+        done = set()
         with spectral_lib.blas_single_thread():
             for tag in chosen:
                 with self._pause:  # not while the training thread copies
                     pass
                 w, tag_stats = matrices[tag]
                 start = time.thread_time()
-                tag_stats.update(_spectral_metrics(w, self.state[tag].matrix))
+                tag_stats.update(_spectral_metrics(tag, w.value, self.state[tag].matrix))
                 seconds = time.thread_time() - start
                 self._scheduler.record(tag, seconds)
                 self.spectral_cpu_seconds += seconds
+                done.add(tag)
                 if self._scheduler.overspent():
                     break  # the estimates were low (first snapshots): the rest wait
+        return done
 
     def _state(self, w):
         """The tag's state (new for a new tag, shape, dtype or layer class)."""
@@ -432,11 +482,11 @@ def _matrix_plan(w, layout):
         return None
 
 
-def _spectral_metrics(w, matrix):
+def _spectral_metrics(tag, value, matrix):
     """The spectral metrics of one weight; all None if anything fails (a
     LinAlgError on a pathological matrix must not lose the snapshot)."""
     try:
-        return spectral_lib.compute(w.value, matrix)
+        return spectral_lib.compute(value, matrix)
     except Exception:
-        logger.debug("nnviz: spectral metrics of %r failed", w.tag, exc_info=True)
+        logger.debug("nnviz: spectral metrics of %r failed", tag, exc_info=True)
         return dict.fromkeys(spectral_lib.FIELDS)

@@ -536,14 +536,15 @@ def _stats_columns(content, datums):
     fields = doc.get("fields")
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         raise fmt.FormatError("stats metadata has no list of fields")
-    vectors, steps, wall_times, seen = [], [], [], set()
+    # One vector per step: the last one written (the writer writes a step's
+    # vectors again, complete, when it adds spectral stats at the end of a
+    # run; record/writer.py); sorted() keeps the order they were written in.
+    latest = {}
     for d in sorted(datums, key=lambda d: d.step):
-        if d.step in seen:
-            continue
-        seen.add(d.step)
-        vectors.append(d.numpy)
-        steps.append(int(d.step))
-        wall_times.append(float(d.wall_time))
+        latest[int(d.step)] = d
+    vectors = [d.numpy for d in latest.values()]
+    steps = list(latest)
+    wall_times = [float(d.wall_time) for d in latest.values()]
     if len({np.size(v) for v in vectors}) == 1 and np.size(vectors[0]) >= len(fields):
         table = np.stack(vectors).astype(np.float64, copy=False).reshape(len(vectors), -1)
     else:  # a series whose vectors changed length: each checked on its own
