@@ -310,12 +310,17 @@ def _flush(line, r0, c0, plan, dr, dc, rowcell, colcell, frame):
 
 
 @njit(nogil=True, cache=True)
-def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
+def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, first_row=0,
+               first_sample=0):
     """Adds the flat C-order tensor `x` (with `p` = W_prev and `q` = W_0,
     the same array as x when absent) into `buf`, a partial buffer (see
     `ACC_SIZE`, `partial_size`): acc, per-unit sums, frame cell sums (none
     when the plan has no cells), and the entries at the sorted flat
-    positions `sample_at`.
+    positions `sample_at` into the sample from `first_sample` on.
+
+    `x` may be a shard of the tensor: its rows from `first_row` on (a slice
+    of the leading axes, e.g. of axis 0), `sample_at` then positions
+    within `x`.
 
     `plan` (see `plan`): rows of plan[P_SIZE] entries (the last axes); per
     leading axis, what a step adds to a row's first layout row, column and
@@ -336,6 +341,14 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     outer = plan[PLAN_HEAD:].reshape(lead, 4)
     idx = np.zeros(lead, np.int64)
     r0 = c0 = u0 = 0
+    rest = first_row
+    for a in range(lead - 1, -1, -1):  # the odometer at the first row
+        idx[a] = rest % outer[a, 0]
+        rest //= outer[a, 0]
+        r0 += idx[a] * outer[a, 1]
+        c0 += idx[a] * outer[a, 2]
+        u0 += idx[a] * outer[a, 3]
+    sample = sample[first_sample:]
     sums = np.empty(11)
     keyed, nlines = plan[P_KEY], plan[P_LINES]
     lines = np.zeros((nlines, size))

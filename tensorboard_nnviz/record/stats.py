@@ -649,15 +649,29 @@ def _kernel_input(kernel, x):
     return _as_numeric(x).reshape(-1), kernel.NO_LUT
 
 
-def accumulate(buf, plan, w, prev=None, init=None):
+def accumulate(buf, plan, w, prev=None, init=None, start=0, size=None):
     """Adds `w` (and its `prev`, `init`: same shape and dtype) into the
-    partial buffer `buf`."""
+    partial buffer `buf`.
+
+    A shard: `w` is the slice [start, start + len(w)) of axis 0 of a tensor
+    of `size` entries (its `plan` and `buf` those of the whole tensor);
+    the shards' buffers combine (`combine`) into the whole tensor's.
+    """
     kernel = _fused_kernel()
     flat, lut = _kernel_input(kernel, w)
     p = flat if prev is None else _kernel_input(kernel, prev)[0]
     q = flat if init is None else _kernel_input(kernel, init)[0]
-    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells,
-                      sample_positions(flat.size), buf)
+    positions = sample_positions(flat.size if size is None else size)
+    if not start:
+        first, lo, mine = 0, 0, positions
+    else:
+        lo = start * (flat.size // len(w))
+        if lo % plan.plan[kernel.P_SIZE]:
+            raise ValueError("a shard of a tensor must hold whole rows of it (fused.plan)")
+        first, last = np.searchsorted(positions, [lo, lo + flat.size])
+        mine = positions[first:last] - lo
+    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, mine,
+                      buf, lo // plan.plan[kernel.P_SIZE], first)
 
 
 def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
