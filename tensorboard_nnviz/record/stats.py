@@ -1,10 +1,16 @@
-"""Full-resolution statistics of one weight snapshot, per tensor and per unit
-(pure numpy).
+"""Full-resolution statistics of one weight snapshot, per tensor and per unit.
 
 `measure(w, prev, init, unit_axes)` returns a `Measurement`: `stats`, every
 name of `format.STAT_FIELDS`, and per-unit `norm` = ||W[u]|| and `update` =
-||W[u] - prev[u]|| (a unit: one index of the `unit_axes`, see layout.py).
+||W[u] - prev[u]|| (a unit: one index of the `unit_axes`, see layout.py);
+given a layout, the weight's frame too (`layout.make_frame`'s).
 `compute_stats(w, prev, init)` returns the `stats` alone.
+
+Two paths give the same answers (tests/test_fused.py): the fused pass
+(record/fused.py, compiled by numba: one read of W, W_prev and W_0 for the
+stats, the unit sums and the frame, every sum in float64; its partial sums
+are exposed for shards: `new_partial`, `accumulate`, `combine`, `finish`),
+and the numpy path below, taken where numba is missing or fails.
 
 - `mean, std, min, max, l2, absmax`: over the finite entries (`std` is the
   population standard deviation, ddof = 0).
@@ -33,8 +39,9 @@ has a NaN norm (Inf: an Inf norm), so a broken unit stays visible.
 Undefined values are None, never NaN: no finite entry, no `prev`/`init`
 (or one of another shape), a zero norm in a ratio or cosine.
 
-Precision and speed. Every sum accumulates in float64 across blocks of at
-most `_BLOCK` entries. Two paths:
+Precision and speed of the numpy path (the fused pass sums every entry in
+float64). Every sum accumulates in float64 across blocks of at most
+`_BLOCK` entries. Two ways:
 
 - exact: tensors of at most `EXACT_SIZE` entries, float64 tensors, and any
   tensor holding NaN or Inf: each block is widened to float64 and every
@@ -43,7 +50,9 @@ most `_BLOCK` entries. Two paths:
   widened to float32 first, exactly). Differences and squares are rounded
   to float32 (2**-24 relative per entry) and summed in float32 within a
   block, so norms are within about 1e-7 relative of the float64 value
-  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds it).
+  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds it;
+  a few 1e-6 for an update that is exactly 0 in most entries, as
+  bfloat16's often is: tests/test_fused.py).
   `init_cos` is derived from the three norms, so it is within about 1e-7
   absolute. A sum that overflows float32, a unit sum that underflows to 0
   and a large mean (std by cancellation) are redone exactly, so a zero
@@ -200,39 +209,50 @@ def _percentiles(values, finite=False):
     if n == 0:
         return None, None
     ranks = [(n - 1) * q for q in (0.01, 0.99)]
-    low, high = _ends(values, int(ranks[0]) + 2, n - int(ranks[1]))
+    los = [int(math.floor(rank)) for rank in ranks]
+    ranked = _ranked(values, sorted({k for lo in los for k in (lo, min(n - 1, lo + 1))}))
     out = []
-    for rank in ranks:
-        lo = int(math.floor(rank))
-        # The k-th smallest: from the smallest ones, or counted from the top.
-        a, b = (float(low[k] if k < low.size else high[k - n]) for k in (lo, min(n - 1, lo + 1)))
+    for rank, lo in zip(ranks, los):
+        a, b = ranked[lo], ranked[min(n - 1, lo + 1)]
         t = rank - lo
         # numpy's _lerp: exact at both ends.
         out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
     return out[0], out[1]
 
 
-def _ends(values, low, high):
-    """The `low` smallest and the `high` largest of `values`, sorted (or
-    all of them, sorted, as both).
+def _ranked(values, ks):
+    """{k: the k-th smallest of `values`} for the ranks `ks`, each near
+    one end.
 
-    Sorting 65,536 values takes about a millisecond; the values beyond a
-    threshold read off a sorted strided subsample are a few hundred per
-    end, and holding as many as wanted proves they are the ends.
+    np.partition of 65,536 values takes about a millisecond per rank; the
+    values beyond a threshold read off a sorted strided subsample are a few
+    hundred per end, and holding as many as a rank needs proves they hold
+    it, so only those are partitioned.
     """
     n = values.size
     if n > 8192:
         sub = np.sort(values[:: n // 1024])
-        k_low = min(sub.size - 1, 2 * low * sub.size // n + 8)
-        k_high = min(sub.size - 1, 2 * high * sub.size // n + 8)
-        small = values[values <= sub[k_low]]
-        large = values[values >= sub[sub.size - 1 - k_high]]
-        if small.size >= low and large.size >= high:
-            small.sort()
-            large.sort()
-            return small, large
-    values = np.sort(values)
-    return values, values
+        low = [k for k in ks if k < n // 2]
+        high = [k for k in ks if k >= n // 2]
+        out = {}
+        if low:
+            need = max(low) + 1  # how many of the smallest
+            cut = sub[min(sub.size - 1, 2 * need * sub.size // n + 8)]
+            keep = values[values <= cut]
+            if keep.size >= need:
+                part = np.partition(keep, low)
+                out.update((k, float(part[k])) for k in low)
+        if high:
+            need = n - min(high)  # how many of the largest
+            cut = sub[sub.size - 1 - min(sub.size - 1, 2 * need * sub.size // n + 8)]
+            keep = values[values >= cut]
+            if keep.size >= need:
+                part = np.partition(keep, [k - n + keep.size for k in high])
+                out.update((k, float(part[k - n + keep.size])) for k in high)
+        if len(out) == len(ks):
+            return out
+    part = np.partition(values, ks)
+    return {k: float(part[k]) for k in ks}
 
 
 def _sample(flat):
