@@ -8,7 +8,8 @@ damage, and reading a run back independently of reader.py.
   (one event file, as a training process writes: a second file in the same
   second can sort before the first and be skipped by the Python ingester).
 - `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
-  `newer_content`, `write_events`: crafted damage.
+  `newer_content`, `write_events`: crafted damage; `full_disk_at`: writes
+  of some steps fail as on a full disk.
 - `read_run(logdir)` and `steps_of`: a run read back with TensorBoard's
   `EventAccumulator`, not with reader.py.
 - `reference_frame(w, layout)`: the layout rule in plain numpy.
@@ -239,6 +240,24 @@ def truncate_event_file(run_dir, fraction=0.6):
     with open(path, "r+b") as f:
         f.truncate(size)
     return size
+
+
+def full_disk_at(monkeypatch, *steps):
+    """Writing a snapshot event at one of `steps` fails with ENOSPC, as on
+    a full disk, in the writer's event file (eventfiles.EventFile)."""
+    from tensorboard.compat.proto import event_pb2
+
+    from tensorboard_nnviz.record import eventfiles
+
+    real_write = eventfiles.EventFile.write_pieces
+
+    def failing_write(self, pieces):
+        event = event_pb2.Event.FromString(b"".join(pieces))
+        if event.step in steps and event.summary.value:
+            raise OSError(28, "No space left on device")
+        return real_write(self, pieces)
+
+    monkeypatch.setattr(eventfiles.EventFile, "write_pieces", failing_write)
 
 
 # --- reading a run back, independently of reader.py -----------------------------------

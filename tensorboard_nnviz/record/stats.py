@@ -224,10 +224,10 @@ def _ranked(values, ks):
     """{k: the k-th smallest of `values`} for the ranks `ks`, each near
     one end.
 
-    np.partition of 65,536 values takes about a millisecond per rank; the
-    values beyond a threshold read off a sorted strided subsample are a few
-    hundred per end, and holding as many as a rank needs proves they hold
-    it, so only those are partitioned.
+    Only values near one end are wanted, so partitioning all of them is
+    wasted work: the values beyond a threshold read off a sorted strided
+    subsample are a few hundred per end, and holding as many as a rank
+    needs proves they hold it, so only those are partitioned.
     """
     n = values.size
     if n > 8192:

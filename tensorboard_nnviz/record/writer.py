@@ -1,11 +1,14 @@
 """Writes weight snapshots to a log_dir from a background thread.
 
 The training thread only hands over host copies of the weights
-(`SnapshotWriter.write`); a worker thread lays them out, measures them
-(the spectral stats of matrices too, within a CPU budget per snapshot:
-spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes one TensorBoard event per snapshot through
-TensorBoard's own `EventFileWriter` (not `tf.summary`), flushing after each
-so a live TensorBoard sees it.
+(`SnapshotWriter.write`); a worker thread measures them and makes their
+frames in one pass (stats.py; docs/architecture.md, "The fused pass"),
+adds the spectral stats of matrices within a CPU budget per snapshot
+(spectral.py and docs/architecture.md, "Spectral stats"), and writes one
+TensorBoard event per snapshot (`eventfiles.EventFile`: the frames' bytes
+go into the file as they are; not `tf.summary`), flushing after each so
+a live TensorBoard sees it. At `close`, under spectral="auto", it adds the
+spectral stats the budget skipped at the last snapshot.
 
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
@@ -133,10 +136,13 @@ class SnapshotWriter:
       state: the per-tag state of an earlier, closed writer on the same run,
         so update and init stats carry over (`writer.state`).
       event_writer_factory: builds the event writer from a log_dir (default
-        `eventfiles.new_writer`: TensorBoard's `EventFileWriter`).
+        `eventfiles.new_writer`: an `EventFile`, or TensorBoard's
+        `EventFileWriter` for a URL).
       spectral: which matrices get spectral stats at each snapshot
         (`spectral_budget.scheduler_for`): "auto" (a CPU budget per snapshot),
         True (all, every snapshot), False (none), or seconds per snapshot.
+      name: the API the user called (`recorder.WATCH`, ...), named in the
+        writer's messages.
 
     Raises:
       LogDirError: the log_dir cannot be created or written.
@@ -144,12 +150,13 @@ class SnapshotWriter:
     """
 
     def __init__(self, log_dir, max_cells=65536, queue_size=1, state=None,
-                 event_writer_factory=None, spectral="auto"):
+                 event_writer_factory=None, spectral="auto", name="tensorboard_nnviz"):
         self._scheduler = spectral_budget.scheduler_for(spectral)  # ValueError first
         self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
         self._last_written = None  # (step, wall_time) of the last snapshot on disk
         self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
         self.log_dir = str(log_dir)
+        self.name = name
         self.max_cells = int(max_cells)
         self.state = state if state is not None else {}
         self._factory = event_writer_factory or eventfiles.new_writer
@@ -171,7 +178,7 @@ class SnapshotWriter:
             self._events = self._factory(self.log_dir)
         except Exception as e:  # OSError, tf.errors.*: all mean "cannot write"
             raise LogDirError(
-                "NNVizCallback cannot write to log_dir %r: %s" % (self.log_dir, e)
+                "%s cannot write to log_dir %r: %s" % (self.name, self.log_dir, e)
             ) from e
         self._thread = threading.Thread(target=self._run, name="nnviz-writer", daemon=True)
         self._thread.start()
@@ -459,9 +466,10 @@ class SnapshotWriter:
             return
         self._warned = True
         msg = (
-            "NNVizCallback could not write the weight snapshot at step %s to %r (%s: %s). "
+            "%s could not write the weight snapshot at step %s to %r (%s: %s). "
             "Training goes on; later snapshots are still tried, snapshots that fail are lost "
-            "(this warning is shown once)." % (step, self.log_dir, type(error).__name__, error)
+            "(this warning is shown once)."
+            % (self.name, step, self.log_dir, type(error).__name__, error)
         )
         logger.warning(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
