@@ -91,6 +91,17 @@ def new_writer(log_dir, max_queue_size=4):
 _file_count = itertools.count()
 
 
+def _file_uid():
+    """The number that ends an event file's name: TensorBoard's own counter
+    when it has one, so files of this process's other TensorBoard writers
+    (torch's SummaryWriter, Keras's callback) are numbered in one sequence."""
+    try:
+        from tensorboard.summary.writer.event_file_writer import _global_uid
+    except ImportError:
+        return next(_file_count)
+    return _global_uid.get()
+
+
 class EventFile:
     """Writes TensorBoard event records to a new local event file, from
     byte pieces (`write_pieces`): a snapshot's frames go from their cells'
@@ -108,10 +119,15 @@ class EventFile:
 
     def __init__(self, log_dir):
         os.makedirs(log_dir, exist_ok=True)
-        name = "events.out.tfevents.%010d.%s.%d.%d" % (time.time(), socket.gethostname(),
-                                                      os.getpid(), next(_file_count))
-        self.path = os.path.join(log_dir, name)
-        self._file = open(self.path, "wb", buffering=_BUFFER)
+        while True:
+            name = "events.out.tfevents.%010d.%s.%d.%d" % (time.time(), socket.gethostname(),
+                                                          os.getpid(), _file_uid())
+            self.path = os.path.join(log_dir, name)
+            try:  # never over another writer's file of the same second
+                self._file = open(self.path, "xb", buffering=_BUFFER)
+                break
+            except FileExistsError:
+                continue
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def add_event(self, event):
