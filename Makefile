@@ -37,7 +37,7 @@ $(STAMP): setup.py
 	$(PIP) install '$(TORCH_PIN)' $(QUIET_PIP)
 	$(PIP) install -e '.[test]' $(QUIET_PIP)
 	@# Fail loudly if the install broke or an extra pulled the full TF wheel.
-	$(BIN)/python -c "import tensorboard_nnviz, keras, tensorflow, tensorboard, playwright, torch"
+	$(BIN)/python -c "import tensorboard_nnviz, keras, tensorflow, tensorboard, playwright, torch, numba"
 	@if $(BIN)/pip show tensorflow >/dev/null 2>&1; then \
 		echo "error: the full 'tensorflow' wheel was pulled in next to tensorflow-cpu"; exit 1; fi
 	touch $@
@@ -45,7 +45,7 @@ $(STAMP): setup.py
 $(JAX_STAMP): setup.py
 	$(PYTHON) -m venv $(JAX_VENV)
 	$(JAX_VENV)/bin/pip $(PIP_FLAGS) install -e '.[jax,test-tools]' $(QUIET_PIP)
-	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -c "import tensorboard_nnviz, keras, jax, tensorboard"
+	KERAS_BACKEND=jax $(JAX_VENV)/bin/python -c "import tensorboard_nnviz, keras, jax, tensorboard, numba"
 	@$(JAX_VENV)/bin/python -c $(NO_TF) || (echo "error: [jax] pulled in TensorFlow"; exit 1)
 	touch $@
 
@@ -53,7 +53,7 @@ $(TORCH_STAMP): setup.py
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install '$(TORCH_PIN)' $(QUIET_PIP)
 	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,transformers,export,test-tools]' $(QUIET_PIP)
-	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, transformers, accelerate, tensorboard"
+	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, transformers, accelerate, tensorboard, numba"
 	@$(TORCH_VENV)/bin/python -c "import torch; assert not torch.version.cuda, torch.__version__" || (echo "error: a CUDA build of torch replaced $(TORCH_PIN)"; exit 1)
 	@$(TORCH_VENV)/bin/python -c $(NO_TF) || (echo "error: [torch] pulled in TensorFlow"; exit 1)
 	touch $@

@@ -36,6 +36,12 @@ _TF_CPU = [
     "tensorflow>=2.16; platform_machine!='x86_64'",
 ]
 
+# The recorders' one-pass stats kernel (record/fused.py); without numba they
+# take the numpy path, slower (README, "Recording cost"). Not in
+# install_requires: the plugin inside TensorBoard never uses it, and numba
+# with llvmlite is about 45 MB to download, 200 MB installed.
+_RECORD = ["numba>=0.59"]
+
 _TEST_TOOLS = [
     "pytest>=7",
     "pytest-timeout>=2",
@@ -86,17 +92,18 @@ setup(
         "orjson>=3.9",
     ],
     extras_require={
-        "keras": ["keras>=3.0", "tensorflow>=2.16"],
-        "jax": ["keras>=3.0", "jax[cpu]>=0.5.1"],  # jax.distributed.is_initialized
-        "torch": ["keras>=3.0", "torch>=2.1"],
-        "lightning": ["torch>=2.1", "lightning>=2.1"],
+        "keras": ["keras>=3.0", "tensorflow>=2.16"] + _RECORD,
+        "jax": ["keras>=3.0", "jax[cpu]>=0.5.1"] + _RECORD,  # jax.distributed.is_initialized
+        "torch": ["keras>=3.0", "torch>=2.1"] + _RECORD,
+        "lightning": ["torch>=2.1", "lightning>=2.1"] + _RECORD,
         # The Trainer callback (transformers) and `watch` under Accelerate;
         # 4.46: the Trainer's optimizer-step events, Accelerate 1.1: what
         # transformers 5 needs.
-        "transformers": ["torch>=2.1", "transformers>=4.46", "accelerate>=1.1"],
+        "transformers": ["torch>=2.1", "transformers>=4.46", "accelerate>=1.1"] + _RECORD,
         "export": ["matplotlib>=3.6", "pillow>=9"],
-        "demo": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"],
-        "test": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"] + _TEST_TOOLS,
+        "demo": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"] + _RECORD,
+        "test": (_TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"] + _RECORD
+                 + _TEST_TOOLS),
         # The JAX and torch test environments: no TensorFlow.
         "test-tools": _TEST_TOOLS,
     },

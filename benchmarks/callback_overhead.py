@@ -27,7 +27,7 @@ TensorFlow: on JAX and torch (no TensorFlow installed) it cannot run, and
 the table says so. Takes about 6 minutes per backend on 2 cores.
 
     python benchmarks/callback_overhead.py [--backends tensorflow,jax,torch]
-        [--samples 10000] [--epochs 3] [--repeats 5] [--models ...]
+        [--samples 10000] [--epochs 3] [--repeats 5] [--models ...] [--spectral auto]
 """
 
 import argparse
@@ -64,13 +64,16 @@ def build(hidden, seed=0):
     return model
 
 
+SPECTRAL = {"spectral": "auto"}  # NNVizCallback's option (--spectral)
+
+
 def callbacks_for(config, logdir):
     import keras
 
     from tensorboard_nnviz import NNVizCallback
 
     if config == "nnviz":
-        return [NNVizCallback(logdir, snapshot_freq="epoch")]
+        return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"])]
     if config == "keras":
         return [keras.callbacks.TensorBoard(logdir, histogram_freq=1, write_images=True)]
     return []
@@ -188,7 +191,7 @@ def run_backend(backend, args):
         argv = [python, os.path.abspath(__file__), "--measure", out.name,
                 "--samples", str(args.samples), "--batch", str(args.batch),
                 "--epochs", str(args.epochs), "--repeats", str(args.repeats),
-                "--models", args.models]
+                "--models", args.models, "--spectral", args.spectral]
         subprocess.run(argv, check=True, env=dict(os.environ, KERAS_BACKEND=backend))
         with open(out.name) as f:
             return json.load(f)
@@ -256,10 +259,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--spectral", default="auto",
+                        help="NNVizCallback's spectral option: auto (default), True or False")
     parser.add_argument("--measure", metavar="OUT.json",
                         help="measure this process's backend only and write OUT.json "
                              "(what the driver runs in each environment)")
     args = parser.parse_args()
+    SPECTRAL["spectral"] = {"True": True, "False": False}.get(args.spectral, args.spectral)
     if args.measure:
         result = measure(args)
         with open(args.measure, "w") as f:

@@ -24,6 +24,7 @@ training thread's inside add_histogram and SummaryWriter.close. Targets: ours <=
 add_histogram's overhead and <= 2 % of the loop's time.
 
     python benchmarks/torch_overhead.py [--samples 10000] [--epochs 3] [--every 50] [--repeats 5]
+                                        [--spectral auto]
 """
 
 import argparse
@@ -94,7 +95,8 @@ def run_loop(build, config, data, args):
         if config == "nnviz":
             nnviz_torch.Watcher.advance_to = spent.timed(advance)  # the hook's work
             watcher = spent.timed(nnviz_torch.watch)(model, log_dir, optimizer=opt,
-                                                     snapshot_freq=args.every)
+                                                     snapshot_freq=args.every,
+                                                     spectral=args.spectral)
         elif config == "histogram":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -133,7 +135,9 @@ def main():
     parser.add_argument("--every", type=int, default=50, help="optimizer steps between snapshots")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--spectral", default="auto", help="watch's spectral option: auto, True, False")
     args = parser.parse_args()
+    args.spectral = {"True": True, "False": False}.get(args.spectral, args.spectral)
 
     g = torch.Generator().manual_seed(0)
     data = (torch.randn(args.samples, 1, 28, 28, generator=g),

@@ -15,9 +15,15 @@ clock's fastest and median are printed too).
 "Before" is the same measurement with the package as it was at a git
 revision (default: the merge base with main), exported with `git archive`
 into a temporary folder and run in a subprocess, so both sides see the same
-weights and machine state. Printed side by side, as ratios:
+weights and machine state. "numpy" is the current writer on its numpy path
+(stats.py's fallback when numba is missing), in this process. Printed side
+by side, as ratios:
 
     python benchmarks/writer_cpu.py [--before REV] [--snapshots 8] [--models resnet50,mlp]
+                                    [--spectral auto]
+
+`--spectral` is the writer's `spectral=` option on every side (default
+False: the recording itself; "auto" adds the budgeted spectral stats).
 
 Also prints the split of the current worker's time (stats with units,
 frames, the rest) from a profile of the same snapshots. Takes about two
@@ -69,16 +75,21 @@ def memory_pass(weights, repeats=15):
     return min(cpu), min(wall), statistics.median(wall)
 
 
-def worker_cpu(weights, snapshots):
+def worker_cpu(weights, snapshots, spectral=False, numpy_path=False):
     """Worker CPU seconds of each snapshot after the first (which has no
     previous snapshot to compare with)."""
+    from tensorboard_nnviz.record import stats as stats_lib
     from tensorboard_nnviz.record import writer as writer_lib
 
     rng = np.random.default_rng(0)
     noise = {tag: rng.standard_normal(w.shape).astype(w.dtype) * np.float32(1e-3)
              for tag, w, _, _ in weights}
     logdir = tempfile.mkdtemp(prefix="nnviz_writer_cpu_")
-    writer = writer_lib.SnapshotWriter(logdir)
+    kwargs = {} if spectral is None else {"spectral": spectral}  # revisions before the option
+    writer = writer_lib.SnapshotWriter(logdir, **kwargs)
+    saved = getattr(stats_lib, "_fused", None)
+    if numpy_path:
+        stats_lib._fused = False
     per_snapshot = []
     try:
         for step in range(snapshots + 1):
@@ -91,52 +102,54 @@ def worker_cpu(weights, snapshots):
                 per_snapshot.append(time.process_time() - before)
     finally:
         writer.close()
+        if numpy_path:
+            stats_lib._fused = saved
     return per_snapshot
 
 
-def split(weights, snapshots=3):
-    """CPU seconds per snapshot inside stats.measure and layout.make_frame
-    (this code only), from the functions the worker calls."""
-    from tensorboard_nnviz.core import layout as layout_lib
+def split(weights, spectral, snapshots=3):
+    """CPU seconds per snapshot inside stats.measure (stats, unit sums and
+    the frame, one pass) and the rest of the worker (encoding, writing,
+    spectral stats), from the functions the worker calls."""
     from tensorboard_nnviz.record import stats as stats_lib
 
-    spent = {"stats": 0.0, "frames": 0.0}
-    wrapped = {}
-    for module, name, key in ((stats_lib, "measure", "stats"), (layout_lib, "make_frame", "frames")):
-        original = getattr(module, name)
+    spent = [0.0]
+    original = stats_lib.measure
 
-        def timed(*args, _original=original, _key=key, **kwargs):
-            start = time.thread_time()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                spent[_key] += time.thread_time() - start
+    def timed(*args, **kwargs):
+        start = time.thread_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[0] += time.thread_time() - start
 
-        wrapped[(module, name)] = original
-        setattr(module, name, timed)
+    stats_lib.measure = timed
     try:
-        total = sum(worker_cpu(weights, snapshots))
+        times = worker_cpu(weights, snapshots, spectral)
     finally:
-        for (module, name), original in wrapped.items():
-            setattr(module, name, original)
+        stats_lib.measure = original
     # The first snapshot (no prev) is measured too: scale to the timed ones.
     share = snapshots / (snapshots + 1.0)
-    return {k: v * share / snapshots for k, v in spent.items()}, total / snapshots
+    return spent[0] * share / snapshots, sum(times) / snapshots
 
 
-def measure(models, snapshots):
+def measure(models, snapshots, spectral, numpy_path=False):
     out = {}
     for name in models:
         weights = model_weights(name)
         cpu_pass, wall_pass, wall_median = memory_pass(weights)
-        times = worker_cpu(weights, snapshots)
+        times = worker_cpu(weights, snapshots, spectral, numpy_path)
         out[name] = {"bytes": int(sum(w.nbytes for _, w, _, _ in weights)), "tensors": len(weights),
                      "pass_cpu": cpu_pass, "pass_wall": wall_pass, "pass_wall_median": wall_median,
                      "worker_min": min(times), "worker_median": statistics.median(times)}
     return out
 
 
-def before(rev, models, snapshots):
+def _spectral_arg(value):
+    return {"False": False, "True": True, "none": None}.get(value, value)
+
+
+def before(rev, models, snapshots, spectral):
     """`measure` with the package at git revision `rev`, in a subprocess."""
     folder = tempfile.mkdtemp(prefix="nnviz_before_")
     archive = subprocess.run(["git", "-C", REPO, "archive", rev, "tensorboard_nnviz"],
@@ -144,8 +157,8 @@ def before(rev, models, snapshots):
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
     env = dict(os.environ, PYTHONPATH=folder + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, __file__, "--json", "--models", ",".join(models),
-                          "--snapshots", str(snapshots)], env=env, check=True, capture_output=True,
-                         text=True).stdout
+                          "--snapshots", str(snapshots), "--spectral", str(spectral)], env=env,
+                         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -155,40 +168,47 @@ def main():
                         help="git revision to compare with (default: merge base with main)")
     parser.add_argument("--snapshots", type=int, default=8)
     parser.add_argument("--models", default="resnet50,mlp")
+    parser.add_argument("--spectral", default="False",
+                        help="the writer's spectral option on every side (False, True, auto)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     models = args.models.split(",")
+    spectral = _spectral_arg(args.spectral)
     if args.json:  # the subprocess of `before`
-        print(json.dumps(measure(models, args.snapshots)))
+        try:
+            print(json.dumps(measure(models, args.snapshots, spectral)))
+        except TypeError:  # a revision whose writer has no spectral option
+            print(json.dumps(measure(models, args.snapshots, None)))
         return
     rev = args.before or subprocess.run(["git", "-C", REPO, "merge-base", "HEAD", "main"], check=True,
                                         capture_output=True, text=True).stdout.strip()
-    old = before(rev, models, args.snapshots)
-    new = measure(models, args.snapshots)
-    print("load average %.1f %.1f %.1f; %d snapshots each, worker CPU per snapshot (min / median), "
-          "memory pass = np.add.reduce over the same bytes (fastest of 15)"
-          % (os.getloadavg() + (args.snapshots,)))
-    header = ("| model | tensors | MB | pass CPU | pass wall (median) | before: CPU | before ÷ pass | "
-              "after: CPU | after ÷ pass | after / before |")
+    old = before(rev, models, args.snapshots, args.spectral)
+    numpy = measure(models, args.snapshots, spectral, numpy_path=True)
+    new = measure(models, args.snapshots, spectral)
+    print("load average %.1f %.1f %.1f; %d snapshots each, spectral=%s, worker CPU per snapshot "
+          "(min / median), memory pass = np.add.reduce over the same bytes (fastest of 15)"
+          % (os.getloadavg() + (args.snapshots, spectral)))
+    header = ("| model | tensors | MB | pass CPU | before %s | ÷ pass | now, numpy path | ÷ pass | "
+              "now, fused | ÷ pass | fused / before |" % rev[:7])
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in models:
-        o, n = old[name], new[name]
+        o, u, n = old[name], numpy[name], new[name]
         p = n["pass_cpu"]
-        print("| %s | %d | %.0f | %.1f ms | %.1f (%.1f) ms | %.0f / %.0f ms | %.1f× | %.0f / %.0f ms | %.1f× | %.2f |" % (
-            name, n["tensors"], n["bytes"] / 1e6, p * 1e3, n["pass_wall"] * 1e3, n["pass_wall_median"] * 1e3,
-            o["worker_min"] * 1e3, o["worker_median"] * 1e3, o["worker_min"] / p,
-            n["worker_min"] * 1e3, n["worker_median"] * 1e3, n["worker_min"] / p,
-            n["worker_min"] / o["worker_min"]))
+        print("| %s | %d | %.0f | %.1f ms | %.0f / %.0f ms | %.1f× | %.0f / %.0f ms | %.1f× | "
+              "%.0f / %.0f ms | %.1f× | %.2f |" % (
+                  name, n["tensors"], n["bytes"] / 1e6, p * 1e3,
+                  o["worker_min"] * 1e3, o["worker_median"] * 1e3, o["worker_min"] / p,
+                  u["worker_min"] * 1e3, u["worker_median"] * 1e3, u["worker_min"] / p,
+                  n["worker_min"] * 1e3, n["worker_median"] * 1e3, n["worker_min"] / p,
+                  n["worker_min"] / o["worker_min"]))
     print()
     print("Where the current worker's CPU goes (per snapshot):")
     for name in models:
-        parts, total = split(model_weights(name))
-        rest = total - sum(parts.values())
+        measured, total = split(model_weights(name), spectral)
         p = new[name]["pass_cpu"]
-        print("  %-9s stats+units %.0f ms (%.1f×), frames %.0f ms (%.1f×), rest %.0f ms (%.1f×)" % (
-            name, parts["stats"] * 1e3, parts["stats"] / p, parts["frames"] * 1e3,
-            parts["frames"] / p, rest * 1e3, rest / p))
+        print("  %-9s stats, units and frames (measure) %.0f ms (%.1f×), the rest %.0f ms (%.1f×)" % (
+            name, measured * 1e3, measured / p, (total - measured) * 1e3, (total - measured) / p))
 
 
 if __name__ == "__main__":

@@ -244,19 +244,20 @@ def truncate_event_file(run_dir, fraction=0.6):
 
 def full_disk_at(monkeypatch, *steps):
     """Writing a snapshot event at one of `steps` fails with ENOSPC, as on
-    a full disk, in TensorBoard's own record writer (for this test)."""
+    a full disk, in the writer's event file (eventfiles.EventFile)."""
     from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer import record_writer
 
-    real_write = record_writer.RecordWriter.write
+    from tensorboard_nnviz.record import eventfiles
 
-    def failing_write(self, data):
-        event = event_pb2.Event.FromString(data)
+    real_write = eventfiles.EventFile.write_pieces
+
+    def failing_write(self, pieces):
+        event = event_pb2.Event.FromString(b"".join(pieces))
         if event.step in steps and event.summary.value:
             raise OSError(28, "No space left on device")
-        return real_write(self, data)
+        return real_write(self, pieces)
 
-    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    monkeypatch.setattr(eventfiles.EventFile, "write_pieces", failing_write)
 
 
 # --- reading a run back, independently of reader.py -----------------------------------

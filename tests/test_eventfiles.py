@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 from tensorboard import errors as tb_errors
 from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -33,6 +34,41 @@ def test_a_new_writer_writes_what_read_events_reads_back(tmp_path):
     events = list(eventfiles.read_events(tmp_path))
     assert events[0].HasField("file_version")
     assert [(e.step, e.summary.value[0].simple_value) for e in events[1:]] == [(3, 3.0), (7, 7.0)]
+
+
+def test_writers_in_one_directory_in_one_second_keep_their_own_files(tmp_path):
+    """Ours and TensorBoard's (a Trainer's SummaryWriter beside `watch`) in
+    the same second: numbered in one sequence, none opened over another."""
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    theirs = EventFileWriter(str(tmp_path))
+    ours = [eventfiles.EventFile(str(tmp_path)) for _ in range(2)]
+    for step, writer in enumerate([theirs] + ours):
+        value = summary_pb2.Summary.Value(tag="w%d" % step, simple_value=1.0)
+        writer.add_event(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[value])))
+        writer.close()
+    assert len(eventfiles.event_files(tmp_path)) == 3
+    tags = sorted(e.summary.value[0].tag for e in eventfiles.read_events(tmp_path) if e.summary.value)
+    assert tags == ["w0", "w1", "w2"]
+
+
+def test_event_pieces_are_the_event_serialized(tmp_path):
+    """A frame's blob spliced in as pieces reads back as the proto holding it."""
+    from tensorboard_nnviz.core import format as fmt
+
+    blob = fmt.frame_pieces(np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5)
+    content = fmt.frame_content(shape=(2, 3), dtype="float32", layout={}, rows=2, cols=3)
+    event = event_pb2.Event(step=4, wall_time=12.5)
+    fmt.stats_value("d/kernel", dict.fromkeys(fmt.STAT_FIELDS, 1.0), out=event.summary.value.add())
+    frame = fmt.frame_value("d/kernel", None, content)
+    want = event_pb2.Event()
+    want.CopyFrom(event)
+    fmt.frame_value("d/kernel", b"".join(blob), content, out=want.summary.value.add())
+    got = event_pb2.Event.FromString(b"".join(eventfiles.event_pieces(event, [(frame, blob)])))
+    assert got == want
+    np.testing.assert_array_equal(
+        fmt.decode_frame(got.summary.value[1].tensor.string_val[0]),
+        np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5)
 
 
 def test_read_last_step_finds_the_last_nnviz_snapshot(tmp_path):

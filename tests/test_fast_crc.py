@@ -10,7 +10,7 @@ from tensorboard_nnviz.record import fast_crc
 
 def _reference(data):
     # TensorBoard's own pure-Python CRC-32C (crc32c itself is not replaced).
-    return fast_crc._masked(pywrap_tensorflow.crc32c(data))
+    return fast_crc.masked(pywrap_tensorflow.crc32c(data))
 
 
 def test_installed_crc_matches_tensorboards_and_records_read_back(tmp_path):

@@ -315,11 +315,12 @@ def test_budget_spreads_matrices_over_snapshots_round_robin():
     assert max(spent) <= 0.3 + 1e-9
 
 
-def test_costly_matrix_waits_for_credit_and_is_not_starved():
-    """A matrix costing 5 budgets (past the carry cap of 4) is still computed:
-    the credit builds up, and cheap matrices do not jump ahead of it."""
+def test_costly_matrix_and_cheap_ones_all_get_their_turn():
+    """A matrix costing 5 budgets (past the carry cap of 4) is still
+    computed: once passed over `patience` times it is due and the credit
+    builds up for it. Cheap matrices behind it are not held up meanwhile."""
     costs = {"small": 0.5, "big": 5.0, "small2": 0.5}
-    scheduler = spectral_budget.SpectralScheduler(1.0, carry=4, seconds_per_op=1.0)
+    scheduler = spectral_budget.SpectralScheduler(1.0, carry=4, seconds_per_op=1.0, patience=3)
     done = run_scheduler(scheduler, costs, 30)
     computed = [t for snap in done for t in snap]
     assert computed.count("big") >= 3
@@ -327,7 +328,28 @@ def test_costly_matrix_waits_for_credit_and_is_not_starved():
     total = sum(costs[t] for t in computed)
     assert total <= 30 * 1.0 + 5.0
     first_big = next(i for i, snap in enumerate(done) if "big" in snap)
-    assert all("small2" not in snap for snap in done[1:first_big])  # waits its turn
+    assert first_big <= 3 + 4 + 1  # passed over 3 times, then the credit fills in 4
+    assert "small2" in {t for snap in done[:3] for t in snap}  # not behind big
+    # Between two computations of big, the cheap ones are computed too.
+    bigs = [i for i, snap in enumerate(done) if "big" in snap]
+    for a, b in zip(bigs, bigs[1:]):
+        between = {t for snap in done[a + 1:b] for t in snap}
+        assert {"small", "small2"} <= between
+
+
+def test_auto_covers_every_matrix_at_the_first_snapshot_and_the_end():
+    """The ends are outside the budget: the first snapshot computes every
+    matrix without taking it off the credit, and `select_all` gives what
+    the last snapshot skipped."""
+    auto = spectral_budget.scheduler_for("auto")
+    ops = [("big", 1e12), ("small", 1e6)]
+    assert auto.select(ops) == ["big", "small"]
+    auto.record("big", 2.0)
+    auto.record("small", 0.001)
+    assert not auto.overspent()
+    assert auto.credit == 0.0
+    assert auto.select_all(["small"]) == ["small"]
+    assert spectral_budget.SpectralScheduler(1.0).select_all(["small"]) == []
 
 
 def test_time_between_snapshots_and_writer_time_raise_the_allowance():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
+from tb_server import TensorBoardServer
 from runs import read_run, write_events
 from spectral_reference import assert_recorded_spectral
 from tensorboard_nnviz.cli.local_provider import local_data_provider
@@ -171,3 +172,43 @@ def test_runs_without_spectral_fields_open_with_null_columns(tmp_path):
             assert n >= 2 and columns["mean"][0] is not None, (run, tag)
             for f in spectral.FIELDS:
                 assert columns[f] == [None] * n, (run, tag, f)
+
+
+def test_auto_gives_every_matrix_its_spectrum_at_the_first_and_last_snapshots(tmp_path):
+    """spectral="auto" on a 1024x1536 kernel followed by a 1536x2 one, four
+    snapshots (one per epoch and the first): the costly kernel must not
+    keep the small one from ever being measured. Both have their spectrum
+    at the first and the last snapshot as the plugin serves them (the last
+    one's, for a matrix the budget skipped, is written at the end of fit)."""
+    import keras
+
+    from tensorboard_nnviz import NNVizCallback
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(1536, name="wide"),
+                              keras.layers.Dense(2, name="narrow")])
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 1024)).astype("float32")
+    y = rng.standard_normal((32, 2)).astype("float32")
+    rec = km.recorder()
+    cb = NNVizCallback(str(tmp_path), spectral="auto")
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[cb, rec])
+    provider, eid = local_data_provider(str(tmp_path))
+    answers = [NNVizReader(provider).stats_impl(None, eid, ".")]
+    # The end's table rewrites the last step: RustBoard keeps only the later
+    # table of a step, the Python ingester both; each must serve the later.
+    for load_fast in (False, True):
+        with TensorBoardServer(str(tmp_path), load_fast=load_fast) as tb:
+            tb.wait_for(lambda: tb.get_json("runs")["runs"])
+            answers.append(tb.get_json("stats", {"run": "."}))
+    for stats in answers:
+        for tag in ("wide/kernel", "narrow/kernel"):
+            columns = stats[tag]
+            assert len(columns["steps"]) == 4, columns["steps"]
+            for i in (0, -1):
+                step = columns["steps"][i]
+                want = np.linalg.norm(rec.weights[step][tag].astype(np.float64), 2)
+                assert columns["sv_max"][i] == pytest.approx(want, rel=1e-6), (tag, step)
+            assert columns["l2"][-1] == pytest.approx(  # the rest of the row is there too
+                np.linalg.norm(rec.weights[columns["steps"][-1]][tag].astype(np.float64)), rel=1e-6)

@@ -267,13 +267,25 @@ def _tensor(out, dtype, shape):
 
 def encode_frame(frame, encoding=ENCODING_F32):
     """Encodes a 2-D array as a frame blob (header + row-major cells)."""
+    return b"".join(frame_pieces(frame, encoding))
+
+
+def frame_pieces(frame, encoding=ENCODING_F32):
+    """The blob of `encode_frame` as [header, cells], not joined: the
+    writer writes both without copying the cells again. A frame already
+    of the encoding's dtype is copied once, into the cells' bytes."""
     frame = np.asarray(frame)
     if frame.ndim != 2:
         raise ValueError("a frame is 2-D, got shape %r" % (frame.shape,))
     rows, cols = frame.shape
     cells = np.ascontiguousarray(frame, dtype=_ENCODING_DTYPES[encoding])
     header = _FRAME_HEADER.pack(_FRAME_MAGIC, FORMAT_VERSION, encoding, 0, rows, cols)
-    return header + cells.tobytes()
+    return [header, cells.tobytes()]
+
+
+def encoding_dtype(encoding):
+    """The numpy dtype of a frame encoding's cells."""
+    return _ENCODING_DTYPES[encoding]
 
 
 def frame_blob_size(rows, cols, encoding=ENCODING_F32):
@@ -319,9 +331,13 @@ def _string_vector(out, payload):
 
 def frame_value(weight_tag, blob, content, out=None):
     """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
-    into `out` if given."""
+    into `out` if given. `blob` None: the tensor without its one string,
+    which the writer appends as it serializes (eventfiles.event_pieces)."""
     out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
-    _string_vector(out.tensor, blob)
+    if blob is None:
+        _tensor(out.tensor, types_pb2.DT_STRING, [1])
+    else:
+        _string_vector(out.tensor, blob)
     return out
 
 

@@ -471,7 +471,8 @@ def make_frame(w, layout, max_cells, block=None):
       max_cells: the largest frame stored; a tensor with up to this many
         cells is stored exactly, cell for cell.
       block: `frame_block(layout, w.shape, max_cells)` if known (a writer
-        keeps it per tensor: the search costs more than the reduction).
+        keeps it per tensor: the search costs more than the reduction);
+        then it alone decides, and max_cells may be None.
 
     Returns:
       `(frame, [br, bc])`: frame = transpose(w, row_axes + col_axes)
@@ -490,7 +491,7 @@ def make_frame(w, layout, max_cells, block=None):
     w = np.asarray(w)
     axes = _check_axes(layout, w.ndim)
     rows, cols = layout_size(layout, w.shape)
-    if rows * cols <= max_cells:
+    if (rows * cols <= max_cells) if block is None else list(block) == [1, 1]:
         x = np.transpose(w, axes).reshape(rows, cols)
         return np.array(x, dtype=np.float32), [1, 1]
     block = frame_block(layout, w.shape, max_cells) if block is None else list(block)

@@ -9,8 +9,14 @@ Nothing here imports TensorFlow at import time; `tensorboard` modules that
 may reach it are imported inside the functions that need them.
 """
 
+import itertools
 import logging
 import os
+import socket
+import struct
+import time
+
+from tensorboard.compat.proto import event_pb2
 
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.record import fast_crc
@@ -69,13 +75,121 @@ def event_bytes(logdir, stop_at=None):
 
 
 def new_writer(log_dir, max_queue_size=4):
-    """TensorBoard's `EventFileWriter` on a new event file in `log_dir`,
-    checksumming in C (`fast_crc`) when google-crc32c is installed."""
+    """A writer of events into a new event file in `log_dir`: `EventFile`
+    on a local directory, TensorBoard's `EventFileWriter` on a URL (both
+    checksum in C, `fast_crc`, when google-crc32c is installed)."""
+    fast_crc.install()
+    log_dir = os.fspath(log_dir)
+    if not _is_url(log_dir) and fast_crc.extend is not None:
+        return EventFile(log_dir)
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    fast_crc.install()
     # flush_secs is moot: our writers flush after every snapshot or at close.
-    return EventFileWriter(os.fspath(log_dir), max_queue_size=max_queue_size, flush_secs=120)
+    return EventFileWriter(log_dir, max_queue_size=max_queue_size, flush_secs=120)
+
+
+_file_count = itertools.count()
+
+
+def _file_uid():
+    """The number that ends an event file's name: TensorBoard's own counter
+    when it has one, so files of this process's other TensorBoard writers
+    (torch's SummaryWriter, Keras's callback) are numbered in one sequence."""
+    try:
+        from tensorboard.summary.writer.event_file_writer import _global_uid
+    except ImportError:
+        return next(_file_count)
+    return _global_uid.get()
+
+
+class EventFile:
+    """Writes TensorBoard event records to a new local event file, from
+    byte pieces (`write_pieces`): a snapshot's frames go from their cells'
+    bytes straight into the file, checksummed where they lie, never joined
+    into one event string (README, "Recording cost").
+
+    The same file TensorBoard's `EventFileWriter` writes: its name, the
+    file-version event first, records of length, masked CRC-32C of the
+    length, data, masked CRC-32C of the data. Writes happen on the caller's
+    thread (the snapshot writer's worker), so a full disk raises there.
+
+    Raises:
+      OSError: the file cannot be created.
+    """
+
+    def __init__(self, log_dir):
+        os.makedirs(log_dir, exist_ok=True)
+        while True:
+            name = "events.out.tfevents.%010d.%s.%d.%d" % (time.time(), socket.gethostname(),
+                                                          os.getpid(), _file_uid())
+            self.path = os.path.join(log_dir, name)
+            try:  # never over another writer's file of the same second
+                self._file = open(self.path, "xb", buffering=_BUFFER)
+                break
+            except FileExistsError:
+                continue
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event):
+        self.write_pieces([event.SerializeToString()])
+
+    def write_pieces(self, pieces):
+        """Writes one record whose data is the concatenation of `pieces` (bytes)."""
+        length = struct.pack("<Q", sum(len(p) for p in pieces))
+        crc = 0
+        for p in pieces:
+            crc = fast_crc.extend(crc, p)
+        self._file.write(length + struct.pack("<I", fast_crc.masked(fast_crc.extend(0, length))))
+        for p in pieces:
+            self._file.write(p)  # large pieces bypass the buffer: no copy here
+        self._file.write(struct.pack("<I", fast_crc.masked(crc)))
+
+    def flush(self):
+        self._file.flush()
+
+    def close(self):
+        self._file.close()
+
+
+_BUFFER = 1 << 16
+
+
+def _varint(n):
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number, pieces):
+    """A length-delimited protobuf field whose value is the concatenation
+    of `pieces`, as pieces."""
+    return [_varint(number << 3 | 2) + _varint(sum(len(p) for p in pieces))] + pieces
+
+
+# Field numbers of TensorBoard's protos the pieces are made of.
+_EVENT_SUMMARY, _SUMMARY_VALUE, _VALUE_TENSOR, _TENSOR_STRING_VAL = 5, 1, 8, 8
+
+
+def event_pieces(event, blobs=()):
+    """`event` serialized as byte pieces, with more summary values each
+    holding one string: `blobs` is [(Summary.Value, pieces)] whose tensor
+    gets the concatenation of `pieces` as its one `string_val`.
+
+    The protobuf wire format written by hand around the blobs: a field is
+    its number, its length and its bytes, and a message's fields may come
+    in any order, so the blobs' bytes never go through a proto or a join.
+    """
+    head = event_pb2.Event(wall_time=event.wall_time, step=event.step).SerializeToString()
+    summary = [event.summary.SerializeToString()]
+    for value, pieces in blobs:
+        tensor = [value.tensor.SerializeToString()] + _field(_TENSOR_STRING_VAL, list(pieces))
+        value.ClearField("tensor")
+        summary += _field(_SUMMARY_VALUE, [value.SerializeToString()]
+                          + _field(_VALUE_TENSOR, tensor))
+    return [head] + _field(_EVENT_SUMMARY, summary)
 
 
 def read_file_events(path):

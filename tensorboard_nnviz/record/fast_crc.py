@@ -20,22 +20,31 @@ import struct
 _installed = None
 
 
-def _masked(crc):
+def masked(crc):
+    """TensorBoard's masking of a CRC-32C in its records."""
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _fast_masked_crc32c():
-    """TensorBoard's `masked_crc32c` on google-crc32c's C code, or None."""
+def _c_extend():
+    """google-crc32c's C `extend(crc, bytes)`, or None."""
     try:
         import google_crc32c
     except ImportError:
         return None
-    if getattr(google_crc32c, "implementation", None) != "c":
-        return None  # its pure-Python fallback is no faster
-    value = google_crc32c.value
+    return google_crc32c.extend if getattr(google_crc32c, "implementation", None) == "c" else None
+
+
+extend = _c_extend()  # CRC-32C of more bytes after `crc`; None without the C library
+
+
+def _fast_masked_crc32c():
+    """TensorBoard's `masked_crc32c` on google-crc32c's C code, or None
+    (its pure-Python fallback is no faster than TensorBoard's)."""
+    if extend is None:
+        return None
 
     def masked_crc32c(data):
-        return _masked(value(bytes(data)))
+        return masked(extend(0, bytes(data)))
 
     return masked_crc32c
 

@@ -23,12 +23,19 @@ class SpectralScheduler:
     carries over up to `carry` allowances, and what a computation really
     took is taken off.
     Tags are served oldest first (never computed, then least recently
-    computed, then model order); the first tag whose estimated cost exceeds
-    the credit ends the selection, so a costly matrix is not passed over by
-    cheap ones: the credit builds up until it fits. A matrix costing more
-    than the cap is computed once the credit reaches the cap (the credit
-    then goes negative and the next snapshots pay it back), so the cap never
-    stops it for good and the average stays within the budget.
+    computed, then model order). A tag whose estimated cost exceeds the
+    credit is passed over, so cheap matrices behind a costly one still get
+    their turn; once a tag has been passed over `patience` times it is
+    due, and a due tag ends the selection: the credit builds up until it
+    fits, so neither waits for good. A matrix costing more than the cap is
+    computed once the credit reaches the cap (the credit then goes
+    negative and the next snapshots pay it back), so the cap never stops it
+    and the average stays within the budget.
+
+    With `ends`, the first snapshot computes every matrix and `select_all`
+    (the writer's close) gives every matrix not computed at the last one,
+    so a run has each spectrum at its start and end; those two are outside
+    the budget (not taken off the credit).
 
     Costs are the last measured seconds of a tag; a tag never timed is
     estimated from its operation count (`cost`) times the seconds per
@@ -42,20 +49,27 @@ class SpectralScheduler:
         that may be spent.
       carry: how many allowances of unspent budget the credit may hold.
       seconds_per_op: the initial guess of seconds per `cost` unit.
+      patience: how many snapshots a tag may be passed over for cheaper
+        ones before it is due.
+      ends: every matrix at the first snapshot and at `select_all`.
     """
 
     def __init__(self, budget=None, share=0.0, writer_share=0.0, carry=4,
-                 seconds_per_op=3e-11):
+                 seconds_per_op=3e-11, patience=4, ends=False):
         self.budget = None if budget is None else float(budget)
         self.share = float(share)
         self.writer_share = float(writer_share)
         self.carry = float(carry)
+        self.patience = int(patience)
+        self.ends = bool(ends)
         self.credit = 0.0
         self.snapshot = 0
+        self._free = False  # this snapshot's work is outside the budget
         self._seconds_per_op = float(seconds_per_op)
         self._last = {}  # tag → snapshot of its last computation
         self._seconds = {}  # tag → its last measured seconds
         self._ops = {}  # tag → operation count (from `select`)
+        self._passed = {}  # tag → snapshots it was passed over since computed
 
     def allowance(self, elapsed=None, writer_seconds=None):
         """CPU seconds a snapshot adds to the credit.
@@ -95,7 +109,8 @@ class SpectralScheduler:
         for position, (tag, op_count) in enumerate(ops):
             self._ops[tag] = float(op_count)
             order[tag] = position
-        if self.budget is None:
+        self._free = self.ends and self.snapshot == 1
+        if self.budget is None or self._free:
             return list(order)
         costs = {tag: self.estimate(tag) for tag in order}
         allowance = self.allowance(elapsed, writer_seconds)
@@ -105,19 +120,31 @@ class SpectralScheduler:
         chosen, planned = [], 0.0
         for tag in queue:
             over = planned + costs[tag] > self.credit * (1 + 1e-9)  # not on rounding alone
-            if over and (chosen or self.credit < cap):
-                break
-            # The credit is at its cap and the oldest tag alone exceeds it:
-            # computed anyway, once, so the cap cannot starve it.
-            chosen.append(tag)
-            planned += costs[tag]
+            if not over or (not chosen and self.credit >= cap):
+                # Fits; or the credit is at its cap and the oldest tag alone
+                # exceeds it: computed anyway, once, so the cap cannot starve it.
+                chosen.append(tag)
+                planned += costs[tag]
+            elif self._passed.get(tag, 0) >= self.patience:
+                break  # due: the credit builds up for it
+            else:
+                self._passed[tag] = self._passed.get(tag, 0) + 1
         return chosen
+
+    def select_all(self, tags):
+        """Which of `tags` (the matrices not computed at the last snapshot)
+        to compute at the end of the run, outside the budget: all of them
+        with `ends`, else none."""
+        self._free = True
+        return list(tags) if self.ends else []
 
     def record(self, tag, seconds):
         """Reports what computing `tag` took (CPU seconds) at this snapshot."""
         seconds = max(float(seconds), 0.0)
-        self.credit -= seconds
+        if not self._free:
+            self.credit -= seconds
         self._last[tag] = self.snapshot
+        self._passed.pop(tag, None)
         self._seconds[tag] = seconds
         ops = self._ops.get(tag)
         if ops:
@@ -128,7 +155,7 @@ class SpectralScheduler:
         """True when a budgeted scheduler's credit is used up by what was
         recorded: the estimates were low (the first snapshots), and the
         rest of this snapshot's selection should wait."""
-        return self.budget is not None and self.credit < 0
+        return self.budget is not None and not self._free and self.credit < 0
 
 
 # The callback's `spectral=` option (see `scheduler_for`): "auto" spends per
@@ -150,7 +177,8 @@ def scheduler_for(option):
 
     Args:
       option: False (off), True (every matrix at every snapshot), "auto"
-        (see AUTO_BUDGET), or a number of CPU seconds per snapshot.
+        (see AUTO_BUDGET; every matrix at the first and last snapshots
+        too), or a number of CPU seconds per snapshot.
 
     Raises:
       ValueError: any other value.
@@ -160,7 +188,8 @@ def scheduler_for(option):
     if option is True:
         return SpectralScheduler(None)
     if option == "auto":
-        return SpectralScheduler(AUTO_BUDGET, share=AUTO_SHARE, writer_share=AUTO_WRITER_SHARE)
+        return SpectralScheduler(AUTO_BUDGET, share=AUTO_SHARE, writer_share=AUTO_WRITER_SHARE,
+                                 ends=True)
     if isinstance(option, (int, float)) and not isinstance(option, bool) and option > 0:
         return SpectralScheduler(float(option))
     raise ValueError("spectral must be True, False, \"auto\" or a positive number of seconds "

@@ -1,10 +1,16 @@
-"""Full-resolution statistics of one weight snapshot, per tensor and per unit
-(pure numpy).
+"""Full-resolution statistics of one weight snapshot, per tensor and per unit.
 
 `measure(w, prev, init, unit_axes)` returns a `Measurement`: `stats`, every
 name of `format.STAT_FIELDS`, and per-unit `norm` = ||W[u]|| and `update` =
-||W[u] - prev[u]|| (a unit: one index of the `unit_axes`, see layout.py).
+||W[u] - prev[u]|| (a unit: one index of the `unit_axes`, see layout.py);
+given a layout, the weight's frame too (`layout.make_frame`'s).
 `compute_stats(w, prev, init)` returns the `stats` alone.
+
+Two paths give the same answers (tests/test_fused.py): the fused pass
+(record/fused.py, compiled by numba: one read of W, W_prev and W_0 for the
+stats, the unit sums and the frame, every sum in float64; its partial sums
+are exposed for shards: `new_partial`, `accumulate`, `combine`, `finish`),
+and the numpy path below, taken where numba is missing or fails.
 
 - `mean, std, min, max, l2, absmax`: over the finite entries (`std` is the
   population standard deviation, ddof = 0).
@@ -33,8 +39,9 @@ has a NaN norm (Inf: an Inf norm), so a broken unit stays visible.
 Undefined values are None, never NaN: no finite entry, no `prev`/`init`
 (or one of another shape), a zero norm in a ratio or cosine.
 
-Precision and speed. Every sum accumulates in float64 across blocks of at
-most `_BLOCK` entries. Two paths:
+Precision and speed of the numpy path (the fused pass sums every entry in
+float64). Every sum accumulates in float64 across blocks of at most
+`_BLOCK` entries. Two ways:
 
 - exact: tensors of at most `EXACT_SIZE` entries, float64 tensors, and any
   tensor holding NaN or Inf: each block is widened to float64 and every
@@ -43,7 +50,9 @@ most `_BLOCK` entries. Two paths:
   widened to float32 first, exactly). Differences and squares are rounded
   to float32 (2**-24 relative per entry) and summed in float32 within a
   block, so norms are within about 1e-7 relative of the float64 value
-  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds it).
+  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds it;
+  a few 1e-6 for an update that is exactly 0 in most entries, as
+  bfloat16's often is: tests/test_fused.py).
   `init_cos` is derived from the three norms, so it is within about 1e-7
   absolute. A sum that overflows float32, a unit sum that underflows to 0
   and a large mean (std by cancellation) are redone exactly, so a zero
@@ -58,11 +67,15 @@ training keeps busy, so products are einsum's single-threaded loops.
 
 import collections
 import functools
+import logging
 import math
 
 import numpy as np
 
 from tensorboard_nnviz.core import format as nnviz_format
+from tensorboard_nnviz.core import layout as layout_lib
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_SIZE = 65536
 ZERO_TOL = 1e-8
@@ -82,7 +95,8 @@ _ZERO_TOL_SQ32 = np.square(_largest_float32_at_most(ZERO_TOL))
 
 _jitter = np.random.default_rng(20240601).random(SAMPLE_SIZE)
 
-Measurement = collections.namedtuple("Measurement", "stats norm update sumsq finite")
+Measurement = collections.namedtuple("Measurement", "stats norm update sumsq finite frame",
+                                     defaults=(None,))
 Measurement.__doc__ = """What `measure` returns.
 
   stats: {name: float or None} for every name of `format.STAT_FIELDS`.
@@ -91,6 +105,8 @@ Measurement.__doc__ = """What `measure` returns.
   sumsq: ||W||**2 over the finite entries (pass it back as `prev_sumsq` /
     `init_sumsq` with the next snapshot: it saves reading prev twice).
   finite: whether every entry of W is finite.
+  frame: the float32 frame `layout.make_frame` makes with the layout's
+    block, when `measure` was given a layout; else None.
 """
 
 
@@ -192,43 +208,51 @@ def _percentiles(values, finite=False):
     n = values.size
     if n == 0:
         return None, None
+    ranks = [(n - 1) * q for q in (0.01, 0.99)]
+    los = [int(math.floor(rank)) for rank in ranks]
+    ranked = _ranked(values, sorted({k for lo in los for k in (lo, min(n - 1, lo + 1))}))
     out = []
-    for q in (0.01, 0.99):
-        rank = (n - 1) * q
-        lo = int(math.floor(rank))
-        a, b = _ranked(values, lo, min(n - 1, lo + 1))
+    for rank, lo in zip(ranks, los):
+        a, b = ranked[lo], ranked[min(n - 1, lo + 1)]
         t = rank - lo
         # numpy's _lerp: exact at both ends.
         out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
     return out[0], out[1]
 
 
-def _ranked(values, i, j):
-    """The i-th and j-th smallest of `values` (i <= j, both near one end).
+def _ranked(values, ks):
+    """{k: the k-th smallest of `values`} for the ranks `ks`, each near
+    one end.
 
     Only values near one end are wanted, so partitioning all of them is
-    wasted work: the values beyond a threshold read off a strided subsample
-    are a few hundred, and holding at least j + 1 of them proves they
-    include the wanted ones.
+    wasted work: the values beyond a threshold read off a sorted strided
+    subsample are a few hundred per end, and holding as many as a rank
+    needs proves they hold it, so only those are partitioned.
     """
     n = values.size
-    top = i > n // 2
     if n > 8192:
         sub = np.sort(values[:: n // 1024])
-        need = (n - i) if top else (j + 1)  # how many of the end to keep
-        k = min(sub.size - 1, 2 * need * sub.size // n + 8)
-        if top:
-            keep = values[values >= sub[sub.size - 1 - k]]
+        low = [k for k in ks if k < n // 2]
+        high = [k for k in ks if k >= n // 2]
+        out = {}
+        if low:
+            need = max(low) + 1  # how many of the smallest
+            cut = sub[min(sub.size - 1, 2 * need * sub.size // n + 8)]
+            keep = values[values <= cut]
             if keep.size >= need:
-                part = np.partition(keep, [keep.size - (n - i), keep.size - (n - j)])
-                return float(part[keep.size - (n - i)]), float(part[keep.size - (n - j)])
-        else:
-            keep = values[values <= sub[k]]
+                part = np.partition(keep, low)
+                out.update((k, float(part[k])) for k in low)
+        if high:
+            need = n - min(high)  # how many of the largest
+            cut = sub[sub.size - 1 - min(sub.size - 1, 2 * need * sub.size // n + 8)]
+            keep = values[values >= cut]
             if keep.size >= need:
-                part = np.partition(keep, [i, j])
-                return float(part[i]), float(part[j])
-    part = np.partition(values, [i, j])
-    return float(part[i]), float(part[j])
+                part = np.partition(keep, [k - n + keep.size for k in high])
+                out.update((k, float(part[k - n + keep.size])) for k in high)
+        if len(out) == len(ks):
+            return out
+    part = np.partition(values, ks)
+    return {k: float(part[k]) for k in ks}
 
 
 def _sample(flat):
@@ -475,8 +499,10 @@ def _as_numeric(w):
     return w
 
 
-def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq=None):
-    """Statistics and per-unit norms of a weight snapshot (module docstring).
+def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq=None,
+            layout=None, frame_dtype=np.float32):
+    """Statistics, per-unit norms and (with `layout`) the frame of a weight
+    snapshot (module docstring).
 
     Args:
       w: the weight now (any shape, any numeric dtype).
@@ -486,14 +512,35 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
         `unit_axes`); default the last axis.
       prev_sumsq, init_sumsq: ||prev||**2 and ||init||**2 as `measure`
         returned them (`Measurement.sumsq`) when those were all finite;
-        saves reading them twice. None: computed here.
+        the numpy path saves reading them twice. None: computed here.
+      layout: a layout with its `block` (`layout.frame_block`): the
+        frame comes out of the same pass. None: no frame.
+      frame_dtype: the frame's dtype (the writer's float16 for a reduced
+        frame: rounded once, from the float64 block sums).
 
     Returns:
       A `Measurement`.
     """
-    x = _as_numeric(w)
+    x = np.asarray(w)
     if unit_axes is None:
         unit_axes = default_unit_axes(x.ndim)
+    prev, init = (None if o is None or np.shape(o) != x.shape else np.asarray(o)
+                  for o in (prev, init))
+    kernel = _fused_kernel() if x.size else None
+    if kernel is not None:
+        try:
+            return _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype)
+        except Exception:  # a compiler or platform failure: numpy from now on
+            _disable_fused()
+    measured = _measure_numpy(x, prev, init, unit_axes, prev_sumsq, init_sumsq)
+    if layout is None:
+        return measured
+    frame, _ = layout_lib.make_frame(x, layout, None, layout["block"])
+    return measured._replace(frame=frame.astype(frame_dtype, copy=False))
+
+
+def _measure_numpy(w, prev, init, unit_axes, prev_sumsq, init_sumsq):
+    x = _as_numeric(w)
     x3 = _unit_view(x, unit_axes)
     others, known = {}, {}
     for key, other, sumsq in (("update", prev, prev_sumsq), ("init", init, init_sumsq)):
@@ -516,10 +563,16 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
         with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, NaN: expected
             _exact_pass(x3, others, m, diffs, units)
     _centre(m, x3, exact=not fast)
-    finite = m.nan == 0 and m.inf == 0
     flat = x.reshape(-1)
-    sample = _sample(flat)
+    return _finish(m, diffs, units, _sample(flat), flat)
+
+
+def _finish(m, diffs, units, sample, flat):
+    """The `Measurement` from the sums of either path; `flat`: the tensor,
+    read again only when the sample missed every finite entry."""
+    finite = m.nan == 0 and m.inf == 0
     if not finite and m.n and not np.isfinite(sample).any():
+        flat = _as_numeric(flat).reshape(-1)
         sample = _sample(flat[np.isfinite(flat)])  # it missed them all
     stats = dict.fromkeys(nnviz_format.STAT_FIELDS)
     stats.update(_finish_moments(m, sample))
@@ -530,6 +583,169 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
         update = np.sqrt(units["update"])
         stats["units_still"] = float(np.count_nonzero(update == 0))
     return Measurement(stats, np.sqrt(units["norm"]), update, m.sumsq, finite)
+
+
+# --- the fused path --------------------------------------------------------------
+
+_fused = None  # the fused module once imported; False: numpy only
+
+
+def _fused_kernel():
+    """fused.py, or None where numba is missing or failed (numpy then)."""
+    global _fused
+    if _fused is None:
+        try:
+            from tensorboard_nnviz.record import fused
+        except Exception:  # not installed, or does not load on this platform
+            logger.info("nnviz: numba unavailable, stats run on the numpy path", exc_info=True)
+            fused = False
+        _fused = fused
+    return _fused or None
+
+
+def _disable_fused():
+    global _fused
+    logger.warning("nnviz: the compiled stats kernel failed; the numpy path takes over",
+                   exc_info=True)
+    _fused = False
+
+
+def sample_positions(n):
+    """Flat positions of the entries the percentiles are taken from."""
+    return _all_positions(n) if n <= SAMPLE_SIZE else _sample_index(n)
+
+
+@functools.lru_cache(maxsize=64)
+def _all_positions(n):
+    index = np.arange(n, dtype=np.int64)
+    index.flags.writeable = False
+    return index
+
+
+def fused_plan(shape, unit_axes, layout=None):
+    """The fused pass's `Plan` of a tensor (with `layout`, and its
+    "block": the frame too)."""
+    kernel = _fused_kernel()
+    rows, cols, block = (), (), None
+    if layout is not None:
+        rows, cols = tuple(layout["row_axes"]), tuple(layout["col_axes"])
+        block = tuple(int(b) for b in layout["block"])
+    return kernel.plan(tuple(int(d) for d in shape), rows, cols,
+                       tuple(int(a) for a in unit_axes), block)
+
+
+def new_partial(plan, n):
+    """An empty partial buffer (fused.py) for a tensor of `plan` and n entries."""
+    kernel = _fused_kernel()
+    samples = len(sample_positions(n))
+    buf = np.zeros(kernel.partial_size(plan, samples))
+    buf[kernel.MIN] = math.inf
+    buf[kernel.MAX] = -math.inf
+    return buf
+
+
+def combine(a, b):
+    """Two shards' partial buffers as one: the sum, but for the min and max
+    entries (a sampled entry is filled by the one shard that holds it, 0
+    elsewhere, so it sums too)."""
+    kernel = _fused_kernel()
+    out = a + b
+    for i in kernel.MIN_ENTRIES:
+        out[i] = min(a[i], b[i])
+    for i in kernel.MAX_ENTRIES:
+        out[i] = max(a[i], b[i])
+    return out
+
+
+def _kernel_input(kernel, x):
+    """(the flat array the kernel reads, its widening table): float32 and
+    float64 as they are, float16 and bfloat16 as their bits (no copy)."""
+    x = np.ascontiguousarray(x)
+    if x.dtype == np.float32 or x.dtype == np.float64:
+        return x.reshape(-1), kernel.NO_LUT
+    lut = kernel.LUTS.get(x.dtype.name)
+    if lut is not None:
+        return x.reshape(-1).view(np.uint16), lut
+    return _as_numeric(x).reshape(-1), kernel.NO_LUT
+
+
+def accumulate(buf, plan, w, prev=None, init=None, start=0, size=None):
+    """Adds `w` (and its `prev`, `init`: same shape and dtype) into the
+    partial buffer `buf`.
+
+    A shard: `w` is the slice [start, start + len(w)) of axis 0 of a tensor
+    of `size` entries (its `plan` and `buf` those of the whole tensor);
+    the shards' buffers combine (`combine`) into the whole tensor's.
+    """
+    kernel = _fused_kernel()
+    flat, lut = _kernel_input(kernel, w)
+    p = flat if prev is None else _kernel_input(kernel, prev)[0]
+    q = flat if init is None else _kernel_input(kernel, init)[0]
+    positions = sample_positions(flat.size if size is None else size)
+    if not start:
+        first, lo, mine = 0, 0, positions
+    else:
+        lo = start * (flat.size // len(w))
+        if lo % plan.plan[kernel.P_SIZE]:
+            raise ValueError("a shard of a tensor must hold whole rows of it (fused.plan)")
+        first, last = np.searchsorted(positions, [lo, lo + flat.size])
+        mine = positions[first:last] - lo
+    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, mine,
+                      buf, lo // plan.plan[kernel.P_SIZE], first)
+
+
+def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
+    """The `Measurement` from a whole tensor's partial buffer (with the
+    frame when the plan has one).
+
+    Args:
+      compared: which of "update", "init" were accumulated.
+      centre: shift → sum (w - shift)^2 over the finite entries, asked for
+        tensors whose mean dwarfs their spread (`_needs_centring`).
+      flat: the tensor, read only if the sample missed every finite entry.
+    """
+    kernel = _fused_kernel()
+    acc = buf[:kernel.ACC_SIZE].tolist()
+    m = _Moments()
+    m.n, m.sum, m.sumsq = int(acc[kernel.N]), acc[kernel.SUM], acc[kernel.SUMSQ]
+    m.min, m.max = acc[kernel.MIN], acc[kernel.MAX]
+    m.zeros, m.nan, m.inf = int(acc[kernel.ZEROS]), int(acc[kernel.NAN]), int(acc[kernel.INF])
+    if m.n and _needs_centring(m):
+        m.shift = m.sum / m.n
+        m.centred_sumsq = float(centre(m.shift))
+    diffs = {}
+    for key in compared:
+        base = kernel.UPDATE if key == "update" else kernel.INIT
+        d = diffs[key] = _Diff()
+        d.n = int(acc[base + kernel.DN])
+        d.sumsq, d.absmax = acc[base + kernel.DSQ], acc[base + kernel.DMAX]
+        d.w_sumsq, d.other_sumsq = acc[base + kernel.DWSQ], acc[base + kernel.DOSQ]
+    units, cells = plan.units, math.prod(plan.frame_shape)
+    start = kernel.ACC_SIZE
+    sums = {"norm": buf[start:start + units]}
+    if "update" in compared:
+        sums["update"] = buf[start + units:start + 2 * units]
+    measured = _finish(m, diffs, sums, buf[start + 2 * units + cells:], flat)
+    if not cells:
+        return measured
+    frame = np.empty(plan.frame_shape, frame_dtype)
+    out = frame.view(np.uint16) if frame.dtype == np.float16 else frame
+    kernel.frame_means(buf[start + 2 * units:start + 2 * units + cells], *plan.covered, out)
+    return measured._replace(frame=frame)
+
+
+def _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype):
+    plan = fused_plan(x.shape, unit_axes, layout)
+    buf = new_partial(plan, x.size)
+    compared = {}
+    if prev is not None:
+        compared["update"] = prev.astype(x.dtype, copy=False)
+    if init is not None:
+        compared["init"] = init.astype(x.dtype, copy=False)
+    accumulate(buf, plan, x, compared.get("update"), compared.get("init"))
+    flat, lut = _kernel_input(kernel, x)
+    return finish(buf, plan, compared, lambda shift: kernel.centred_sumsq(flat, lut, shift), x,
+                  frame_dtype)
 
 
 def _fresh(x3, others):

@@ -1,11 +1,14 @@
 """Writes weight snapshots to a log_dir from a background thread.
 
 The training thread only hands over host copies of the weights
-(`SnapshotWriter.write`); a worker thread lays them out, measures them
-(the spectral stats of matrices too, within a CPU budget per snapshot:
-spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes one TensorBoard event per snapshot through
-TensorBoard's own `EventFileWriter` (not `tf.summary`), flushing after each
-so a live TensorBoard sees it.
+(`SnapshotWriter.write`); a worker thread measures them and makes their
+frames in one pass (stats.py; docs/architecture.md, "The fused pass"),
+adds the spectral stats of matrices within a CPU budget per snapshot
+(spectral.py and docs/architecture.md, "Spectral stats"), and writes one
+TensorBoard event per snapshot (`eventfiles.EventFile`: the frames' bytes
+go into the file as they are; not `tf.summary`), flushing after each so
+a live TensorBoard sees it. At `close`, under spectral="auto", it adds the
+spectral stats the budget skipped at the last snapshot.
 
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
@@ -65,7 +68,8 @@ class _TagState:
     """What the worker keeps per weight tag between snapshots."""
 
     __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
-                 "prev_pooled", "prev_sumsq", "init_sumsq", "matrix")
+                 "prev_pooled", "prev_sumsq", "init_sumsq", "matrix", "last_stats",
+                 "last_spectral")
 
     def __init__(self, key, layout, content, units_content, unit_block, init, matrix=None):
         self.key = key  # (shape, dtype, layer_class): a new key resets the state
@@ -83,6 +87,8 @@ class _TagState:
         # How the weight reads as matrices for the spectral stats
         # (spectral.plan), or None: not a matrix. Fixed by the key.
         self.matrix = matrix
+        self.last_stats = None  # the stats written with prev
+        self.last_spectral = False  # whether they hold its spectral stats
 
 
 class BufferPool:
@@ -130,7 +136,8 @@ class SnapshotWriter:
       state: the per-tag state of an earlier, closed writer on the same run,
         so update and init stats carry over (`writer.state`).
       event_writer_factory: builds the event writer from a log_dir (default
-        `eventfiles.new_writer`: TensorBoard's `EventFileWriter`).
+        `eventfiles.new_writer`: an `EventFile`, or TensorBoard's
+        `EventFileWriter` for a URL).
       spectral: which matrices get spectral stats at each snapshot
         (`spectral_budget.scheduler_for`): "auto" (a CPU budget per snapshot),
         True (all, every snapshot), False (none), or seconds per snapshot.
@@ -146,6 +153,7 @@ class SnapshotWriter:
                  event_writer_factory=None, spectral="auto", name="tensorboard_nnviz"):
         self._scheduler = spectral_budget.scheduler_for(spectral)  # ValueError first
         self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
+        self._last_written = None  # (step, tags) of the last snapshot on disk
         self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
         self.log_dir = str(log_dir)
         self.name = name
@@ -232,13 +240,14 @@ class SnapshotWriter:
     def _run(self):
         while True:
             item = self._queue.get()
+            start = time.thread_time()
             try:
                 if item is _STOP:
+                    self._write_spectral_ends()
                     return
-                start = time.thread_time()
                 self._write_snapshot(item)
-                self.worker_cpu_seconds += time.thread_time() - start
             finally:
+                self.worker_cpu_seconds += time.thread_time() - start
                 self._queue.task_done()
 
     def _write_snapshot(self, snap):
@@ -252,17 +261,15 @@ class SnapshotWriter:
             return
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            sumsqs = self._values(snap, event.summary.value)
+            sumsqs, frames, stats, spectral = self._values(snap, event.summary.value)
+            pieces = eventfiles.event_pieces(event, frames)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
             self._forget(snap)
             return
         try:
-            if self._events is None:  # an earlier failure: try a new file
-                self._events = self._factory(self.log_dir)
-            self._events.add_event(event)
-            self._events.flush()
+            self._write_event(pieces)
         except Exception as e:
             self._warn_failure(snap.step, e)
             self._forget(snap)
@@ -273,8 +280,60 @@ class SnapshotWriter:
         self.snapshots_written += 1
         self._failures = 0
         self._lost_structure = None
-        for w, sumsq in zip(snap.weights, sumsqs):
-            self._advance(self.state[w.tag], w, snap.pooled, sumsq)
+        self._last_written = (snap.step, [w.tag for w in snap.weights])
+        for w, sumsq, tag_stats in zip(snap.weights, sumsqs, stats):
+            state = self.state[w.tag]
+            state.last_stats, state.last_spectral = tag_stats, w.tag in spectral
+            self._advance(state, w, snap.pooled, sumsq)
+
+    def _write_event(self, pieces):
+        """Writes an event's pieces (`eventfiles.event_pieces`) and flushes."""
+        if self._events is None:  # an earlier failure: try a new file
+            self._events = self._factory(self.log_dir)
+        if hasattr(self._events, "write_pieces"):
+            self._events.write_pieces(pieces)
+        else:  # an event writer of TensorBoard's (a URL, or a test's)
+            self._events.add_event(event_pb2.Event.FromString(b"".join(pieces)))
+        self._events.flush()
+
+    def _write_spectral_ends(self):
+        """At the end of the run, the spectral stats of the matrices the
+        budget skipped at the last snapshot, computed from that snapshot's
+        weights (still held as W_prev): its stats vectors again, complete,
+        at the same step (a reader keeps the last vector of a step)."""
+        if self._scheduler is None or self._last_written is None:
+            return
+        try:
+            self._write_spectral_ends_of(self._last_written)
+        except Exception:  # a bug of ours: the snapshots are on disk already
+            logger.exception("nnviz: could not add the spectral stats at the end of the run")
+
+    def _write_spectral_ends_of(self, last_written):
+        tags = [tag for tag, st in self.state.items()
+                if st.matrix is not None and st.last_stats is not None and not st.last_spectral]
+        chosen = self._scheduler.select_all(tags)
+        if not chosen:
+            return
+        step, tags = last_written
+        # The same step, a later wall time: the reader's cache sees the table
+        # change, and both ingesters keep the later table of a step.
+        event = event_pb2.Event(step=step, wall_time=time.time())
+        with spectral_lib.blas_single_thread():
+            for tag in chosen:
+                state = self.state[tag]
+                start = time.thread_time()
+                state.last_stats.update(_spectral_metrics(tag, state.prev, state.matrix))
+                self.spectral_cpu_seconds += time.thread_time() - start
+                state.last_spectral = True
+        # The whole table again: RustBoard keeps only the later of two
+        # tables at one step, so one holding the chosen tags alone would
+        # hide the others' stats of that step.
+        fmt.stats_table_value(tags, [self.state[tag].last_stats for tag in tags],
+                              out=event.summary.value.add())
+        try:
+            self._write_event(eventfiles.event_pieces(event))
+        except Exception as e:
+            self._warn_failure(step, e)
 
     def _forget(self, snap):
         """Leaves no trace of a snapshot that is not on disk, so the next
@@ -307,32 +366,38 @@ class SnapshotWriter:
 
     def _values(self, snap, values):
         """Adds the snapshot's summary values to `values` (an event's
-        `summary.value`: built in place, not copied into the event).
-        Returns each weight's ||W||**2 (None if not all finite)."""
+        `summary.value`: built in place, not copied into the event), but
+        the frames. Returns each weight's ||W||**2 (None if not all
+        finite), the frames as [(Summary.Value, blob pieces)] for
+        `eventfiles.event_pieces`, each weight's stats and the tags whose
+        spectral stats were computed."""
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
             fmt.structure_value(structure, out=values.add())
-        sumsqs, stats = [], []
+        sumsqs, stats, frames = [], [], []
         start = time.thread_time()
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
                 pass
-            frame, state = self._frame(w)
+            state = self._state(w)
+            # Exact frames float32, block-reduced ones float16 (budget.py).
+            encoding = budget.frame_encoding(state.layout["block"])
+            # The stats, the unit sums and the frame: one pass (stats.py).
             measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
-                                         state.prev_sumsq, state.init_sumsq)
+                                         state.prev_sumsq, state.init_sumsq, layout=state.layout,
+                                         frame_dtype=fmt.encoding_dtype(encoding))
             sumsqs.append(measured.sumsq if measured.finite else None)
             stats.append(measured.stats)
-            # Exact frames float32, block-reduced ones float16 (budget.py).
-            blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
-            fmt.frame_value(w.tag, blob, state.content, out=values.add())
+            frames.append((fmt.frame_value(w.tag, None, state.content),
+                           fmt.frame_pieces(measured.frame, encoding)))
             block, update = state.unit_block, measured.update
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
                             state.units_content, out=values.add())
-        self._spectral(snap, stats, time.thread_time() - start)
+        spectral = self._spectral(snap, stats, time.thread_time() - start)
         if snap.weights:  # one table per snapshot: a datum per snapshot for the reader
             fmt.stats_table_value([w.tag for w in snap.weights], stats, out=values.add())
-        return sumsqs
+        return sumsqs, frames, stats, spectral
 
     def _spectral(self, snap, stats, writer_seconds):
         """Fills the spectral fields of `stats` (one dict per weight of
@@ -343,7 +408,7 @@ class SnapshotWriter:
         the cores training uses (spectral.blas_single_thread).
         """
         if self._scheduler is None:
-            return
+            return set()
         elapsed = None if self._last_wall_time is None else snap.wall_time - self._last_wall_time
         self._last_wall_time = snap.wall_time
         matrices = {w.tag: (w, s) for w, s in zip(snap.weights, stats)
@@ -351,41 +416,44 @@ class SnapshotWriter:
         ops = [(tag, spectral_lib.cost(w.value.shape, self.state[tag].matrix))
                for tag, (w, _) in matrices.items()]
         chosen = self._scheduler.select(ops, elapsed=elapsed, writer_seconds=writer_seconds)
+        done = set()
         with spectral_lib.blas_single_thread():
             for tag in chosen:
                 with self._pause:  # not while the training thread copies
                     pass
                 w, tag_stats = matrices[tag]
                 start = time.thread_time()
-                tag_stats.update(_spectral_metrics(w, self.state[tag].matrix))
+                tag_stats.update(_spectral_metrics(tag, w.value, self.state[tag].matrix))
                 seconds = time.thread_time() - start
                 self._scheduler.record(tag, seconds)
                 self.spectral_cpu_seconds += seconds
+                done.add(tag)
                 if self._scheduler.overspent():
                     break  # the estimates were low (first snapshots): the rest wait
+        return done
 
-    def _frame(self, w):
-        """The frame of a weight, and its tag's state (new for a new tag or shape)."""
+    def _state(self, w):
+        """The tag's state (new for a new tag, shape, dtype or layer class)."""
         value = w.value
         key = (tuple(value.shape), str(w.dtype), w.layer_class)
         state = self.state.get(w.tag)
         if state is not None and state.key == key:
-            frame = layout_lib.make_frame(value, state.layout, self.max_cells, state.layout["block"])
-            return frame[0], state
+            return state
         layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
                                           value.shape, w.layer_name)
-        frame, block = layout_lib.make_frame(value, layout, self.max_cells)
+        block = layout_lib.frame_block(layout, value.shape, self.max_cells)
+        rows, cols = layout_lib.layout_size(layout, value.shape)
         # A layout from elsewhere (e.g. another framework's) may name no units.
         unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(value.ndim))
         layout = dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
         content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
-                                    rows=frame.shape[0], cols=frame.shape[1])
+                                    rows=-(-rows // block[0]), cols=-(-cols // block[1]))
         units = stats_lib.unit_count(value.shape, unit_axes)
         unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
         units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
         state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
                                               init=value, matrix=_matrix_plan(w, layout))
-        return frame, state
+        return state
 
     def _discard_events(self):
         events, self._events = self._events, None
@@ -426,11 +494,11 @@ def _matrix_plan(w, layout):
         return None
 
 
-def _spectral_metrics(w, matrix):
+def _spectral_metrics(tag, value, matrix):
     """The spectral metrics of one weight; all None if anything fails (a
     LinAlgError on a pathological matrix must not lose the snapshot)."""
     try:
-        return spectral_lib.compute(w.value, matrix)
+        return spectral_lib.compute(value, matrix)
     except Exception:
-        logger.debug("nnviz: spectral metrics of %r failed", w.tag, exc_info=True)
+        logger.debug("nnviz: spectral metrics of %r failed", tag, exc_info=True)
         return dict.fromkeys(spectral_lib.FIELDS)

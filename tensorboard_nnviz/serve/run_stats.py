@@ -137,14 +137,14 @@ def check_fields(fields, known):
 
 
 def _in_step_order(datums):
-    """Datums sorted by step, the first of each step kept (as TensorBoard
-    returns a series with a repeated step)."""
-    out, seen = [], set()
-    for d in sorted(datums, key=lambda d: d.step):
-        if d.step not in seen:
-            seen.add(d.step)
-            out.append(d)
-    return out
+    """Datums sorted by step, the last written of each step kept: the
+    writer writes the last snapshot's table again, complete, when it adds
+    the spectral stats the budget skipped (record/writer.py); RustBoard
+    keeps only that one, the Python ingester both, in the order written."""
+    latest = {}
+    for d in sorted(datums, key=lambda d: d.step):  # stable: written order within a step
+        latest[d.step] = d
+    return list(latest.values())
 
 
 def _vectors_stats(content, datums, lineage=None):

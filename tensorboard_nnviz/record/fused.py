@@ -1,0 +1,614 @@
+"""The fused pass: every stat, the per-unit sums and the block-mean frame of
+a weight from one read of W, W_prev and W_0, compiled by numba
+(docs/architecture.md, "The fused pass").
+
+`accumulate` is the partial-sum stage: it adds a tensor (or a shard of it)
+into a `partial` buffer whose entries are sums, except three minima and
+maxima (`MIN_ENTRIES`, `MAX_ENTRIES`), so shards combine entry by entry
+(an all-reduce). stats.py finishes a buffer into the stats, the unit norms
+and the frame with the same code as its numpy path.
+
+How (the figures: README, "Recording cost"):
+
+- The tensor is walked in memory order, as rows of its last axes. Per row,
+  one loop reads W, W_prev and W_0 once and takes every sum in float64,
+  the squares per unit, and W into a `line` for the frame. It is compiled
+  with reassociation allowed, so LLVM vectorises the sums; without
+  `nnan`/`ninf`, so a NaN or Inf shows in the sums of its chunk of rows,
+  whose stats alone are then summed again entry by entry over the finite
+  entries (units and frame keep NaN and Inf on purpose). min and max are
+  LLVM's NaN-propagating `minimum` / `maximum`, which it vectorises.
+- Frame cells: consecutive rows that land in the same cells one for one
+  (a Dense kernel's rows inside one block row) add into the `line`, which
+  goes to the cells once for all of them. Along one side of the layout, a
+  line's cells are runs of equal length; any other layout takes a table of
+  each entry's layout row and column. No transposed copy of the tensor.
+- float16 and bfloat16 are read as their uint16 bits and widened through a
+  65,536-entry table: no widened copy either.
+"""
+
+import functools
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+# The partial buffer (float64): acc, then per-unit sums of W^2 and of
+# (W - W_prev)^2, the frame's cell sums (row-major), the sampled entries.
+# acc: sums over the finite entries, except MIN (a min) and MAX (a max).
+N, SUM, SUMSQ, MIN, MAX, ZEROS, NAN, INF = range(8)
+# Per compared tensor (W_prev at UPDATE, W_0 at INIT), over the entries
+# finite in both: count, sum (W - other)^2, max |W - other| (a max),
+# sum W^2, sum other^2.
+UPDATE, INIT = 8, 13
+DN, DSQ, DMAX, DWSQ, DOSQ = range(5)
+ACC_SIZE = 18
+MIN_ENTRIES = (MIN,)
+MAX_ENTRIES = (MAX, UPDATE + DMAX, INIT + DMAX)
+
+# The plan (int64): how `accumulate` walks a tensor (see `plan`).
+(P_SIZE, P_RS, P_CS, P_US, P_GROUP, P_BR, P_BC, P_CB, P_ROWS, P_UNITS, P_CELLS,
+ P_LEAD, P_KEY, P_LINES) = range(14)
+PLAN_HEAD = 14  # then, per leading axis: its size, row step, col step, unit step
+US_TABLE = -1  # P_US: each entry's unit is in the tables
+# P_KEY: which rows share a line. KEY_EXACT: those at the same layout row
+# and column; KEY_ROW / KEY_COL: those in the same row / column of cells
+# (a row along one side, every row of the tensor with the same cells along
+# it). P_LINES lines: one per key when rows of a key are not consecutive.
+KEY_EXACT, KEY_ROW, KEY_COL = range(3)
+
+_CHUNK = 1 << 14  # entries per chunk of rows whose stats are checked for NaN/Inf
+_MIN_INNER = 64  # a row spans the last axes up to at least this many entries
+_FAST = {"reassoc", "contract", "nsz", "arcp"}  # not nnan/ninf: NaN and Inf must show
+
+
+def _llvm_binary(name, flags=()):
+    """An LLVM floating-point intrinsic of two arguments, as a numba function."""
+
+    @intrinsic
+    def call(typingctx, a, b):
+        if not (isinstance(a, types.Float) and a == b):
+            return None
+
+        def codegen(context, builder, signature, args):
+            t = context.get_value_type(signature.return_type)
+            suffix = ".f64" if t == ir.DoubleType() else ".f32"
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t]),
+                                                name + suffix)
+            return builder.call(fn, args, fastmath=flags)
+
+        return a(a, b), codegen
+
+    return call
+
+
+# In `_row` only: one instruction each, assuming no NaN (a chunk holding
+# NaN or Inf is summed again by `_add_masked`, and its result discarded).
+_min_finite = _llvm_binary("llvm.minnum", ("nnan", "nsz"))
+_max_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
+
+
+def _widen(v, lut):
+    """An entry as float64 (numba only: see its overload)."""
+
+
+@overload(_widen)
+def _widen_impl(v, lut):
+    if isinstance(v, types.Float):
+        return lambda v, lut: np.float64(v)
+    return lambda v, lut: np.float64(lut[v])  # uint16 bits of float16 / bfloat16
+
+
+def _lut(dtype_name):
+    """float32 value of each of the 65,536 bit patterns of a 16-bit float."""
+    bits = np.arange(1 << 16, dtype=np.uint32)
+    if dtype_name == "float16":
+        return bits.astype(np.uint16).view(np.float16).astype(np.float32)
+    return (bits << 16).view(np.float32)  # bfloat16: the top half of a float32
+
+
+LUTS = {"float16": _lut("float16"), "bfloat16": _lut("bfloat16")}
+NO_LUT = np.zeros(1, np.float32)
+
+
+# --- the kernel (numba) --------------------------------------------------------------
+# Slices and unsigned indices throughout: numba checks a signed index for
+# wraparound, and that check stops LLVM vectorising.
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
+    """One row of W (`ps`, `qs`: of W_prev and W_0): its stats added to
+    `sums` (assuming every entry finite: the caller checks the chunk), its
+    entries to `line`, and with `along` (the units run along the row) its
+    squares to the units nv[m], uv[m]. Returns the row's sum W^2 and sum
+    (W - prev)^2, NaN and Inf included (a unit holding NaN shows it)."""
+    s = ss = z = dd = pp = ee = qq = 0.0
+    mn = np.inf
+    mx = -np.inf
+    dm = em = 0.0
+    for m in range(xs.size):
+        v = _widen(xs[m], lut)
+        a = _widen(ps[m], lut)
+        b = _widen(qs[m], lut)
+        sq = v * v
+        d = v - a
+        dsq = d * d
+        e = v - b
+        s += v
+        ss += sq
+        dd += dsq
+        mn = _min_finite(mn, v)
+        mx = _max_finite(mx, v)
+        z += 1.0 if abs(v) <= zero_tol else 0.0
+        dm = _max_finite(dm, abs(d))
+        pp += a * a
+        ee += e * e
+        em = _max_finite(em, abs(e))
+        qq += b * b
+        line[m] += v
+        if along:
+            nv[m] += sq
+            uv[m] += dsq
+    sums[0] += s
+    sums[1] += ss
+    sums[2] = min(sums[2], mn)
+    sums[3] = max(sums[3], mx)
+    sums[4] += z
+    sums[5] += dd
+    sums[6] = max(sums[6], dm)
+    sums[7] += pp
+    sums[8] += ee
+    sums[9] = max(sums[9], em)
+    sums[10] += qq
+    return ss, dd
+
+
+@njit(nogil=True, cache=True)
+def _widen_into(xs, lut, out):
+    for m in range(xs.size):
+        out[m] = _widen(xs[m], lut)
+
+
+@njit(nogil=True, cache=True)
+def _gather(x, at, lut, out):
+    for t in range(at.size):
+        out[t] = _widen(x[np.uint64(at[t])], lut)
+
+
+@njit(nogil=True, cache=True)
+def _add_masked(x, p, q, lut, zero_tol, acc):
+    """A chunk holding NaN or Inf, entry by entry over the finite entries."""
+    for j in range(x.size):
+        v = _widen(x[j], lut)
+        ok = np.isfinite(v)
+        if ok:
+            acc[N] += 1.0
+            acc[SUM] += v
+            acc[SUMSQ] += v * v
+            acc[MIN] = min(acc[MIN], v)
+            acc[MAX] = max(acc[MAX], v)
+            if abs(v) <= zero_tol:
+                acc[ZEROS] += 1.0
+        elif np.isnan(v):
+            acc[NAN] += 1.0
+        else:
+            acc[INF] += 1.0
+        for base, o in ((UPDATE, _widen(p[j], lut)), (INIT, _widen(q[j], lut))):
+            if ok and np.isfinite(o):
+                d = v - o
+                acc[base + DN] += 1.0
+                acc[base + DSQ] += d * d
+                acc[base + DMAX] = max(acc[base + DMAX], abs(d))
+                acc[base + DWSQ] += v * v
+                acc[base + DOSQ] += o * o
+
+
+@njit(nogil=True, cache=True)
+def _add_sums(x, p, q, lut, zero_tol, acc, sums):
+    """Adds a chunk's `sums` (from `_row`) to `acc`, or the chunk again
+    entry by entry when it holds NaN or Inf."""
+    # Any NaN or Inf in x, p or q makes one of these sums NaN or Inf.
+    if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(sums[5])
+            and np.isfinite(sums[7]) and np.isfinite(sums[8]) and np.isfinite(sums[10])):
+        _add_masked(x, p, q, lut, zero_tol, acc)
+        return
+    n = float(x.size)
+    acc[N] += n
+    acc[SUM] += sums[0]
+    acc[SUMSQ] += sums[1]
+    acc[MIN] = min(acc[MIN], sums[2])
+    acc[MAX] = max(acc[MAX], sums[3])
+    acc[ZEROS] += sums[4]
+    for base, dsq, dmax, osq in ((UPDATE, sums[5], sums[6], sums[7]),
+                                 (INIT, sums[8], sums[9], sums[10])):
+        acc[base + DN] += n
+        acc[base + DSQ] += dsq
+        acc[base + DMAX] = max(acc[base + DMAX], dmax)
+        acc[base + DWSQ] += sums[1]
+        acc[base + DOSQ] += osq
+
+
+@njit(nogil=True, cache=True)
+def _add_units(xs, ps, lut, u0, us, du, norm, upd):
+    """Units of a row neither along it nor one per row: entry m belongs to
+    u0 + m * us, or to u0 + du[m] when us is US_TABLE."""
+    for m in range(xs.size):
+        v = _widen(xs[m], lut)
+        d = v - _widen(ps[m], lut)
+        u = np.uint64(u0 + (du[m] if us == US_TABLE else m * us))
+        norm[u] += v * v
+        upd[u] += d * d
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _add_runs(line, run, frame, cell, step):
+    """frame[cell + j * step] += the sum of the j-th run of `run` entries
+    of `line` (the last run: what is left), for every j. Offset by offset
+    across the runs: loops LLVM vectorises, runs being a few entries."""
+    full = line.size // run
+    for t in range(run):
+        for j in range(full):
+            frame[np.uint64(cell + j * step)] += line[j * run + t]
+    if full * run < line.size:
+        total = 0.0
+        for j in range(full * run, line.size):
+            total += line[j]
+        frame[np.uint64(cell + full * step)] += total
+
+
+@njit(nogil=True, cache=True)
+def _flush(line, r0, c0, plan, dr, dc, rowcell, colcell, frame):
+    """Adds `line` (rows that share their cells) into the frame, and empties it.
+
+    Entry m sits at layout (r0 + m * rs, c0 + m * cs) when there are no
+    tables, else at (r0 + dr[m], c0 + dc[m]). Along one side, with a block
+    b and a step st that divide each other, cells come in runs of b / st
+    entries (or one entry each); otherwise each run of `group` entries
+    (`_presum`) looks its cell up, and neighbours that share one are summed
+    in a register (adding each into memory would chain the adds)."""
+    size = line.size
+    rs, cs, group = plan[P_RS], plan[P_CS], plan[P_GROUP]
+    br, bc, cb = plan[P_BR], plan[P_BC], plan[P_CB]
+    if dr.size == 0 and (rs == 0 or cs == 0):
+        st, b, p0, step = (cs, bc, c0, 1) if rs == 0 else (rs, br, r0, cb)
+        if b % st == 0 or st % b == 0:
+            cell = rowcell[np.uint64(r0)] + colcell[np.uint64(c0)]
+            if b % st == 0:
+                run, first = b // st, min(size, (b - p0 % b + st - 1) // st)
+            else:
+                run, first, step = 1, 1, step * (st // b)
+            total = 0.0
+            for j in range(first):
+                total += line[j]
+            frame[np.uint64(cell)] += total
+            _add_runs(line[first:], run, frame, cell + step, step)
+            line[:] = 0.0
+            return
+    cur = -1
+    total = 0.0
+    for g in range(size // group):
+        m = g * group
+        if dr.size == 0:
+            r, c = r0 + m * rs, c0 + m * cs
+        else:
+            r, c = r0 + dr[m], c0 + dc[m]
+        cell = rowcell[np.uint64(r)] + colcell[np.uint64(c)]
+        if cell != cur:
+            if cur >= 0:
+                frame[np.uint64(cur)] += total
+            cur = cell
+            total = 0.0
+        for j in range(m, m + group):
+            total += line[j]
+    if cur >= 0:
+        frame[np.uint64(cur)] += total
+    line[:] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, first_row=0,
+               first_sample=0):
+    """Adds the flat C-order tensor `x` (with `p` = W_prev and `q` = W_0,
+    the same array as x when absent) into `buf`, a partial buffer (see
+    `ACC_SIZE`, `partial_size`): acc, per-unit sums, frame cell sums (none
+    when the plan has no cells), and the entries at the sorted flat
+    positions `sample_at` into the sample from `first_sample` on.
+
+    `x` may be a shard of the tensor: its rows from `first_row` on (a slice
+    of the leading axes, e.g. of axis 0), `sample_at` then positions
+    within `x`.
+
+    `plan` (see `plan`): rows of plan[P_SIZE] entries (the last axes); per
+    leading axis, what a step adds to a row's first layout row, column and
+    unit; within a row, entry m adds m times (rs, cs, us), or `tables`
+    (3, size) hold its (row, column, unit) offsets. `cells`: the frame
+    cell of each layout row (times the columns of cells), then of each
+    layout column; the cell of (r, c) is their sum.
+    """
+    size, rs, cs, us = plan[P_SIZE], plan[P_RS], plan[P_CS], plan[P_US]
+    units, ncells, lead = plan[P_UNITS], plan[P_CELLS], plan[P_LEAD]
+    acc = buf[:ACC_SIZE]
+    norm = buf[ACC_SIZE:ACC_SIZE + units]
+    upd = buf[ACC_SIZE + units:ACC_SIZE + 2 * units]
+    frame = buf[ACC_SIZE + 2 * units:ACC_SIZE + 2 * units + ncells]
+    sample = buf[ACC_SIZE + 2 * units + ncells:]
+    rowcell, colcell = cells[:plan[P_ROWS]], cells[plan[P_ROWS]:]
+    dr, dc, du = tables[0], tables[1], tables[2]
+    outer = plan[PLAN_HEAD:].reshape(lead, 4)
+    idx = np.zeros(lead, np.int64)
+    r0 = c0 = u0 = 0
+    rest = first_row
+    for a in range(lead - 1, -1, -1):  # the odometer at the first row
+        idx[a] = rest % outer[a, 0]
+        rest //= outer[a, 0]
+        r0 += idx[a] * outer[a, 1]
+        c0 += idx[a] * outer[a, 2]
+        u0 += idx[a] * outer[a, 3]
+    sample = sample[first_sample:]
+    sums = np.empty(11)
+    keyed, nlines = plan[P_KEY], plan[P_LINES]
+    lines = np.zeros((nlines, size))
+    line_r = np.full(nlines, -1, np.int64)  # a row of each line: where it sits
+    line_c = np.zeros(nlines, np.int64)
+    key_r = key_c = -1
+    along = us == 1
+    rows = x.size // size
+    chunk_rows = max(1, _CHUNK // size)
+    s = 0
+    for start in range(0, rows, chunk_rows):
+        stop = min(rows, start + chunk_rows)
+        sums[:] = 0.0
+        sums[2] = np.inf
+        sums[3] = -np.inf
+        for row in range(start, stop):
+            li = 0
+            if ncells:
+                kr, kc = r0, c0
+                if keyed == KEY_ROW:
+                    kr, kc = rowcell[np.uint64(r0)] // plan[P_CB], 0
+                elif keyed == KEY_COL:
+                    kr, kc = 0, colcell[np.uint64(c0)]
+                if nlines > 1:
+                    li = kr + kc
+                elif kr != key_r or kc != key_c:
+                    if line_r[0] >= 0:
+                        _flush(lines[0], line_r[0], line_c[0], plan, dr, dc, rowcell, colcell,
+                               frame)
+                    key_r, key_c = kr, kc
+                    line_r[0] = -1
+                if line_r[li] < 0:
+                    line_r[li], line_c[li] = r0, c0
+            line = lines[li]
+            lo = row * size
+            xs, ps = x[lo:lo + size], p[lo:lo + size]
+            nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
+            ss, dd = _row(xs, ps, q[lo:lo + size], lut, zero_tol, along, nv, uv, line, sums)
+            if us == 0:
+                norm[u0] += ss
+                upd[u0] += dd
+            elif not along:
+                _add_units(xs, ps, lut, u0, us, du, norm, upd)
+            for a in range(lead - 1, -1, -1):  # the next row: an odometer
+                idx[a] += 1
+                r0 += outer[a, 1]
+                c0 += outer[a, 2]
+                u0 += outer[a, 3]
+                if idx[a] < outer[a, 0]:
+                    break
+                r0 -= outer[a, 1] * outer[a, 0]
+                c0 -= outer[a, 2] * outer[a, 0]
+                u0 -= outer[a, 3] * outer[a, 0]
+                idx[a] = 0
+        lo, hi = start * size, stop * size
+        _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+        if sample_at.size == x.size:  # a small tensor: all of it
+            _widen_into(x[lo:hi], lut, sample[lo:hi])
+        else:
+            e = np.searchsorted(sample_at, hi)
+            _gather(x, sample_at[s:e], lut, sample[s:e])
+            s = e
+    for li in range(nlines):
+        if ncells and line_r[li] >= 0:
+            _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
+
+
+@intrinsic
+def _half_bits(typingctx, v):
+    """The bits of the float16 nearest a float32 (the CPU's conversion)."""
+    if v != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(v), codegen
+
+
+def _put(out, r, c, v):
+    """out[r, c] = v (numba only: see its overload)."""
+
+
+@overload(_put)
+def _put_impl(out, r, c, v):
+    if out.dtype == types.uint16:
+        def put(out, r, c, v):
+            out[r, c] = _half_bits(v)
+        return put
+
+    def put(out, r, c, v):
+        out[r, c] = v
+    return put
+
+
+@njit(nogil=True, cache=True)
+def frame_means(sums, rows_covered, cols_covered, out):
+    """out[r, c] = the mean of the cell from its sum and how many layout
+    rows and columns it covers, rounded once to float32 (and from there
+    to float16 when `out` is uint16: float16 bits, as numpy rounds)."""
+    rows, cols = out.shape
+    for r in range(rows):
+        for c in range(cols):
+            mean = sums[r * cols + c] / (rows_covered[r] * cols_covered[c])
+            _put(out, r, c, np.float32(mean))
+
+
+@njit(nogil=True, cache=True)
+def centred_sumsq(x, lut, shift):
+    """sum (x - shift)^2 over the finite entries, in float64."""
+    total = 0.0
+    for j in range(x.size):
+        v = _widen(x[j], lut)
+        if np.isfinite(v):
+            d = v - shift
+            total += d * d
+    return total
+
+
+# --- the plan (plain Python) -------------------------------------------------------
+
+_MAX_TABLE = 1 << 16  # a row over several axes: tables of at most this many entries
+_MAX_LINES = 1 << 19  # entries of the lines of rows not yet in the frame (float64)
+_NO_TABLES = np.zeros((3, 0), np.int64)
+_EMPTY = np.zeros(0, np.int64)
+
+
+class Plan:
+    """How `accumulate` walks one tensor shape with one layout.
+
+    plan, tables, cells: its arguments. units: the number of units;
+    frame_shape: the frame's (rows, cols) of cells, (0, 0) without one;
+    covered: how many layout rows each row of cells covers, and columns
+    each column (float64 arrays; `frame_means`).
+    """
+
+    __slots__ = ("plan", "tables", "cells", "units", "frame_shape", "covered")
+
+    def __init__(self, plan, tables, cells, units, frame_shape, covered):
+        self.plan, self.tables, self.cells = plan, tables, cells
+        self.units, self.frame_shape, self.covered = units, frame_shape, covered
+
+
+def partial_size(plan, samples):
+    """Entries of the partial buffer of a tensor of `plan` with `samples`
+    sampled entries."""
+    return ACC_SIZE + 2 * plan.units + math.prod(plan.frame_shape) + samples
+
+
+def _strides(shape, axes):
+    """What one step along each axis adds to the C-order index over `axes`."""
+    out = [0] * len(shape)
+    step = 1
+    for a in reversed(list(axes)):
+        out[a] = step
+        step *= shape[a]
+    return out
+
+
+def _covered(n, block):
+    """Lines each run of `block` covers along a side of n lines."""
+    return np.minimum(block, n - np.arange(0, n, block)).astype(np.float64)
+
+
+def _presum(shape, lead, strides, row_axes, block):
+    """How many trailing entries of a row always share a frame cell: the
+    last axes, as long as each is the next innermost of its side of the
+    layout and the block on that side covers it whole (a conv kernel's
+    tile, with a tile-aligned block)."""
+    covered = [1, 1]
+    group = 1
+    for a in range(len(shape) - 1, lead - 1, -1):
+        side = 0 if a in row_axes else 1
+        span = covered[side] * shape[a]
+        if strides[side][a] != covered[side] or block[side] % span:
+            break
+        covered[side] = span
+        group *= shape[a]
+    return group
+
+
+def _run_class(pos, block, step):
+    """Positions along a side whose entries fall into cells alike: with
+    cells of `block` lines and entries `step` lines apart, those at the
+    same offset in their cell, up to a multiple of the step."""
+    if block % step == 0:
+        return (pos % block) // step
+    if step % block == 0:
+        return np.zeros_like(pos)
+    return pos
+
+
+def _lines(lead_shape, lead_rs, lead_cs, head, cells):
+    """(P_KEY, P_LINES) of a tensor walked in rows along one side of its
+    layout: KEY_ROW (KEY_COL) when every row lies within one layout row
+    (column) and all rows meet the cells the same way along it, so rows
+    in the same row (column) of cells share a line; one line when those
+    rows come one after another, else one per row (column) of cells."""
+    if not lead_shape:
+        return KEY_EXACT, 1  # one row
+    index = np.indices(lead_shape).reshape(len(lead_shape), -1)
+    r0 = np.dot(np.array(lead_rs, np.int64), index)
+    c0 = np.dot(np.array(lead_cs, np.int64), index)
+    rowcell, colcell = cells[:head[P_ROWS]], cells[head[P_ROWS]:]
+    if head[P_RS] == 0:
+        key, base, along = rowcell[r0] // head[P_CB], colcell[c0], _run_class(c0, head[P_BC], head[P_CS])
+        mode, count = KEY_ROW, head[P_CELLS] // head[P_CB]
+    else:
+        key, base, along = colcell[c0], rowcell[r0], _run_class(r0, head[P_BR], head[P_RS])
+        mode, count = KEY_COL, head[P_CB]
+    if np.ptp(base) or np.ptp(along):
+        return KEY_EXACT, 1
+    runs = 1 + np.count_nonzero(np.diff(key))
+    if runs == len(np.unique(key)):
+        return mode, 1  # each key's rows are consecutive: one line
+    if count * head[P_SIZE] > _MAX_LINES:
+        return KEY_EXACT, 1
+    return mode, count
+
+
+@functools.lru_cache(maxsize=1024)
+def plan(shape, row_axes, col_axes, unit_axes, block=None):
+    """The `Plan` of a tensor of `shape` laid out by `row_axes`, `col_axes`
+    with units `unit_axes` (all tuples); `block` (br, bc), or None for no
+    frame."""
+    if not shape:  # a scalar: one entry, one unit, a 1 x 1 frame
+        shape, row_axes, col_axes = (1,), (), (0,)
+    ndim = len(shape)
+    rs, cs, us = _strides(shape, row_axes), _strides(shape, col_axes), _strides(shape, unit_axes)
+    # A row: the last axis, or the last axes up to _MIN_INNER entries (a
+    # torch conv kernel's 3 x 3 tile alone would make rows of 9 entries).
+    k, size = 1, shape[-1]
+    while size < _MIN_INNER and k < ndim and size * shape[-k - 1] <= _MAX_TABLE:
+        k += 1
+        size *= shape[-k]
+    lead = ndim - k
+    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1]
+    tables = _NO_TABLES
+    if k > 1:
+        index = np.indices(shape[lead:]).reshape(k, -1)
+        tables = np.stack([np.dot(np.array(st[lead:], np.int64), index) for st in (rs, cs, us)])
+        head[P_RS] = head[P_CS] = 0
+        du = tables[2]
+        head[P_US] = 0 if not du.any() else 1 if np.array_equal(du, np.arange(size)) else US_TABLE
+    units = math.prod(shape[a] for a in unit_axes)
+    head[P_UNITS] = units
+    cells, frame_shape, covered = _EMPTY, (0, 0), None
+    if block is not None:
+        rows = math.prod(shape[a] for a in row_axes)
+        cols = math.prod(shape[a] for a in col_axes)
+        br, bc = int(block[0]), int(block[1])
+        frame_shape = (-(-rows // br), -(-cols // bc))
+        head[P_GROUP] = _presum(shape, lead, (rs, cs), row_axes, (br, bc))
+        head[P_BR], head[P_BC], head[P_CB] = br, bc, frame_shape[1]
+        head[P_ROWS], head[P_CELLS] = rows, math.prod(frame_shape)
+        cells = np.concatenate([(np.arange(rows, dtype=np.int64) // br) * frame_shape[1],
+                                np.arange(cols, dtype=np.int64) // bc])
+        covered = (_covered(rows, br), _covered(cols, bc))
+        if k == 1:
+            head[P_KEY], head[P_LINES] = _lines(shape[:lead], rs[:lead], cs[:lead], head, cells)
+    outer = [[shape[a], rs[a], cs[a], us[a]] for a in range(lead)]
+    array = np.array(head + [v for axis in outer for v in axis], np.int64)
+    return Plan(array, np.ascontiguousarray(tables), cells, units, frame_shape, covered)

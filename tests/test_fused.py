@@ -1,0 +1,106 @@
+"""The fused pass and the numpy path of stats.py agree (tests/fused_checks.py)
+on the weights of every Keras layer family (tests/keras_models.py) and on
+planted shapes that take the fused pass's other ways through a tensor: rows
+over several axes, lines shared by rows in and out of memory order, chunks
+of rows, the percentile sample of a large tensor; and the partial buffers
+of a tensor's shards combine into the whole tensor's."""
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from fused_checks import assert_agree, assert_float64, both, check_weight, layout_of, variants
+from tensorboard_nnviz.record import stats as S
+from tensorboard_nnviz.record import structure
+
+
+@pytest.fixture(autouse=True)
+def fused_kernel():
+    assert S._fused_kernel() is not None, "numba is installed by setup.py: the fused pass runs"
+
+
+@pytest.mark.parametrize("family", sorted(km.BUILDERS))
+def test_every_keras_family_every_dtype(family):
+    import keras
+
+    model, (x, _) = km.build(family)
+    if not model.weights:  # a subclassed model builds on its first call
+        model(x[:2])
+    refs = structure.weight_refs(model)
+    assert refs
+    for r in refs:
+        check_weight(r.tag, keras.ops.convert_to_numpy(r.variable), r.layer_class, r.layer_name)
+
+
+# (layer class, weight name, shape, max_cells): past EXACT_SIZE and
+# SAMPLE_SIZE, several chunks of rows, rows over several axes (torch conv),
+# a Keras conv's rows sharing lines out of memory order, unaligned blocks.
+PLANTED = [
+    ("Dense", "kernel", (300, 700), 65536),
+    ("Dense", "kernel", (300, 700), 4096),
+    ("Conv2D", "kernel", (3, 3, 96, 64), 65536),
+    ("Conv2D", "kernel", (3, 3, 96, 64), 2000),
+    ("Conv2D", "kernel", (5, 5, 20, 30), 700),
+    ("torch.nn.Conv2d", "weight", (64, 48, 3, 3), 65536),
+    ("torch.nn.Conv2d", "weight", (64, 48, 3, 3), 3000),
+    ("torch.nn.Linear", "weight", (500, 300), 5000),
+    ("Embedding", "embeddings", (3000, 40), 1000),
+    ("Dense", "bias", (70001,), 1000),
+    ("LSTM", "kernel", (40, 4 * 96), 500),
+]
+
+
+@pytest.mark.parametrize("cls,name,shape,max_cells", PLANTED, ids=lambda v: str(v))
+def test_planted_shapes(cls, name, shape, max_cells):
+    value = np.random.default_rng(1).standard_normal(shape)
+    layout = layout_of(cls, "layer/" + name, shape, "layer", max_cells)
+    for dtype in ("float32", "float64", "bfloat16"):
+        for kind in ("finite", "nonfinite"):
+            w, prev, init = variants(value, dtype, kind)
+            frame_dtype = np.float16 if layout["block"] != [1, 1] else np.float32
+            label = "%s %s %s %s" % (cls, shape, dtype, kind)
+            fused, numpy = both(w, prev, init, layout, frame_dtype)
+            assert_agree(fused, numpy, w, label)
+            assert_float64(fused, w, prev, init, label)
+
+
+def test_a_zero_update_is_exactly_zero_and_a_tiny_one_is_not():
+    w = np.random.default_rng(2).standard_normal((200, 400)).astype(np.float32)
+    prev = w.copy()
+    prev[:, 3] = np.nextafter(w[:, 3], np.float32(np.inf))  # one unit moved by one ulp
+    layout = layout_of("Dense", "d/kernel", w.shape, "d", 65536)
+    fused, numpy = both(w, prev, w, layout)
+    assert fused.stats["units_still"] == numpy.stats["units_still"] == 399
+    assert fused.update[3] > 0 and np.count_nonzero(fused.update) == 1
+
+
+def test_std_of_a_tensor_whose_mean_dwarfs_its_spread():
+    w = (1000.0 + np.random.default_rng(3).standard_normal(100_000) * 1e-3).astype(np.float64)
+    layout = layout_of("BatchNormalization", "bn/gamma", w.shape, "bn", 65536)
+    fused, _ = both(w, None, w, layout)
+    assert fused.stats["std"] == pytest.approx(np.std(w), rel=1e-9)
+
+
+@pytest.mark.parametrize("cls,name,shape", [("Dense", "kernel", (90, 70)),
+                                            ("torch.nn.Conv2d", "weight", (12, 10, 3, 3)),
+                                            ("Conv2D", "kernel", (3, 3, 10, 12))])
+def test_shards_of_axis_0_combine_into_the_whole_tensor(cls, name, shape):
+    """Each shard's partial buffer, from that shard alone, combined: the
+    whole tensor's stats, units and frame (what an all-reduce of sharded
+    weights will do)."""
+    rng = np.random.default_rng(4)
+    w, prev, init = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    layout = layout_of(cls, "layer/" + name, shape, "layer", 40)
+    plan = S.fused_plan(shape, layout["unit_axes"], layout)
+    whole = S.new_partial(plan, w.size)
+    S.accumulate(whole, plan, w, prev, init)
+    cuts = [0, shape[0] // 3, shape[0] // 2 + 1, shape[0]]
+    combined = None
+    for a, b in zip(cuts, cuts[1:]):
+        part = S.new_partial(plan, w.size)
+        S.accumulate(part, plan, w[a:b], prev[a:b], init[a:b], start=a, size=w.size)
+        combined = part if combined is None else S.combine(combined, part)
+    np.testing.assert_allclose(combined, whole, rtol=1e-12)
+    finished = [S.finish(buf, plan, {"update": prev, "init": init}, None, w)
+                for buf in (combined, whole)]
+    assert_agree(finished[0], finished[1], np.zeros(1), "shards")
