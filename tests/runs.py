@@ -60,20 +60,49 @@ def synthetic_structure(weights):
     return {"model": {"name": "synthetic", "class": "Sequential"}, "layers": list(layers.values())}
 
 
-class _RecordingEvents:
-    """The event file the writer writes to, keeping each frame as written."""
+def _is_frame(value):
+    kind = fmt.parse_summary_tag(value.tag)
+    return kind is not None and kind[0] == fmt.KIND_FRAME
 
-    def __init__(self, log_dir, written):
+
+class _RecordingEvents:
+    """The event file the writer writes to, keeping each frame as written.
+
+    `legacy`: writes the snapshots as versions before frames had a plugin
+    name of their own did: every frame under `nnviz`, all of a snapshot's
+    values in one event, the structure first.
+    """
+
+    def __init__(self, log_dir, written, legacy=False):
         self._events = eventfiles.new_writer(log_dir)
         self._written = written
+        self._legacy = legacy
+        self._frames = []  # legacy: frame values waiting for their snapshot's event
 
     def add_event(self, event):
         for v in event.summary.value:
-            kind = fmt.parse_summary_tag(v.tag)
-            if kind is not None and kind[0] == fmt.KIND_FRAME:
+            if _is_frame(v):
                 frame = fmt.decode_frame(v.tensor.string_val[0])
-                self._written.setdefault(kind[1], {})[event.step] = frame
+                self._written.setdefault(fmt.parse_summary_tag(v.tag)[1], {})[event.step] = frame
+        if self._legacy and event.HasField("summary"):
+            event = self._legacy_event(event)
+            if event is None:
+                return
         self._events.add_event(event)
+
+    def _legacy_event(self, event):
+        values = list(event.summary.value)
+        if values and all(_is_frame(v) for v in values):
+            self._frames.extend(values)
+            return None
+        for v in self._frames:
+            v.metadata.plugin_data.plugin_name = fmt.PLUGIN_NAME
+        structure = [v for v in values if v.tag == fmt.STRUCTURE_TAG]
+        others = [v for v in values if v.tag != fmt.STRUCTURE_TAG]
+        del event.summary.value[:]
+        event.summary.value.extend(structure + self._frames + others)
+        self._frames = []
+        return event
 
     def flush(self):
         self._events.flush()
@@ -96,13 +125,15 @@ class SyntheticWriter:
       structure: write the model structure with the first snapshot.
       seed: varies the weights (see `synthetic_weight`).
       wall_time: the snapshots' wall time (default: now).
+      legacy: write frames as versions before `nnviz_frames` did (under
+        `nnviz`, in the snapshot's one event), so TensorBoard serves them.
 
     Attributes:
       written: {tag: {step: frame}}, each frame decoded from the event written.
     """
 
     def __init__(self, logdir, weights=None, structure=True, max_cells=65536, seed=0,
-                 wall_time=None):
+                 wall_time=None, legacy=False):
         from tensorboard_nnviz.record import writer as writer_lib
 
         self.weights = weights or {"dense/kernel": (4, 3), "dense/bias": (3,)}
@@ -112,12 +143,13 @@ class SyntheticWriter:
         self._structure = structure
         self._Weight = writer_lib.Weight
         self._events = None
+        self._legacy = legacy
         os.makedirs(logdir, exist_ok=True)
         self._writer = writer_lib.SnapshotWriter(str(logdir), max_cells=max_cells,
                                                  event_writer_factory=self._open)
 
     def _open(self, log_dir):
-        self._events = _RecordingEvents(log_dir, self.written)
+        self._events = _RecordingEvents(log_dir, self.written, self._legacy)
         return self._events
 
     def write(self, steps):

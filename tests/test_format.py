@@ -62,11 +62,16 @@ def test_frame_value_is_rank1_string_blob_sequence():
     blob = fmt.encode_frame(np.ones((2, 2), np.float32))
     value = fmt.frame_value("dense/kernel", blob, b"{}")
     assert value.tag == "nnviz/frame/dense/kernel"
-    assert value.metadata.plugin_data.plugin_name == "nnviz"
+    # A plugin name of its own: TensorBoard keeps one frame per weight of it.
+    assert value.metadata.plugin_data.plugin_name == "nnviz_frames"
     assert value.metadata.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
     assert value.tensor.dtype == types_pb2.DT_STRING
     assert [d.size for d in value.tensor.tensor_shape.dim] == [1]
     assert tensor_util.make_ndarray(value.tensor)[0] == blob
+    assert fmt.frame_blob_of(value) == blob
+    assert fmt.SAMPLES_PER_PLUGIN == {"nnviz": 0, "nnviz_frames": 1}
+    legacy = fmt.frame_value("dense/kernel", blob, b"{}", plugin_name=fmt.PLUGIN_NAME)
+    assert legacy.metadata.plugin_data.plugin_name == "nnviz"
 
 
 def test_stats_value_round_trip_nulls():

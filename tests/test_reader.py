@@ -1,5 +1,12 @@
-"""NNVizReader on TensorBoard's in-process data provider (no HTTP)."""
+"""NNVizReader on TensorBoard's in-process data provider (no HTTP).
 
+Runs written now keep one frame per weight in TensorBoard's memory and the
+reader reads the others from disk; runs written by earlier versions
+(`legacy=True`: every frame under `nnviz`) are served through TensorBoard
+as before. Both are checked.
+"""
+
+import os
 import time
 
 import numpy as np
@@ -42,7 +49,10 @@ def logdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("reader_logdir")
     written = {
         "a": write_synthetic_run(str(root / "a"), list(range(0, 150))),
+        "a_legacy": write_synthetic_run(str(root / "a_legacy"), list(range(0, 150)), legacy=True),
         "b": write_synthetic_run(str(root / "b"), [0, 5, 10], weights={"conv/kernel": (3, 3, 2, 4)}),
+        "b_legacy": write_synthetic_run(str(root / "b_legacy"), [0, 5, 10],
+                                        weights={"conv/kernel": (3, 3, 2, 4)}, legacy=True),
         "big": write_synthetic_run(str(root / "big"), [0, 1], weights={"big/kernel": (300, 500)}, max_cells=4096),
     }
     written["damaged"] = write_damaged_run(str(root / "damaged"))
@@ -53,23 +63,27 @@ def logdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reader(logdir):
     provider, eid = local_data_provider(str(logdir[0]))
-    return NNVizReader(provider), eid
+    return NNVizReader(provider, logdir=str(logdir[0])), eid
 
 
 def test_runs_lists_every_step_of_every_nnviz_run(reader):
     r, eid = reader
     runs = {x["run"]: x for x in r.runs_impl(None, eid)["runs"]}
-    assert set(runs) == {"a", "b", "big", "damaged", "newer_structure"}
-    # More than the 10 samples TensorBoard keeps by default: all 150.
-    assert runs["a"]["steps"] == list(range(150))
-    assert runs["a"]["tags"] == 2
-    assert runs["b"] == {"run": "b", "steps": [0, 5, 10], "tags": 1}
+    assert set(runs) == {"a", "a_legacy", "b", "b_legacy", "big", "damaged", "newer_structure"}
+    # More than TensorBoard keeps in memory (1 frame per weight now, 10 by
+    # default for an unknown plugin): all 150.
+    for run in ("a", "a_legacy"):
+        assert runs[run]["steps"] == list(range(150))
+        assert runs[run]["tags"] == 2
+    assert runs["b"] == {"run": "b", "steps": [0, 5, 10], "tags": 1, "frame_steps": "all"}
+    assert runs["b_legacy"] == dict(runs["b"], run="b_legacy")
     assert runs["damaged"]["tags"] == 3
 
 
-def test_tags_describe_frames(reader):
+@pytest.mark.parametrize("run", ["b", "b_legacy"])
+def test_tags_describe_frames(reader, run):
     r, eid = reader
-    (conv,) = r.tags_impl(None, eid, "b")["tensors"]
+    (conv,) = r.tags_impl(None, eid, run)["tensors"]
     assert conv == {
         "tag": "conv/kernel",
         "layer": "conv",
@@ -87,16 +101,27 @@ def test_tags_describe_frames(reader):
     assert big["layout"]["block"] != [1, 1]
 
 
-def test_frame_is_the_largest_step_at_or_before(reader, logdir):
+@pytest.mark.parametrize("run", ["b", "b_legacy"])
+def test_frame_is_the_largest_step_at_or_before(reader, logdir, run):
     r, eid = reader
-    written = logdir[1]["b"]["conv/kernel"]
+    written = logdir[1][run]["conv/kernel"]
     for asked, served in [(0, 0), (4, 0), (5, 5), (9, 5), (10, 10), (10**12, 10), (None, 10)]:
-        frame, step = r.frame_impl(None, eid, "b", "conv/kernel", asked)
+        frame, step = r.frame_impl(None, eid, run, "conv/kernel", asked)
         assert step == served
         assert frame.dtype == np.float32
         np.testing.assert_array_equal(frame, written[served])
     with pytest.raises(errors.NotFoundError, match="no snapshot at or before step -1"):
-        r.frame_impl(None, eid, "b", "conv/kernel", -1)
+        r.frame_impl(None, eid, run, "conv/kernel", -1)
+
+
+@pytest.mark.parametrize("run", ["a", "a_legacy"])
+def test_every_step_is_served_as_written(reader, logdir, run):
+    r, eid = reader
+    for tag, frames in logdir[1][run].items():
+        for step, written in frames.items():
+            frame, served = r.frame_impl(None, eid, run, tag, step)
+            assert served == step
+            np.testing.assert_array_equal(frame, written)
 
 
 def test_downsampled_frame_matches_what_was_written(reader, logdir):
@@ -180,15 +205,37 @@ def test_damaged_items_fail_alone(reader, logdir):
 def test_frame_reads_blob_keys_once_and_one_blob_per_frame(logdir):
     provider, eid = local_data_provider(str(logdir[0]))
     counting = CountingProvider(provider)
-    r = NNVizReader(counting)
+    r = NNVizReader(counting, logdir=str(logdir[0]))
     for step in range(0, 150, 7):
-        r.frame_impl(None, eid, "a", "dense/kernel", step)
+        r.frame_impl(None, eid, "a_legacy", "dense/kernel", step)
     assert counting.calls["read_blob_sequences"] == 1
     assert counting.calls["read_blob"] == len(range(0, 150, 7))
     # Within recheck_seconds the listing (which walks every step on the
-    # Python ingester) is not asked again.
-    assert counting.calls["list_blob_sequences"] == 1
+    # Python ingester) is not asked again: once for the plugin name of
+    # earlier versions, which has it, once for `nnviz_frames` to learn it
+    # is not there.
+    assert counting.calls["list_blob_sequences"] <= 2
     assert "read_tensors" not in counting.calls
+
+
+def test_frames_from_disk_read_one_record_each_and_nothing_through_tensorboard(logdir, monkeypatch):
+    from tensorboard_nnviz.serve import frame_index
+
+    reads = []
+    real_read = frame_index.read_frame
+    monkeypatch.setattr(frame_index, "read_frame", lambda *a: reads.append(a) or real_read(*a))
+    provider, eid = local_data_provider(str(logdir[0]))
+    counting = CountingProvider(provider)
+    r = NNVizReader(counting, logdir=str(logdir[0]))
+    steps = list(range(0, 150, 7))
+    for step in steps + steps:  # the second time from the shared cache
+        frame, _ = r.frame_impl(None, eid, "a", "dense/kernel", step)
+        np.testing.assert_array_equal(frame, logdir[1]["a"]["dense/kernel"][step])
+    assert len(reads) == len(steps)
+    assert len({location for location, _ in reads}) == len(steps)  # one record each
+    # TensorBoard is asked which series there are, once; never for a frame.
+    assert "read_blob" not in counting.calls and "read_blob_sequences" not in counting.calls
+    assert counting.calls["list_blob_sequences"] <= 2
 
 
 class FakeClock:
@@ -201,11 +248,22 @@ class FakeClock:
         return self.now
 
 
-def test_frame_rechecks_after_the_window_and_tags_always(tmp_path):
-    writer = SyntheticWriter(str(tmp_path / "live")).write([0, 1])
+LAYOUTS = pytest.mark.parametrize("legacy", [False, True], ids=["disk", "legacy"])
+
+
+def _start_event(step):
+    from tensorboard.compat.proto import event_pb2
+
+    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+    return event_pb2.Event(step=step, wall_time=time.time(), session_log=start)
+
+
+@LAYOUTS
+def test_frame_rechecks_after_the_window_and_tags_always(tmp_path, legacy):
+    writer = SyntheticWriter(str(tmp_path / "live"), legacy=legacy).write([0, 1])
     provider, eid = local_data_provider(str(tmp_path))
     clock = FakeClock()
-    r = NNVizReader(provider, recheck_seconds=0.3, clock=clock)
+    r = NNVizReader(provider, recheck_seconds=0.3, clock=clock, logdir=str(tmp_path))
     assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 1
     writer.write([2])
     provider._multiplexer.Reload()  # what TensorBoard's reload thread does
@@ -226,16 +284,13 @@ def test_a_vanished_blob_is_re_listed_not_a_404(tmp_path):
     """A run restarted from a checkpoint logs SessionLog.START at the restart
     step and TensorBoard purges the later steps: cached blob keys go stale;
     the reader re-lists once and serves the new data."""
-    from tensorboard.compat.proto import event_pb2
-
-    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-    writer = SyntheticWriter(str(tmp_path / "restarted"))
-    writer.add_event(event_pb2.Event(step=0, wall_time=time.time(), session_log=start))
+    writer = SyntheticWriter(str(tmp_path / "restarted"), legacy=True)
+    writer.add_event(_start_event(0))
     writer.write([0, 1, 2, 3])
     provider, eid = local_data_provider(str(tmp_path))
-    r = NNVizReader(provider, recheck_seconds=3600)
+    r = NNVizReader(provider, recheck_seconds=3600, logdir=str(tmp_path))
     assert r.frame_impl(None, eid, "restarted", "dense/kernel")[1] == 3
-    writer.add_event(event_pb2.Event(step=2, wall_time=time.time(), session_log=start))
+    writer.add_event(_start_event(2))
     writer.seed = 1
     writer.write([2])
     writer.close()
@@ -245,11 +300,37 @@ def test_a_vanished_blob_is_re_listed_not_a_404(tmp_path):
     np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (4, 3), 2, seed=1))
 
 
-def test_new_steps_appear_after_reload(tmp_path):
-    writer = SyntheticWriter(str(tmp_path / "live")).write([0, 1, 2])
+@pytest.mark.parametrize("start", [True, False], ids=["session_start", "step_again"])
+def test_a_restart_on_disk_follows_tensorboards_rule(tmp_path, start):
+    """Steps written again replace what was there from that step on: after
+    a SessionLog.START (the Python ingester's rule, for every tag) or by the
+    step alone (RustBoard's rule, per tag)."""
+    writer = SyntheticWriter(str(tmp_path / "restarted"))
+    writer.add_event(_start_event(0))
+    writer.write([0, 1, 2, 3])
+    provider, eid = local_data_provider(str(tmp_path))
+    clock = FakeClock()
+    r = NNVizReader(provider, recheck_seconds=1, clock=clock, logdir=str(tmp_path))
+    assert r.frame_impl(None, eid, "restarted", "dense/kernel")[1] == 3
+    if start:
+        writer.add_event(_start_event(2))
+    writer.seed = 1
+    writer.write([2])
+    writer.close()
+    clock.now += 1
+    frame, step = r.frame_impl(None, eid, "restarted", "dense/kernel", 3)
+    assert step == 2
+    np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (4, 3), 2, seed=1))
+    tags = r.tags_impl(None, eid, "restarted")["tensors"]
+    assert [t["steps"] for t in tags] == [[0, 1, 2], [0, 1, 2]]
+
+
+@LAYOUTS
+def test_new_steps_appear_after_reload(tmp_path, legacy):
+    writer = SyntheticWriter(str(tmp_path / "live"), legacy=legacy).write([0, 1, 2])
     provider, eid = local_data_provider(str(tmp_path))
     counting = CountingProvider(provider)
-    r = NNVizReader(counting, recheck_seconds=0)  # check on every request
+    r = NNVizReader(counting, recheck_seconds=0, logdir=str(tmp_path))  # check on every request
     assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 2
     assert r.frame_impl(None, eid, "live", "dense/kernel", 50)[1] == 2
     writer.write([3, 4])
@@ -260,15 +341,19 @@ def test_new_steps_appear_after_reload(tmp_path):
     np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (4, 3), 4))
     assert r.runs_impl(None, eid)["runs"][0]["steps"] == [0, 1, 2, 3, 4]
     assert r.stats_impl(None, eid, "live", "dense/bias")["steps"] == [0, 1, 2, 3, 4]
-    assert counting.calls["read_blob_sequences"] == 3  # first read, refresh, the bias for /runs
+    if legacy:  # first read, refresh, the bias for /runs
+        assert counting.calls["read_blob_sequences"] == 3
+    else:
+        assert "read_blob_sequences" not in counting.calls
 
 
-def test_truncated_event_file_serves_what_came_before(tmp_path):
+@LAYOUTS
+def test_truncated_event_file_serves_what_came_before(tmp_path, legacy):
     run = tmp_path / "cut"
-    write_synthetic_run(str(run), list(range(10)), weights={"dense/kernel": (20, 20)})
+    write_synthetic_run(str(run), list(range(10)), weights={"dense/kernel": (20, 20)}, legacy=legacy)
     truncate_event_file(str(run), 0.55)
     provider, eid = local_data_provider(str(tmp_path))
-    r = NNVizReader(provider)
+    r = NNVizReader(provider, logdir=str(tmp_path))
     (entry,) = r.runs_impl(None, eid)["runs"]
     steps = entry["steps"]
     assert 0 < len(steps) < 10 and steps == list(range(len(steps)))
@@ -277,22 +362,66 @@ def test_truncated_event_file_serves_what_came_before(tmp_path):
     np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (20, 20), step))
 
 
-def test_a_listed_series_without_data_is_served_empty(tmp_path):
+def test_a_record_cut_short_is_served_once_it_is_whole(tmp_path):
+    """A live run's last record, half written, is skipped; once the rest
+    lands it is served (the index resumes at the record, not past it)."""
+    whole = tmp_path / "whole"
+    write_synthetic_run(str(whole), [0, 1, 2], weights={"dense/kernel": (20, 20)})
+    (source,) = os.listdir(whole)
+    with open(whole / source, "rb") as f:
+        data = f.read()
+    steps_at = _frame_record_ends(data)  # {step: end offset of its frame record}
+    cut = steps_at[2] - 100  # inside the frame record of step 2
+    os.makedirs(tmp_path / "logs" / "live")
+    live = tmp_path / "logs" / "live" / source
+    live.write_bytes(data[:steps_at[1]])  # steps 0 and 1 whole
+    provider, eid = local_data_provider(str(tmp_path / "logs"))
+    clock = FakeClock()
+    r = NNVizReader(provider, recheck_seconds=1, clock=clock, logdir=str(tmp_path / "logs"))
+    assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 1
+    with open(live, "ab") as f:
+        f.write(data[steps_at[1]:cut])
+    clock.now += 1
+    assert r.frame_impl(None, eid, "live", "dense/kernel")[1] == 1
+    with open(live, "ab") as f:
+        f.write(data[cut:])
+    clock.now += 1
+    frame, step = r.frame_impl(None, eid, "live", "dense/kernel")
+    assert step == 2
+    np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (20, 20), 2))
+
+
+def _frame_record_ends(data):
+    """{step: end offset of the frame record of that step} in event-file bytes."""
+    from tensorboard.compat.proto import event_pb2
+
+    from tensorboard_nnviz.core import records
+
+    ends, offset = {}, 0
+    while offset < len(data):
+        length = records.read_length(data[offset:offset + 12])
+        end = offset + records.record_size(length)
+        event = event_pb2.Event.FromString(records.record_data(data[offset:end]))
+        if any(v.tag.startswith(fmt.FRAME_PREFIX) for v in event.summary.value):
+            ends[event.step] = end
+        offset = end
+    return ends
+
+
+@LAYOUTS
+def test_a_listed_series_without_data_is_served_empty(tmp_path, legacy):
     """A restart (SessionLog.START) purges the later steps of every tag; a
     weight the restarted run no longer writes stays listed with no data.
     Its stats, units and frames answer empty or 404, never a crash."""
-    from tensorboard.compat.proto import event_pb2
-
-    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-    writer = SyntheticWriter(str(tmp_path / "restarted"))
-    writer.add_event(event_pb2.Event(step=0, wall_time=time.time(), session_log=start))
+    writer = SyntheticWriter(str(tmp_path / "restarted"), legacy=legacy)
+    writer.add_event(_start_event(0))
     writer.write([1, 2, 3])
-    writer.add_event(event_pb2.Event(step=1, wall_time=time.time(), session_log=start))
+    writer.add_event(_start_event(1))
     writer.weights = {"dense/kernel": (4, 3)}  # the bias is no longer recorded
     writer.write([1, 2])
     writer.close()
     provider, eid = local_data_provider(str(tmp_path))
-    r = NNVizReader(provider)
+    r = NNVizReader(provider, logdir=str(tmp_path))
     stats = r.stats_impl(None, eid, "restarted")
     assert stats["dense/kernel"]["steps"] == [1, 2]
     assert stats["dense/bias"]["steps"] == [] and stats["dense/bias"]["mean"] == []

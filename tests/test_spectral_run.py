@@ -13,11 +13,10 @@ import pytest
 import keras_models as km
 from runs import read_run, write_events
 from spectral_reference import assert_recorded_spectral
-from tensorboard_nnviz.cli.local_provider import local_data_provider
+from tensorboard_nnviz.cli.local_provider import local_reader
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.core import spectral
 from tensorboard_nnviz.record import writer as writer_lib
-from tensorboard_nnviz.serve.reader import NNVizReader
 
 V1_RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1_runs")
 
@@ -163,8 +162,7 @@ def test_runs_without_spectral_fields_open_with_null_columns(tmp_path):
     write_events(str(tmp_path / "v2_old"), old_stats_events(old))
     for name in os.listdir(V1_RUNS):
         os.symlink(os.path.join(V1_RUNS, name), tmp_path / ("v1_" + name))
-    provider, eid = local_data_provider(str(tmp_path))
-    reader = NNVizReader(provider)
+    reader, provider, eid = local_reader(str(tmp_path))
     for run in ("v2_old", "v1_blows_up"):
         for tag, columns in reader.stats_impl(None, eid, run).items():
             n = len(columns["steps"])

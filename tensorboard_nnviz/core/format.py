@@ -10,7 +10,14 @@ hands back with `parse_content`, `decode_frame`, `stats_from_array` and
 Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
 
 - `nnviz/frame/T`: DATA_CLASS_BLOB_SEQUENCE, a rank-1 DT_STRING tensor of one
-  element (RustBoard drops scalar blob sequences): the frame blob.
+  element (RustBoard drops scalar blob sequences): the frame blob. Runs
+  written now put it under the plugin name `nnviz_frames`
+  (`FRAMES_PLUGIN_NAME`), in an event of its own (one record per frame),
+  before the snapshot's other values; runs written by earlier versions
+  have it under `nnviz`, in the snapshot's one event. TensorBoard keeps
+  one sample per tag of `nnviz_frames` (`SAMPLES_PER_PLUGIN`, set by the
+  plugin's loader); the plugin reads every other frame record from the
+  event files on disk (docs/architecture.md, "Frames from disk").
 - `nnviz/stats/T`: DATA_CLASS_TENSOR, a float64 vector ordered as the
   `fields` of its content; null values are stored as NaN.
 - `nnviz/units/T` (version 2): DATA_CLASS_TENSOR, a float32 tensor of
@@ -49,6 +56,11 @@ from tensorboard.compat.proto import types_pb2
 from tensorboard_nnviz.core.spectral import FIELDS as SPECTRAL_FIELDS
 
 PLUGIN_NAME = "nnviz"
+# Frames of runs written now: a plugin name of their own, so that TensorBoard
+# keeps only the latest frame of each weight in memory (SAMPLES_PER_PLUGIN).
+FRAMES_PLUGIN_NAME = "nnviz_frames"
+# Samples per tag TensorBoard keeps unless the user says otherwise (0: all).
+SAMPLES_PER_PLUGIN = {PLUGIN_NAME: 0, FRAMES_PLUGIN_NAME: 1}
 
 # Bump when a reader of the previous version could misread new data.
 FORMAT_VERSION = 2
@@ -217,7 +229,7 @@ def parse_content(content):
     return doc
 
 
-def _value(out, tag, content, data_class):
+def _value(out, tag, content, data_class, plugin_name=PLUGIN_NAME):
     """`out` (a new `Summary.Value` if None) with its tag and metadata set.
 
     The writer passes `event.summary.value.add()`: the value is built in
@@ -225,7 +237,7 @@ def _value(out, tag, content, data_class):
     """
     out = summary_pb2.Summary.Value() if out is None else out
     out.tag = tag
-    out.metadata.plugin_data.plugin_name = PLUGIN_NAME
+    out.metadata.plugin_data.plugin_name = plugin_name
     out.metadata.plugin_data.content = content
     out.metadata.data_class = data_class
     return out
@@ -293,12 +305,29 @@ def _string_vector(out, payload):
     _tensor(out, types_pb2.DT_STRING, [1]).string_val.append(payload)
 
 
-def frame_value(weight_tag, blob, content, out=None):
+def frame_value(weight_tag, blob, content, out=None, plugin_name=FRAMES_PLUGIN_NAME):
     """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
-    into `out` if given."""
-    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    into `out` if given. The writer puts each in an event of its own.
+
+    `plugin_name=PLUGIN_NAME` writes a frame as earlier versions did (tests
+    of old runs).
+    """
+    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+                 plugin_name)
     _string_vector(out.tensor, blob)
     return out
+
+
+def frame_blob_of(value):
+    """The frame blob a frame `Summary.Value` holds.
+
+    Raises:
+      FormatError: not a one-element string tensor.
+    """
+    strings = value.tensor.string_val
+    if len(strings) != 1:
+        raise FormatError("frame value holds %d strings, expected 1" % len(strings))
+    return strings[0]
 
 
 # --- stats ------------------------------------------------------------------

@@ -17,25 +17,18 @@ plugin inside TensorBoard.
 
 import struct
 
+from tensorboard_nnviz.core import records
+
 _installed = None
-
-
-def _masked(crc):
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _fast_masked_crc32c():
     """TensorBoard's `masked_crc32c` on google-crc32c's C code, or None."""
-    try:
-        import google_crc32c
-    except ImportError:
-        return None
-    if getattr(google_crc32c, "implementation", None) != "c":
+    if not records.C_CRC:
         return None  # its pure-Python fallback is no faster
-    value = google_crc32c.value
 
     def masked_crc32c(data):
-        return _masked(value(bytes(data)))
+        return records.masked_crc32c(bytes(data))
 
     return masked_crc32c
 

@@ -3,9 +3,10 @@
 The training thread only hands over host copies of the weights
 (`SnapshotWriter.write`); a worker thread lays them out, measures them
 (the spectral stats of matrices too, within a CPU budget per snapshot:
-spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes one TensorBoard event per snapshot through
-TensorBoard's own `EventFileWriter` (not `tf.summary`), flushing after each
-so a live TensorBoard sees it.
+spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes them as TensorBoard events through TensorBoard's
+own `EventFileWriter` (not `tf.summary`): one event per frame, then one
+with the snapshot's stats, units and structure, flushing after each
+snapshot so a live TensorBoard sees it.
 
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
@@ -248,8 +249,9 @@ class SnapshotWriter:
             self._forget(snap)
             return
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
+        frames = []
         try:
-            sumsqs = self._values(snap, event.summary.value)
+            sumsqs = self._values(snap, frames, event.summary.value)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
@@ -258,6 +260,8 @@ class SnapshotWriter:
         try:
             if self._events is None:  # an earlier failure: try a new file
                 self._events = self._factory(self.log_dir)
+            for frame in frames:
+                self._events.add_event(frame)
             self._events.add_event(event)
             self._events.flush()
         except Exception as e:
@@ -302,13 +306,17 @@ class SnapshotWriter:
             # rather than by the next copy on the training thread.
             self.pool.give(w.tag, w.value.copy())
 
-    def _values(self, snap, values):
-        """Adds the snapshot's summary values to `values` (an event's
-        `summary.value`: built in place, not copied into the event).
-        Returns each weight's ||W||**2 (None if not all finite)."""
-        structure = snap.structure if snap.structure is not None else self._lost_structure
-        if structure is not None:
-            fmt.structure_value(structure, out=values.add())
+    def _values(self, snap, frames, values):
+        """Appends to `frames` one event per weight holding its frame, and
+        adds the snapshot's other summary values to `values` (an event's
+        `summary.value`; both built in place, not copied into an event).
+        Returns each weight's ||W||**2 (None if not all finite).
+
+        A frame in an event of its own is one record on disk, which the
+        plugin reads alone (docs/architecture.md, "Frames from disk"). The
+        structure goes last: the plugin's index tells this event from a
+        frame by its first value without reading the rest.
+        """
         stats_content = fmt.stats_content()
         sumsqs, stats = [], []
         start = time.thread_time()
@@ -322,7 +330,8 @@ class SnapshotWriter:
             stats.append(measured.stats)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
-            fmt.frame_value(w.tag, blob, state.content, out=values.add())
+            frames.append(event_pb2.Event(step=snap.step, wall_time=snap.wall_time))
+            fmt.frame_value(w.tag, blob, state.content, out=frames[-1].summary.value.add())
             block, update = state.unit_block, measured.update
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
@@ -330,6 +339,9 @@ class SnapshotWriter:
         self._spectral(snap, stats, time.thread_time() - start)
         for w, tag_stats in zip(snap.weights, stats):
             fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())
+        structure = snap.structure if snap.structure is not None else self._lost_structure
+        if structure is not None:
+            fmt.structure_value(structure, out=values.add())
         return sumsqs
 
     def _spectral(self, snap, stats, writer_seconds):

@@ -34,11 +34,18 @@ def content_version(content):
 class FrameSeries:
     """Where each step of one frame series is (`locations[i]` for
     `steps[i]`, ascending), and its decoded content (or why it cannot be
-    decoded). A location is whatever the frame's source reads it by."""
+    decoded).
 
-    def __init__(self, content, steps, locations):
+    A location is whatever `source` (frames.py) reads the frame by.
+    `complete` is False when the steps are only those TensorBoard kept in
+    memory, not every step on disk.
+    """
+
+    def __init__(self, content, steps, locations, source=None, complete=True):
         self.steps = steps
         self.locations = locations
+        self.source = source
+        self.complete = complete
         self.doc = None
         self.error = None
         try:
@@ -47,7 +54,7 @@ class FrameSeries:
             self.error = str(e)
 
 
-def blob_series(content, datums):
+def blob_series(content, datums, source=None, complete=True):
     """A FrameSeries from read_blob_sequences' datums: its blob keys, the
     first datum of each step."""
     by_step = {}
@@ -55,7 +62,7 @@ def blob_series(content, datums):
         if d.values and d.step not in by_step:
             by_step[d.step] = d.values[0].blob_key
     steps = sorted(by_step)
-    return FrameSeries(content, steps, [by_step[s] for s in steps])
+    return FrameSeries(content, steps, [by_step[s] for s in steps], source, complete)
 
 
 def tag_info(tag, entry):

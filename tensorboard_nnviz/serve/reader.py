@@ -6,7 +6,9 @@ over its `*_impl` methods, and the CLI calls them directly on an in-process
 provider (local_provider.py).
 
 Its parts (docs/architecture.md, "The reader"): `frames.py` finds which
-steps each weight has and reads one frame; `series.py` caches each decoded
+steps each weight has and reads one frame, through TensorBoard for runs of
+earlier versions and from the event files on disk for runs written now
+(`disk_frames.py`, `frame_index.py`); `series.py` caches each decoded
 series until its listing changes; `decode.py` turns a series' datums into
 what a route serves.
 
@@ -25,6 +27,7 @@ from tensorboard import errors as tb_errors
 
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.serve import decode
+from tensorboard_nnviz.serve import disk_frames
 from tensorboard_nnviz.serve import findings as findings_lib
 from tensorboard_nnviz.serve import frames as frames_lib
 from tensorboard_nnviz.serve import series as series_lib
@@ -45,9 +48,16 @@ class NNVizReader:
 
     Args:
       data_provider: a `tensorboard.data.provider.DataProvider`.
-      recheck_seconds: how long a frame request trusts the cached blob keys
-        of a series before asking the provider whether it changed.
+      recheck_seconds: how long a frame request trusts what it knows of a
+        frame series (blob keys, the frame index) before checking for new
+        steps.
       clock: monotonic seconds, for the recheck window (tests pass their own).
+      logdir: the local directory TensorBoard reads (`--logdir`), from
+        which the frames of runs written now are read directly; None when
+        the plugin cannot read it itself (then only the frames TensorBoard
+        kept in memory are served).
+      samples_per_plugin: samples per tag TensorBoard keeps, by plugin name
+        (0: all), as TensorBoard's flag (default `format.SAMPLES_PER_PLUGIN`).
 
     Every `*_impl` takes the request's `RequestContext` (None: a default
     one, for callers outside a server) and experiment id.
@@ -59,10 +69,21 @@ class NNVizReader:
         frame, step = reader.frame_impl(None, eid, ".", "dense/kernel")
     """
 
-    def __init__(self, data_provider, recheck_seconds=1.0, clock=time.monotonic):
+    def __init__(self, data_provider, recheck_seconds=1.0, clock=time.monotonic, logdir=None,
+                 samples_per_plugin=None):
+        samples = dict(fmt.SAMPLES_PER_PLUGIN, **(samples_per_plugin or {}))
+
+        def provider_frames(plugin_name):
+            return frames_lib.ProviderFrames(data_provider, plugin_name, recheck_seconds, clock,
+                                             complete=samples[plugin_name] == 0)
+
         self._tensors = series_lib.ProviderSeries(data_provider, fmt.PLUGIN_NAME)
-        self._frames = frames_lib.ProviderFrames(
-            data_provider, fmt.PLUGIN_NAME, recheck_seconds, clock)
+        self._frames = frames_lib.Frames([
+            provider_frames(fmt.PLUGIN_NAME),  # runs of earlier versions
+            disk_frames.DiskFrames(data_provider, logdir, recheck_seconds, clock,
+                                   fallback=provider_frames(fmt.FRAMES_PLUGIN_NAME),
+                                   cache=disk_frames.FrameCache()),
+        ], clock)
         self._stats = series_lib.SeriesCache(decode.StatsSeries)
         self._units = series_lib.SeriesCache(decode.UnitsSeries, max_entries=_UNITS_CACHED)
         self._lock = threading.Lock()
@@ -90,7 +111,9 @@ class NNVizReader:
     # --- routes -------------------------------------------------------------
 
     def runs_impl(self, ctx, eid):
-        """{"runs": [{"run", "steps", "tags"}]} for runs with nnviz frames."""
+        """{"runs": [{"run", "steps", "tags", "frame_steps"}]} for runs with
+        nnviz frames; `frame_steps` is "all", or "kept" when only the frames
+        TensorBoard kept in memory can be served."""
         ctx = _context(ctx)
         listing, listed_at = self._frames.list(ctx, eid)
         series = self._frames.series(ctx, eid, listing, listed_at)
@@ -100,10 +123,12 @@ class NNVizReader:
             tags = listing[run]
             if not tags:
                 continue
-            steps = set()
+            steps, complete = set(), True
             for tag in tags:
                 steps.update(series[(run, tag)].steps)
-            runs.append({"run": run, "steps": sorted(steps), "tags": len(tags)})
+                complete = complete and series[(run, tag)].complete
+            runs.append({"run": run, "steps": sorted(steps), "tags": len(tags),
+                         "frame_steps": "all" if complete else "kept"})
         return {"runs": runs}
 
     def tags_impl(self, ctx, eid, run):
@@ -132,7 +157,7 @@ class NNVizReader:
         entry = self._frame_series(ctx, eid, run, tag, recheck)
         i = frames_lib.step_index(run, tag, entry, step)
         try:
-            frame = self._frames.read(ctx, run, tag, entry.steps[i], entry.locations[i])
+            frame = entry.source.read(ctx, run, tag, entry.steps[i], entry.locations[i])
         except tb_errors.NotFoundError:
             if recheck:
                 raise

@@ -1,0 +1,201 @@
+"""Frames of runs written now, read from the run's event files on disk.
+
+TensorBoard keeps only the latest frame of each weight under
+`nnviz_frames` (format.SAMPLES_PER_PLUGIN); `DiskFrames` takes from it
+which runs and weights there are and each series' content (TensorBoard's
+listing), and from the run's frame index (frame_index.py) every step and
+where its record lies. A frame is one positioned read, its checksums
+checked and decoded, through a byte-bounded cache shared by all requests
+(docs/architecture.md, "Frames from disk").
+
+Where the plugin cannot read a run itself (no local logdir: --logdir_spec,
+a gRPC data provider, a URL logdir; or a run directory that is not a
+directory inside the logdir) the run's frames come from `fallback`, a
+`frames.ProviderFrames` over the same plugin name: only what TensorBoard
+kept.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import collections
+import os
+import threading
+
+from google.protobuf import message as pb_message
+
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import records
+from tensorboard_nnviz.serve import decode
+from tensorboard_nnviz.serve import frame_index
+from tensorboard_nnviz.serve import frames as frames_lib
+from tensorboard_nnviz.serve import series as series_lib
+from tensorboard_nnviz.serve.errors import DataError, NotFoundError
+
+# Decoded frames kept for all requests together (the panel keeps its own
+# cache too; this one serves prefetches, several tabs and the CLI).
+FRAME_CACHE_BYTES = 64 << 20
+
+
+class FrameCache:
+    """Decoded frames by key, least recently used dropped beyond `max_bytes`."""
+
+    def __init__(self, max_bytes=FRAME_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._frames = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            frame = self._frames.get(key)
+            if frame is not None:
+                self._frames.move_to_end(key)
+            return frame
+
+    def put(self, key, frame):
+        if frame.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._frames:
+                return
+            self._frames[key] = frame
+            self.bytes += frame.nbytes
+            while self.bytes > self.max_bytes:
+                _, old = self._frames.popitem(last=False)
+                self.bytes -= old.nbytes
+
+
+class DiskFrames:
+    """Frame series under `nnviz_frames`, every step read from disk.
+
+    Args:
+      provider: the data provider (listings only).
+      logdir: the local logdir TensorBoard reads, or None
+        when the plugin cannot read it itself (everything then comes from
+        `fallback`).
+      recheck_seconds, clock: as `frames.ProviderFrames`.
+      fallback: a `frames.ProviderFrames` over `nnviz_frames`.
+      cache: a `FrameCache`.
+    """
+
+    def __init__(self, provider, logdir, recheck_seconds, clock, fallback, cache):
+        self._blobs = series_lib.ProviderSeries(provider, fmt.FRAMES_PLUGIN_NAME, blob_sequences=True)
+        self._logdir = None if logdir is None else os.path.realpath(logdir)
+        self._recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._fallback = fallback
+        self._cache = cache
+        self._lock = threading.Lock()
+        self._indexes = {}  # (eid, run) -> [RunIndex or None, refreshed at]
+        self._contents = {}  # (eid, run, summary tag) -> content TensorBoard listed
+        self._series = {}  # (eid, run, summary tag) -> (version, content, FrameSeries)
+
+    def list(self, ctx, eid, runs=None, tags=None):
+        return frames_lib.list_frames(self._blobs, ctx, eid, runs, tags)
+
+    def series(self, ctx, eid, listing, listed_at):
+        """{(run, summary tag): FrameSeries} of `listing`: from the index,
+        refreshed first; from `fallback` where there is none."""
+        result, fallback = {}, {}
+        for run, by_tag in listing.items():
+            index = self._index(eid, run, refresh=True)
+            for tag, s in by_tag.items():
+                self._contents[(eid, run, tag)] = s.plugin_content
+                entry = index and self._entry(eid, run, tag, index)
+                if entry is None:
+                    fallback.setdefault(run, {})[tag] = s
+                else:
+                    result[(run, tag)] = entry
+        if fallback:
+            result.update(self._fallback.series(ctx, eid, fallback, listed_at))
+        return result
+
+    def forget_except(self, eid, live):
+        self._fallback.forget_except(eid, live)
+        runs = {run for run, _ in live}
+        with self._lock:
+            for key in [k for k in self._indexes if k[0] == eid and k[1] not in runs]:
+                del self._indexes[key]
+            for table in (self._contents, self._series):
+                for key in [k for k in table if k[0] == eid and k[1:] not in live]:
+                    del table[key]
+
+    def one(self, ctx, eid, run, tag, recheck=False):
+        """The FrameSeries of weight `tag`, or None. TensorBoard is asked
+        only the first time (or on `recheck`): a tag's content never
+        changes, and the index finds new steps itself."""
+        summary_tag = fmt.frame_tag(tag)
+        content = self._contents.get((eid, run, summary_tag))
+        if content is None or recheck:
+            listing = self.list(ctx, eid, runs=[run], tags=[summary_tag])
+            if summary_tag not in listing.get(run, {}):
+                return None
+            content = listing[run][summary_tag].plugin_content
+            self._contents[(eid, run, summary_tag)] = content
+        index = self._index(eid, run, refresh=recheck)
+        entry = index and self._entry(eid, run, summary_tag, index)
+        if entry is None:
+            return self._fallback.one(ctx, eid, run, tag, recheck)
+        return entry
+
+    def _index(self, eid, run, refresh):
+        """The run's RunIndex, refreshed if asked or past the recheck
+        window; None if the plugin cannot read the run itself."""
+        if self._logdir is None:
+            return None
+        with self._lock:
+            slot = self._indexes.get((eid, run))
+            if slot is None:
+                path = frame_index.run_directory(self._logdir, run)
+                index = None if path is None else frame_index.RunIndex(path, self._logdir)
+                slot = self._indexes[(eid, run)] = [index, None]
+        index, refreshed_at = slot
+        now = self._clock()
+        if index is not None and (refresh or refreshed_at is None
+                                  or now - refreshed_at >= self._recheck_seconds):
+            try:
+                index.refresh()
+            except OSError:
+                return None  # the run's directory is gone or unreadable
+            slot[1] = now
+        return index
+
+    def _entry(self, eid, run, summary_tag, index):
+        """The FrameSeries of a tag from `index` (kept while its records
+        and content stay), or None if the index has no record of it."""
+        key = (eid, run, summary_tag)
+        content = self._contents[key]
+        version = index.version(summary_tag)
+        if version is None:
+            return None
+        cached = self._series.get(key)
+        if cached is not None and cached[0] == version and cached[1] == content:
+            return cached[2]
+        version, steps, locations = index.records(summary_tag)
+        entry = decode.FrameSeries(content, steps, locations, source=self)
+        self._series[key] = (version, content, entry)
+        return entry
+
+    def read(self, ctx, run, tag, step, location):
+        """The frame of `tag` at `step` in the record at `location`.
+
+        Raises:
+          NotFoundError: the event file is gone (the caller refreshes).
+          DataError: the record is damaged.
+        """
+        summary_tag = fmt.frame_tag(tag)
+        key = (location, summary_tag)
+        frame = self._cache.get(key)
+        if frame is not None:
+            return frame
+        try:
+            frame = frame_index.read_frame(location, summary_tag)
+        except FileNotFoundError:
+            raise NotFoundError("weight %r of run %r: its event file is gone" % (tag, run))
+        except OSError as e:
+            raise DataError("weight %r of run %r at step %d: cannot read its event file (%s)"
+                            % (tag, run, step, e.strerror or e))
+        except (records.RecordError, fmt.FormatError, pb_message.DecodeError) as e:
+            raise DataError("weight %r of run %r at step %d: %s" % (tag, run, step, e))
+        self._cache.put(key, frame)
+        return frame
