@@ -67,10 +67,15 @@ class TensorBoardServer:
         `--load_fast=true` data server; startup fails loudly if missing).
       extra_args: more command-line flags, e.g. `("--reload_interval", "1")`.
       timeout: seconds to wait for the server to answer.
+      env: more environment variables for the process.
+      logdir_flag: "--logdir", or "--logdir_spec" (then `logdir` is the spec).
     """
 
-    def __init__(self, logdir, load_fast=False, extra_args=(), timeout=90):
+    def __init__(self, logdir, load_fast=False, extra_args=(), timeout=90, env=None,
+                 logdir_flag="--logdir"):
         self.logdir = str(logdir)
+        self.env = dict(env or {})
+        self.logdir_flag = logdir_flag
         self.load_fast = bool(load_fast)
         self.extra_args = list(extra_args)
         self.timeout = timeout
@@ -93,7 +98,7 @@ class TensorBoardServer:
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         argv = _tensorboard_argv() + [
-            "--logdir",
+            self.logdir_flag,
             self.logdir,
             "--host",
             "127.0.0.1",
@@ -102,7 +107,7 @@ class TensorBoardServer:
             "--load_fast=%s" % ("true" if self.load_fast else "false"),
         ]
         argv += self.extra_args
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **self.env)
         self._log = tempfile.NamedTemporaryFile(
             prefix="tensorboard_", suffix=".log", delete=False
         )
