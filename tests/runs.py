@@ -7,6 +7,8 @@ damage, and reading a run back independently of reader.py.
   training process writes. Use one `SyntheticWriter` to add steps later
   (one event file, as a training process writes: a second file in the same
   second can sort before the first and be skipped by the Python ingester).
+  `legacy=True` writes them as versions before `nnviz_frames` did
+  (`LegacyLayout`).
 - `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
   `newer_content`, `write_events`: crafted damage.
 - `read_run(logdir)` and `steps_of`: a run read back with TensorBoard's
@@ -65,32 +67,19 @@ def _is_frame(value):
     return kind is not None and kind[0] == fmt.KIND_FRAME
 
 
-class _RecordingEvents:
-    """The event file the writer writes to, keeping each frame as written.
+class LegacyLayout:
+    """Turns events as the writer writes them now into the layout of
+    versions before frames had a plugin name of their own: every frame
+    under `nnviz`, all of a snapshot's values in one event, the structure
+    first. `convert(event)` returns the event to write, or None while it
+    holds a frame for its snapshot's event."""
 
-    `legacy`: writes the snapshots as versions before frames had a plugin
-    name of their own did: every frame under `nnviz`, all of a snapshot's
-    values in one event, the structure first.
-    """
+    def __init__(self):
+        self._frames = []
 
-    def __init__(self, log_dir, written, legacy=False):
-        self._events = eventfiles.new_writer(log_dir)
-        self._written = written
-        self._legacy = legacy
-        self._frames = []  # legacy: frame values waiting for their snapshot's event
-
-    def add_event(self, event):
-        for v in event.summary.value:
-            if _is_frame(v):
-                frame = fmt.decode_frame(v.tensor.string_val[0])
-                self._written.setdefault(fmt.parse_summary_tag(v.tag)[1], {})[event.step] = frame
-        if self._legacy and event.HasField("summary"):
-            event = self._legacy_event(event)
-            if event is None:
-                return
-        self._events.add_event(event)
-
-    def _legacy_event(self, event):
+    def convert(self, event):
+        if not event.HasField("summary"):
+            return event
         values = list(event.summary.value)
         if values and all(_is_frame(v) for v in values):
             self._frames.extend(values)
@@ -103,6 +92,27 @@ class _RecordingEvents:
         event.summary.value.extend(structure + self._frames + others)
         self._frames = []
         return event
+
+
+class _RecordingEvents:
+    """The event file the writer writes to, keeping each frame as written
+    (`legacy`: in the layout of earlier versions, `LegacyLayout`)."""
+
+    def __init__(self, log_dir, written, legacy=False):
+        self._events = eventfiles.new_writer(log_dir)
+        self._written = written
+        self._legacy = LegacyLayout() if legacy else None
+
+    def add_event(self, event):
+        for v in event.summary.value:
+            if _is_frame(v):
+                frame = fmt.decode_frame(v.tensor.string_val[0])
+                self._written.setdefault(fmt.parse_summary_tag(v.tag)[1], {})[event.step] = frame
+        if self._legacy is not None:
+            event = self._legacy.convert(event)
+            if event is None:
+                return
+        self._events.add_event(event)
 
     def flush(self):
         self._events.flush()
