@@ -2,18 +2,19 @@
 
 Side by side, the same model's runs in two layouts:
 
-- "now": each frame an event of its own under `nnviz_frames` (TensorBoard
-  keeps the latest per weight; the plugin reads every frame from disk);
-- "before": every frame under `nnviz`, in the snapshot's one event, as
-  runs written by earlier versions are (TensorBoard keeps them all).
+- "now": each frame and each weight's per-unit stats an event of its own
+  under `nnviz_frames` and `nnviz_units` (TensorBoard keeps the latest per
+  weight; the plugin reads the others from disk);
+- "before": every frame and units row under `nnviz`, in the snapshot's one
+  event, as runs written by earlier versions are (TensorBoard keeps them
+  all).
 
 Prints, on both ingesters:
 
 1. TensorBoard's resident memory (the whole process tree: RustBoard is a
    child) once a run of N1 and of N2 snapshots is loaded, and the MB of RSS
    per added snapshot next to the bytes per snapshot on disk (target for
-   "now": <= 0.05x). "now, no units" leaves the per-unit stats out of the
-   same run, to show what they add (TensorBoard keeps them all).
+   "now": <= 0.05x).
 2. `/frame` p50 / p95 at random (tag, step) over the long run, through the
    index ("now") and through TensorBoard's data provider ("before"), both
    ingesters (target p95 <= 10 ms).
@@ -32,7 +33,7 @@ in its own encoding (the same tags, metadata and byte sizes).
                                    [--requests 300] [--resnet] [--keep DIR]
 
 Takes about 30 minutes on 2 shared cores with --resnet; writes up to
-~25 GB of event files (deleted at the end unless --keep).
+~15 GB of event files (deleted as it goes unless --keep).
 """
 
 import argparse
@@ -89,7 +90,7 @@ def model_weights(name):
     return weights, structure.build_structure(model, refs)
 
 
-def write_run(run_dir, weights, doc, n, legacy=False, units=True):
+def write_run(run_dir, weights, doc, n, legacy=False):
     """A run of `n` snapshots (see the module docstring)."""
     rng = np.random.default_rng(0)
     noise = [rng.standard_normal(w.value.shape).astype(np.float32) * 1e-3 for w in weights]
@@ -100,10 +101,6 @@ def write_run(run_dir, weights, doc, n, legacy=False, units=True):
             self._w = eventfiles.new_writer(log_dir, max_queue_size=64)
 
         def add_event(self, event):
-            if not units:
-                kept = [v for v in event.summary.value if not v.tag.startswith(fmt.UNITS_PREFIX)]
-                del event.summary.value[:]
-                event.summary.value.extend(kept)
             if convert is not None:
                 event = convert.convert(event)
             if event is not None:
@@ -126,9 +123,9 @@ def write_run(run_dir, weights, doc, n, legacy=False, units=True):
         replay(run_dir, n - THROUGH_WRITER, THROUGH_WRITER * STEP_EVERY)
 
 
-def replay(run_dir, count, first_step):
+def replay(run_dir, count, first_step, step_every=STEP_EVERY):
     """Appends `count` snapshots, copies of the last snapshot's events with
-    perturbed frames, at steps first_step, first_step + STEP_EVERY, ..."""
+    perturbed frames, at steps first_step, first_step + step_every, ..."""
     from tensorboard.compat.proto import event_pb2
 
     last = []
@@ -152,7 +149,7 @@ def replay(run_dir, count, first_step):
             for template in last:
                 event = event_pb2.Event()
                 event.CopyFrom(template)
-                event.step = first_step + i * STEP_EVERY
+                event.step = first_step + i * step_every
                 event.wall_time = time.time()
                 for v in event.summary.value:
                     if v.tag in frames:
@@ -191,15 +188,33 @@ def loaded(tb, n):
 
 
 def serve(run_dir, load_fast, n, requests=0):
-    """(RSS once loaded, seconds to load, frame latencies in ms)."""
+    """(RSS once loaded, seconds to load, frame latencies in ms, /units
+    latencies in ms: [(first, again)] for a few weights)."""
     t0 = time.monotonic()
     with TensorBoardServer(run_dir, load_fast=load_fast, timeout=300) as tb:
         tb.wait_for(lambda: loaded(tb, n), timeout=3600, interval=2.0)
         load_s = time.monotonic() - t0
         times = frame_latencies(tb, requests, n) if requests else []
+        units = units_latencies(tb) if requests else []
         time.sleep(2)
         rss = tree_rss(tb._proc.pid)
-    return rss, load_s, times
+    return rss, load_s, times, units
+
+
+def units_latencies(tb, count=8):
+    """[(ms of the first /units of a weight, ms of the same again)]."""
+    tags = [t["tag"] for t in tb.get_json("tags", {"run": "."})["tensors"]]
+    out = []
+    for tag in tags[:: max(1, len(tags) // count)][:count]:
+        pair = []
+        for _ in range(2):
+            t = time.perf_counter()
+            r = tb.get("units", {"run": ".", "tag": tag, "stat": "update"})
+            pair.append((time.perf_counter() - t) * 1e3)
+            if r.status != 200:
+                raise RuntimeError("units of %s: %d %r" % (tag, r.status, r.body[:200]))
+        out.append(tuple(pair))
+    return out
 
 
 def frame_latencies(tb, requests, n):
@@ -223,13 +238,18 @@ def frame_latencies(tb, requests, n):
 
 
 def index_figures(run_dir):
-    """(seconds to build, event-file bytes, records, array bytes, traced bytes)."""
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+    """(seconds to build, event-file bytes, records, array bytes, traced
+    bytes): built once timed, once under tracemalloc (which slows it)."""
+    path = os.path.realpath(run_dir)
     t = time.perf_counter()
-    index = frame_index.RunIndex(os.path.realpath(run_dir), os.path.realpath(run_dir))
+    index = frame_index.RunIndex(path, path)
     index.refresh()
     seconds = time.perf_counter() - t
+    del index
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    index = frame_index.RunIndex(path, path)
+    index.refresh()
     traced = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return seconds, index.bytes_scanned, index.record_count(), index.nbytes(), traced
@@ -252,22 +272,22 @@ def main(argv=None):
     t_start = time.monotonic()
     print("nnviz long-runs benchmark: %s at %d and %d snapshots; %d CPUs, load average %.1f"
           % (args.model, short, long_, psutil.cpu_count(), os.getloadavg()[0]), flush=True)
-    layouts = (("now", {}), ("now, no units", {"units": False}), ("before", {"legacy": True}))
+    layouts = (("now", {}), ("before", {"legacy": True}))
     results, disk = {}, {}
     try:
         weights, doc = model_weights(args.model)
         for label, kw in layouts:
             for n in (short, long_):
-                run = os.path.join(work, "%s_%s_%d" % (args.model, label.replace(", ", "_").replace(" ", "_"), n))
+                run = os.path.join(work, "%s_%s_%d" % (args.model, label, n))
                 t = time.monotonic()
                 write_run(run, weights, doc, n, **kw)
                 disk[(label, n)] = disk_bytes(run)
                 print("  wrote %s x %d (%s): %.0f MB in %.0f s" % (args.model, n, label,
                       disk[(label, n)] / 1e6, time.monotonic() - t), flush=True)
                 for name, load_fast in (("python", False), ("rustboard", True)):
-                    requests = args.requests if n == long_ and label != "now, no units" else 0
+                    requests = args.requests if n == long_ else 0
                     results[(label, n, name)] = serve(run, load_fast, n, requests)
-                    rss, load_s, times = results[(label, n, name)]
+                    rss, load_s, times, _ = results[(label, n, name)]
                     print("    %-9s RSS %.0f MiB, loaded in %.0f s%s (load average %.1f)" % (
                         name, rss / MiB, load_s,
                         ", frame p50 %.1f ms p95 %.1f ms" % (np.percentile(times, 50), np.percentile(times, 95))
@@ -276,8 +296,8 @@ def main(argv=None):
                     index = index_figures(run)
             for n in (short, long_):
                 if not args.keep:
-                    shutil.rmtree(os.path.join(work, "%s_%s_%d" % (
-                        args.model, label.replace(", ", "_").replace(" ", "_"), n)), ignore_errors=True)
+                        shutil.rmtree(os.path.join(work, "%s_%s_%d" % (args.model, label, n)),
+                                  ignore_errors=True)
         resnet = None
         if args.resnet:
             weights, doc = model_weights("resnet50")
@@ -320,6 +340,15 @@ def print_tables(model, short, long_, layouts, results, disk, index, resnet, req
             t = results[(label, long_, name)][2]
             print("| %s | %s | %.2f | %.2f | %.2f |" % (path, name, np.percentile(t, 50),
                                                          np.percentile(t, 95), np.percentile(t, 95) / base))
+    print("\n### /units of %d weights over %d snapshots: first request, then again (median ms)\n"
+          % (len(results[("now", long_, "python")][3]), long_))
+    print("| path | ingester | first | again |")
+    print("|---|---|---:|---:|")
+    for name in ("python", "rustboard"):
+        for label, path in (("now", "index (disk)"), ("before", "data provider")):
+            pairs = results[(label, long_, name)][3]
+            print("| %s | %s | %.1f | %.1f |" % (path, name, np.median([p[0] for p in pairs]),
+                                                 np.median([p[1] for p in pairs])))
     seconds, scanned, records, arrays, traced = index
     print("\n### The frame index (in-process, %s x %d, page cache warm)\n" % (model, long_))
     print("| event files | records indexed | build | build per GB | arrays per record | all allocations per record |")
@@ -331,7 +360,7 @@ def print_tables(model, short, long_, layouts, results, disk, index, resnet, req
         print("| ingester | TensorBoard RSS | target | frame p50 / p95 |")
         print("|---|---:|---:|---:|")
         for name in ("python", "rustboard"):
-            rss, _, t = resnet[name]
+            rss, _, t, _ = resnet[name]
             print("| %s | %.2f GiB | <= 1.5 GiB %s | %.1f / %.1f ms |" % (
                 name, rss / GiB, "ok" if rss <= 1.5 * GiB else "MISSED",
                 np.percentile(t, 50), np.percentile(t, 95)))

@@ -10,7 +10,8 @@ damage, and reading a run back independently of reader.py.
   `legacy=True` writes them as versions before `nnviz_frames` did
   (`LegacyLayout`).
 - `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
-  `newer_content`, `write_events`: crafted damage.
+  `frame_record_ends`, `newer_content`, `write_events`: crafted damage.
+- `snapshot_events`: values laid out in events as the writer does.
 - `read_run(logdir)` and `steps_of`: a run read back with TensorBoard's
   `EventAccumulator`, not with reader.py.
 - `reference_frame(w, layout)`: the layout rule in plain numpy.
@@ -67,30 +68,35 @@ def _is_frame(value):
     return kind is not None and kind[0] == fmt.KIND_FRAME
 
 
+def _is_alone(value):
+    """A value the writer puts in an event of its own (a frame, units)."""
+    return value.tag.startswith(fmt.DISK_PREFIXES)
+
+
 class LegacyLayout:
     """Turns events as the writer writes them now into the layout of
-    versions before frames had a plugin name of their own: every frame
-    under `nnviz`, all of a snapshot's values in one event, the structure
-    first. `convert(event)` returns the event to write, or None while it
-    holds a frame for its snapshot's event."""
+    versions before frames and units had plugin names of their own: every
+    value under `nnviz`, all of a snapshot's values in one event, the
+    structure first. `convert(event)` returns the event to write, or None
+    while it holds a value for its snapshot's event."""
 
     def __init__(self):
-        self._frames = []
+        self._alone = []
 
     def convert(self, event):
         if not event.HasField("summary"):
             return event
         values = list(event.summary.value)
-        if values and all(_is_frame(v) for v in values):
-            self._frames.extend(values)
+        if values and all(_is_alone(v) for v in values):
+            self._alone.extend(values)
             return None
-        for v in self._frames:
+        for v in self._alone:
             v.metadata.plugin_data.plugin_name = fmt.PLUGIN_NAME
         structure = [v for v in values if v.tag == fmt.STRUCTURE_TAG]
         others = [v for v in values if v.tag != fmt.STRUCTURE_TAG]
         del event.summary.value[:]
-        event.summary.value.extend(structure + self._frames + others)
-        self._frames = []
+        event.summary.value.extend(structure + self._alone + others)
+        self._alone = []
         return event
 
 
@@ -210,11 +216,29 @@ def _event(step, values, wall_time=None):
     )
 
 
+def start_event(step):
+    """A SessionLog.START event at `step`: a restarted job's marker (the
+    Python ingester purges later steps at every one after the first)."""
+    from tensorboard.compat.proto import event_pb2
+
+    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+    return event_pb2.Event(step=step, wall_time=time.time(), session_log=start)
+
+
 def newer_content(content):
     """`content` (plugin_data.content bytes) claiming the next format version."""
     doc = json.loads(content)
     doc["version"] = fmt.FORMAT_VERSION + 1
     return json.dumps(doc).encode("utf-8")
+
+
+def snapshot_events(step, values, wall_time=None):
+    """The events the writer writes for one snapshot of `values`
+    (`Summary.Value`s): each frame and units value in an event of its own,
+    then the rest."""
+    alone = [v for v in values if _is_alone(v)]
+    rest = [v for v in values if not _is_alone(v)]
+    return [_event(step, [v], wall_time) for v in alone] + ([_event(step, rest, wall_time)] if rest else [])
 
 
 def write_events(logdir, events):
@@ -271,6 +295,23 @@ def write_newer_structure_run(logdir):
         writer.write([0, 1])
     finally:
         writer.close()
+
+
+def frame_record_ends(data):
+    """{step: end offset of that step's (last) frame record} in the bytes of
+    an event file: where to cut to leave a step's frame whole or not."""
+    from tensorboard.compat.proto import event_pb2
+
+    from tensorboard_nnviz.core import records
+
+    ends, offset = {}, 0
+    while offset < len(data):
+        end = offset + records.record_size(records.read_length(data[offset:offset + 12]))
+        event = event_pb2.Event.FromString(records.record_data(data[offset:end]))
+        if any(_is_frame(v) for v in event.summary.value):
+            ends[event.step] = end
+        offset = end
+    return ends
 
 
 def truncate_event_file(run_dir, fraction=0.6):

@@ -87,8 +87,9 @@ def _event_file(d):
 
 def test_snapshot_bytes_is_exact_on_disk(tmp_path):
     """Events written by hand with the format module and the policy, laid
-    out as the writer does (one event per frame, then one with the stats
-    and units): the file grows by exactly `snapshot_bytes` per snapshot."""
+    out as the writer does (one event per frame and per units value, then
+    one with the stats): the file grows by exactly `snapshot_bytes` per
+    snapshot."""
     events = EventFileWriter(str(tmp_path))
     events.flush()
     path = _event_file(tmp_path)
@@ -109,7 +110,9 @@ def test_snapshot_bytes_is_exact_on_disk(tmp_path):
             units = stats_lib.unit_count(s.shape, layout["unit_axes"])
             block = stats_lib.unit_block(units, fmt.MAX_UNITS)
             content = fmt.units_content(unit_axes=layout["unit_axes"], units=units, block=block)
-            values.append(fmt.units_value(s.tag, stats_lib.block_units(measured.norm, block), None, content))
+            units_value = fmt.units_value(s.tag, stats_lib.block_units(measured.norm, block), None, content)
+            events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
+                                             summary=summary_pb2.Summary(value=[units_value])))
         events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
                                          summary=summary_pb2.Summary(value=values)))
         events.flush()
@@ -118,7 +121,7 @@ def test_snapshot_bytes_is_exact_on_disk(tmp_path):
     growth = np.diff(sizes).tolist()
     assert growth == [budget.snapshot_bytes(SPECS, step=s) for s in (5, 300, 70000)]
     # Only the step's varint differs, in each of the snapshot's events.
-    events_per_snapshot = len(SPECS) + 1
+    events_per_snapshot = 2 * len(SPECS) + 1
     assert growth[0] == growth[1] - events_per_snapshot == growth[2] - 2 * events_per_snapshot
 
 

@@ -19,7 +19,8 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from runs import SyntheticWriter, read_run, synthetic_weight, write_synthetic_run
+from runs import (SyntheticWriter, frame_record_ends, read_run, start_event, synthetic_weight,
+                  write_synthetic_run)
 from tb_server import TensorBoardServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,24 +29,6 @@ AUDIT = os.path.join(HERE, "audit")
 WEIGHTS = {"dense/kernel": (20, 30), "dense/bias": (30,), "big/kernel": (300, 200)}
 UNICODE_RUN = "my run ✓/ü ß"  # a space, unicode, and a nested directory
 OLD_RUNS = ("v1_blows_up", "v1_lr0_bn", "v2_synthetic")
-
-
-def _start_event(step):
-    from tensorboard.compat.proto import event_pb2
-
-    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-    return event_pb2.Event(step=step, wall_time=time.time(), session_log=start)
-
-
-def _record_ends(data):
-    """End offsets of the records of event-file bytes `data`."""
-    from tensorboard_nnviz.core import records
-
-    ends, offset = [], 0
-    while offset < len(data):
-        offset += records.record_size(records.read_length(data[offset:offset + 12]))
-        ends.append(offset)
-    return ends
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +40,12 @@ def logdir(tmp_path_factory):
     # A restart: a second event file begins with SessionLog.START at step 3
     # and writes steps 3.. again, with other weights (seed 1).
     first = SyntheticWriter(str(root / "restarted"))
-    first.add_event(_start_event(0))
+    first.add_event(start_event(0))
     first.write(range(6))
     first.close()
     time.sleep(1.1)  # the second file's name (its time in seconds) sorts after the first's
     second = SyntheticWriter(str(root / "restarted"), seed=1, structure=False)
-    second.add_event(_start_event(3))
+    second.add_event(start_event(3))
     second.write(range(3, 9))
     second.close()
     # Runs written by earlier versions (frames under `nnviz`).
@@ -77,7 +60,7 @@ def logdir(tmp_path_factory):
     (name,) = os.listdir(base / "whole")
     data = (base / "whole" / name).read_bytes()
     os.makedirs(root / "cut")
-    cut = _record_ends(data)[-2] - 50  # inside the last frame record (step 2's)
+    cut = frame_record_ends(data)[2] - 50  # inside step 2's frame record
     (root / "cut" / name).write_bytes(data[:cut])
     reference = {run: read_run(str(root / run)) for run in ("every", UNICODE_RUN) + OLD_RUNS}
     reference["whole"] = read_run(str(base / "whole"))
@@ -119,6 +102,13 @@ def assert_every_frame_served(tb, run, ref):
             np.testing.assert_array_equal(frame, written)
 
 
+def units_of(tb, run, tag, stat):
+    r = tb.get("units", {"run": run, "tag": tag, "stat": stat})
+    assert r.status == 200, (run, tag, r.status, r.body[:300])
+    rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
+    return np.frombuffer(r.body, dtype="<f4").reshape(rows, cols)
+
+
 def test_every_step_of_every_tag_is_served_as_written(tb, logdir):
     runs = {r["run"]: r for r in tb.get_json("runs")["runs"]}
     assert runs["every"]["steps"] == list(range(0, 80, 2))
@@ -126,6 +116,12 @@ def test_every_step_of_every_tag_is_served_as_written(tb, logdir):
     assert_every_frame_served(tb, "every", logdir["ref"]["every"])
     stats = tb.get_json("stats", {"run": "every", "tag": "big/kernel"})
     assert stats["steps"] == list(range(0, 80, 2))
+    # Per-unit stats too: TensorBoard keeps one row per weight, the plugin
+    # reads every row from disk.
+    for tag, rows in logdir["ref"]["every"]["units"].items():
+        for stat in ("norm", "update"):
+            np.testing.assert_array_equal(units_of(tb, "every", tag, stat),
+                                          np.stack([rows[s][stat] for s in sorted(rows)]))
 
 
 def test_run_names_with_spaces_and_unicode(tb, logdir):
@@ -289,6 +285,16 @@ def test_without_the_logdir_only_the_kept_frames_are_served(tb_fallback, logdir)
             np.testing.assert_array_equal(frame, ref["frames"][t["tag"]][step])
     assert tb_fallback.get_json("stats", {"run": run, "tag": "dense/kernel"})["steps"] == \
         list(range(0, 80, 2))
+    # Per-unit stats: a row for the kept steps only, NaN for the others.
+    units = units_of(tb_fallback, run, "dense/kernel", "norm")
+    rows = ref["units"]["dense/kernel"]
+    assert units.shape[0] == 40
+    present = [step for i, step in enumerate(range(0, 80, 2)) if not np.isnan(units[i]).all()]
+    for step in present:
+        np.testing.assert_array_equal(units[step // 2], rows[step]["norm"])
+    assert present[-1] == 78
+    if tb_fallback.prefix:
+        assert present == [78]
     old = tb_fallback.prefix + "v2_synthetic"
     assert runs[old]["frame_steps"] == "all"
     assert_every_frame_served(tb_fallback, old, logdir["ref"]["v2_synthetic"])

@@ -245,14 +245,14 @@ def test_unknown_static_types_are_not_served(client, tmp_path):
 # --- loader -----------------------------------------------------------------------
 
 
-def test_fix_flags_keeps_every_nnviz_sample_and_one_frame_unless_user_set():
+def test_fix_flags_keeps_every_nnviz_sample_and_one_frame_and_units_row_unless_user_set():
     loader = plugin_lib.NNVizLoader()
     flags = argparse.Namespace(samples_per_plugin={"images": 5})
     loader.fix_flags(flags)
-    assert flags.samples_per_plugin == {"images": 5, "nnviz": 0, "nnviz_frames": 1}
+    assert flags.samples_per_plugin == {"images": 5, "nnviz": 0, "nnviz_frames": 1, "nnviz_units": 1}
     flags = argparse.Namespace(samples_per_plugin={"nnviz": 50, "nnviz_frames": 0})
     loader.fix_flags(flags)
-    assert flags.samples_per_plugin == {"nnviz": 50, "nnviz_frames": 0}
+    assert flags.samples_per_plugin == {"nnviz": 50, "nnviz_frames": 0, "nnviz_units": 1}
 
 
 def test_fix_flags_through_tensorboard_argument_parsing():

@@ -7,13 +7,15 @@ as before. Both are checked.
 """
 
 import os
-import time
 
 import numpy as np
 import pytest
 
 from runs import (
     SyntheticWriter,
+    frame_record_ends,
+    start_event,
+    read_run,
     synthetic_weight,
     truncate_event_file,
     write_damaged_run,
@@ -202,6 +204,21 @@ def test_damaged_items_fail_alone(reader, logdir):
     assert frame.shape == (2, 2)
 
 
+@pytest.mark.parametrize("run", ["a", "a_legacy"])
+def test_units_of_every_step_are_served_as_written(reader, logdir, run):
+    """Per-unit stats: from disk for runs written now (TensorBoard keeps
+    one row per weight), through TensorBoard for earlier runs."""
+    r, eid = reader
+    written = read_run(str(logdir[0] / run))
+    for tag, rows in written["units"].items():
+        steps = r.stats_impl(None, eid, run, tag)["steps"]
+        assert steps == sorted(rows) == list(range(150))
+        for stat in ("norm", "update"):
+            cells, block, served_steps = r.units_impl(None, eid, run, tag, stat)
+            assert served_steps == steps and block == 1
+            np.testing.assert_array_equal(cells, np.stack([rows[s][stat] for s in steps]))
+
+
 def test_frame_reads_blob_keys_once_and_one_blob_per_frame(logdir):
     provider, eid = local_data_provider(str(logdir[0]))
     counting = CountingProvider(provider)
@@ -251,13 +268,6 @@ class FakeClock:
 LAYOUTS = pytest.mark.parametrize("legacy", [False, True], ids=["disk", "legacy"])
 
 
-def _start_event(step):
-    from tensorboard.compat.proto import event_pb2
-
-    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-    return event_pb2.Event(step=step, wall_time=time.time(), session_log=start)
-
-
 @LAYOUTS
 def test_frame_rechecks_after_the_window_and_tags_always(tmp_path, legacy):
     writer = SyntheticWriter(str(tmp_path / "live"), legacy=legacy).write([0, 1])
@@ -285,12 +295,12 @@ def test_a_vanished_blob_is_re_listed_not_a_404(tmp_path):
     step and TensorBoard purges the later steps: cached blob keys go stale;
     the reader re-lists once and serves the new data."""
     writer = SyntheticWriter(str(tmp_path / "restarted"), legacy=True)
-    writer.add_event(_start_event(0))
+    writer.add_event(start_event(0))
     writer.write([0, 1, 2, 3])
     provider, eid = local_data_provider(str(tmp_path))
     r = NNVizReader(provider, recheck_seconds=3600, logdir=str(tmp_path))
     assert r.frame_impl(None, eid, "restarted", "dense/kernel")[1] == 3
-    writer.add_event(_start_event(2))
+    writer.add_event(start_event(2))
     writer.seed = 1
     writer.write([2])
     writer.close()
@@ -306,14 +316,14 @@ def test_a_restart_on_disk_follows_tensorboards_rule(tmp_path, start):
     a SessionLog.START (the Python ingester's rule, for every tag) or by the
     step alone (RustBoard's rule, per tag)."""
     writer = SyntheticWriter(str(tmp_path / "restarted"))
-    writer.add_event(_start_event(0))
+    writer.add_event(start_event(0))
     writer.write([0, 1, 2, 3])
     provider, eid = local_data_provider(str(tmp_path))
     clock = FakeClock()
     r = NNVizReader(provider, recheck_seconds=1, clock=clock, logdir=str(tmp_path))
     assert r.frame_impl(None, eid, "restarted", "dense/kernel")[1] == 3
     if start:
-        writer.add_event(_start_event(2))
+        writer.add_event(start_event(2))
     writer.seed = 1
     writer.write([2])
     writer.close()
@@ -370,7 +380,7 @@ def test_a_record_cut_short_is_served_once_it_is_whole(tmp_path):
     (source,) = os.listdir(whole)
     with open(whole / source, "rb") as f:
         data = f.read()
-    steps_at = _frame_record_ends(data)  # {step: end offset of its frame record}
+    steps_at = frame_record_ends(data)  # {step: end offset of its frame record}
     cut = steps_at[2] - 100  # inside the frame record of step 2
     os.makedirs(tmp_path / "logs" / "live")
     live = tmp_path / "logs" / "live" / source
@@ -391,32 +401,15 @@ def test_a_record_cut_short_is_served_once_it_is_whole(tmp_path):
     np.testing.assert_array_equal(frame, synthetic_weight("dense/kernel", (20, 20), 2))
 
 
-def _frame_record_ends(data):
-    """{step: end offset of the frame record of that step} in event-file bytes."""
-    from tensorboard.compat.proto import event_pb2
-
-    from tensorboard_nnviz.core import records
-
-    ends, offset = {}, 0
-    while offset < len(data):
-        length = records.read_length(data[offset:offset + 12])
-        end = offset + records.record_size(length)
-        event = event_pb2.Event.FromString(records.record_data(data[offset:end]))
-        if any(v.tag.startswith(fmt.FRAME_PREFIX) for v in event.summary.value):
-            ends[event.step] = end
-        offset = end
-    return ends
-
-
 @LAYOUTS
 def test_a_listed_series_without_data_is_served_empty(tmp_path, legacy):
     """A restart (SessionLog.START) purges the later steps of every tag; a
     weight the restarted run no longer writes stays listed with no data.
     Its stats, units and frames answer empty or 404, never a crash."""
     writer = SyntheticWriter(str(tmp_path / "restarted"), legacy=legacy)
-    writer.add_event(_start_event(0))
+    writer.add_event(start_event(0))
     writer.write([1, 2, 3])
-    writer.add_event(_start_event(1))
+    writer.add_event(start_event(1))
     writer.weights = {"dense/kernel": (4, 3)}  # the bias is no longer recorded
     writer.write([1, 2])
     writer.close()

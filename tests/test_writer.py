@@ -107,10 +107,11 @@ def test_nan_and_inf_never_crash_the_writer(tmp_path):
     assert frame[0, 0] == np.inf and np.isnan(frame[1:]).all()
 
 
-def test_each_frame_is_an_event_of_its_own_before_the_snapshots_other_values(tmp_path):
-    """The layout the plugin's frame index reads (format.py): one event per
-    frame under `nnviz_frames`, then one with the units, stats and (last)
-    the structure under `nnviz`."""
+def test_frames_and_units_are_events_of_their_own_before_the_snapshots_stats(tmp_path):
+    """The layout the plugin's index reads (format.py): per weight an event
+    with its frame under `nnviz_frames` and one with its per-unit stats
+    under `nnviz_units`, then one with the stats and (last) the structure
+    under `nnviz`."""
     w = writer_lib.SnapshotWriter(str(tmp_path))
     w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})
     w.write(3, _weights(1))
@@ -120,12 +121,14 @@ def test_each_frame_is_an_event_of_its_own_before_the_snapshots_other_values(tmp
               for e in events]
     for step in (0, 3):
         of_step = [values for s, values in layout if s == step]
-        assert of_step[:2] == [[("nnviz_frames", "nnviz/frame/dense/kernel")],
-                               [("nnviz_frames", "nnviz/frame/dense/bias")]]
-        (rest,) = of_step[2:]
-        assert [tag.split("/")[1] for _, tag in rest[:4]] == ["units", "units", "stats", "stats"]
+        assert of_step[:4] == [[("nnviz_frames", "nnviz/frame/dense/kernel")],
+                               [("nnviz_units", "nnviz/units/dense/kernel")],
+                               [("nnviz_frames", "nnviz/frame/dense/bias")],
+                               [("nnviz_units", "nnviz/units/dense/bias")]]
+        (rest,) = of_step[4:]
+        assert [tag for _, tag in rest[:2]] == ["nnviz/stats/dense/kernel", "nnviz/stats/dense/bias"]
         assert {name for name, _ in rest} == {"nnviz"}
-        assert [tag for _, tag in rest[4:]] == (["nnviz/structure"] if step == 0 else [])
+        assert [tag for _, tag in rest[2:]] == (["nnviz/structure"] if step == 0 else [])
 
 
 def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):

@@ -35,11 +35,10 @@ def local_data_provider(logdir):
 
 def samples_per_plugin(logdir):
     """Samples per tag to keep in memory for `logdir`: the plugin's, except
-    that a URL logdir, whose frames the reader cannot read itself, keeps
-    every frame."""
+    that a URL logdir, which the reader cannot read itself, keeps them all."""
     samples = dict(fmt.SAMPLES_PER_PLUGIN)
     if "://" in str(logdir):
-        samples[fmt.FRAMES_PLUGIN_NAME] = 0
+        samples = dict.fromkeys(samples, 0)
     return samples
 
 

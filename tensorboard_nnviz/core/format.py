@@ -24,7 +24,11 @@ Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
   shape (2, cols): row 0 the per-unit norms, row 1 the per-unit updates
   (NaN at the tag's first snapshot), ordered as the `fields` of its
   content; `cols` = ceil(units / block), each column the mean of `block`
-  consecutive units (block 1 when exact).
+  consecutive units (block 1 when exact). Runs written now put it under
+  the plugin name `nnviz_units` (`UNITS_PLUGIN_NAME`), in an event of its
+  own, like the frame: TensorBoard keeps one sample per tag and the plugin
+  reads the rest from disk. Earlier runs have it under `nnviz`, in the
+  snapshot's one event.
 - `nnviz/structure`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor holding
   the model structure as UTF-8 JSON (written once, again if it changes).
 
@@ -56,11 +60,13 @@ from tensorboard.compat.proto import types_pb2
 from tensorboard_nnviz.core.spectral import FIELDS as SPECTRAL_FIELDS
 
 PLUGIN_NAME = "nnviz"
-# Frames of runs written now: a plugin name of their own, so that TensorBoard
-# keeps only the latest frame of each weight in memory (SAMPLES_PER_PLUGIN).
+# Frames and per-unit stats of runs written now: plugin names of their own,
+# so that TensorBoard keeps only the latest of each weight in memory
+# (SAMPLES_PER_PLUGIN); the plugin reads the others from disk.
 FRAMES_PLUGIN_NAME = "nnviz_frames"
+UNITS_PLUGIN_NAME = "nnviz_units"
 # Samples per tag TensorBoard keeps unless the user says otherwise (0: all).
-SAMPLES_PER_PLUGIN = {PLUGIN_NAME: 0, FRAMES_PLUGIN_NAME: 1}
+SAMPLES_PER_PLUGIN = {PLUGIN_NAME: 0, FRAMES_PLUGIN_NAME: 1, UNITS_PLUGIN_NAME: 1}
 
 # Bump when a reader of the previous version could misread new data.
 FORMAT_VERSION = 2
@@ -70,6 +76,9 @@ FRAME_PREFIX = "nnviz/frame/"
 STATS_PREFIX = "nnviz/stats/"
 UNITS_PREFIX = "nnviz/units/"
 STRUCTURE_TAG = "nnviz/structure"
+# Series the plugin reads from disk: one value per event (record) in runs
+# written now; their summary tags begin with one of these.
+DISK_PREFIXES = (FRAME_PREFIX, UNITS_PREFIX)
 
 KIND_FRAME = "frame"
 KIND_STATS = "stats"
@@ -427,21 +436,42 @@ def _float32_keeping_zero(values):
     return out
 
 
-def units_value(weight_tag, norm, update, content, out=None):
+def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_PLUGIN_NAME):
     """The `Summary.Value` of one snapshot's per-unit stats (built into
-    `out` if given).
+    `out` if given). The writer puts each in an event of its own.
 
     Args:
       norm, update: per-column values (already block-averaged); `update`
         None at a tag's first snapshot (stored as NaN).
       content: from `units_content`.
+      plugin_name: `PLUGIN_NAME` writes them as earlier versions did
+        (tests of old runs).
     """
     cells = np.empty((2, np.size(norm)), "<f4")
     cells[0] = _float32_keeping_zero(norm)
     cells[1] = np.nan if update is None else _float32_keeping_zero(update)
-    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR, plugin_name)
     _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
     return out
+
+
+def units_array_of(value):
+    """The units tensor of a units `Summary.Value`, as a float32 array.
+
+    Raises:
+      FormatError: not a float32 tensor of two dimensions.
+    """
+    t = value.tensor
+    shape = [d.size for d in t.tensor_shape.dim]
+    if t.dtype != types_pb2.DT_FLOAT or len(shape) != 2:
+        raise FormatError("units value is not a 2-D float32 tensor")
+    if t.tensor_content:
+        data = np.frombuffer(t.tensor_content, "<f4")
+    else:
+        data = np.asarray(t.float_val, "<f4")
+    if data.size != shape[0] * shape[1]:
+        raise FormatError("units tensor has %d values, expected %d" % (data.size, shape[0] * shape[1]))
+    return data.reshape(shape)
 
 
 def units_from_array(array, fields):

@@ -18,7 +18,8 @@ and benchmarks/scale.py: the README, "Storage and scale"):
 
 `snapshot_bytes` is exact: it sizes the very protos the writer writes
 (frame, stats and units `Summary.Value`s of every tensor, the events and
-their record framing: one event per frame, one for the rest), so
+their record framing: one event per frame and per units value, one for
+the stats), so
 `bytes per snapshot × snapshots` is the event-file growth, structure
 aside.
 
@@ -112,8 +113,9 @@ def _event_bytes(summary_len, step):
 
 
 def tensor_bytes(s, max_cells=65536, reduced_encoding=None, step=100000):
-    """On-disk bytes one weight adds to a snapshot: its frame's event and
-    its stats and units in the snapshot's event (see `snapshot_bytes`).
+    """On-disk bytes one weight adds to a snapshot: the events of its frame
+    and its units, and its stats in the snapshot's event (see
+    `snapshot_bytes`).
 
     Args:
       s: a shape or spec (see `spec`).
@@ -133,13 +135,14 @@ def tensor_bytes(s, max_cells=65536, reduced_encoding=None, step=100000):
     # The real protos, with a blob of zeros of the real length.
     blob = bytes(fmt.frame_blob_size(rows, cols, encoding))
     frame_len = fmt.frame_value(s.tag, blob, content).ByteSize()
-    return _event_bytes(_field_len(frame_len), step) + _in_snapshot_event(s, layout)
+    units_len = _units_bytes(s, layout)
+    return (_event_bytes(_field_len(frame_len), step) + _event_bytes(_field_len(units_len), step)
+            + _in_snapshot_event(s))
 
 
-def _in_snapshot_event(s, layout):
-    """Bytes of the stats and units values of spec `s` in the snapshot's event."""
-    stats_len = fmt.stats_value(s.tag, {}).ByteSize()
-    return _field_len(stats_len) + _field_len(_units_bytes(s, layout))
+def _in_snapshot_event(s):
+    """Bytes of the stats value of spec `s` in the snapshot's event."""
+    return _field_len(fmt.stats_value(s.tag, {}).ByteSize())
 
 
 def _units_bytes(s, layout):
@@ -154,13 +157,14 @@ def _units_bytes(s, layout):
 
 def snapshot_bytes(tensors, max_cells=65536, reduced_encoding=None, step=100000):
     """On-disk bytes of one snapshot of `tensors` (shapes or specs): one
-    event per frame, then one with every weight's stats and units.
+    event per frame and per weight's units, then one with every weight's
+    stats.
 
     `step` only sizes its varint (1 byte below 128, 3 bytes up to 2 million).
     """
     specs = [spec(t) for t in tensors]
     weights = sum(tensor_bytes(t, max_cells, reduced_encoding, step) for t in specs)
-    rest = sum(_in_snapshot_event(t, frame_layout(t)[0]) for t in specs)
+    rest = sum(_in_snapshot_event(t) for t in specs)
     return weights + _event_bytes(rest, step) - rest
 
 

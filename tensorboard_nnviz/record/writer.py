@@ -4,9 +4,9 @@ The training thread only hands over host copies of the weights
 (`SnapshotWriter.write`); a worker thread lays them out, measures them
 (the spectral stats of matrices too, within a CPU budget per snapshot:
 spectral.py and docs/architecture.md, "Spectral stats"), encodes them and writes them as TensorBoard events through TensorBoard's
-own `EventFileWriter` (not `tf.summary`): one event per frame, then one
-with the snapshot's stats, units and structure, flushing after each
-snapshot so a live TensorBoard sees it.
+own `EventFileWriter` (not `tf.summary`): one event per frame and one per
+weight's per-unit stats, then one with the snapshot's stats and
+structure, flushing after each snapshot so a live TensorBoard sees it.
 
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
@@ -249,9 +249,9 @@ class SnapshotWriter:
             self._forget(snap)
             return
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
-        frames = []
+        alone = []  # events of one value each: frames and per-unit stats
         try:
-            sumsqs = self._values(snap, frames, event.summary.value)
+            sumsqs = self._values(snap, alone, event.summary.value)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
@@ -260,8 +260,8 @@ class SnapshotWriter:
         try:
             if self._events is None:  # an earlier failure: try a new file
                 self._events = self._factory(self.log_dir)
-            for frame in frames:
-                self._events.add_event(frame)
+            for single in alone:
+                self._events.add_event(single)
             self._events.add_event(event)
             self._events.flush()
         except Exception as e:
@@ -306,16 +306,17 @@ class SnapshotWriter:
             # rather than by the next copy on the training thread.
             self.pool.give(w.tag, w.value.copy())
 
-    def _values(self, snap, frames, values):
-        """Appends to `frames` one event per weight holding its frame, and
-        adds the snapshot's other summary values to `values` (an event's
-        `summary.value`; both built in place, not copied into an event).
-        Returns each weight's ||W||**2 (None if not all finite).
+    def _values(self, snap, alone, values):
+        """Appends to `alone` two events per weight, its frame and its
+        per-unit stats, and adds the snapshot's stats and structure to
+        `values` (an event's `summary.value`; all built in place, not
+        copied into an event). Returns each weight's ||W||**2 (None if not
+        all finite).
 
-        A frame in an event of its own is one record on disk, which the
-        plugin reads alone (docs/architecture.md, "Frames from disk"). The
-        structure goes last: the plugin's index tells this event from a
-        frame by its first value without reading the rest.
+        A frame or units value in an event of its own is one record on
+        disk, which the plugin reads alone (docs/architecture.md, "Frames
+        from disk"). The structure goes last: the plugin's index tells
+        this event from those by its first value without reading the rest.
         """
         stats_content = fmt.stats_content()
         sumsqs, stats = [], []
@@ -330,12 +331,13 @@ class SnapshotWriter:
             stats.append(measured.stats)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             blob = fmt.encode_frame(frame, budget.frame_encoding(state.layout["block"]))
-            frames.append(event_pb2.Event(step=snap.step, wall_time=snap.wall_time))
-            fmt.frame_value(w.tag, blob, state.content, out=frames[-1].summary.value.add())
+            alone.append(event_pb2.Event(step=snap.step, wall_time=snap.wall_time))
+            fmt.frame_value(w.tag, blob, state.content, out=alone[-1].summary.value.add())
             block, update = state.unit_block, measured.update
+            alone.append(event_pb2.Event(step=snap.step, wall_time=snap.wall_time))
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
-                            state.units_content, out=values.add())
+                            state.units_content, out=alone[-1].summary.value.add())
         self._spectral(snap, stats, time.thread_time() - start)
         for w, tag_stats in zip(snap.weights, stats):
             fmt.stats_value(w.tag, tag_stats, stats_content, out=values.add())

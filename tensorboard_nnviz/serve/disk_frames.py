@@ -18,7 +18,6 @@ This module imports neither Keras nor TensorFlow.
 """
 
 import collections
-import os
 import threading
 
 from google.protobuf import message as pb_message
@@ -70,23 +69,18 @@ class DiskFrames:
 
     Args:
       provider: the data provider (listings only).
-      logdir: the local logdir TensorBoard reads, or None
-        when the plugin cannot read it itself (everything then comes from
-        `fallback`).
-      recheck_seconds, clock: as `frames.ProviderFrames`.
+      indexes: a `frame_index.RunIndexes` (it has none for a run the
+        plugin cannot read itself: then everything comes from `fallback`).
       fallback: a `frames.ProviderFrames` over `nnviz_frames`.
       cache: a `FrameCache`.
     """
 
-    def __init__(self, provider, logdir, recheck_seconds, clock, fallback, cache):
+    def __init__(self, provider, indexes, fallback, cache):
         self._blobs = series_lib.ProviderSeries(provider, fmt.FRAMES_PLUGIN_NAME, blob_sequences=True)
-        self._logdir = None if logdir is None else os.path.realpath(logdir)
-        self._recheck_seconds = recheck_seconds
-        self._clock = clock
+        self._indexes = indexes
         self._fallback = fallback
         self._cache = cache
         self._lock = threading.Lock()
-        self._indexes = {}  # (eid, run) -> [RunIndex or None, refreshed at]
         self._contents = {}  # (eid, run, summary tag) -> content TensorBoard listed
         self._series = {}  # (eid, run, summary tag) -> (version, content, FrameSeries)
 
@@ -98,7 +92,7 @@ class DiskFrames:
         refreshed first; from `fallback` where there is none."""
         result, fallback = {}, {}
         for run, by_tag in listing.items():
-            index = self._index(eid, run, refresh=True)
+            index = self._indexes.get(eid, run, refresh=True)
             for tag, s in by_tag.items():
                 self._contents[(eid, run, tag)] = s.plugin_content
                 entry = index and self._entry(eid, run, tag, index)
@@ -112,10 +106,8 @@ class DiskFrames:
 
     def forget_except(self, eid, live):
         self._fallback.forget_except(eid, live)
-        runs = {run for run, _ in live}
+        self._indexes.forget_except(eid, {run for run, _ in live})
         with self._lock:
-            for key in [k for k in self._indexes if k[0] == eid and k[1] not in runs]:
-                del self._indexes[key]
             for table in (self._contents, self._series):
                 for key in [k for k in table if k[0] == eid and k[1:] not in live]:
                     del table[key]
@@ -132,33 +124,11 @@ class DiskFrames:
                 return None
             content = listing[run][summary_tag].plugin_content
             self._contents[(eid, run, summary_tag)] = content
-        index = self._index(eid, run, refresh=recheck)
+        index = self._indexes.get(eid, run, refresh=recheck)
         entry = index and self._entry(eid, run, summary_tag, index)
         if entry is None:
             return self._fallback.one(ctx, eid, run, tag, recheck)
         return entry
-
-    def _index(self, eid, run, refresh):
-        """The run's RunIndex, refreshed if asked or past the recheck
-        window; None if the plugin cannot read the run itself."""
-        if self._logdir is None:
-            return None
-        with self._lock:
-            slot = self._indexes.get((eid, run))
-            if slot is None:
-                path = frame_index.run_directory(self._logdir, run)
-                index = None if path is None else frame_index.RunIndex(path, self._logdir)
-                slot = self._indexes[(eid, run)] = [index, None]
-        index, refreshed_at = slot
-        now = self._clock()
-        if index is not None and (refresh or refreshed_at is None
-                                  or now - refreshed_at >= self._recheck_seconds):
-            try:
-                index.refresh()
-            except OSError:
-                return None  # the run's directory is gone or unreadable
-            slot[1] = now
-        return index
 
     def _entry(self, eid, run, summary_tag, index):
         """The FrameSeries of a tag from `index` (kept while its records

@@ -1,8 +1,9 @@
 """What one event record holds, told from its first bytes.
 
-The frame index (frame_index.py) has to learn, for every record of a run,
-whether it is a frame and of which (tag, step), without reading the
-frame: an event (event.proto) is serialised field by field in field-number
+The index (frame_index.py) has to learn, for every record of a run,
+whether it holds a value of a series read from disk (a frame or per-unit
+stats: `format.DISK_PREFIXES`) and of which (tag, step), without reading
+the value: an event (event.proto) is serialised field by field in field-number
 order, so `wall_time` (1), `step` (2) and the start of `summary` (5) come
 first, and in the summary's first `Value` its `tag` (1) comes before the
 tensor (8). `scan` reads those from a record's first bytes; whatever it
@@ -20,8 +21,8 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard_nnviz.core import format as fmt
 
 # What a record is, for the index.
-OTHER = "other"  # not a frame, nor a restart
-FRAME = "frame"  # one frame value: `tags` is (its summary tag,)
+OTHER = "other"  # none of ours to index, nor a restart
+VALUES = "values"  # values of disk series: `tags` are their summary tags
 START = "start"  # SessionLog.START: TensorBoard's restart marker
 FULL = "full"  # needs the whole record (see `full`)
 
@@ -30,7 +31,7 @@ Scanned = collections.namedtuple("Scanned", "kind step tags")
 _EVENT_STEP, _EVENT_SUMMARY, _EVENT_SESSION_LOG = 2, 5, 7
 _SESSION_START = 1  # SessionLog.START
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
-_FRAME_PREFIX = fmt.FRAME_PREFIX.encode("utf-8")
+_DISK_PREFIXES = tuple(p.encode("utf-8") for p in fmt.DISK_PREFIXES)
 _STRUCTURE_TAG = fmt.STRUCTURE_TAG.encode("utf-8")
 
 
@@ -112,10 +113,10 @@ def _summary(buf, start, end, step, length):
     if pos + size > len(buf):
         raise _Short()
     tag = bytes(buf[pos:pos + size])
-    if tag.startswith(_FRAME_PREFIX):
+    if tag.startswith(_DISK_PREFIXES):
         if single:
-            return Scanned(FRAME, step, (tag.decode("utf-8"),))
-        return Scanned(FULL, step, ())  # several frames in one event: earlier versions
+            return Scanned(VALUES, step, (tag.decode("utf-8"),))
+        return Scanned(FULL, step, ())  # a whole snapshot in one event: earlier versions
     if tag == _STRUCTURE_TAG and not single:
         return Scanned(FULL, step, ())  # earlier versions began a snapshot with it
     return Scanned(OTHER, step, ())
@@ -139,7 +140,7 @@ def _session_log(buf, start, end, step):
 
 def full(data):
     """What a whole record (its data) holds, parsed with protobuf: every
-    frame tag in it, or a restart.
+    tag of a disk series in it, or a restart.
 
     Raises:
       google.protobuf.message.DecodeError: not an event.
@@ -148,19 +149,19 @@ def full(data):
     if event.HasField("session_log"):
         kind = START if event.session_log.status == event_pb2.SessionLog.START else OTHER
         return Scanned(kind, event.step, ())
-    tags = tuple(v.tag for v in event.summary.value if v.tag.startswith(fmt.FRAME_PREFIX))
-    return Scanned(FRAME if tags else OTHER, event.step, tags)
+    tags = tuple(v.tag for v in event.summary.value if v.tag.startswith(fmt.DISK_PREFIXES))
+    return Scanned(VALUES if tags else OTHER, event.step, tags)
 
 
-def frame_blob(data, summary_tag):
-    """The frame blob of `summary_tag` in a record's data.
+def value_of(data, summary_tag):
+    """The `Summary.Value` of `summary_tag` in a record's data.
 
     Raises:
       google.protobuf.message.DecodeError: not an event.
-      format.FormatError: no such frame in it, or not a frame value.
+      format.FormatError: no such value in it.
     """
     event = event_pb2.Event.FromString(data)
     for value in event.summary.value:
         if value.tag == summary_tag:
-            return fmt.frame_blob_of(value)
-    raise fmt.FormatError("the record holds no frame %r" % summary_tag)
+            return value
+    raise fmt.FormatError("the record holds no %r" % summary_tag)

@@ -1,17 +1,19 @@
-"""Where each frame record of a run lies in its event files, built incrementally.
+"""Where each record of a run's disk series lies in its event files, built
+incrementally.
 
-`RunIndex` maps (frame summary tag, step) to (file, offset, length) for
-one run directory (docs/architecture.md, "Frames from disk"):
+`RunIndex` maps (summary tag, step) to (file, offset, length) for one run
+directory, for the series the plugin reads from disk (frames and per-unit
+stats: `format.DISK_PREFIXES`; docs/architecture.md, "Frames from disk"):
 
 - It reads each event file from the offset where it stopped last time:
   a record's 12-byte header, then the first bytes of its data, which say
-  whether it is a frame and of which tag and step (event_records.py); the
-  frame itself is not read. A live run keeps growing and is followed.
+  whether it is ours and of which tag and step (event_records.py); the
+  value itself is not read. A live run keeps growing and is followed.
 - A record not yet whole (the file ends inside it) ends the file's reading
   for now; the next refresh tries it again. A header whose checksum is
   wrong ends it for good (damaged), as it does for TensorBoard.
 - Files are read in name order (TensorBoard's order). A step written again
-  follows TensorBoard's rules: a frame at step s replaces the same tag's
+  follows TensorBoard's rules: a record at step s replaces the same tag's
   records at steps ≥ s read before it (RustBoard's rule, and the Python
   ingester's for out-of-order steps), and a SessionLog.START after the
   first drops every tag's records at steps ≥ its step (the Python
@@ -20,8 +22,9 @@ one run directory (docs/architecture.md, "Frames from disk"):
 - Memory: per record a step (8 bytes), a file number (4), an offset (8)
   and a length (4), in flat arrays per tag.
 
-`read_frame` reads one record with one positioned read, checks both of its
-checksums (core/records.py) and decodes the frame.
+`read_value` reads one record with one positioned read, checks both of its
+checksums (core/records.py) and returns the value; `read_frame` decodes a
+frame from it.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -72,7 +75,7 @@ def run_directory(logdir, run):
 
 
 class _TagRecords:
-    """The frame records of one tag, by ascending step."""
+    """The records of one tag, by ascending step."""
 
     __slots__ = ("steps", "files", "offsets", "lengths", "version")
 
@@ -130,7 +133,7 @@ class Locations:
 
 
 class RunIndex:
-    """The frame records of the run in directory `run_dir` (a real path
+    """The disk-series records of the run in directory `run_dir` (a real path
     inside the real directory `root`; event files resolving outside
     `root` are not read)."""
 
@@ -226,7 +229,7 @@ class RunIndex:
             return event_records.Scanned(event_records.OTHER, 0, ())
 
     def _add(self, found, number, offset, length):
-        if found.kind == event_records.FRAME:
+        if found.kind == event_records.VALUES:
             for tag in found.tags:
                 self._tags.setdefault(tag, _TagRecords(self._generation)).add(found.step, number, offset, length)
         elif found.kind == event_records.START:
@@ -236,7 +239,7 @@ class RunIndex:
             self._seen_start = True
 
     def records(self, summary_tag):
-        """`(version, steps, Locations)` of a tag's frame records (version
+        """`(version, steps, Locations)` of a tag's records (version
         moves whenever they change), or None if the tag has none."""
         with self._lock:
             found = self._tags.get(summary_tag)
@@ -256,6 +259,54 @@ class RunIndex:
         return sum(len(t.steps) for t in self._tags.values())
 
 
+class RunIndexes:
+    """A RunIndex per run the plugin can read itself, shared by the frame
+    and units paths, each refreshed at most once per `recheck_seconds`
+    unless asked.
+
+    Args:
+      logdir: the local logdir TensorBoard reads, or None (no run can be
+        read: every caller falls back to TensorBoard).
+      recheck_seconds, clock: the refresh window and monotonic seconds.
+    """
+
+    def __init__(self, logdir, recheck_seconds, clock):
+        self._logdir = None if logdir is None else os.path.realpath(logdir)
+        self._recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._slots = {}  # (eid, run) -> [RunIndex or None, refreshed at]
+
+    def get(self, eid, run, refresh=False):
+        """The index of `run` (a run TensorBoard listed: the caller checks),
+        refreshed if asked or past the window; None if the plugin cannot
+        read the run itself (`run_directory`) or its directory is gone."""
+        if self._logdir is None:
+            return None
+        with self._lock:
+            slot = self._slots.get((eid, run))
+            if slot is None:
+                path = run_directory(self._logdir, run)
+                index = None if path is None else RunIndex(path, self._logdir)
+                slot = self._slots[(eid, run)] = [index, None]
+        index, refreshed_at = slot
+        now = self._clock()
+        if index is not None and (refresh or refreshed_at is None
+                                  or now - refreshed_at >= self._recheck_seconds):
+            try:
+                index.refresh()
+            except OSError:
+                return None  # the run's directory is gone or unreadable
+            slot[1] = now
+        return index
+
+    def forget_except(self, eid, runs):
+        """Drops the indexes of `eid`'s runs not in `runs` (deleted runs)."""
+        with self._lock:
+            for key in [k for k in self._slots if k[0] == eid and k[1] not in runs]:
+                del self._slots[key]
+
+
 def _still(f, paths):
     """Whether file `f` is still there, at least as long as what was read."""
     size = paths.get(f.path)
@@ -269,14 +320,14 @@ def _pread(fd, n, offset):
     return os.read(fd, n)
 
 
-def read_frame(location, summary_tag):
-    """The float32 frame of `summary_tag` in the record at `location`
+def read_value(location, summary_tag):
+    """The `Summary.Value` of `summary_tag` in the record at `location`
     ((path, offset, length)): one positioned read, both checksums checked.
 
     Raises:
       FileNotFoundError: the file is gone.
       records.RecordError, format.FormatError, protobuf's DecodeError: the
-        record is damaged or holds no such frame.
+        record is damaged or holds no such value.
     """
     path, offset, length = location
     fd = os.open(path, os.O_RDONLY)
@@ -284,5 +335,10 @@ def read_frame(location, summary_tag):
         record = _pread(fd, records.record_size(length), offset)
     finally:
         os.close(fd)
-    data = records.record_data(record)
-    return fmt.decode_frame(event_records.frame_blob(data, summary_tag))
+    return event_records.value_of(records.record_data(record), summary_tag)
+
+
+def read_frame(location, summary_tag):
+    """The float32 frame of `summary_tag` in the record at `location`
+    (`read_value`, then the frame decoded; the same errors)."""
+    return fmt.decode_frame(fmt.frame_blob_of(read_value(location, summary_tag)))

@@ -63,7 +63,7 @@ class NNVizPlugin(base_plugin.TBPlugin):
         }
 
     def data_plugin_names(self):
-        return (fmt.PLUGIN_NAME, fmt.FRAMES_PLUGIN_NAME)
+        return tuple(fmt.SAMPLES_PER_PLUGIN)
 
     def is_active(self):
         # TensorBoard decides activity from `data_plugin_names` through the
@@ -179,10 +179,11 @@ class NNVizLoader(base_plugin.TBLoader):
 
     def fix_flags(self, flags):
         # TensorBoard keeps 10 samples per tag of an unknown plugin (RustBoard:
-        # 10 per blob sequence). Stats, units and structure (`nnviz`) are
-        # small and a timeline needs all of them; of the frames
-        # (`nnviz_frames`) it keeps the latest, the plugin reads the rest
-        # from disk (format.SAMPLES_PER_PLUGIN). A user's own setting wins.
+        # 10 per blob sequence). Stats and structure (`nnviz`) are small and
+        # a timeline needs all of them; of the frames and per-unit stats
+        # (`nnviz_frames`, `nnviz_units`) it keeps the latest, the plugin
+        # reads the rest from disk (format.SAMPLES_PER_PLUGIN). A user's own
+        # setting wins.
         # After argparse, `samples_per_plugin` is a dict ("" parses to {}).
         samples = getattr(flags, "samples_per_plugin", None)
         if samples is None:

@@ -28,7 +28,9 @@ from tensorboard import errors as tb_errors
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.serve import decode
 from tensorboard_nnviz.serve import disk_frames
+from tensorboard_nnviz.serve import disk_units
 from tensorboard_nnviz.serve import findings as findings_lib
+from tensorboard_nnviz.serve import frame_index
 from tensorboard_nnviz.serve import frames as frames_lib
 from tensorboard_nnviz.serve import series as series_lib
 from tensorboard_nnviz.serve.errors import BadRequestError, DataError, NotFoundError
@@ -77,15 +79,18 @@ class NNVizReader:
             return frames_lib.ProviderFrames(data_provider, plugin_name, recheck_seconds, clock,
                                              complete=samples[plugin_name] == 0)
 
+        indexes = frame_index.RunIndexes(logdir, recheck_seconds, clock)
         self._tensors = series_lib.ProviderSeries(data_provider, fmt.PLUGIN_NAME)
         self._frames = frames_lib.Frames([
             provider_frames(fmt.PLUGIN_NAME),  # runs of earlier versions
-            disk_frames.DiskFrames(data_provider, logdir, recheck_seconds, clock,
+            disk_frames.DiskFrames(data_provider, indexes,
                                    fallback=provider_frames(fmt.FRAMES_PLUGIN_NAME),
                                    cache=disk_frames.FrameCache()),
         ], clock)
         self._stats = series_lib.SeriesCache(decode.StatsSeries)
         self._units = series_lib.SeriesCache(decode.UnitsSeries, max_entries=_UNITS_CACHED)
+        self._disk_units = disk_units.DiskUnits(
+            data_provider, indexes, complete=samples[fmt.UNITS_PLUGIN_NAME] == 0)
         self._lock = threading.Lock()
         self._findings = {}  # (eid, run) -> (stamps of the run's series, answer)
 
@@ -243,14 +248,29 @@ class NNVizReader:
                 "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
         units_tag, stats_tag = fmt.units_tag(tag), fmt.stats_tag(tag)
         listing = self._list_tensors(ctx, eid, run, tags=[units_tag, stats_tag])
-        if units_tag not in listing or stats_tag not in listing:
+        series = self._units_of(ctx, eid, run, [units_tag], listing).get(units_tag)
+        if series is None or stats_tag not in listing:
             self._no_units(ctx, eid, run, tag, listing.get(stats_tag))
-        # One listing for both (a listing costs ~45 ms on RustBoard).
+        # One listing for stats and units of earlier runs (a listing costs
+        # ~45 ms on RustBoard).
         steps = self._stats_columns(ctx, eid, run, {stats_tag: listing[stats_tag]})[stats_tag]["steps"]
-        series = self._series(self._units, ctx, eid, run, {units_tag: listing[units_tag]})[units_tag]
         if series.error:
             raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))
         return series.cells(stat, steps), series.block, steps
+
+    def _units_of(self, ctx, eid, run, units_tags, listing):
+        """{units summary tag: decode.UnitsSeries} of those of `units_tags`
+        the run has: through TensorBoard where `listing` (the run's `nnviz`
+        tensor series) has them (runs of earlier versions), else from disk
+        (disk_units.py)."""
+        kept = {t: listing[t] for t in units_tags if t in listing}
+        found = self._series(self._units, ctx, eid, run, kept) if kept else {}
+        rest = [t for t in units_tags if t not in kept]
+        if rest:
+            on_disk = self._disk_units.list(ctx, eid, run, tags=rest)
+            if on_disk:
+                found.update(self._disk_units.series(ctx, eid, run, on_disk))
+        return found
 
     def _no_units(self, ctx, eid, run, tag, stats_series):
         """Raises the NotFoundError for a weight without a units series."""
@@ -282,11 +302,9 @@ class NNVizReader:
             structure = self.structure_impl(ctx, eid, run)
         except (NotFoundError, DataError):
             structure = None  # findings from the stats alone
-        wanted = {fmt.units_tag(t): listing[fmt.units_tag(t)]
-                  for t in findings_lib.needs_units(columns, structure)
-                  if fmt.units_tag(t) in listing}
+        wanted = [fmt.units_tag(t) for t in findings_lib.needs_units(columns, structure)]
         units = {}
-        for summary_tag, series in self._series(self._units, ctx, eid, run, wanted).items():
+        for summary_tag, series in self._units_of(ctx, eid, run, wanted, listing).items():
             if not series.error:
                 units[fmt.parse_summary_tag(summary_tag)[1]] = series.updates()
         answer = {"findings": findings_lib.compute(columns, structure, units)}
