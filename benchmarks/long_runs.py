@@ -18,6 +18,10 @@ Prints, on both ingesters:
 2. `/frame` p50 / p95 at random (tag, step) over the long run, through the
    index ("now") and through TensorBoard's data provider ("before"), both
    ingesters (target p95 <= 10 ms).
+   "probe" (`--layouts now,before,probe`) is not a layout anyone writes: the
+   stats of a snapshot as one tensor datum instead of one per weight (what
+   TensorBoard then holds for them; the plugin does not serve that run's
+   stats).
 3. The frame index in-process: build time per GB of event files, and its
    memory per record (its arrays, and everything it allocates, tracemalloc).
 4. With --resnet: ResNet50 x N2 snapshots in the "now" layout, total RSS
@@ -30,7 +34,8 @@ snapshot's events with every frame moved by a small noise field, re-encoded
 in its own encoding (the same tags, metadata and byte sizes).
 
     python benchmarks/long_runs.py [--model mobilenetv2] [--lengths 20,1000]
-                                   [--requests 300] [--resnet] [--keep DIR]
+                                   [--requests 300] [--layouts now,before[,probe]]
+                                   [--resnet] [--keep DIR]
 
 Takes about 30 minutes on 2 shared cores with --resnet; writes up to
 ~15 GB of event files (deleted as it goes unless --keep).
@@ -64,6 +69,7 @@ from tensorboard_nnviz.serve import frame_index  # noqa: E402
 MiB, GiB = 1024 ** 2, 1024 ** 3
 MODELS = {"mobilenetv2": ("MobileNetV2", (96, 96, 3)), "resnet50": ("ResNet50", (64, 64, 3)),
           "mlp": (None, None)}
+LAYOUTS = (("now", {}), ("before", {"legacy": True}), ("probe", {"one_stats": True}))
 THROUGH_WRITER = 3
 STEP_EVERY = 10
 
@@ -90,7 +96,29 @@ def model_weights(name):
     return weights, structure.build_structure(model, refs)
 
 
-def write_run(run_dir, weights, doc, n, legacy=False):
+def one_stats_value(event):
+    """`event` with its stats values replaced by one value holding all their
+    bytes (a probe: what TensorBoard holds for the stats when a snapshot's
+    stats are one datum instead of one per weight), but for the first
+    weight's, which tells when TensorBoard has read the run (`loaded`)."""
+    from tensorboard.compat.proto import summary_pb2
+
+    stats = [v for v in event.summary.value if v.tag.startswith(fmt.STATS_PREFIX)]
+    if not stats:
+        return event
+    first = min(stats, key=lambda v: v.tag)
+    rest = [v for v in event.summary.value if not v.tag.startswith(fmt.STATS_PREFIX) or v is first]
+    probe = summary_pb2.Summary.Value(tag="nnviz/stats_probe")
+    probe.metadata.CopyFrom(stats[0].metadata)
+    probe.tensor.dtype = stats[0].tensor.dtype
+    probe.tensor.tensor_shape.dim.add(size=len(stats) * len(fmt.STAT_FIELDS))
+    probe.tensor.tensor_content = b"".join(v.tensor.tensor_content for v in stats)
+    del event.summary.value[:]
+    event.summary.value.extend([probe] + rest)
+    return event
+
+
+def write_run(run_dir, weights, doc, n, legacy=False, one_stats=False):
     """A run of `n` snapshots (see the module docstring)."""
     rng = np.random.default_rng(0)
     noise = [rng.standard_normal(w.value.shape).astype(np.float32) * 1e-3 for w in weights]
@@ -101,6 +129,8 @@ def write_run(run_dir, weights, doc, n, legacy=False):
             self._w = eventfiles.new_writer(log_dir, max_queue_size=64)
 
         def add_event(self, event):
+            if one_stats:
+                event = one_stats_value(event)
             if convert is not None:
                 event = convert.convert(event)
             if event is not None:
@@ -169,20 +199,9 @@ def disk_bytes(path):
 # --- TensorBoard ----------------------------------------------------------------------
 
 
-def tree_rss(pid):
-    proc = psutil.Process(pid)
-    total = 0
-    for p in [proc] + proc.children(recursive=True):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def loaded(tb, n):
-    """Whether TensorBoard has read all `n` snapshots: the stats of one
-    weight (a snapshot's stats come in one event, after its frames)."""
+    """Whether TensorBoard has read all `n` snapshots: the stats of the
+    first weight (a snapshot's stats event comes after its frames)."""
     tensors = tb.get_json("tags", {"run": "."})["tensors"]
     return tensors and len(tb.get_json("stats", {"run": ".", "tag": tensors[0]["tag"]})["steps"]) == n
 
@@ -197,7 +216,7 @@ def serve(run_dir, load_fast, n, requests=0):
         times = frame_latencies(tb, requests, n) if requests else []
         units = units_latencies(tb) if requests else []
         time.sleep(2)
-        rss = tree_rss(tb._proc.pid)
+        rss = tb.rss()
     return rss, load_s, times, units
 
 
@@ -263,6 +282,7 @@ def main(argv=None):
     parser.add_argument("--model", default="mobilenetv2", choices=sorted(MODELS))
     parser.add_argument("--lengths", default="20,1000")
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--layouts", default="now,before", help="of now, before, probe")
     parser.add_argument("--resnet", action="store_true", help="also ResNet50 x the longer length")
     parser.add_argument("--keep", default=None, help="write the runs here and keep them")
     args = parser.parse_args(argv)
@@ -272,8 +292,8 @@ def main(argv=None):
     t_start = time.monotonic()
     print("nnviz long-runs benchmark: %s at %d and %d snapshots; %d CPUs, load average %.1f"
           % (args.model, short, long_, psutil.cpu_count(), os.getloadavg()[0]), flush=True)
-    layouts = (("now", {}), ("before", {"legacy": True}))
-    results, disk = {}, {}
+    layouts = [layout for layout in LAYOUTS if layout[0] in args.layouts.split(",")]
+    results, disk, index = {}, {}, None
     try:
         weights, doc = model_weights(args.model)
         for label, kw in layouts:
@@ -285,7 +305,7 @@ def main(argv=None):
                 print("  wrote %s x %d (%s): %.0f MB in %.0f s" % (args.model, n, label,
                       disk[(label, n)] / 1e6, time.monotonic() - t), flush=True)
                 for name, load_fast in (("python", False), ("rustboard", True)):
-                    requests = args.requests if n == long_ else 0
+                    requests = args.requests if n == long_ and label != "probe" else 0
                     results[(label, n, name)] = serve(run, load_fast, n, requests)
                     rss, load_s, times, _ = results[(label, n, name)]
                     print("    %-9s RSS %.0f MiB, loaded in %.0f s%s (load average %.1f)" % (
@@ -331,6 +351,8 @@ def print_tables(model, short, long_, layouts, results, disk, index, resnet, req
             per = (b - a) / added
             print("| %s | %s | %.0f MiB | %.0f MiB | %.3f MB | %.3f MB | %.3fx |" % (
                 label, name, a / MiB, b / MiB, per / 1e6, per_disk / 1e6, per / per_disk))
+    if ("before", long_, "python") not in results or ("now", long_, "python") not in results:
+        return
     print("\n### /frame at random (tag, step) over %d snapshots, %d requests\n" % (long_, requests))
     print("| path | ingester | p50 ms | p95 ms | p95 / p95 through TensorBoard |")
     print("|---|---|---:|---:|---:|")

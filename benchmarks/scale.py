@@ -237,17 +237,6 @@ def hold_times(model, logdir, steps=20, every=4):
 # --- TensorBoard ------------------------------------------------------------------------
 
 
-def tree_rss(pid):
-    proc = psutil.Process(pid)
-    total = 0
-    for p in [proc] + proc.children(recursive=True):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
     """(seconds to first frame, seconds to fully loaded, RSS after load,
     peak RSS while loading, seconds until TensorBoard answers at all), all
@@ -267,7 +256,7 @@ def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
         peak = [0]
 
         def loaded_sampling():
-            peak[0] = max(peak[0], tree_rss(tb._proc.pid))
+            peak[0] = max(peak[0], tb.rss())
             return loaded()
 
         tb.wait_for(loaded_sampling, timeout=900, interval=0.5)
@@ -275,7 +264,7 @@ def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
         for _ in range(5):  # serve a few frames, as a user opening the tab
             assert tb.get("frame", {"run": ".", "tag": tag}).status == 200
         time.sleep(2)
-        rss = tree_rss(tb._proc.pid)
+        rss = tb.rss()
     return first, full, rss, max(peak[0], rss), ready
 
 

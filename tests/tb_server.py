@@ -212,6 +212,30 @@ class TensorBoardServer:
             raise AssertionError("%s -> %d %s" % (path, r.status, r.body[:500]))
         return r.json()
 
+    def frame(self, run, tag, step=None):
+        """GET /frame → (float32 frame, step served); AssertionError unless 200."""
+        import numpy as np
+
+        params = {"run": run, "tag": tag}
+        if step is not None:
+            params["step"] = step
+        r = self.get("frame", params)
+        assert r.status == 200, (run, tag, step, r.status, r.body[:300])
+        assert r.content_type == "application/octet-stream"
+        rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
+        return np.frombuffer(r.body, dtype="<f4").reshape(rows, cols), int(r.headers["X-NNViz-Step"])
+
+    def rss(self):
+        """Resident bytes of the whole process tree (RustBoard is a child)."""
+        procs = [psutil.Process(self._proc.pid)]
+        total = 0
+        for p in procs + procs[0].children(recursive=True):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
     def wait_for(self, predicate, timeout=60, interval=0.25):
         """Polls `predicate()` until truthy (returns it) or times out."""
         deadline = time.monotonic() + timeout

@@ -81,23 +81,13 @@ def tb(request, logdir):
         yield server
 
 
-def frame_of(tb, run, tag, step=None):
-    params = {"run": run, "tag": tag}
-    if step is not None:
-        params["step"] = step
-    r = tb.get("frame", params)
-    assert r.status == 200, (run, tag, step, r.status, r.body[:300])
-    rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
-    return np.frombuffer(r.body, dtype="<f4").reshape(rows, cols), int(r.headers["X-NNViz-Step"])
-
-
 def assert_every_frame_served(tb, run, ref):
     tensors = {t["tag"]: t for t in tb.get_json("tags", {"run": run})["tensors"]}
     assert set(tensors) == set(ref["frames"])
     for tag, frames in ref["frames"].items():
         assert tensors[tag]["steps"] == sorted(frames)
         for step, written in frames.items():
-            frame, served = frame_of(tb, run, tag, step)
+            frame, served = tb.frame(run, tag, step)
             assert served == step
             np.testing.assert_array_equal(frame, written)
 
@@ -145,7 +135,7 @@ def test_a_second_event_file_after_a_restart(tb):
     for tag, shape in (("dense/kernel", (4, 3)), ("dense/bias", (3,))):
         assert tensors[tag]["steps"] == list(range(9))
         for step in range(9):
-            frame, served = frame_of(tb, "restarted", tag, step)
+            frame, served = tb.frame("restarted", tag, step)
             assert served == step
             expected = synthetic_weight(tag, shape, step, seed=0 if step < 3 else 1)
             np.testing.assert_array_equal(frame.ravel(), expected.ravel())
@@ -157,11 +147,11 @@ def test_a_truncated_last_record_is_served_once_whole(tb, logdir):
     if os.path.getsize(path) == cut:  # the first server: still cut short
         runs = {r["run"]: r for r in tb.get_json("runs")["runs"]}
         assert runs["cut"]["steps"] == [0, 1]
-        assert frame_of(tb, "cut", "dense/kernel")[1] == 1
+        assert tb.frame("cut", "dense/kernel")[1] == 1
         with open(path, "ab") as f:
             f.write(data[cut:])
-    tb.wait_for(lambda: frame_of(tb, "cut", "dense/kernel")[1] == 2, timeout=30)
-    np.testing.assert_array_equal(frame_of(tb, "cut", "dense/kernel", 2)[0],
+    tb.wait_for(lambda: tb.frame("cut", "dense/kernel")[1] == 2, timeout=30)
+    np.testing.assert_array_equal(tb.frame("cut", "dense/kernel", 2)[0],
                                   ref["frames"]["dense/kernel"][2])
 
 
@@ -175,9 +165,9 @@ def test_a_run_appended_while_it_is_served(tb, logdir):
             writer.write(batch)
             last = batch[-1]
             tb.wait_for(lambda: tb.get_json("tags", {"run": run})["tensors"][0]["steps"][-1] == last)
-            tb.wait_for(lambda: frame_of(tb, run, "w/kernel")[1] == last, timeout=10)
+            tb.wait_for(lambda: tb.frame(run, "w/kernel")[1] == last, timeout=10)
         for step in range(30):
-            frame, served = frame_of(tb, run, "w/kernel", step)
+            frame, served = tb.frame(run, "w/kernel", step)
             assert served == step
             np.testing.assert_array_equal(frame, writer.written["w/kernel"][step])
     finally:
@@ -200,7 +190,7 @@ def test_no_path_outside_the_logdir_is_opened_for_a_request(tb, logdir):
     runs = {r["run"]: r for r in tb.get_json("runs")["runs"]}
     if "linked" in runs:  # RustBoard follows the link; the plugin reads no file there
         assert runs["linked"]["frame_steps"] == "kept"
-        assert frame_of(tb, "linked", "o/kernel")[1] == 1
+        assert tb.frame("linked", "o/kernel")[1] == 1
     with open(tb.opened_log, encoding="utf-8", errors="surrogateescape") as f:
         opened = [line.rstrip("\n").split("\t", 1) for line in f]
     assert any(path.startswith(os.path.join(root, "every")) for _, path in opened), \
@@ -280,7 +270,7 @@ def test_without_the_logdir_only_the_kept_frames_are_served(tb_fallback, logdir)
     for t in tb_fallback.get_json("tags", {"run": run})["tensors"]:
         assert set(t["steps"]) <= set(kept)
         for step in t["steps"]:
-            frame, served = frame_of(tb_fallback, run, t["tag"], step)
+            frame, served = tb_fallback.frame(run, t["tag"], step)
             assert served == step
             np.testing.assert_array_equal(frame, ref["frames"][t["tag"]][step])
     assert tb_fallback.get_json("stats", {"run": run, "tag": "dense/kernel"})["steps"] == \
