@@ -111,6 +111,10 @@ def test_compact_keeps_chosen_snapshots_byte_for_byte_and_everything_else(logdir
         for step in want:
             assert frames[step].tobytes() == original["frames"][tag][step].tobytes()
             assert thinned["stats"][tag][step] == original["stats"][tag][step]
+            for stat in ("norm", "update"):
+                np.testing.assert_array_equal(thinned["units"][tag][step][stat],
+                                              original["units"][tag][step][stat])
+        assert sorted(thinned["units"][tag]) == want, tag  # units of dropped steps go too
         assert thinned["content"][tag] == original["content"][tag]
     assert thinned["structure"] == original["structure"]
     # Non-nnviz events are all kept, dropped steps included.
