@@ -249,9 +249,10 @@ def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
                     timeout=600, interval=0.1)
         first = time.monotonic() - t0
 
-        def loaded():
+        def loaded():  # frames (from disk) and stats (through TensorBoard): read whole
             tensors = tb.get_json("tags", {"run": "."})["tensors"]
-            return tensors and all(len(t["steps"]) == n_snapshots for t in tensors)
+            return tensors and all(len(t["steps"]) == n_snapshots for t in tensors) and long_runs.loaded(
+                tb, n_snapshots)
 
         peak = [0]
 

@@ -137,11 +137,10 @@ class NNVizPlugin(base_plugin.TBPlugin):
 
 def direct_logdir(context):
     """The real path of the local logdir whose event files the plugin reads
-    frames from itself, or None where it cannot: `--logdir_spec`, a gRPC
+    frames from itself, or None where it does not: `--logdir_spec`, a gRPC
     data provider (`--grpc_data_provider`), a logdir that is a URL (gs://,
-    s3://, ...: no cheap positioned reads through TensorBoard's file
-    systems) or is not a directory (docs/architecture.md, "Frames from
-    disk")."""
+    s3://, ...: each positioned read a network round trip) or is not a
+    directory (docs/architecture.md, "Frames from disk")."""
     flags = context.flags
     if flags is not None and (getattr(flags, "logdir_spec", "")
                               or getattr(flags, "grpc_data_provider", "")):
