@@ -4,7 +4,8 @@
 #   .venv        Keras on TensorFlow (CPU build) and torch (CPU build, for the
 #                demo's PyTorch run), the browser tests, the demo
 #   .venv-jax    Keras on JAX, no TensorFlow
-#   .venv-torch  PyTorch (watch, Lightning) and Keras on torch, no TensorFlow
+#   .venv-torch  PyTorch (watch, Lightning, Hugging Face transformers and
+#                accelerate) and Keras on torch, no TensorFlow
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -51,8 +52,9 @@ $(JAX_STAMP): setup.py
 $(TORCH_STAMP): setup.py
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install '$(TORCH_PIN)' $(QUIET_PIP)
-	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,export,test-tools]' $(QUIET_PIP)
-	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, tensorboard"
+	$(TORCH_VENV)/bin/pip $(PIP_FLAGS) install -e '.[torch,lightning,transformers,export,test-tools]' $(QUIET_PIP)
+	KERAS_BACKEND=torch $(TORCH_VENV)/bin/python -c "import tensorboard_nnviz, keras, torch, lightning, transformers, accelerate, tensorboard"
+	@$(TORCH_VENV)/bin/python -c "import torch; assert not torch.version.cuda, torch.__version__" || (echo "error: a CUDA build of torch replaced $(TORCH_PIN)"; exit 1)
 	@$(TORCH_VENV)/bin/python -c $(NO_TF) || (echo "error: [torch] pulled in TensorFlow"; exit 1)
 	touch $@
 

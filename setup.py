@@ -42,6 +42,9 @@ _TEST_TOOLS = [
     "hypothesis>=6",
     "playwright>=1.40",
     "psutil>=5",
+    # tests/test_browser_serving.py builds the wheel without build isolation
+    # (no index needed); bdist_wheel is built in from 70.1.
+    "setuptools>=70.1",
 ]
 
 setup(
@@ -70,12 +73,13 @@ setup(
         "numpy>=1.23",
         "werkzeug>=2.2",
         "protobuf>=3.19",
-        # TensorBoard's event writer checksums records in pure Python (~1 MB/s,
-        # holding the GIL); fast_crc.py swaps in this C implementation.
+        # TensorBoard's event writer checksums records in pure Python, holding
+        # the GIL; fast_crc.py swaps in this C implementation (the README,
+        # "Checksums run in C").
         "google-crc32c>=1.5",
-        # The writer's spectral stats run numpy's eigensolver beside training:
-        # limited to one BLAS thread it cost ResNet50 2.1 s CPU per snapshot,
-        # left multi-threaded 6-12 s (benchmarks/spectral_writer.py).
+        # The writer's spectral stats run numpy's eigensolver beside training,
+        # held to one BLAS thread: more threads take training's cores and
+        # spin (the README, "Spectral stats").
         "threadpoolctl>=3.1",
     ],
     extras_require={
@@ -83,6 +87,10 @@ setup(
         "jax": ["keras>=3.0", "jax[cpu]>=0.5.1"],  # jax.distributed.is_initialized
         "torch": ["keras>=3.0", "torch>=2.1"],
         "lightning": ["torch>=2.1", "lightning>=2.1"],
+        # The Trainer callback (transformers) and `watch` under Accelerate;
+        # 4.46: the Trainer's optimizer-step events, Accelerate 1.1: what
+        # transformers 5 needs.
+        "transformers": ["torch>=2.1", "transformers>=4.46", "accelerate>=1.1"],
         "export": ["matplotlib>=3.6", "pillow>=9"],
         "demo": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"],
         "test": _TF_CPU + ["scikit-learn>=1.2", "matplotlib>=3.6", "pillow>=9"] + _TEST_TOOLS,

@@ -95,7 +95,7 @@ def instrument(cb, spent):
         hook = getattr(cb, name)
 
         def timed(*args, _hook=hook, _name=name, **kwargs):
-            writer = getattr(cb, "_writer", None)
+            writer = getattr(getattr(cb, "recorder", None), "writer", None)
             start = time.perf_counter()
             try:
                 return _hook(*args, **kwargs)

@@ -99,7 +99,7 @@ def measure(name, snapshots, idle, logdir, kind=None):
     class Timed(NNVizCallback):
         def _snapshot(self, *args, **kwargs):
             if idle:
-                self._writer.flush()
+                self.recorder.writer.flush()
             # JAX dispatches a step asynchronously: any read of its weights
             # first waits for the step to finish. That is the step's time,
             # not the copy's, so it is waited for here, outside the hold.
@@ -108,7 +108,7 @@ def measure(name, snapshots, idle, logdir, kind=None):
                 import jax
 
                 jax.block_until_ready(state)
-            write, blocked = self._writer.write, [0.0]
+            write, blocked = self.recorder.writer.write, [0.0]
 
             def timed_write(*a, **k):  # blocks while the writer's queue is full
                 t_w = time.perf_counter()
@@ -117,13 +117,13 @@ def measure(name, snapshots, idle, logdir, kind=None):
                 finally:
                     blocked[0] += time.perf_counter() - t_w
 
-            self._writer.write = timed_write
+            self.recorder.writer.write = timed_write
             t = time.perf_counter()
             try:
                 super()._snapshot(*args, **kwargs)
             finally:
                 total = time.perf_counter() - t
-                self._writer.write = write
+                self.recorder.writer.write = write
             holds.append(total - blocked[0])
             waits.append(blocked[0])
 

@@ -188,7 +188,7 @@ def hold_times(model, logdir, steps=20, every=4):
 
     class Timed(NNVizCallback):
         def _snapshot(self, *a, **k):
-            write = self._writer.write
+            write = self.recorder.writer.write
             blocked = [0.0]
 
             def timed_write(*wa, **wk):  # blocks while the writer's queue is full
@@ -196,7 +196,7 @@ def hold_times(model, logdir, steps=20, every=4):
                 write(*wa, **wk)
                 blocked[0] += time.perf_counter() - t_w
 
-            self._writer.write = timed_write
+            self.recorder.writer.write = timed_write
             t = time.perf_counter()
             # Wait for the device first (what reading iterations does): the
             # copies below cannot start before the step's updates are done.
@@ -205,7 +205,7 @@ def hold_times(model, logdir, steps=20, every=4):
             try:
                 super()._snapshot(*a, **k)
             finally:
-                self._writer.write = write
+                self.recorder.writer.write = write
             holds.append(time.perf_counter() - t)
             waits.append(blocked[0])
 

@@ -112,7 +112,7 @@ def run_loop(build, config, data, args):
                 step += 1
         worker = 0.0
         if watcher is not None:
-            w = watcher._writer
+            w = watcher.recorder.writer
             spent.timed(watcher.close)()
             worker = w.worker_cpu_seconds
         if writer is not None:

@@ -9,7 +9,7 @@ import {usesSequential} from './view/controls.js';
 import {errorBox} from './view/dom.js';
 import {findingUnits, kindName} from './model/findings.js';
 import {TensorDrawing} from './view/drawing.js';
-import {Viewport} from './view/heatmap.js';
+import {Viewport} from './model/viewport.js';
 import {RunLoader, startPolling} from './data/loading.js';
 import {Page} from './view/page.js';
 import {Playback} from './data/playback.js';

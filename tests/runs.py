@@ -10,7 +10,8 @@ damage, and reading a run back independently of reader.py.
   `legacy=True` writes them as versions before `nnviz_frames` did
   (`LegacyLayout`).
 - `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
-  `frame_record_ends`, `newer_content`, `write_events`: crafted damage.
+  `frame_record_ends`, `newer_content`, `write_events`: crafted damage;
+  `full_disk_at`: writes of some steps fail as on a full disk.
 - `snapshot_events`: values laid out in events as the writer does.
 - `read_run(logdir)` and `steps_of`: a run read back with TensorBoard's
   `EventAccumulator`, not with reader.py.
@@ -322,6 +323,23 @@ def truncate_event_file(run_dir, fraction=0.6):
     with open(path, "r+b") as f:
         f.truncate(size)
     return size
+
+
+def full_disk_at(monkeypatch, *steps):
+    """Writing a snapshot event at one of `steps` fails with ENOSPC, as on
+    a full disk, in TensorBoard's own record writer (for this test)."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer import record_writer
+
+    real_write = record_writer.RecordWriter.write
+
+    def failing_write(self, data):
+        event = event_pb2.Event.FromString(data)
+        if event.step in steps and event.summary.value:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
 
 
 # --- reading a run back, independently of reader.py -----------------------------------

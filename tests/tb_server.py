@@ -67,18 +67,24 @@ class TensorBoardServer:
         `--load_fast=true` data server; startup fails loudly if missing).
       extra_args: more command-line flags, e.g. `("--reload_interval", "1")`.
       timeout: seconds to wait for the server to answer.
-      env: more environment variables for the process.
-      logdir_flag: "--logdir", or "--logdir_spec" (then `logdir` is the spec).
+      path_prefix: TensorBoard's `--path_prefix` (as behind a proxy): `url`
+        ends with it.
+      executable: the `tensorboard` to run (default: this Python's).
+      env: the environment to run it in (default: this process's).
+      logdir_flag: "--logdir"; "--logdir_spec" or "--grpc_data_provider"
+        (then `logdir` is the spec or the data server's address).
     """
 
-    def __init__(self, logdir, load_fast=False, extra_args=(), timeout=90, env=None,
-                 logdir_flag="--logdir"):
+    def __init__(self, logdir, load_fast=False, extra_args=(), timeout=90, path_prefix="", executable=None,
+                 env=None, logdir_flag="--logdir"):
         self.logdir = str(logdir)
-        self.env = dict(env or {})
         self.logdir_flag = logdir_flag
         self.load_fast = bool(load_fast)
         self.extra_args = list(extra_args)
         self.timeout = timeout
+        self.path_prefix = path_prefix
+        self.executable = executable
+        self.env = os.environ if env is None else env
         self.port = None
         self.url = None
         self._proc = None
@@ -96,8 +102,8 @@ class TensorBoardServer:
 
     def start(self):
         self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        argv = _tensorboard_argv() + [
+        self.url = "http://127.0.0.1:%d%s" % (self.port, self.path_prefix)
+        argv = ([self.executable] if self.executable else _tensorboard_argv()) + [
             self.logdir_flag,
             self.logdir,
             "--host",
@@ -106,8 +112,10 @@ class TensorBoardServer:
             str(self.port),
             "--load_fast=%s" % ("true" if self.load_fast else "false"),
         ]
+        if self.path_prefix:
+            argv += ["--path_prefix", self.path_prefix]
         argv += self.extra_args
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **self.env)
+        env = dict(self.env, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         self._log = tempfile.NamedTemporaryFile(
             prefix="tensorboard_", suffix=".log", delete=False
         )

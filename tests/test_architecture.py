@@ -14,7 +14,8 @@ PACKAGE = os.path.dirname(tensorboard_nnviz.__file__)
 FRONTEND = os.path.join(os.path.dirname(PACKAGE), "frontend")
 
 # folder → the folders its modules may import ("" is the package's top level:
-# __init__, version and the thin public entry points torch, lightning, plugin).
+# __init__, version and the thin public entry points torch, lightning, transformers,
+# plugin).
 MAY_IMPORT = {
     "core": {"core"},
     "record": {"core", "record"},
@@ -22,7 +23,7 @@ MAY_IMPORT = {
     "cli": {"core", "record", "serve", "cli", ""},
     "": {"", "core", "record", "serve", "cli"},
 }
-THIN = {"__init__", "version", "torch", "lightning", "plugin"}
+THIN = {"__init__", "version", "torch", "lightning", "transformers", "plugin"}
 FRAMEWORKS = {"keras", "tensorflow", "tf_keras", "torch", "jax", "lightning", "pytorch_lightning",
               "transformers", "accelerate"}
 TENSORBOARDS_TF = "tensorboard.compat.tf"  # TensorFlow, when installed

@@ -183,9 +183,11 @@ class Panel:
             self.page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
 
 
-def open_panel(browser, server, color_scheme="light", direct=False, query="", viewport=(1400, 1000), wait=True):
+def open_panel(browser, server, color_scheme="light", direct=False, query="", viewport=(1400, 1000), wait=True,
+               url=None):
     """Opens the nnviz tab: inside TensorBoard's page (its iframe), or the
-    plugin's entry page directly."""
+    plugin's entry page directly; `url`: a page that holds TensorBoard's
+    page (a notebook's output), opened in place of TensorBoard's own."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=color_scheme)
     errors = []
     requests = []
@@ -196,7 +198,7 @@ def open_panel(browser, server, color_scheme="light", direct=False, query="", vi
         page.goto(server.url + "/data/plugin_entry.html?name=nnviz" + query)
         frame = page.main_frame
     else:
-        page.goto(server.url + "/#nnviz")
+        page.goto(url or server.url + "/#nnviz")
         page.wait_for_selector("iframe", timeout=TIMEOUT_MS)
         frame = None
         for _ in range(200):

@@ -43,7 +43,7 @@ def test_fit_raising_still_writes_every_queued_snapshot(tmp_path):
         class Boom(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 if epoch == 2:
-                    print("queued", cb._writer._queue.qsize(), flush=True)
+                    print("queued", cb.recorder.writer._queue.qsize(), flush=True)
                     raise RuntimeError("boom")
 
         model, (x, y) = km.build("mlp")

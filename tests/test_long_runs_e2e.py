@@ -71,8 +71,8 @@ def logdir(tmp_path_factory):
 def tb(request, logdir):
     name = "rustboard" if request.param else "python"
     log = logdir["base"] / ("opened_" + name)
-    env = {"PYTHONPATH": os.pathsep.join([AUDIT, os.environ.get("PYTHONPATH", "")]),
-           "NNVIZ_OPEN_LOG": str(log)}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([AUDIT, os.environ.get("PYTHONPATH", "")]),
+               NNVIZ_OPEN_LOG=str(log))
     with TensorBoardServer(logdir["root"], load_fast=request.param, env=env,
                            extra_args=["--reload_interval", "1"]) as server:
         server.name, server.opened_log = name, log

@@ -173,9 +173,11 @@ def test_json_writes_non_finite_as_null():
 
 def test_every_panel_file_is_served_with_its_type(client):
     folder = plugin_lib.frontend_dir()
-    names = sorted(os.listdir(folder))
-    # The module TensorBoard loads (es_module_path) must exist.
-    assert "index.js" in names
+    names = sorted(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/")
+                   for root, _, files in os.walk(folder) for f in files)
+    # The module TensorBoard loads (es_module_path) must exist, and the
+    # panel's nested folders are served too.
+    assert "index.js" in names and "model/colors.js" in names and "view/heatmap.js" in names
     expected = {".js": "text/javascript", ".css": "text/css"}
     for name in names:
         ext = os.path.splitext(name)[1]

@@ -6,12 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
-from tensorboard.compat.proto import event_pb2
-from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 import keras_models as km
-from runs import read_run, steps_of
+from runs import full_disk_at, read_run, steps_of
 from tensorboard_nnviz.record import eventfiles
 from tensorboard_nnviz.record import writer as writer_lib
 
@@ -39,24 +37,17 @@ def test_failed_writes_warn_once_and_training_goes_on(tmp_path, monkeypatch):
     """Writing steps 8 and 12 fails as on a full disk; fit finishes and the
     snapshots before and after the failure are on disk. After two failures
     in a row the writer skips one snapshot (16) before retrying."""
-    real_write = record_writer.RecordWriter.write
-
-    def failing_write(self, data):
-        event = event_pb2.Event.FromString(data)
-        if event.step in (8, 12) and event.summary.value:
-            raise OSError(28, "No space left on device")
-        return real_write(self, data)
-
-    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    full_disk_at(monkeypatch, 8, 12)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, cb, history = km.train_run(tmp_path, epochs=5)
-    ours = [w for w in caught if "NNVizCallback could not write" in str(w.message)]
+    ours = [w for w in caught
+            if "tensorboard_nnviz.NNVizCallback could not write" in str(w.message)]
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert "No space left on device" in str(ours[0].message)
     assert len(history.history["loss"]) == 5
     assert steps_of(tmp_path) == [0, 4, 20]
-    assert cb._writer is None  # closed by on_train_end
+    assert cb.recorder.writer is None  # closed by on_train_end
 
 
 def test_a_slow_worker_makes_the_caller_wait_and_nothing_is_dropped(tmp_path):
@@ -260,15 +251,7 @@ def test_write_after_close_is_an_error(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_structure_lost_to_a_failed_write_comes_with_the_next_snapshot(tmp_path, monkeypatch):
-    real_write = record_writer.RecordWriter.write
-
-    def failing_write(self, data):
-        event = event_pb2.Event.FromString(data)
-        if event.step == 0 and event.summary.value:
-            raise OSError(28, "No space left on device")
-        return real_write(self, data)
-
-    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_write)
+    full_disk_at(monkeypatch, 0)
     w = writer_lib.SnapshotWriter(str(tmp_path))
     with pytest.warns(RuntimeWarning, match="could not write the weight snapshot at step 0"):
         w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})

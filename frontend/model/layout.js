@@ -129,6 +129,38 @@ export function groupSpans(shape, layout) {
   return out;
 }
 
+/** "gate f" for a one-letter gate name, else the name ("head 1"). */
+export function groupLabel(name) {
+  return name.length <= 2 ? `gate ${name}` : name;
+}
+
+/**
+ * Where gate/head group marks go on a picture at box {x0, y0, w, h, cellW,
+ * cellH} (CSS px), for spans [{start, end, name}] in cells along `side`
+ * ('cols': along the top, 'rows': down the left). Per span: its pixel extent
+ * [a, b] along the side, the `line` [x1, y1, x2, y2] across the picture
+ * where it starts (none for the first), and the `bracket` [x, y, w, h]
+ * outside the picture along it. Lines of odd `lineWidth` sit on half pixels
+ * so that they stay sharp.
+ */
+export function groupBrackets(spans, side, box, lineWidth) {
+  const cols = side === 'cols';
+  const origin = cols ? box.x0 : box.y0;
+  const cell = cols ? box.cellW : box.cellH;
+  const snap = (p) => Math.round(p) + (lineWidth % 2 ? 0.5 : 0);
+  return spans.map((s) => {
+    const a = origin + s.start * cell;
+    const b = origin + s.end * cell;
+    const length = Math.max(1, b - a - 2);
+    let line = null;
+    if (s.start > 0) {
+      line = cols ? [snap(a), box.y0, snap(a), box.y0 + box.h] : [box.x0, snap(a), box.x0 + box.w, snap(a)];
+    }
+    const bracket = cols ? [a + 1, box.y0 - 4, length, 2] : [box.x0 - 4, a + 1, 2, length];
+    return {name: s.name, a, b, line, bracket};
+  });
+}
+
 /** The name of the gate/head group a layout column or row belongs to, or null. */
 export function groupAt(shape, layout, r, c) {
   const names = [];

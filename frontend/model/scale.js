@@ -5,6 +5,8 @@
 // A scale is {lo, hi, magnitude}. Signed scales are symmetric around 0
 // (diverging colormaps centre on 0); magnitude scales map |x| from 0.
 
+import {formatTicks} from './numbers.js';
+
 export const CLIP_PERCENT = 1;
 
 /** Finite entries of an array (a copy). */
@@ -142,4 +144,16 @@ export function niceTicks(lo, hi, count = 5) {
     ticks.push(Object.is(t, -0) ? 0 : t);
   }
   return ticks;
+}
+
+/** Ticks along a legend's bar: [{label, at}], `at` = position(value) from 0 to 1. */
+export function tickMarks(values, labels, position) {
+  return values.map((v, k) => ({label: labels[k], at: position(v)}));
+}
+
+/** The legend's ticks of a scale {lo, hi}: [{label, at}] (a scale of one value: its tick in the middle). */
+export function scaleTickMarks(scale, count = 5) {
+  const span = scale.hi - scale.lo;
+  const values = niceTicks(scale.lo, scale.hi, count);
+  return tickMarks(values, formatTicks(values), (v) => (span > 0 ? (v - scale.lo) / span : 0.5));
 }

@@ -7,9 +7,10 @@
 //   full-resolution stats (min/max, p01/p99, init or update |Δ|max), so a
 //   colour means the same at every step; exploded steps left out.
 // - Downsampled tensors: block means span far less than the full-resolution
-//   min/max (a 1024×1536 kernel's 5×5 means: about ±0.02 against ±0.2), so
-//   their scale comes from the frames themselves, at a few steps spread over
-//   the run (a high percentile of |block mean|).
+//   min/max (the mean of a 5×5 block of independent weights spreads about 5
+//   times less than they do), so their scale comes from the frames
+//   themselves, at a few steps spread over the run (a high percentile of
+//   |block mean|).
 // - What the stats cannot give (A − B, clipped magnitudes): the frames at
 //   the last step.
 

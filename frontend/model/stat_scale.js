@@ -5,7 +5,8 @@
 // named colours. Pure: tested by node --test.
 
 import {packRGB, SPECIAL_COLORS} from './colors.js';
-import {CLIP_PERCENT, niceTicks} from './scale.js';
+import {formatTicks, formatValue} from './numbers.js';
+import {CLIP_PERCENT, niceTicks, tickMarks} from './scale.js';
 
 // What a cell holds (a Uint8Array per map, beside its values).
 export const CELL = {VALUE: 0, UNDEFINED: 1, ZERO: 2, NONFINITE: 3, ABSENT: 4};
@@ -123,4 +124,10 @@ export function statTicks(domain) {
     return out.filter((_, i) => i % every === 0);
   }
   return out;
+}
+
+/** The legend's ticks of a stat scale: [{label, at}], `at` along the bar from 0 to 1. */
+export function statTickMarks(domain, format = formatValue) {
+  const values = statTicks(domain);
+  return tickMarks(values, formatTicks(values, format), (v) => statPosition(domain, v));
 }

@@ -4,16 +4,16 @@
 // keyboard cursor reads a cell out; a click or Enter opens that tensor at
 // that step. The model, scale and geometry are map_model.js's.
 
+import {CellImage, cssContext, cssVar, drawStepLine, sizeCanvases} from './canvas.js';
 import {colormapLUT} from '../model/colors.js';
 import {clear, el, select} from './dom.js';
-import {cssVar, drawStepLine} from './heatmap.js';
-import {colormapBar} from './legend.js';
+import {legendScale, specialsList} from './legend.js';
 import {
   cellAtPoint, cellCenter, cellInfo, gapSummary, MAP_STATS, mapDomain, mapLayout, mapRows, mapStat, mapValues,
   moveCursor, referenceOver, rowLabels,
 } from '../model/map_model.js';
-import {formatCount, formatTicks, formatValue} from '../model/numbers.js';
-import {CELL, CELL_COLORS, paintCells, scaleSpace, statPosition, statTicks} from '../model/stat_scale.js';
+import {formatCount, formatValue} from '../model/numbers.js';
+import {CELL, CELL_COLORS, paintCells, scaleSpace, statTickMarks} from '../model/stat_scale.js';
 
 const BAR_WIDTH = 256;
 
@@ -46,6 +46,7 @@ export class DynamicsMap {
       this.legend,
     ]);
     this.model = null;
+    this.image = new CellImage();
     this.cells = null;
     this.domain = null;
     this.layout = null;
@@ -108,17 +109,8 @@ export class DynamicsMap {
       this.byStat.set(this.stat.key, {cells, domain: mapDomain(cells, this.stat)});
     }
     ({cells: this.cells, domain: this.domain} = this.byStat.get(this.stat.key));
-    const nCols = model.steps.length;
-    const nRows = model.rows.length;
-    if (!this.image || this.image.width !== nCols || this.image.height !== nRows) {
-      this.image = document.createElement('canvas');
-      this.image.width = nCols;
-      this.image.height = nRows;
-      this.imageData = new ImageData(nCols, nRows);
-    }
-    paintCells(this.cells.values, this.cells.kinds, this.domain, colormapLUT(this.cmap),
-        new Uint32Array(this.imageData.data.buffer));
-    this.image.getContext('2d').putImageData(this.imageData, 0, 0);
+    this.image.paint(model.steps.length, model.rows.length,
+        (pixels) => paintCells(this.cells.values, this.cells.kinds, this.domain, colormapLUT(this.cmap), pixels));
     this.paint();
     const entry = this.byStat.get(this.stat.key);
     if (entry.legendFor !== this.cmap) {
@@ -141,17 +133,8 @@ export class DynamicsMap {
     const width = Math.max(300, wrap.clientWidth || 800);
     const layout = mapLayout(this.model, width);
     this.layout = layout;
-    const dpr = window.devicePixelRatio || 1;
-    for (const c of [this.canvas, this.overlay]) {
-      if (c.width !== Math.round(width * dpr) || c.height !== Math.round(layout.height * dpr)) {
-        c.width = Math.round(width * dpr);
-        c.height = Math.round(layout.height * dpr);
-        c.style.height = `${layout.height}px`;
-      }
-    }
-    const ctx = this.canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, layout.height);
+    sizeCanvases([this.canvas, this.overlay], width, layout.height);
+    const ctx = cssContext(this.canvas, width, layout.height);
     const ink = cssVar(this.root, '--text', '#212121');
     const muted = cssVar(this.root, '--muted', '#616161');
     const band = cssVar(this.root, '--grid', '#e0e0e0');
@@ -174,7 +157,7 @@ export class DynamicsMap {
       });
       if (run.count) {
         const y = top + layout.headerHeight;
-        ctx.drawImage(this.image, 0, run.start, this.model.steps.length, run.count, layout.x0, y, w, run.count * layout.cellH);
+        ctx.drawImage(this.image.canvas, 0, run.start, this.model.steps.length, run.count, layout.x0, y, w, run.count * layout.cellH);
         // The cells' extent, also where most are blank (NaN/Inf: none).
         ctx.strokeStyle = border;
         ctx.lineWidth = 1;
@@ -195,10 +178,7 @@ export class DynamicsMap {
   drawOverlay() {
     const layout = this.layout;
     if (!layout) return;
-    const dpr = window.devicePixelRatio || 1;
-    const ctx = this.overlay.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, layout.width, layout.height);
+    const ctx = cssContext(this.overlay, layout.width, layout.height);
     const col = this.step === null ? -1 : this.model.steps.indexOf(this.step);
     if (col >= 0) drawStepLine(ctx, this.root, layout.x0 + (col + 0.5) * layout.cellW, layout.height);
     if (this.cursor) {
@@ -220,16 +200,7 @@ export class DynamicsMap {
     const domain = this.domain;
     const parts = [];
     if (domain) {
-      const bar = colormapBar(this.cmap, BAR_WIDTH, 12);
-      const ticks = el('div', {class: 'legend-ticks'});
-      const values = statTicks(domain);
-      const labels = formatTicks(values, this.stat.count ? formatCount : formatValue);
-      values.forEach((t, k) => {
-        const tick = el('span', {class: 'tick', text: labels[k]});
-        tick.style.left = `${(statPosition(domain, t) * 100).toFixed(2)}%`;
-        ticks.appendChild(tick);
-      });
-      const scale = el('div', {class: 'legend-scale'}, [bar, ticks]);
+      const scale = legendScale(this.cmap, BAR_WIDTH, 12, statTickMarks(domain, this.stat.count ? formatCount : formatValue));
       const reference = this.referenceMark(domain);
       if (reference) scale.appendChild(reference.mark);
       parts.push(scale);
@@ -279,17 +250,10 @@ export class DynamicsMap {
   }
 
   specials() {
-    const out = el('div', {class: 'legend-specials'});
     const shown = this.stat.scale === 'log' && !this.stat.flag ? [CELL.ZERO, CELL.NONFINITE] : [CELL.NONFINITE];
-    for (const kind of shown) {
-      const swatch = el('span', {class: 'swatch'});
-      swatch.style.background = CELL_COLORS[kind].css;
-      out.appendChild(el('span', {class: 'special'}, [swatch, CELL_COLORS[kind].label]));
-    }
-    const blank = el('span', {class: 'swatch blank'});
     const none = this.stat.flag ? 'blank: none (or no snapshot)' : 'blank: undefined or no snapshot';
-    out.appendChild(el('span', {class: 'special'}, [blank, none]));
-    return out;
+    return specialsList([...shown.map((kind) => ({css: CELL_COLORS[kind].css, text: CELL_COLORS[kind].label})),
+      {css: null, text: none}]);
   }
 
   /** Reads cell {row, col} out (and marks it). */

@@ -2,9 +2,10 @@
 // separators, gate/head groups, zoom and pan (shared between compared
 // panels), and a hover read-out of the tensor index and value.
 
+import {CellImage, cssContext, cssVar, drawGroupBrackets, paintFrame, sizeCanvases} from './canvas.js';
 import {colorFrame} from '../model/colors.js';
 import {clear, el} from './dom.js';
-import {cellAtUnits, cellUnits, describeCell, groupAt, groupSpans, planFrame, separators} from '../model/layout.js';
+import {cellAtUnits, cellUnits, describeCell, groupAt, groupLabel, groupSpans, planFrame} from '../model/layout.js';
 import {formatValue} from '../model/numbers.js';
 
 const MIN_HEIGHT = 48;
@@ -12,71 +13,6 @@ const MAX_HEIGHT = 520;
 const GROUP_MARGIN = 16; // px above the image for group names
 const MAX_CELL = 40; // px: small tensors stay compact instead of filling the card
 const PAD = 2; // px around the image: room for outlines and the hover box
-
-/** Zoom and pan shared by panels shown side by side. */
-export class Viewport {
-  constructor() {
-    this.zoom = 1;
-    this.ox = 0;
-    this.oy = 0;
-    this.listeners = new Set();
-    this.hoverListeners = new Set();
-    this.hover = null; // the cell under the mouse in any panel: all show it
-  }
-
-  setHover(cell) {
-    this.hover = cell;
-    for (const fn of this.hoverListeners) fn(cell);
-  }
-
-  reset() {
-    this.zoom = 1;
-    this.ox = 0;
-    this.oy = 0;
-    this.changed();
-  }
-
-  /** Zooms about the centre of the panels. */
-  zoomBy(factor) {
-    const zoom = Math.max(1, Math.min(64, this.zoom * factor));
-    const k = zoom / this.zoom;
-    this.zoom = zoom;
-    this.ox = zoom === 1 ? 0 : this.ox * k;
-    this.oy = zoom === 1 ? 0 : this.oy * k;
-    this.changed();
-  }
-
-  changed() {
-    for (const fn of this.listeners) fn();
-  }
-}
-
-// Theme colours, read once per colour scheme (reading computed style on
-// every frame of a playback would force a style recalculation each time).
-const themeCache = new Map();
-if (typeof matchMedia === 'function') {
-  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => themeCache.clear());
-}
-
-export function cssVar(node, name, fallback) {
-  if (!themeCache.has(name)) {
-    themeCache.set(name, getComputedStyle(node).getPropertyValue(name).trim() || fallback);
-  }
-  return themeCache.get(name);
-}
-
-/** The current step's column on a map's overlay: a dashed vertical line at x (CSS px). */
-export function drawStepLine(ctx, node, x, height) {
-  ctx.strokeStyle = cssVar(node, '--accent', '#f57c00');
-  ctx.lineWidth = 1;
-  ctx.setLineDash([3, 2]);
-  const px = Math.round(x) + 0.5;
-  ctx.beginPath();
-  ctx.moveTo(px, 0);
-  ctx.lineTo(px, height);
-  ctx.stroke();
-  ctx.setLineDash([]);
-}
 
 export class HeatmapPanel {
   /**
@@ -97,9 +33,8 @@ export class HeatmapPanel {
       el('div', {class: 'canvas-wrap'}, [this.canvas]),
       this.readout,
     ]);
-    this.image = null; // offscreen canvas, one pixel per cell
+    this.image = new CellImage();
     this.groups = []; // the frame's gate/head spans (layout.groupSpans)
-    this.imageData = null;
     this.state = null;
     this.geometry = null;
     this.onViewport = () => this.redraw();
@@ -149,15 +84,7 @@ export class HeatmapPanel {
    */
   setFrame(state) {
     const {frame} = state;
-    if (!this.image || this.image.width !== frame.cols || this.image.height !== frame.rows) {
-      this.image = document.createElement('canvas');
-      this.image.width = frame.cols;
-      this.image.height = frame.rows;
-      this.imageData = new ImageData(frame.cols, frame.rows);
-    }
-    const pixels = new Uint32Array(this.imageData.data.buffer);
-    const counts = colorFrame(frame.data, state.scale, state.cmap, pixels);
-    this.image.getContext('2d').putImageData(this.imageData, 0, 0);
+    const counts = this.image.paint(frame.cols, frame.rows, (pixels) => colorFrame(frame.data, state.scale, state.cmap, pixels));
     this.state = state;
     this.canvas.hidden = false;
     this.stepLabel.textContent = state.stepText || '';
@@ -224,18 +151,11 @@ export class HeatmapPanel {
     const wrap = this.canvas.parentElement;
     const width = Math.max(60, wrap.clientWidth);
     const height = Math.round(Math.max(MIN_HEIGHT, Math.min(MAX_HEIGHT, this.naturalHeight(width))));
-    const dpr = window.devicePixelRatio || 1;
-    if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
-      this.canvas.width = Math.round(width * dpr);
-      this.canvas.height = Math.round(height * dpr);
-      this.canvas.style.height = `${height}px`;
-    }
-    const ctx = this.canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
+    sizeCanvases([this.canvas], width, height);
+    const ctx = cssContext(this.canvas, width, height);
     const g = this.layoutGeometry(width, height);
     this.geometry = g;
-    paintFrame(ctx, this.image, g, shape, layout, cssVar(this.root, '--separator', '#8c8c8c'));
+    paintFrame(ctx, this.image.canvas, g, shape, layout, cssVar(this.root, '--separator', '#8c8c8c'));
     if (g.plan.bands.length === 1) this.drawGroups(ctx, g, width);
     this.drawHover(ctx, g);
     Object.assign(this.canvas.dataset, {x0: g.x0, y0: g.y0, cell: g.cell, bands: g.plan.bands.length});
@@ -253,48 +173,27 @@ export class HeatmapPanel {
     ctx.strokeRect(x - half - 1, y - half - 1, g.cell + 2, g.cell + 2);
   }
 
+  /** Lines between gate/head groups, a bracket and the name of each: above the image or, for row groups, left of it. */
   drawGroups(ctx, g, width) {
     if (!this.groups.length) return;
     const ink = cssVar(this.root, '--text', '#212121');
-    ctx.strokeStyle = ink;
-    ctx.fillStyle = ink;
-    ctx.lineWidth = 2;
+    const box = {x0: g.x0, y0: g.y0, w: g.w, h: g.h, cellW: g.cell, cellH: g.cell};
     ctx.font = '11px system-ui, sans-serif';
-    for (const grp of this.groups) {
-      if (grp.axis === 'cols') {
-        const xa = g.x0 + grp.start * g.cell;
-        const xb = g.x0 + grp.end * g.cell;
-        if (grp.start > 0) {
-          ctx.beginPath();
-          ctx.moveTo(Math.round(xa), g.y0);
-          ctx.lineTo(Math.round(xa), g.y0 + g.h);
-          ctx.stroke();
-        }
-        // A bracket and the name above the image.
-        ctx.fillRect(xa + 1, g.y0 - 4, Math.max(1, xb - xa - 2), 2);
-        ctx.textAlign = 'center';
-        ctx.textBaseline = 'bottom';
-        if (xb - xa > 12 && (xa + xb) / 2 > 0 && (xa + xb) / 2 < width) {
-          ctx.fillText(grp.name, (xa + xb) / 2, g.y0 - 5);
-        }
-      } else {
-        const ya = g.y0 + grp.start * g.cell;
-        const yb = g.y0 + grp.end * g.cell;
-        if (grp.start > 0) {
-          ctx.beginPath();
-          ctx.moveTo(g.x0, Math.round(ya));
-          ctx.lineTo(g.x0 + g.w, Math.round(ya));
-          ctx.stroke();
-        }
-        // A bracket and the name left of the image, written upwards.
-        ctx.fillRect(g.x0 - 4, ya + 1, 2, Math.max(1, yb - ya - 2));
-        if (yb - ya > 12) {
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'bottom';
+    for (const side of ['cols', 'rows']) {
+      const spans = this.groups.filter((grp) => grp.axis === side);
+      for (const {name, a, b} of drawGroupBrackets(ctx, spans, side, box, ink, 2)) {
+        const mid = (a + b) / 2;
+        if (b - a <= 12) continue;
+        if (side === 'cols') {
+          if (mid > 0 && mid < width) ctx.fillText(name, mid, g.y0 - 5);
+        } else {
+          // Written upwards.
           ctx.save();
-          ctx.translate(g.x0 - 5, (ya + yb) / 2);
+          ctx.translate(g.x0 - 5, mid);
           ctx.rotate(-Math.PI / 2);
-          ctx.textAlign = 'center';
-          ctx.textBaseline = 'bottom';
-          ctx.fillText(grp.name, 0, 0);
+          ctx.fillText(name, 0, 0);
           ctx.restore();
         }
       }
@@ -378,71 +277,6 @@ export class HeatmapPanel {
 
   /** Zooms by `factor` keeping the point (x, y) of the canvas in place. */
   zoomAt(factor, x, y) {
-    const vp = this.viewport;
-    if (!this.geometry) return;
-    const zoom = Math.max(1, Math.min(64, vp.zoom * factor));
-    const g = this.geometry;
-    const u = (x - g.x0) / g.cell;
-    const v = (y - g.y0) / g.cell;
-    const cell = g.cell / vp.zoom * zoom;
-    const width = this.canvas.clientWidth - g.left;
-    const height = this.canvas.clientHeight - g.top;
-    vp.zoom = zoom;
-    vp.ox = zoom === 1 ? 0 : (x - u * cell) - g.left - (width - g.plan.wu * cell) / 2;
-    vp.oy = zoom === 1 ? 0 : (y - v * cell) - g.top - (height - g.plan.hu * cell) / 2;
-    vp.changed();
-  }
-}
-
-/** "gate f" for a one-letter gate name, else the name ("head 1"). */
-export function groupLabel(name) {
-  return name.length <= 2 ? `gate ${name}` : name;
-}
-
-/**
- * Paints a frame's offscreen image (one pixel per cell) band by band at
- * geometry g ({x0, y0, cell, plan}), with conv tile separators and a thin
- * outline around tiled bands. Shared with the overview's small multiples.
- */
-export function paintFrame(ctx, image, g, shape, layout, ink) {
-  ctx.imageSmoothingEnabled = false;
-  const rows = image.height;
-  const sep = separators(shape, layout);
-  const tiled = sep.rows.length > 0 || sep.cols.length > 0;
-  // Lines between tiles smaller than this would hide the picture under a grid.
-  const spaced = (lines) => lines.length > 0 && lines[0] * g.cell >= 10;
-  const lw = g.cell >= 24 ? 2 : 1;
-  const snap = (p) => Math.round(p) + (lw === 1 ? 0.5 : 0);
-  ctx.strokeStyle = ink;
-  ctx.lineWidth = lw;
-  for (const b of g.plan.bands) {
-    const x = g.x0 + b.xu * g.cell;
-    const y = g.y0 + b.yu * g.cell;
-    const w = (b.c1 - b.c0) * g.cell;
-    const h = rows * g.cell;
-    ctx.drawImage(image, b.c0, 0, b.c1 - b.c0, rows, x, y, w, h);
-    if (!tiled) continue;
-    ctx.beginPath();
-    if (spaced(sep.cols)) {
-      for (const c of sep.cols) {
-        if (c <= b.c0 || c >= b.c1) continue;
-        const px = snap(x + (c - b.c0) * g.cell);
-        ctx.moveTo(px, y);
-        ctx.lineTo(px, y + h);
-      }
-    }
-    if (spaced(sep.rows)) {
-      for (const r of sep.rows) {
-        const py = snap(y + r * g.cell);
-        ctx.moveTo(x, py);
-        ctx.lineTo(x + w, py);
-      }
-    }
-    ctx.stroke();
-    if (spaced(sep.cols) || spaced(sep.rows)) {
-      ctx.lineWidth = 1;
-      ctx.strokeRect(Math.round(x) - 0.5, Math.round(y) - 0.5, Math.round(w) + 1, Math.round(h) + 1);
-      ctx.lineWidth = lw;
-    }
+    if (this.geometry) this.viewport.zoomAt(factor, x, y, this.geometry, this.canvas.clientWidth, this.canvas.clientHeight);
   }
 }

@@ -1,10 +1,10 @@
-// The colour legend: the colormap bar with value ticks, what the scale is
-// fixed to, and the NaN/±Inf colours by name.
+// Colour legends: the colormap bar with value ticks, what the scale is
+// fixed to, and the colours that are not on the scale (NaN, ±Inf, ...) by
+// name. The parts are shared by the heatmaps' legend and the maps'.
 
 import {colormapLUT, SPECIAL_COLORS} from '../model/colors.js';
 import {clear, el} from './dom.js';
-import {formatTicks} from '../model/numbers.js';
-import {niceTicks} from '../model/scale.js';
+import {scaleTickMarks} from '../model/scale.js';
 
 const BAR_WIDTH = 256;
 
@@ -22,6 +22,34 @@ export function colormapBar(cmap, width, height) {
   return bar;
 }
 
+/**
+ * The colormap bar with its ticks below it: marks [{label, at}], `at` from 0
+ * (left end) to 1 (right end).
+ */
+export function legendScale(cmap, width, height, marks, className = 'legend-scale') {
+  const ticks = el('div', {class: 'legend-ticks'});
+  for (const {label, at} of marks) {
+    const tick = el('span', {class: 'tick', text: label});
+    tick.style.left = `${(at * 100).toFixed(2)}%`;
+    ticks.appendChild(tick);
+  }
+  return el('div', {class: className}, [colormapBar(cmap, width, height), ticks]);
+}
+
+/**
+ * The colours off the scale, by name: entries [{css, text, title, present}]
+ * (css null: a blank swatch, the card showing through).
+ */
+export function specialsList(entries) {
+  const out = el('div', {class: 'legend-specials'});
+  for (const {css, text, title, present} of entries) {
+    const swatch = el('span', {class: css ? 'swatch' : 'swatch blank'});
+    if (css) swatch.style.background = css;
+    out.appendChild(el('span', {class: present ? 'special present' : 'special', title}, [swatch, text]));
+  }
+  return out;
+}
+
 // What each legend node shows now: playback redraws with the same scale
 // every frame, and an unchanged legend is not rebuilt.
 const shown = new WeakMap();
@@ -35,26 +63,11 @@ export function renderLegend(node, {scale, cmap, note, counts}) {
   if (shown.get(node) === key) return;
   shown.set(node, key);
   clear(node);
-  const bar = colormapBar(cmap, BAR_WIDTH, 12);
-  const ticks = el('div', {class: 'legend-ticks'});
-  const span = scale.hi - scale.lo;
-  const values = niceTicks(scale.lo, scale.hi, 5);
-  const labels = formatTicks(values);
-  values.forEach((t, k) => {
-    const pos = span > 0 ? (t - scale.lo) / span : 0.5;
-    const tick = el('span', {class: 'tick', text: labels[k]});
-    tick.style.left = `${(pos * 100).toFixed(2)}%`;
-    ticks.appendChild(tick);
-  });
-  const specials = el('div', {class: 'legend-specials'});
-  for (const [key, spec] of Object.entries(SPECIAL_COLORS)) {
-    const swatch = el('span', {class: 'swatch'});
-    swatch.style.background = spec.css;
-    const n = counts ? counts[key] : 0;
-    specials.appendChild(el('span', {class: 'special' + (n ? ' present' : ''), title: `${spec.label} cells`},
-        [swatch, `${spec.label}${n ? ` (${n})` : ''}`]));
-  }
-  node.appendChild(el('div', {class: 'legend-scale'}, [bar, ticks]));
+  const specials = specialsList(Object.entries(SPECIAL_COLORS).map(([kind, spec]) => {
+    const n = counts ? counts[kind] : 0;
+    return {css: spec.css, text: `${spec.label}${n ? ` (${n})` : ''}`, title: `${spec.label} cells`, present: n > 0};
+  }));
+  node.appendChild(legendScale(cmap, BAR_WIDTH, 12, scaleTickMarks(scale)));
   node.appendChild(el('div', {class: 'legend-side'}, [el('div', {class: 'legend-note', text: note}), specials]));
   node.dataset.lo = scale.lo;
   node.dataset.hi = scale.hi;

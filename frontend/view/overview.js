@@ -2,9 +2,9 @@
 // grouped by top-level layer (collapsible, for models with many layers);
 // each opens its full view.
 
+import {CellImage, cssContext, cssVar, paintFrame, sizeCanvases} from './canvas.js';
 import {colorFrame} from '../model/colors.js';
 import {clear, el} from './dom.js';
-import {cssVar, paintFrame} from './heatmap.js';
 import {planFrame} from '../model/layout.js';
 import {formatShape} from '../model/numbers.js';
 import {makeScale, valuesBound, frameBound} from '../model/scale.js';
@@ -74,27 +74,20 @@ export class Overview {
     const plan = planFrame(tensor.shape, tensor.layout, tensor.rows, tensor.cols, TILE_W, TILE_H, MAX_CELL);
     const w = Math.max(1, Math.round(plan.wu * plan.cell));
     const h = Math.max(2, Math.round(plan.hu * plan.cell));
-    const dpr = window.devicePixelRatio || 1;
     // A pixel of margin for the outline of tiled kernels.
     canvas.style.width = `${w + 2}px`;
     canvas.style.height = `${h + 2}px`;
     cache.get(run, tensor.tag, tensor.steps[i]).then((frame) => {
       if (token !== this.token) return;
-      const image = document.createElement('canvas');
-      image.width = frame.cols;
-      image.height = frame.rows;
       // Block means of a downsampled tensor: scaled from the frame itself (see scale_policy).
       const bound = tensor.downsampled ? referenceFrameBound(frame.data, {downsampled: true}) :
         series ? valuesBound(series) : frameBound(frame.data);
-      const pixels = new ImageData(frame.cols, frame.rows);
-      colorFrame(frame.data, makeScale(bound, magnitude), cmap, new Uint32Array(pixels.data.buffer));
-      image.getContext('2d').putImageData(pixels, 0, 0);
-      canvas.width = Math.round((w + 2) * dpr);
-      canvas.height = Math.round((h + 2) * dpr);
-      const ctx = canvas.getContext('2d');
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      const image = new CellImage();
+      image.paint(frame.cols, frame.rows, (pixels) => colorFrame(frame.data, makeScale(bound, magnitude), cmap, pixels));
+      sizeCanvases([canvas], w + 2, h + 2);
+      const ctx = cssContext(canvas, w + 2, h + 2);
       const cell = Math.min(w / plan.wu, h / plan.hu);
-      paintFrame(ctx, image, {x0: 1, y0: 1, cell, plan}, tensor.shape, tensor.layout, cssVar(this.root, '--separator', '#8c8c8c'));
+      paintFrame(ctx, image.canvas, {x0: 1, y0: 1, cell, plan}, tensor.shape, tensor.layout, cssVar(this.root, '--separator', '#8c8c8c'));
       canvas.dataset.drawn = 'true';
     }, (error) => {
       if (token !== this.token) return;

@@ -3,13 +3,14 @@
 // marked; columns: snapshot steps), on one scale shared by the runs. Hover
 // reads a unit out; units named by a finding are marked.
 
+import {CellImage, cssContext, cssVar, drawGroupBrackets, drawStepLine, sizeCanvases} from './canvas.js';
 import {colormapLUT} from '../model/colors.js';
 import {clear, el, errorBox, select} from './dom.js';
-import {cssVar, drawStepLine, groupLabel} from './heatmap.js';
-import {colormapBar} from './legend.js';
+import {groupLabel} from '../model/layout.js';
+import {legendScale, specialsList} from './legend.js';
 import {moveCursor} from '../model/map_model.js';
-import {formatTicks, formatValue} from '../model/numbers.js';
-import {CELL, CELL_COLORS, paintCells, statDomain, statPosition, statTicks} from '../model/stat_scale.js';
+import {formatValue} from '../model/numbers.js';
+import {CELL, CELL_COLORS, paintCells, statDomain, statTickMarks} from '../model/stat_scale.js';
 import {
   columnOfUnit, UNIT_STATS, unitCellAt, unitCells, unitGroupSpans, unitLabel, unitsLayout,
 } from '../model/units.js';
@@ -95,22 +96,9 @@ export class UnitsView {
   renderLegend(cmap, any) {
     clear(this.legend);
     if (!any || !this.domain) return;
-    const bar = colormapBar(cmap, BAR_WIDTH, 10);
-    const ticks = el('div', {class: 'legend-ticks'});
-    const values = statTicks(this.domain);
-    formatTicks(values).forEach((label, k) => {
-      const tick = el('span', {class: 'tick', text: label});
-      tick.style.left = `${(statPosition(this.domain, values[k]) * 100).toFixed(2)}%`;
-      ticks.appendChild(tick);
-    });
-    const scale = el('div', {class: 'legend-scale units-scale'}, [bar, ticks]);
-    const specials = el('div', {class: 'legend-specials'});
-    for (const kind of [CELL.ZERO, CELL.NONFINITE]) {
-      const swatch = el('span', {class: 'swatch'});
-      swatch.style.background = CELL_COLORS[kind].css;
-      specials.appendChild(el('span', {class: 'special'}, [swatch, kind === CELL.ZERO ? '0' : '±Inf']));
-    }
-    specials.appendChild(el('span', {class: 'special'}, [el('span', {class: 'swatch blank'}), 'blank: undefined']));
+    const scale = legendScale(cmap, BAR_WIDTH, 10, statTickMarks(this.domain), 'legend-scale units-scale');
+    const specials = specialsList([{css: CELL_COLORS[CELL.ZERO].css, text: '0'},
+      {css: CELL_COLORS[CELL.NONFINITE].css, text: '±Inf'}, {css: null, text: 'blank: undefined'}]);
     const label = UNIT_STATS.find(([k]) => k === this.stat)[1];
     const ends = this.domain.clipped ? ', ends at the 1st/99th percentile' : '';
     this.legend.appendChild(scale);
@@ -191,25 +179,15 @@ class UnitsPanel {
     const layout = r.tensor.layout;
     this.groups = unitGroupSpans(shape, layout, units.block);
     this.meta.textContent = `${units.cols} ${units.block > 1 ? `blocks of ${units.block} units` : 'units'} × ${units.rows} snapshots`;
-    const image = document.createElement('canvas');
-    image.width = cells.cols;
-    image.height = cells.rows;
-    const data = new ImageData(cells.cols, cells.rows);
-    paintCells(cells.values, cells.kinds, domain, colormapLUT(cmap), new Uint32Array(data.data.buffer));
-    image.getContext('2d').putImageData(data, 0, 0);
+    const image = new CellImage();
+    image.paint(cells.cols, cells.rows, (pixels) => paintCells(cells.values, cells.kinds, domain, colormapLUT(cmap), pixels));
     const width = Math.max(200, this.canvas.parentElement.clientWidth || 600);
     const g = unitsLayout(cells.rows, cells.cols, width);
     this.geometry = g;
-    const dpr = window.devicePixelRatio || 1;
-    for (const c of [this.canvas, this.overlay]) {
-      c.width = Math.round(width * dpr);
-      c.height = Math.round(g.height * dpr);
-      c.style.height = `${g.height}px`;
-    }
-    const ctx = this.canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    sizeCanvases([this.canvas, this.overlay], width, g.height);
+    const ctx = cssContext(this.canvas, width, g.height);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(image, g.x0, g.y0, cells.cols * g.cellW, cells.rows * g.cellH);
+    ctx.drawImage(image.canvas, g.x0, g.y0, cells.cols * g.cellW, cells.rows * g.cellH);
     this.drawGroups(ctx, g, cells.cols);
     Object.assign(this.canvas.dataset, {rows: cells.rows, cols: cells.cols, block: units.block, x0: g.x0, y0: g.y0,
       cellW: g.cellW, cellH: g.cellH, groups: this.groups.map((s) => s.name).join(',')});
@@ -225,24 +203,13 @@ class UnitsPanel {
   /** Lines between gate/head groups across the cells, each group's name in the gutter. */
   drawGroups(ctx, g, cols) {
     if (!this.groups.length) return;
-    const ink = cssVar(this.root, '--text', '#212121');
-    ctx.strokeStyle = ink;
-    ctx.fillStyle = ink;
-    ctx.lineWidth = 1;
+    const box = {x0: g.x0, y0: g.y0, w: cols * g.cellW, h: g.height, cellW: g.cellW, cellH: g.cellH};
+    const brackets = drawGroupBrackets(ctx, this.groups, 'rows', box, cssVar(this.root, '--text', '#212121'), 1);
     ctx.font = '11px system-ui, sans-serif';
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (const s of this.groups) {
-      const ya = g.y0 + s.start * g.cellH;
-      const yb = g.y0 + s.end * g.cellH;
-      if (s.start > 0) {
-        ctx.beginPath();
-        ctx.moveTo(g.x0 - 6, Math.round(ya) + 0.5);
-        ctx.lineTo(g.x0 + cols * g.cellW, Math.round(ya) + 0.5);
-        ctx.stroke();
-      }
-      ctx.fillRect(g.x0 - 4, ya + 1, 2, Math.max(1, yb - ya - 2));
-      if (yb - ya >= 10) ctx.fillText(groupLabel(s.name), g.x0 - 8, (ya + yb) / 2);
+    for (const {name, a, b} of brackets) {
+      if (b - a >= 10) ctx.fillText(groupLabel(name), g.x0 - 8, (a + b) / 2);
     }
   }
 
@@ -256,10 +223,7 @@ class UnitsPanel {
     const g = this.geometry;
     const r = this.result;
     if (!g || !r.cells) return;
-    const dpr = window.devicePixelRatio || 1;
-    const ctx = this.overlay.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, g.width, g.height);
+    const ctx = cssContext(this.overlay, g.width, g.height);
     const accent = cssVar(this.root, '--accent', '#f57c00');
     const col = r.steps.indexOf(this.step);
     if (col >= 0) drawStepLine(ctx, this.root, g.x0 + (col + 0.5) * g.cellW, g.height);

@@ -334,8 +334,9 @@ class Grid:
     def start_animation(self, dpi):
         """Draws the static parts once (axes, ticks, colour bars) and keeps
         their pixels; `frame_image` then redraws only images, separators and
-        titles (a title's pixels are cached per text). Redrawing the whole
-        figure per frame costs ~10x more."""
+        titles (a title's pixels are cached per text): redrawing the whole
+        figure per frame is what makes a GIF slow (the README, "Command
+        line")."""
         self.fig.set_dpi(dpi)
         canvas = self.fig.canvas
         self._dynamic = []

@@ -74,11 +74,19 @@ def module_class(module, **options):
     for cls in type(module).__mro__:
         if cls.__module__.startswith(PREFIX):
             return ModuleClass(PREFIX + cls.__name__, **options)
+        if "%s.%s" % (cls.__module__, cls.__name__) == HF_CONV1D:
+            return ModuleClass(HF_CONV1D, **options)
     return ModuleClass(PREFIX + "Module", **options)
 
 
 def is_torch_class(name):
     return str(name).startswith(PREFIX)
+
+
+# transformers' GPT-2 style linear layer: a `torch.nn.Module` whose weight is
+# stored (in, out), the transpose of `torch.nn.Linear`'s; without knowing it
+# the units (outputs) would be read along the inputs.
+HF_CONV1D = "transformers.pytorch_utils.Conv1D"
 
 
 def _layout(row_axes, col_axes, unit_axes, groups=()):
@@ -203,12 +211,15 @@ def choose_layout(layer_class, weight_name, shape, layer_name=""):
       Vectors (bias, norm weight, running_mean, ...): rows [], cols [0];
         unit [0]; LayerNorm over several axes: rows all but the last
       Scalars: a 1 x 1 frame, unit []
+      transformers' Conv1D weight (in, out): rows [0], cols [1]; unit [1]
       Anything else: rows all axes but the last, cols [last]; unit [0]
     """
     shape = tuple(int(d) for d in shape)
     name = weight_name.rsplit("/", 1)[-1]
     sublayer = layer_name.rsplit("/", 1)[-1] if layer_name else ""
     for cls in _class_names(layer_class):
+        if str(cls) == HF_CONV1D and name == "weight" and len(shape) == 2:
+            return _layout([0], [1], [1])
         options = getattr(cls, "options", {})
         family = str(cls)[len(PREFIX):] if is_torch_class(cls) else None
         layout = _family_layout(family, name, shape, sublayer, options) if family else None

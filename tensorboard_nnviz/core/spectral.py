@@ -26,12 +26,11 @@ Which tensors are matrices, and how (`plan`):
   slices are vectors (one input or output channel).
 
 Eigenvalues (`eigenvalues`): those of the smaller Gram matrix of each slice
-(XᵀX or XXᵀ), `eigvalsh` in float64, batched over the slices.
-benchmarks/spectral_methods.py measured it against float64 SVD on
-ResNet50's 54 matrices: 0.39x the CPU time, sv_max and stable_rank within
-1e-14 relative, alpha within 5e-12. float32 saves another ~15% but moves
-alpha by up to 7e-5 (36 of 54 layers by more than 1e-6); power iteration
-for sv_max alone costs more than the full spectrum here.
+(XᵀX or XXᵀ), `eigvalsh` in float64, batched over the slices: a fraction
+of float64 SVD's CPU time, with the same metrics to rounding. float32
+would save a little more but moves alpha; power iteration for sv_max alone
+costs more than the full spectrum (benchmarks/spectral_methods.py; the
+figures: the README, "Spectral stats").
 
 The fit (`fit_alpha`) is weightwatcher's default (`pl_package="ww"`,
 `xmax=None`, `fix_fingers=False`): eigenvalues ≤ 1e-5 dropped, each sorted
@@ -385,8 +384,10 @@ def cost(shape, matrix_plan):
     """A rough operation count of `compute`, to budget matrices never timed.
 
     Per slice: the Gram matrix n·m² (m the smaller side), `eigvalsh` about
-    3·m³ of the same units (measured: 80 ms for m = 1024 against 30 ms for
-    its 1024 × 1024 Gram, one thread), the fit about 100 per eigenvalue.
+    3·m³ of the same units (its time against the Gram's, one BLAS thread as
+    the writer runs it), the fit about 100 per eigenvalue. Only the ratios
+    matter: the scheduler replaces the estimate by the measured time once
+    a matrix has been computed (record/spectral_budget.py).
     """
     k, n, m = matrix_plan.dims(shape)
     m, n = min(n, m), max(n, m)
@@ -397,9 +398,10 @@ def blas_single_thread():
     """A context in which numpy's BLAS/LAPACK run on one thread.
 
     The writer's worker runs beside training: a multi-threaded eigensolver
-    would take the cores training uses, and OpenBLAS's waiting threads spin
-    (measured under load: 6x the CPU time of one thread for the same
-    eigvalsh). Uses threadpoolctl when it is installed, else does nothing.
+    would take the cores training uses, and OpenBLAS's waiting threads spin,
+    costing several times the CPU of one thread for the same eigvalsh (the
+    README, "Spectral stats"). Uses threadpoolctl when it is installed, else
+    does nothing.
     """
     global _controller
     if _controller is None:

@@ -1,18 +1,15 @@
 """`NNVizCallback`: weight snapshots and model structure from `model.fit`."""
 
+import collections
 import json
 import logging
 import os
-import warnings
-import weakref
 
 import keras
 import numpy as np
 
 from tensorboard_nnviz.record import budget as budget_lib
-from tensorboard_nnviz.record import eventfiles
-from tensorboard_nnviz.record import schedule as schedule_lib
-from tensorboard_nnviz.record import spectral_budget
+from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import structure as structure_lib
 from tensorboard_nnviz.record import writer as writer_lib
 
@@ -63,7 +60,8 @@ class NNVizCallback(keras.callbacks.Callback):
 
     Raises:
       OSError: `log_dir` cannot be written (raised here, before training).
-      ValueError: an invalid `snapshot_freq`, `max_cells` or `spectral`.
+      ValueError: an invalid `snapshot_freq`, `max_cells`, `include`,
+        `exclude` or `spectral`.
 
     Example:
 
@@ -77,32 +75,20 @@ class NNVizCallback(keras.callbacks.Callback):
     def __init__(self, log_dir, snapshot_freq="epoch", max_cells=65536, include=None,
                  exclude=None, spectral="auto"):
         super().__init__()
-        self._schedule = schedule_lib.parse(snapshot_freq)  # ValueError if invalid
-        if int(max_cells) < 1:
-            raise ValueError("max_cells must be positive, got %r" % (max_cells,))
-        spectral_budget.scheduler_for(spectral)  # ValueError if invalid, on every process
-        self.spectral = spectral
-        self.log_dir = os.fspath(log_dir)
+        # Every argument is checked here, before fit (recorder.py).
+        self.recorder = recorder_lib.Recorder(recorder_lib.KERAS, log_dir, snapshot_freq,
+                                              max_cells, include, exclude, spectral)
+        self.log_dir = self.recorder.log_dir
         self.snapshot_freq = snapshot_freq
-        self.max_cells = int(max_cells)
-        self._wanted = schedule_lib.tag_filter(include, exclude)  # ValueError if invalid
+        self.max_cells = self.recorder.max_cells
+        self.spectral = spectral
         self._chief = writes_here()  # this process writes the snapshots
         self._joins = _takes_part(self._chief)  # this process takes snapshots
-        self._writer = None
-        self._writer_state = None
-        self._steps = schedule_lib.StepNumbers()  # knows the last step in log_dir
-        self._last_iterations = None  # optimizer iterations at our last snapshot
-        self._last_optimizer = None  # weakref to the optimizer of that snapshot
-        self._signature = None  # of the structure last written
-        self._refs_key = None  # ids of the model and its weights when _refs was computed
-        self._refs = None  # (all weight refs, signature, recorded refs with dtype)
         self._pending_first = False
-        self._warned = False
         self._count = 0  # steps completed, counted from the batch hooks
         self._epoch_base = 0  # that count when the epoch began
         if self._chief:
-            self._writer = self._new_writer()  # fails now if log_dir is unwritable
-            self._steps = schedule_lib.StepNumbers(eventfiles.read_last_step(self.log_dir))
+            self.recorder.open()  # fails now if log_dir is unwritable
 
     # --- Keras hooks --------------------------------------------------------------
 
@@ -110,8 +96,8 @@ class NNVizCallback(keras.callbacks.Callback):
         self._check_role()
         if not self._joins:
             return
-        if self._writer is None and self._chief:
-            self._writer = self._new_writer()
+        if self._chief:
+            self.recorder.open()  # again after a fit closed it
         self._count = self._iterations()
         self._pending_first = not self._has_weights()
         if not self._pending_first:
@@ -139,11 +125,11 @@ class NNVizCallback(keras.callbacks.Callback):
                 self._pending_first = False
                 self._log_budget(count)
                 self._snapshot()
-        elif not self._schedule.per_epoch and self._schedule.due(previous, count):
+        elif self.recorder.due(previous, count):
             self._snapshot()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._joins and self._schedule.per_epoch and not self._pending_first:
+        if self._joins and self.recorder.schedule.per_epoch and not self._pending_first:
             self._snapshot()
 
     def on_train_end(self, logs=None):
@@ -151,10 +137,7 @@ class NNVizCallback(keras.callbacks.Callback):
 
     def close(self):
         """Writes every queued snapshot and closes the event file (idempotent)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer_state = self._writer.state
-            self._writer = None
+        self.recorder.close()
 
     # --- snapshots ----------------------------------------------------------------
 
@@ -170,81 +153,19 @@ class NNVizCallback(keras.callbacks.Callback):
 
     def _log_budget(self, iterations):
         """Logs what this fit will record: tensors, bytes per snapshot, snapshots."""
-        if not self._chief:
-            return
-        try:
-            refs = [r for r, _ in self._weight_refs()[2]]  # the recorded ones
-            params = self.params or {}
-            expected = budget_lib.expected_snapshots(
-                self._schedule, epochs=params.get("epochs"),
-                steps_per_epoch=params.get("steps"), start=iterations)
-            msg = budget_lib.budget_message(
-                len(refs), budget_lib.snapshot_bytes(refs, self.max_cells), expected)
-            logger.info(msg)
-            if params.get("verbose", 1):
-                print(msg, flush=True)  # beside Keras's progress bar, like its own messages
-        except Exception:  # an estimate must never stop training
-            logger.exception("nnviz: could not estimate the snapshot size")
+        params = self.params or {}
+        expected = budget_lib.expected_snapshots(
+            self.recorder.schedule, epochs=params.get("epochs"),
+            steps_per_epoch=params.get("steps"), start=iterations)
+        # Printed beside Keras's progress bar, like its own messages.
+        self.recorder.log_budget(_KerasModel(self.model), expected,
+                                 echo=bool(params.get("verbose", 1)))
 
     def _snapshot(self, iterations=None):
-        """Takes a snapshot; an error of ours is reported, never raised into fit."""
-        try:
-            self._take_snapshot(iterations)
-        except Exception as e:
-            logger.exception("nnviz: could not take a weight snapshot")
-            if not self._warned:
-                self._warned = True
-                warnings.warn("NNVizCallback could not take a weight snapshot (%s: %s); "
-                              "training goes on (shown once)" % (type(e).__name__, e),
-                              RuntimeWarning, stacklevel=2)
-
-    def _take_snapshot(self, iterations):
+        """Takes a snapshot (once per optimizer and iteration count: a second
+        fit starts with the weights the first one ended with)."""
         it = self._iterations() if iterations is None else iterations
-        optimizer = self._optimizer()
-        if (self._last_iterations == it and self._last_optimizer is not None
-                and self._last_optimizer() is optimizer):
-            return  # the same weights as the last snapshot (a second fit)
-        refs, signature, recorded = self._weight_refs()
-        if not self._chief:  # another process writes: enter its collective gathers only
-            for r, _ in recorded:
-                _join_gather(r.variable)
-            self._last_iterations, self._last_optimizer = it, _weakref(optimizer)
-            return
-        step = self._steps.step(it)
-        doc = None
-        if signature != self._signature:  # first snapshot, or the model changed
-            doc = structure_lib.build_structure(self.model, refs)
-        take = self._writer.pool.take
-        weights = []
-        with self._writer.paused():
-            for r, dtype in recorded:
-                buf = _copy_to_host(r.variable, r.tag, take)
-                weights.append(writer_lib.Weight(r.tag, buf, r.layer_class, r.layer_name,
-                                                 dtype))
-        self._writer.write(step, weights, doc, pooled=True)
-        self._signature = signature
-        self._steps.written(step)
-        self._last_iterations = it
-        self._last_optimizer = _weakref(optimizer)
-
-    def _weight_refs(self):
-        """(refs, their signature, [(recorded ref, dtype name)]), walked again
-        only when the model's variables change: the walk is per-snapshot
-        Python work on the training thread."""
-        # _refs holds the variables, so their ids stay unique while cached.
-        key = (id(self.model),) + tuple(map(id, self.model.weights))
-        if key != self._refs_key:
-            refs = structure_lib.weight_refs(self.model)
-            recorded = [(r, structure_lib.dtype_name(r.variable)) for r in refs
-                        if self._wanted(r.tag)]
-            self._refs = (refs, structure_lib.signature(refs), recorded)
-            self._refs_key = key
-        return self._refs
-
-    def _new_writer(self):
-        # Raises writer.LogDirError (an OSError) when log_dir is unwritable.
-        return writer_lib.SnapshotWriter(self.log_dir, self.max_cells, state=self._writer_state,
-                                         spectral=self.spectral)
+        self.recorder.snapshot(_KerasModel(self.model), it, token=self._optimizer())
 
     def _optimizer(self):
         return getattr(self.model, "optimizer", None)
@@ -257,6 +178,36 @@ class NNVizCallback(keras.callbacks.Callback):
 
     def _has_weights(self):
         return bool(getattr(self.model, "built", True) and self.model.weights)
+
+
+# A weight ref with its dtype's name (read once per walk, not per snapshot).
+_Recorded = collections.namedtuple("_Recorded", structure_lib.WeightRef._fields + ("dtype",))
+
+
+class _KerasModel(recorder_lib.Source):
+    """A Keras model as the recorder sees it (recorder.Source)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def key(self):
+        return (id(self.model),) + tuple(map(id, self.model.weights))
+
+    def tensors(self):
+        refs = structure_lib.weight_refs(self.model)
+        recordable = [_Recorded(*r, structure_lib.dtype_name(r.variable)) for r in refs]
+        return refs, structure_lib.signature(refs), recordable
+
+    def structure(self, refs):
+        return structure_lib.build_structure(self.model, refs)
+
+    def copy(self, recorded, pool):
+        return [writer_lib.Weight(r.tag, _copy_to_host(r.variable, r.tag, pool.take),
+                                  r.layer_class, r.layer_name, r.dtype) for r in recorded]
+
+    def join(self, recorded):
+        for r in recorded:
+            _join_gather(r.variable)
 
 
 def _copy_to_host(variable, tag, take):
@@ -386,13 +337,6 @@ def writes_here():
 
         return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     return is_chief(os.environ.get("TF_CONFIG"))
-
-
-def _weakref(obj):
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj
 
 
 def is_chief(tf_config):

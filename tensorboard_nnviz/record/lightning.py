@@ -7,8 +7,7 @@ except ImportError:  # the standalone `pytorch_lightning` package
     from pytorch_lightning.callbacks import Callback
     from pytorch_lightning.loggers import TensorBoardLogger
 
-from tensorboard_nnviz.record import schedule as schedule_lib
-from tensorboard_nnviz.record import spectral_budget
+from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import torch_watch as nnviz_torch
 
 __all__ = ["NNVizCallback"]
@@ -39,6 +38,12 @@ class NNVizCallback(Callback):
         budget per snapshot), `True` (all, every snapshot), `False`, or CPU
         seconds per snapshot.
 
+    Raises:
+      OSError: an explicit `log_dir` cannot be written (raised here, before
+        training; the logger's directory is known when training starts).
+      ValueError: an invalid `snapshot_freq`, `max_cells`, `include`,
+        `exclude` or `spectral`.
+
     Example:
 
     ```python
@@ -51,47 +56,26 @@ class NNVizCallback(Callback):
     def __init__(self, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
                  exclude=None, spectral="auto"):
         super().__init__()
-        # Bad values fail here, not in fit.
-        self._per_epoch = schedule_lib.parse(snapshot_freq).per_epoch
-        schedule_lib.tag_filter(include, exclude)
-        spectral_budget.scheduler_for(spectral)
-        self.spectral = spectral
+        # Every argument is checked here, before fit (recorder.py).
+        self._driver = nnviz_torch.Driver(recorder_lib.LIGHTNING, log_dir, snapshot_freq,
+                                          max_cells, include, exclude, spectral)
         self.log_dir = log_dir
-        self.snapshot_freq = snapshot_freq
-        self.max_cells = max_cells
-        self.include = include
-        self.exclude = exclude
-        self._watcher = None
 
     def on_train_start(self, trainer, pl_module):
-        # On every rank: the watcher writes on rank 0 only, but sharded
-        # weights (FSDP2) need every rank to gather them.
-        self._watcher = nnviz_torch.Watcher(
-            pl_module, self.log_dir or default_log_dir(trainer),
-            snapshot_freq=self.snapshot_freq, max_cells=self.max_cells, include=self.include,
-            exclude=self.exclude, start=trainer.global_step, allow_epochs=True,
-            spectral=self.spectral)
-        self._watcher.snapshot()
+        self._driver.start(pl_module, self.log_dir or default_log_dir(trainer),
+                           trainer.global_step, writes=trainer.global_rank == 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self._watcher is not None:
-            self._watcher.advance_to(trainer.global_step)
+        self._driver.advance_to(trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if self._watcher is not None and self._per_epoch:
-            self._watcher.advance_to(trainer.global_step)
-            self._watcher.snapshot()
+        self._driver.epoch_end(trainer.global_step)
 
     def on_train_end(self, trainer, pl_module):
-        self._close()
+        self._driver.close()
 
     def on_exception(self, trainer, pl_module, exception):
-        self._close()
-
-    def _close(self):
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+        self._driver.close()  # writes what is queued: training raised, the snapshots stay
 
 
 def default_log_dir(trainer):

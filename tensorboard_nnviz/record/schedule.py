@@ -177,11 +177,25 @@ class StepNumbers:
 def tag_filter(include=None, exclude=None):
     """`wanted(tag)` of the recorders' `include` / `exclude` regexes
     (`re.search`): a tag is recorded when `include` matches (or is None)
-    and `exclude` does not."""
-    inc = re.compile(include) if include is not None else None
-    exc = re.compile(exclude) if exclude is not None else None
+    and `exclude` does not.
+
+    Raises:
+      ValueError: `include` or `exclude` is not a regular expression.
+    """
+    inc = _regex("include", include)
+    exc = _regex("exclude", exclude)
 
     def wanted(tag):
         return (inc is None or inc.search(tag) is not None) and (exc is None or not exc.search(tag))
 
     return wanted
+
+
+def _regex(name, pattern):
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as e:
+        raise ValueError(
+            "%s must be a regular expression, got %r (%s)" % (name, pattern, e)) from None

@@ -134,14 +134,12 @@ class SpectralScheduler:
 # The callback's `spectral=` option (see `scheduler_for`): "auto" spends per
 # snapshot the most of AUTO_BUDGET CPU seconds, AUTO_SHARE of the wall time
 # between snapshots and AUTO_WRITER_SHARE of the writer's other CPU time.
-# benchmarks/spectral_writer.py (the writer itself, 2 shared cores): every
-# ResNet50 matrix costs 2.1 s CPU per snapshot, the rest of the writer's
-# work 0.35 s; "auto" adds about half of that (+0.17 s) and refreshes every
-# matrix about every 20 snapshots a second apart, or all of them at every
-# snapshot once snapshots are 3.5 minutes apart. The share of wall time is
-# 1 %: the writer's CPU competes with training on CPU-only machines, and
-# the whole callback aims at 2 % of fit time (benchmarks/callback_overhead.py;
-# at 5 % the spectral work alone took 4 % of the wide MLP's fit).
+# Every matrix of a large model costs several times the rest of the
+# writer's work, so "auto" refreshes a few matrices per snapshot, and all of
+# them when snapshots are minutes apart. The share of wall time is small
+# because on a CPU-only machine the writer's CPU is taken from training,
+# and the whole callback aims at 2 % of fit time (what it costs per model:
+# the README, "Spectral stats").
 AUTO_BUDGET = 0.02
 AUTO_SHARE = 0.01
 AUTO_WRITER_SHARE = 0.5

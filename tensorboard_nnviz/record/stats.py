@@ -206,9 +206,10 @@ def _percentiles(values, finite=False):
 def _ranked(values, i, j):
     """The i-th and j-th smallest of `values` (i <= j, both near one end).
 
-    np.partition of 65,536 values takes ~1 ms here; the values beyond a
-    threshold read off a strided subsample are a few hundred, and holding
-    at least j + 1 of them proves they include the wanted ones.
+    Only values near one end are wanted, so partitioning all of them is
+    wasted work: the values beyond a threshold read off a strided subsample
+    are a few hundred, and holding at least j + 1 of them proves they
+    include the wanted ones.
     """
     n = values.size
     top = i > n // 2

@@ -14,22 +14,15 @@ in torch's axis order: layout_torch.py.
 """
 
 import itertools
-import logging
 import os
-import warnings
 import weakref
 
 import numpy as np
 import torch
 
-from tensorboard_nnviz.record import budget as budget_lib
-from tensorboard_nnviz.record import eventfiles
-from tensorboard_nnviz.record import schedule as schedule_lib
-from tensorboard_nnviz.record import spectral_budget
+from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import structure_torch
 from tensorboard_nnviz.record import writer as writer_lib
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["Watcher", "watch"]
 
@@ -64,6 +57,10 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
       log_dir: directory for the event files (one TensorBoard run), e.g.
         `SummaryWriter(log_dir)`'s.
       optimizer: a `torch.optim.Optimizer` whose steps count the step, or
+        a wrapper of one (Accelerate's `AcceleratedOptimizer`, Lightning's
+        `LightningOptimizer`, any wrapper exposing it as `.optimizer`):
+        steps are counted on the real optimizer, once per real step (an
+        accumulation micro-step, or a step a grad scaler skipped, is none).
         None to count with `watcher.step()`.
       snapshot_freq: an int N for a snapshot each time the step count
         crosses a multiple of N, or `"log"` for log-spaced steps
@@ -88,7 +85,8 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     Raises:
       OSError: `log_dir` cannot be written.
       ValueError: an invalid `snapshot_freq` (e.g. `"epoch"`: a training loop
-        has no epochs a hook can see), `max_cells` or `spectral`.
+        has no epochs a hook can see), `max_cells`, `include`, `exclude`,
+        `spectral`, or an `optimizer` that is none.
 
     Example:
 
@@ -126,8 +124,9 @@ def process_rank():
 class Watcher:
     """Takes weight snapshots of a torch model; see `watch`.
 
-    `watch` makes one and takes the first snapshot; the Lightning callback
-    drives one from the trainer's `global_step`.
+    `watch` makes one and takes the first snapshot; the Lightning and
+    Hugging Face callbacks drive one from their trainer's step count
+    (`Driver`, through `Watcher.driven`).
 
     Args: as `watch`, and
       start: optimizer steps already completed (e.g. a resumed
@@ -136,44 +135,48 @@ class Watcher:
 
     def __init__(self, model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536,
                  include=None, exclude=None, start=0, allow_epochs=False, spectral="auto"):
-        self._schedule = schedule_lib.parse(snapshot_freq)  # ValueError if invalid
-        if self._schedule.per_epoch and not allow_epochs:
-            raise ValueError(
-                "snapshot_freq='epoch' needs epochs a hook can see (the Lightning callback "
-                "has them); for a training loop give an int N or 'log', and call "
-                "watcher.snapshot() where you want one more")
-        if int(max_cells) < 1:
-            raise ValueError("max_cells must be positive, got %r" % (max_cells,))
-        spectral_budget.scheduler_for(spectral)  # ValueError if invalid, on every rank
-        self.spectral = spectral
-        self.log_dir = os.fspath(log_dir)
-        self.max_cells = int(max_cells)
+        # Every argument is checked here, before anything is opened (recorder.py).
+        recorder = recorder_lib.Recorder(recorder_lib.WATCH, log_dir, snapshot_freq, max_cells,
+                                         include, exclude, spectral, epochs=allow_epochs)
+        optimizer = real_optimizer(optimizer)
+        self._start(recorder, model, None, optimizer, start, process_rank() == 0)
+
+    @classmethod
+    def driven(cls, recorder, model, log_dir, start=0, writes=True, expected=None):
+        """A Watcher for a callback that counts the steps itself (`advance_to`
+        its trainer's `global_step`).
+
+        Args:
+          recorder: the callback's `recorder.Recorder`, its arguments checked
+            when the callback was made.
+          log_dir: the run's directory, known once training starts.
+          writes: whether this process writes (the trainer's global zero);
+            the others gather sharded weights only.
+          expected: snapshots expected, for the budget line (or None).
+        """
+        self = cls.__new__(cls)
+        self._start(recorder, model, log_dir, None, start, writes, expected)
+        return self
+
+    def _start(self, recorder, model, log_dir, optimizer, start, writes, expected=None):
+        self.recorder = recorder
         self.model = structure_torch.unwrap(model)
-        self._wanted = schedule_lib.tag_filter(include, exclude)  # ValueError if invalid
+        self._source = _TorchModel(self.model)
         self._count = int(start)  # optimizer steps completed
-        self._steps = schedule_lib.StepNumbers()  # knows the last step in log_dir
-        self._snapshot_count = None  # the count of our last snapshot
-        self._signature = None  # of the structure last written
-        self._entries_key = None  # the tensors' _tensor_key when _entries was built
-        self._entries = None  # (entries, their signature, the recorded ones)
-        self._warned = False
+        self._budget = [expected]  # logged before the first snapshot, then emptied
         self._hook = None
-        self._writer = None
         self._closed = False
         # Sharded weights (FSDP2's DTensors) are gathered by every rank at
-        # every snapshot (a collective); rank 0 alone writes them.
+        # every snapshot (a collective); one process writes them.
         self._sharded = any(map(structure_torch.is_sharded, self.model.parameters()))
-        self.active = process_rank() == 0 and not structure_torch.has_fsdp1(self.model)
+        self.active = writes and not structure_torch.has_fsdp1(self.model)
         if self.active:
-            self._steps = schedule_lib.StepNumbers(eventfiles.read_last_step(self.log_dir))
-            self._writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells,
-                                                     spectral=self.spectral)
-            self._writer.pool = HostBufferPool()
-        elif process_rank() == 0:
-            self._warn_once(
-                "tensorboard_nnviz records nothing under FullyShardedDataParallel (FSDP1): its "
-                "parameters are flat shards. Shard with torch.distributed.fsdp.fully_shard "
-                "(FSDP2) instead: its weights are gathered for each snapshot.")
+            recorder.open(log_dir, pool=HostBufferPool())
+        elif writes:
+            recorder.warn_once(
+                "%s records nothing under FullyShardedDataParallel (FSDP1): its parameters are "
+                "flat shards. Shard with torch.distributed.fsdp.fully_shard (FSDP2) instead: its "
+                "weights are gathered for each snapshot." % recorder.api)
         if optimizer is not None and (self.active or self._sharded):
             self._hook = optimizer.register_step_post_hook(self._on_optimizer_step)
 
@@ -186,8 +189,8 @@ class Watcher:
         optimizer, or several: call it once per training step).
         """
         if self._hook is not None:
-            self._warn_once("watcher.step() is ignored: the optimizer passed to watch() "
-                            "already counts the steps")
+            self.recorder.warn_once("watcher.step() is ignored: the optimizer passed to "
+                                    "watch() already counts the steps")
             return
         self.advance_to(self._count + 1)
 
@@ -198,7 +201,7 @@ class Watcher:
         """Training reached `count` optimizer steps (e.g. Lightning's
         `global_step`): takes a snapshot if one is due since the last count."""
         previous, self._count = self._count, int(count)
-        if not self._schedule.per_epoch and self._schedule.due(previous, self._count):
+        if self.recorder.due(previous, self._count):
             self.snapshot()
 
     # --- snapshots ----------------------------------------------------------------
@@ -208,77 +211,19 @@ class Watcher:
 
         Errors of ours are logged and warned about once, never raised.
         """
-        if self._closed or self._snapshot_count == self._count:
+        if self._closed or not (self.active or self._sharded):
             return
-        try:
-            if self.active:
-                self._take_snapshot()
-            elif self._sharded:
-                self._gather_only()
-        except Exception as e:
-            logger.exception("nnviz: could not take a weight snapshot")
-            self._warn_once("tensorboard_nnviz could not take a weight snapshot (%s: %s); "
-                            "training goes on" % (type(e).__name__, e))
-
-    def _take_snapshot(self):
-        items, signature, recorded = self._tensors()
-        doc = None
-        if signature != self._signature:  # the first snapshot, or the model changed
-            doc = structure_torch.build_structure(
-                self.model, items, structure_torch.fx_inbound(self.model))
-            if self._signature is None:
-                self._log_budget(recorded)
-        step = self._steps.step(self._count)
-        with self._writer.paused(), torch.no_grad():
-            weights = copy_to_host(recorded, self._writer.pool)
-        self._writer.write(step, weights, doc, pooled=True)
-        self._signature = signature
-        self._steps.written(step)
-        self._snapshot_count = self._count
-
-    def _gather_only(self):
-        """Another rank's part in a snapshot of sharded weights: the same
-        gathers as rank 0, in the same order; nothing is kept."""
-        self._snapshot_count = self._count
-        for e in self._tensors()[2]:
-            if structure_torch.is_sharded(e.tensor):
-                e.tensor.full_tensor()
-
-    def _tensors(self):
-        """(entries, their signature, the recorded entries), built again only
-        when a tensor is added, replaced, reshaped or cast: the module walk
-        is per-snapshot Python work on the training thread (6–13 ms for 420
-        tensors, 3–15× this check)."""
-        model = self.model
-        key = tuple(_tensor_key(t) for t in itertools.chain(model.parameters(), model.buffers()))
-        if key != self._entries_key:
-            items = structure_torch.entries(model)
-            recorded = [e for e in items if e.recorded and self._wanted(e.tag)]
-            self._entries = (items, structure_torch.signature(items), recorded)
-            self._entries_key = key
-        return self._entries
-
-    def _log_budget(self, recorded):
-        try:
-            logger.info(budget_lib.budget_message(
-                len(recorded), budget_lib.snapshot_bytes(recorded, self.max_cells)))
-        except Exception:  # an estimate must never stop training
-            logger.exception("nnviz: could not estimate the snapshot size")
-
-    def _warn_once(self, msg):
-        if self._warned:
-            return
-        self._warned = True
-        logger.warning(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        if self._budget:
+            self.recorder.log_budget(self._source, self._budget.pop())
+        self.recorder.snapshot(self._source, self._count, token=self)
 
     # --- closing --------------------------------------------------------------------
 
     @property
     def last_step(self):
         """The step of the last snapshot in `log_dir` (ours or earlier), or None."""
-        steps = getattr(self, "_steps", None)  # None if __init__ raised
-        return steps.last if steps is not None else None
+        recorder = getattr(self, "recorder", None)  # None if __init__ raised
+        return recorder.last_step if recorder is not None else None
 
     def close(self):
         """Removes the optimizer hook and writes every queued snapshot (idempotent)."""
@@ -286,9 +231,7 @@ class Watcher:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self.recorder.close()
 
     def __enter__(self):
         return self
@@ -296,6 +239,118 @@ class Watcher:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class Driver:
+    """What the Lightning and Hugging Face callbacks share: their arguments,
+    checked when the callback is made, and a `Watcher` that their hooks
+    drive from the trainer's `global_step`.
+
+    Args:
+      api: the callback's name for messages (`recorder.LIGHTNING`, ...).
+      log_dir, snapshot_freq, max_cells, include, exclude, spectral: the
+        callback's arguments.
+
+    Raises:
+      OSError: an explicit `log_dir` cannot be written.
+      ValueError: an invalid argument.
+    """
+
+    def __init__(self, api, log_dir, snapshot_freq, max_cells, include, exclude, spectral):
+        self.recorder = recorder_lib.Recorder(api, log_dir, snapshot_freq, max_cells, include,
+                                              exclude, spectral)
+        if process_rank() == 0:
+            self.recorder.check_log_dir()  # an explicit log_dir; the trainer's is known later
+        self._watcher = None
+
+    def start(self, model, log_dir, start, writes, expected=None):
+        """Training starts: the first snapshot. On every process: one writes,
+        but sharded weights (FSDP2) need every process to gather them."""
+        self._watcher = Watcher.driven(self.recorder, model, log_dir, start=start, writes=writes,
+                                       expected=expected)
+        self._watcher.snapshot()
+
+    def advance_to(self, global_step):
+        if self._watcher is not None:
+            self._watcher.advance_to(global_step)
+
+    def epoch_end(self, global_step):
+        if self._watcher is not None and self.recorder.schedule.per_epoch:
+            self._watcher.advance_to(global_step)
+            self._watcher.snapshot()
+
+    def close(self):
+        """Writes what is queued and closes the writer (idempotent)."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
+
+class _TorchModel(recorder_lib.Source):
+    """A torch module as the recorder sees it (recorder.Source)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def key(self):
+        model = self.model
+        return tuple(_tensor_key(t) for t in itertools.chain(model.parameters(), model.buffers()))
+
+    def tensors(self):
+        items = structure_torch.entries(self.model)
+        return items, structure_torch.signature(items), [e for e in items if e.recorded]
+
+    def structure(self, items):
+        return structure_torch.build_structure(self.model, items,
+                                               structure_torch.fx_inbound(self.model))
+
+    def copy(self, recorded, pool):
+        with torch.no_grad():
+            return copy_to_host(recorded, pool)
+
+    def join(self, recorded):
+        """Another rank's part in a snapshot of sharded weights: the same
+        gathers as the writing rank, in the same order; nothing is kept."""
+        for e in recorded:
+            if structure_torch.is_sharded(e.tensor):
+                e.tensor.full_tensor()
+
+
+# Where wrappers keep the optimizer they wrap: Accelerate's
+# AcceleratedOptimizer `.optimizer`, Lightning's LightningOptimizer
+# `._optimizer`.
+_WRAPPED = ("optimizer", "_optimizer")
+
+
+def real_optimizer(optimizer):
+    """The optimizer whose `step()` updates the weights, found inside
+    wrappers, or None for None.
+
+    A wrapper's `step()` calls the wrapped optimizer's when (and only when)
+    a real step happens: not on an accumulation micro-step (Accelerate), nor
+    when a grad scaler found inf or NaN gradients and skipped it. So steps
+    are counted by a hook on the innermost optimizer, once per real step.
+    AcceleratedOptimizer is a torch Optimizer that never ran its
+    `__init__`, which is why hooking the wrapper fails.
+
+    Raises:
+      ValueError: not an optimizer, nor a wrapper exposing one.
+    """
+    seen = set()
+    while optimizer is not None and id(optimizer) not in seen:
+        seen.add(id(optimizer))
+        inner = [getattr(optimizer, a, None) for a in _WRAPPED]
+        inner = [o for o in inner if o is not optimizer and callable(getattr(o, "step", None))]
+        if not inner:
+            break
+        optimizer = inner[0]
+    if optimizer is None or (isinstance(optimizer, torch.optim.Optimizer)
+                             and hasattr(optimizer, "_optimizer_step_post_hooks")):
+        return optimizer
+    raise ValueError(
+        "%s: optimizer must be a torch.optim.Optimizer or a wrapper that exposes it as "
+        "`.optimizer` (Accelerate's, Lightning's), got %s"
+        % (recorder_lib.WATCH, type(optimizer).__name__))
 
 
 # --- the copy to host ---------------------------------------------------------------

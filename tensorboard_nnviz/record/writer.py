@@ -135,6 +135,8 @@ class SnapshotWriter:
       spectral: which matrices get spectral stats at each snapshot
         (`spectral_budget.scheduler_for`): "auto" (a CPU budget per snapshot),
         True (all, every snapshot), False (none), or seconds per snapshot.
+      name: the API the user called (`recorder.WATCH`, ...), named in the
+        writer's messages.
 
     Raises:
       LogDirError: the log_dir cannot be created or written.
@@ -142,11 +144,12 @@ class SnapshotWriter:
     """
 
     def __init__(self, log_dir, max_cells=65536, queue_size=1, state=None,
-                 event_writer_factory=None, spectral="auto"):
+                 event_writer_factory=None, spectral="auto", name="tensorboard_nnviz"):
         self._scheduler = spectral_budget.scheduler_for(spectral)  # ValueError first
         self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
         self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
         self.log_dir = str(log_dir)
+        self.name = name
         self.max_cells = int(max_cells)
         self.state = state if state is not None else {}
         self._factory = event_writer_factory or eventfiles.new_writer
@@ -168,7 +171,7 @@ class SnapshotWriter:
             self._events = self._factory(self.log_dir)
         except Exception as e:  # OSError, tf.errors.*: all mean "cannot write"
             raise LogDirError(
-                "NNVizCallback cannot write to log_dir %r: %s" % (self.log_dir, e)
+                "%s cannot write to log_dir %r: %s" % (self.name, self.log_dir, e)
             ) from e
         self._thread = threading.Thread(target=self._run, name="nnviz-writer", daemon=True)
         self._thread.start()
@@ -414,9 +417,10 @@ class SnapshotWriter:
             return
         self._warned = True
         msg = (
-            "NNVizCallback could not write the weight snapshot at step %s to %r (%s: %s). "
+            "%s could not write the weight snapshot at step %s to %r (%s: %s). "
             "Training goes on; later snapshots are still tried, snapshots that fail are lost "
-            "(this warning is shown once)." % (step, self.log_dir, type(error).__name__, error)
+            "(this warning is shown once)."
+            % (self.name, step, self.log_dir, type(error).__name__, error)
         )
         logger.warning(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)

@@ -32,8 +32,9 @@ ALPHA = "alpha"
 # ||W|| past this multiple of its first value is exploding.
 GROWTH_LIMIT = 100.0
 # So is one snapshot-to-snapshot update larger than ||W_prev|| (JUMP_LIMIT)
-# that also multiplied ||W|| by JUMP_GROWTH: healthy runs with snapshots an
-# epoch apart have updates of 1.4 ||W_prev|| while ||W|| grows 1.6x.
+# that also multiplied ||W|| by JUMP_GROWTH: with snapshots far apart, a
+# healthy update can exceed the weights but does not double them
+# (http_api.md, /findings: the runs these limits were checked on).
 JUMP_LIMIT = 1.0
 JUMP_GROWTH = 2.0
 # weightwatcher's range of power-law alpha for well-trained layers: below

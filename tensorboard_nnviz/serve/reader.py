@@ -251,8 +251,8 @@ class NNVizReader:
         series = self._units_of(ctx, eid, run, [units_tag], listing).get(units_tag)
         if series is None or stats_tag not in listing:
             self._no_units(ctx, eid, run, tag, listing.get(stats_tag))
-        # One listing for stats and units of earlier runs (a listing costs
-        # ~45 ms on RustBoard).
+        # One listing for the stats and the units of earlier runs: each is a
+        # round trip to the data provider (RustBoard's over gRPC).
         steps = self._stats_columns(ctx, eid, run, {stats_tag: listing[stats_tag]})[stats_tag]["steps"]
         if series.error:
             raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))

@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {tensorIndex, cellInfo, describeCell, separators, groupSpans, layoutSize, unravel} from '../../frontend/model/layout.js';
+import {tensorIndex, cellInfo, describeCell, separators, groupBrackets, groupLabel, groupSpans, layoutSize, unravel} from '../../frontend/model/layout.js';
 
 // A reference implementation of the layout rule (docs/architecture.md) on a real nested array:
 // frame = transpose(W, row_axes + col_axes).reshape(R, C).
@@ -108,4 +108,27 @@ test('groupAt names the gate or head of a cell', async () => {
   const out = {row_axes: [0, 1], col_axes: [2], block: [1, 1], groups: [{axis: 'rows', size: 3, names: ['head 0', 'head 1']}]};
   assert.deepEqual(groupAt([2, 3, 6], out, 4, 0), ['head 1']);
   assert.equal(groupAt([4, 3], {row_axes: [0], col_axes: [1], groups: []}, 0, 0), null);
+});
+
+test('gates are named "gate x", heads by their name', () => {
+  assert.equal(groupLabel('f'), 'gate f');
+  assert.equal(groupLabel('head 1'), 'head 1');
+});
+
+test('group brackets: a line between groups across the picture, a bracket outside along each', () => {
+  const spans = [{start: 0, end: 4, name: 'i'}, {start: 4, end: 8, name: 'f'}];
+  const box = {x0: 20, y0: 30, w: 80, h: 50, cellW: 10, cellH: 5};
+  // Column groups (an LSTM kernel's gates): brackets above the picture, lines down it.
+  const cols = groupBrackets(spans, 'cols', box, 2);
+  assert.deepEqual(cols.map((b) => [b.name, b.a, b.b]), [['i', 20, 60], ['f', 60, 100]]);
+  assert.equal(cols[0].line, null, 'no line before the first group');
+  assert.deepEqual(cols[1].line, [60, 30, 60, 80]);
+  assert.deepEqual(cols[1].bracket, [61, 26, 38, 2]);
+  // Row groups, a 1 px line: on a half pixel (sharp), across the picture; brackets left of it.
+  const rows = groupBrackets(spans, 'rows', box, 1);
+  assert.deepEqual(rows.map((b) => [b.a, b.b]), [[30, 50], [50, 70]]);
+  assert.deepEqual(rows[1].line, [20, 50.5, 100, 50.5]);
+  assert.deepEqual(rows[0].bracket, [16, 31, 2, 18]);
+  // A group narrower than the bracket's insets still gets one pixel.
+  assert.equal(groupBrackets([{start: 0, end: 0.1, name: 'x'}], 'cols', box, 2)[0].bracket[2], 1);
 });

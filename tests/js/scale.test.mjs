@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {percentile, absMax, makeScale, frameBound, valuesBound, niceTicks} from '../../frontend/model/scale.js';
+import {percentile, absMax, makeScale, frameBound, valuesBound, niceTicks, scaleTickMarks} from '../../frontend/model/scale.js';
 import {scaleFor} from '../../frontend/model/scale_policy.js';
 
 test('percentile interpolates like numpy and skips non-finite values', () => {
@@ -81,4 +81,11 @@ test('chart ranges leave exploded values out and start counts at 0', async () =>
   assert.deepEqual([c.x0, c.x1, c.lo], [4, 6, 0]);
   assert.ok(c.hi > 3);
   assert.equal(chartRange({key: 'std'}, [[null]], [0, 1]).empty, true);
+});
+
+test('a legend\'s ticks are placed along the bar from lo (0) to hi (1)', () => {
+  assert.deepEqual(scaleTickMarks({lo: -1, hi: 1}), [
+    {label: '-1', at: 0}, {label: '-0.5', at: 0.25}, {label: '0', at: 0.5}, {label: '0.5', at: 0.75}, {label: '1', at: 1}]);
+  // A scale of one value: its tick in the middle.
+  assert.deepEqual(scaleTickMarks({lo: 2, hi: 2}), [{label: '2', at: 0.5}]);
 });

@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {colormapLUT, packRGB} from '../../frontend/model/colors.js';
-import {CELL, CELL_COLORS, paintCells, SAMPLE_LIMIT, scaleSpace, statDomain, statPosition, statTicks} from '../../frontend/model/stat_scale.js';
+import {CELL, CELL_COLORS, paintCells, SAMPLE_LIMIT, scaleSpace, statDomain, statPosition, statTickMarks, statTicks} from '../../frontend/model/stat_scale.js';
 
 // Cells hold values in scale space (log10 for a log scale).
 const cells = (values, kind = 'log') => ({values: Float64Array.from(values, (v) => scaleSpace(v, kind)),
@@ -63,4 +63,15 @@ test('log ticks are powers of ten, or 1-2-5 steps within a decade or two', () =>
   assert.deepEqual(statTicks(log(1.5e-5, 0.2)), [1e-4, 1e-3, 1e-2, 1e-1]);
   assert.deepEqual(statTicks(log(0.011, 0.3)), [0.02, 0.05, 0.1, 0.2]);
   assert.deepEqual(statTicks({kind: 'linear', lo: 0, hi: 1}), [0, 0.25, 0.5, 0.75, 1]);
+});
+
+test('a log scale\'s legend ticks sit where their values are on the bar', () => {
+  const domain = {kind: 'log', lo: 1e-4, hi: 1e-1, a: -4, b: -1};
+  const marks = statTickMarks(domain);
+  assert.deepEqual(marks.map((m) => m.label), ['1e-4', '0.001', '0.01', '0.1']);
+  assert.deepEqual(marks.map((m) => Number(m.at.toFixed(6))), [0, 1 / 3, 2 / 3, 1].map((x) => Number(x.toFixed(6))));
+  // Counts format as counts.
+  const counts = statTickMarks({kind: 'linear', lo: 0, hi: 2000, a: 0, b: 2000}, (n) => `${n / 1000}k`);
+  assert.deepEqual(counts.map((m) => m.label), ['0k', '0.5k', '1k', '1.5k', '2k']);
+  assert.deepEqual(counts.map((m) => m.at), [0, 0.25, 0.5, 0.75, 1]);
 });

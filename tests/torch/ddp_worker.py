@@ -14,10 +14,10 @@ OUT/run (the same directory for every rank: only rank 0 may write there).
 import os
 import sys
 
-import numpy as np
 import torch
 from torch import nn
 
+import torch_models
 from tensorboard_nnviz.torch import watch
 
 STEPS = 6
@@ -40,9 +40,10 @@ def train(net, x, y, out_dir, name):
     truth = {}
 
     def keep(step):
+        truth[step] = {}
         for k, v in plain.state_dict().items():
             v = v.full_tensor() if hasattr(v, "full_tensor") else v  # FSDP2: every rank gathers
-            truth["%d:%s" % (step, k.replace(".", "/"))] = v.detach().numpy().copy()
+            truth[step][k.replace(".", "/")] = v.detach().numpy().copy()
 
     keep(0)
     with watch(net, os.path.join(out_dir, "run"), optimizer=opt, snapshot_freq=2):
@@ -51,7 +52,7 @@ def train(net, x, y, out_dir, name):
             nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
             keep(step)
-    np.savez(os.path.join(out_dir, "truth_%s.npz" % name), **truth)
+    torch_models.save_steps(os.path.join(out_dir, "truth_%s.npz" % name), truth)
 
 
 def main(argv):

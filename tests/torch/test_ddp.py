@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+import torch_models as tm
 from runs import read_run
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_worker.py")
@@ -19,15 +20,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
-
-
-def _truth(path):
-    steps = {}
-    with np.load(path) as f:
-        for key in f.files:
-            step, tag = key.split(":", 1)
-            steps.setdefault(int(step), {})[tag] = f[key]
-    return steps
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +54,7 @@ def test_only_rank_0_writes(runs):
     assert len(files) == 1 and files[0].startswith("events.out.tfevents."), files
     # Rank 1 trained the same weights (the replicas, or the gathered shards,
     # are equal) but wrote nothing.
-    r0, r1 = _truth(out / "truth_rank0.npz"), _truth(out / "truth_rank1.npz")
+    r0, r1 = tm.load_steps(out / "truth_rank0.npz"), tm.load_steps(out / "truth_rank1.npz")
     for step in r0:
         for tag in r0[step]:
             np.testing.assert_array_equal(r0[step][tag], r1[step][tag])
@@ -72,8 +64,8 @@ def test_snapshots_equal_the_single_process_runs_weights(runs):
     single, out, _, _ = runs
     run = read_run(out / "run")
     reference = read_run(single / "run")
-    truth = _truth(out / "truth_rank0.npz")
-    alone = _truth(single / "truth_single.npz")
+    truth = tm.load_steps(out / "truth_rank0.npz")
+    alone = tm.load_steps(single / "truth_single.npz")
     # Plain tags: no DDP `module/` prefix; whole weights, not FSDP shards.
     assert sorted(run["frames"]) == ["0/bias", "0/weight", "3/bias", "3/weight"]
     assert sorted(run["frames"]) == sorted(reference["frames"])

@@ -10,9 +10,10 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 from torch import nn
 
 import torch_models as tm
+from bad_arguments import assert_refused_when_made
+from runs import read_run, reference_frame, steps_of
 
 from tensorboard_nnviz.lightning import NNVizCallback
-from runs import read_run, reference_frame, steps_of
 
 STEPS_PER_EPOCH = 3
 
@@ -131,3 +132,52 @@ def test_spectral_option_reaches_the_writer(tmp_path):
     assert all(s["sv_max"] is None for s in read_run(off.log_dir)["stats"]["fc/weight"].values())
     with pytest.raises(ValueError, match="spectral must be"):
         NNVizCallback(spectral="everything")
+
+
+def test_bad_arguments_are_refused_when_the_callback_is_made(tmp_path):
+    """Before training: `max_cells` too (it used to fail inside fit)."""
+    assert_refused_when_made(NNVizCallback, "tensorboard_nnviz.lightning.NNVizCallback", tmp_path)
+
+
+class FailsAt(Digits):
+    """Raises in the training step once `global_step` reaches `step`."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.fail_at = step
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.fail_at:
+            raise RuntimeError("planted failure")
+        return super().training_step(batch, batch_idx)
+
+
+def test_snapshots_queued_when_training_raises_are_written(tmp_path):
+    """Lightning's `on_exception`: the snapshot queued right before the
+    failure is on disk once `fit` has raised, and the writer is closed (its
+    thread gone), not left for the end of the process."""
+    import threading
+
+    import pytest
+
+    def writers():
+        return {t for t in threading.enumerate() if t.name == "nnviz-writer"}
+
+    before = writers()
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(4 * STEPS_PER_EPOCH, 1, 8, 8),
+                                          torch.randint(0, 3, (4 * STEPS_PER_EPOCH,)))
+    model = FailsAt(step=4)
+    rec = Recorder()
+    trainer = lightning.Trainer(
+        max_epochs=3, accelerator="cpu", devices=1, logger=logger,
+        callbacks=[NNVizCallback(snapshot_freq=1), rec], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(RuntimeError, match="planted failure"):
+        trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=4))
+    assert writers() <= before, "the writer was closed when training raised"
+    run = read_run(logger.log_dir)
+    assert sorted(run["frames"]["fc/weight"]) == [0, 1, 2, 3, 4]
+    expected = reference_frame(rec.weights[4]["fc/weight"], run["content"]["fc/weight"]["layout"])
+    np.testing.assert_array_equal(run["frames"]["fc/weight"][4], expected.astype(np.float32))

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 import torch_models as tm
+from bad_arguments import assert_refused_when_made
 
-from tensorboard_nnviz.record import writer as writer_lib
-from tensorboard_nnviz.torch import HostBufferPool, watch
-from runs import read_run, steps_of
+from tensorboard_nnviz.record.torch_watch import HostBufferPool
+from tensorboard_nnviz.torch import watch
+from runs import full_disk_at, read_run, steps_of
 
 
 def _loop(model, opt, steps, batch=None, watcher=None):
@@ -143,7 +144,7 @@ def test_host_buffers_are_recycled(tmp_path):
             return buf
 
     w = watch(model, tmp_path, optimizer=opt, snapshot_freq=1)
-    w._writer.pool = Counting()
+    w.recorder.writer.pool = Counting()
     _loop(model, opt, 30)
     w.close()
     assert steps_of(tmp_path) == list(range(31))
@@ -172,7 +173,7 @@ def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
     take = pool.take
     pool.take = lambda *a: copied.append(take(*a)) or copied[-1]
     w = watch(model, tmp_path, optimizer=opt, snapshot_freq=1)
-    w._writer.pool = pool
+    w.recorder.writer.pool = pool
     _loop(model, opt, 20)
     w.close()
     assert len(copied) == 20 * 4
@@ -183,11 +184,9 @@ def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
     np.testing.assert_array_equal(frames["2/bias"][20], model[2].bias.detach().numpy()[None])
 
 
-def test_unwritable_log_dir_fails_at_watch(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    with pytest.raises(OSError, match="cannot write"):
-        watch(_mlp(), blocker / "run")
+def test_bad_arguments_are_refused_by_watch_naming_it(tmp_path):
+    assert_refused_when_made(lambda log_dir, **kw: watch(_mlp(), log_dir, **kw),
+                             "tensorboard_nnviz.torch.watch", tmp_path)
 
 
 def test_epoch_schedule_is_refused_with_a_clear_message(tmp_path):
@@ -204,8 +203,8 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path):
             raise RuntimeError("no host memory")
 
     w = watch(model, tmp_path, optimizer=opt, snapshot_freq=1)
-    w._writer.flush()
-    w._writer.pool = Broken()  # every copy now fails inside our hook
+    w.recorder.writer.flush()
+    w.recorder.writer.pool = Broken()  # every copy now fails inside our hook
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _loop(model, opt, 3)
@@ -215,34 +214,24 @@ def test_a_failing_snapshot_warns_once_and_training_goes_on(tmp_path):
     assert steps_of(tmp_path) == [0]
 
 
-def test_a_full_disk_is_reported_and_training_goes_on(tmp_path):
-    class FullDisk:
-        def __init__(self, log_dir):
-            pass
-
-        def add_event(self, event):
-            raise OSError(28, "No space left on device")
-
-        def flush(self):
-            pass
-
-        def close(self):
-            pass
-
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_full_disk_is_reported_naming_watch_and_training_goes_on(tmp_path, monkeypatch):
+    """Writing step 2 fails as on a full disk: one warning, which names the
+    API the user called (not the Keras callback); the other steps are kept."""
+    full_disk_at(monkeypatch, 2)
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), 0.1)
-    w = watch(model, tmp_path, optimizer=opt, snapshot_freq=1)
-    real = w._writer
-    w._writer = writer_lib.SnapshotWriter(tmp_path, event_writer_factory=FullDisk)
-    w._writer.pool = HostBufferPool()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _loop(model, opt, 3)
-        w._writer.flush()
-    failed = w._writer.failed_steps
-    w.close()
-    real.close()
-    assert failed and any("No space left" in str(c.message) for c in caught)
+        with watch(model, tmp_path, optimizer=opt, snapshot_freq=1) as w:
+            _loop(model, opt, 2)
+            w.recorder.writer.flush()
+            _loop(model, opt, 2)
+    ours = [str(c.message) for c in caught if "No space left" in str(c.message)]
+    assert len(ours) == 1, ours
+    assert ours[0].startswith("tensorboard_nnviz.torch.watch could not write the weight "
+                              "snapshot at step 2")
+    assert steps_of(tmp_path) == [0, 1, 3, 4]  # only the failed snapshot is lost
 
 
 def test_lazy_modules_are_recorded_once_materialised(tmp_path):

@@ -9,6 +9,7 @@ Every model maps its batch to a tensor; the loss is its mean square, so any
 family trains with the same loop.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -146,6 +147,23 @@ def state(model):
     return {name.replace(".", "/"): t.detach().cpu().float().numpy().copy()
             if t.dtype == torch.bfloat16 else t.detach().cpu().numpy().copy()
             for name, t in model.state_dict().items() if t.is_floating_point()}
+
+
+def save_steps(path, steps):
+    """Saves `{step: {tag: array}}` (weights per step, kept by a process of
+    a multi-process test) to the .npz file `path`."""
+    np.savez(path, **{"%d:%s" % (step, tag): w for step, ws in steps.items()
+                      for tag, w in ws.items()})
+
+
+def load_steps(path):
+    """`{step: {tag: array}}` saved by `save_steps`."""
+    steps = {}
+    with np.load(path) as f:
+        for key in f.files:
+            step, tag = key.split(":", 1)
+            steps.setdefault(int(step), {})[tag] = f[key]
+    return steps
 
 
 def train(model, batch, log_dir, steps=4, snapshot_freq=2, lr=0.05, optimizer_cls=None, **kwargs):
