@@ -98,17 +98,24 @@ def synthetic_stats(n_tags, snapshots, seed=0):
 
 
 def write_run(run_dir, snapshots):
+    """The run as the writer lays it out (format.py): each frame an event of
+    its own, then per snapshot one event with the stats table (and, at the
+    first, the structure last)."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
     from tensorboard_nnviz.core import format as fmt
     from tensorboard_nnviz.core import layout as layout_lib
-    from tensorboard_nnviz.record import writer as writer_lib
+    from tensorboard_nnviz.record import eventfiles
 
     doc, weights = resnet50_structure()
     steps, stats = synthetic_stats(len(weights), snapshots)
-    writer = writer_lib._default_event_writer(run_dir)
+    writer = eventfiles.new_writer(run_dir)
+
+    def add(step, values):
+        writer.add_event(event_pb2.Event(step=int(step), wall_time=1.7e9 + float(step),
+                                         summary=summary_pb2.Summary(value=values)))
+
     rng = np.random.default_rng(1)
-    values = [fmt.structure_value(doc)]
     for tag, cls, name, shape in weights:
         layout = layout_lib.choose_layout(cls, name, shape, tag.rsplit("/", 1)[0])
         w = (rng.standard_normal(shape) * 0.05).astype(np.float32)
@@ -116,17 +123,12 @@ def write_run(run_dir, snapshots):
         layout = dict(layout, block=[int(b) for b in block])
         content = fmt.frame_content(shape=list(shape), dtype="float32", layout=layout,
                                     rows=frame.shape[0], cols=frame.shape[1])
-        values.append(fmt.frame_value(tag, fmt.encode_frame(frame), content))
+        add(steps[0], [fmt.frame_value(tag, fmt.encode_frame(frame), content)])
+    tags = [tag for tag, *_ in weights]
     for i, step in enumerate(steps):
-        vals = values if i == 0 else []
-        for (tag, *_), series in zip(weights, stats):
-            row = {k: None for k in fmt.STAT_FIELDS}
-            for k, arr in series.items():
-                v = float(arr[i])
-                row[k] = None if not np.isfinite(v) else v
-            vals.append(fmt.stats_value(tag, row))
-        writer.add_event(event_pb2.Event(step=int(step), wall_time=1.7e9 + float(step),
-                                         summary=summary_pb2.Summary(value=vals)))
+        rows = [{k: float(arr[i]) for k, arr in series.items()} for series in stats]
+        values = [fmt.stats_table_value(tags, rows)]
+        add(step, values + ([fmt.structure_value(doc)] if i == 0 else []))
     writer.close()
     return len(weights)
 

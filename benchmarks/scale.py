@@ -47,6 +47,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from tb_server import TensorBoardServer  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import long_runs  # noqa: E402
+
 from tensorboard_nnviz.core import format as fmt  # noqa: E402
 from tensorboard_nnviz.record import budget  # noqa: E402
 from tensorboard_nnviz.record import fast_crc  # noqa: E402
@@ -78,12 +81,12 @@ class _EncodingShim:
     def __getattr__(self, name):
         return getattr(fmt, name)
 
-    def frame_value(self, weight_tag, blob, content):
+    def frame_value(self, weight_tag, blob, content, **kwargs):
         block = fmt.parse_content(content)["layout"]["block"]
         encoding = fmt.ENCODING_F32 if list(block) == [1, 1] else self.reduced
         if blob[5] != encoding:
             blob = fmt.encode_frame(fmt.decode_frame(blob), encoding)
-        return fmt.frame_value(weight_tag, blob, content)
+        return fmt.frame_value(weight_tag, blob, content, **kwargs)
 
 
 def use_encoding(reduced):
@@ -151,36 +154,9 @@ def write_snapshots(logdir, model, n, through_writer=10, max_cells=65536):
 
 
 def replay(logdir, count, first_step, step_every):
-    """Appends `count` snapshots made from the last event in `logdir`."""
-    from tensorboard.compat.proto import event_pb2
-
-    from tensorboard_nnviz.record import eventfiles
-
-    for template in eventfiles.read_events(logdir):
-        pass  # the last one
-    rng = np.random.default_rng(1)
-    frames = {}
-    for v in template.summary.value:
-        if fmt.parse_summary_tag(v.tag)[0] == fmt.KIND_FRAME:
-            blob = v.tensor.string_val[0]
-            frame = fmt.decode_frame(blob)
-            frames[v.tag] = (frame, blob[5], rng.standard_normal(frame.shape).astype(np.float32)
-                             * np.float32(1e-3 / 4))
-    events = eventfiles.new_writer(logdir)
-    try:
-        for i in range(count):
-            event = event_pb2.Event()
-            event.CopyFrom(template)
-            event.step = first_step + i * step_every
-            event.wall_time = time.time()
-            for v in event.summary.value:
-                if v.tag in frames:
-                    frame, encoding, z = frames[v.tag]
-                    v.tensor.string_val[0] = fmt.encode_frame(frame + z * np.float32(i + 1), encoding)
-            events.add_event(event)
-            events.flush()
-    finally:
-        events.close()
+    """Appends `count` snapshots made from the last snapshot's events in
+    `logdir` (long_runs.replay)."""
+    long_runs.replay(logdir, count, first_step, step_every)
 
 
 def dir_bytes(path):
@@ -261,17 +237,6 @@ def hold_times(model, logdir, steps=20, every=4):
 # --- TensorBoard ------------------------------------------------------------------------
 
 
-def tree_rss(pid):
-    proc = psutil.Process(pid)
-    total = 0
-    for p in [proc] + proc.children(recursive=True):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
     """(seconds to first frame, seconds to fully loaded, RSS after load,
     peak RSS while loading, seconds until TensorBoard answers at all), all
@@ -284,14 +249,15 @@ def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
                     timeout=600, interval=0.1)
         first = time.monotonic() - t0
 
-        def loaded():
+        def loaded():  # frames (from disk) and stats (through TensorBoard): read whole
             tensors = tb.get_json("tags", {"run": "."})["tensors"]
-            return tensors and all(len(t["steps"]) == n_snapshots for t in tensors)
+            return tensors and all(len(t["steps"]) == n_snapshots for t in tensors) and long_runs.loaded(
+                tb, n_snapshots)
 
         peak = [0]
 
         def loaded_sampling():
-            peak[0] = max(peak[0], tree_rss(tb._proc.pid))
+            peak[0] = max(peak[0], tb.rss())
             return loaded()
 
         tb.wait_for(loaded_sampling, timeout=900, interval=0.5)
@@ -299,13 +265,13 @@ def load_in_tensorboard(logdir, load_fast, n_snapshots, tag):
         for _ in range(5):  # serve a few frames, as a user opening the tab
             assert tb.get("frame", {"run": ".", "tag": tag}).status == 200
         time.sleep(2)
-        rss = tree_rss(tb._proc.pid)
+        rss = tb.rss()
     return first, full, rss, max(peak[0], rss), ready
 
 
 def frame_latency(workdir, counts=(10, 100, 1000), repeats=40):
     """/frame p50 (ms) on one 256x256-reduced tensor at each snapshot count."""
-    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from runs import snapshot_events
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     from tensorboard_nnviz.core import layout as layout_lib
@@ -325,9 +291,9 @@ def frame_latency(workdir, counts=(10, 100, 1000), repeats=40):
         for i in range(n):
             f = frame + np.float32(1e-4 * i)
             values = [fmt.frame_value(tag, fmt.encode_frame(f, encoding), content),
-                      fmt.stats_value(tag, stats)]
-            events.add_event(event_pb2.Event(step=i, wall_time=time.time(),
-                                             summary=summary_pb2.Summary(value=values)))
+                      fmt.stats_table_value([tag], [stats])]
+            for event in snapshot_events(i, values):  # the writer's layout
+                events.add_event(event)
         events.close()
     out = {}
     for load_fast in (False, True):

@@ -41,13 +41,13 @@ def run(weights, option, snapshots, interval):
     logdir = tempfile.mkdtemp(prefix="nnviz_spectral_writer_")
     writer = writer_lib.SnapshotWriter(logdir, spectral=option)
     filled, cpu = [], []
-    original = writer_lib.fmt.stats_value
+    original = writer_lib.fmt.stats_table_value
 
-    def counting(tag, stats, *args, **kwargs):  # counts the matrices given metrics
-        filled[-1] += stats.get("sv_max") is not None
-        return original(tag, stats, *args, **kwargs)
+    def counting(tags, rows, *args, **kwargs):  # counts the matrices given metrics
+        filled[-1] += sum(r.get("sv_max") is not None for r in rows)
+        return original(tags, rows, *args, **kwargs)
 
-    writer_lib.fmt.stats_value = counting
+    writer_lib.fmt.stats_table_value = counting
     try:
         for step in range(snapshots + 1):
             batch = [writer_lib.Weight(tag, w + noise[tag] * step, cls, layer, str(w.dtype))
@@ -59,7 +59,7 @@ def run(weights, option, snapshots, interval):
             if step:
                 cpu.append(time.process_time() - before)
     finally:
-        writer_lib.fmt.stats_value = original
+        writer_lib.fmt.stats_table_value = original
         writer.close()
     return cpu, filled
 

@@ -57,7 +57,7 @@ def resnet50_weights():
 
 
 def write_run(root, weights, steps):
-    from tensorboard.compat.proto import event_pb2
+    from runs import snapshot_events
 
     from tensorboard_nnviz.core import format as fmt
     from tensorboard_nnviz.record import stats as stats_lib
@@ -82,10 +82,7 @@ def write_run(root, weights, steps):
     norms = {tag: rng.uniform(0.5, 2.0, units) for tag, units, _, _ in specs}
     blob = fmt.encode_frame(np.zeros((1, 1), np.float32))
     for step in range(steps):
-        event = event_pb2.Event(step=step, wall_time=time.time())
-        values = event.summary.value
-        if step == 0:
-            fmt.structure_value(structure, out=values.add())
+        values, rows = [], []
         for tag, units, frame_content, units_content in specs:
             update = None if step == 0 else rng.uniform(1e-4, 1e-3, units)
             if update is not None and tag in dead and step > steps // 3:
@@ -94,10 +91,14 @@ def write_run(root, weights, steps):
             stats.update(l2=float(np.linalg.norm(norms[tag])), update_l2=None if update is None else
                          float(np.linalg.norm(update)), update_ratio=1e-3,
                          units_still=None if update is None else float(np.count_nonzero(update == 0)))
-            fmt.frame_value(tag, blob, frame_content, out=values.add())
-            fmt.stats_value(tag, stats, out=values.add())
-            fmt.units_value(tag, norms[tag], update, units_content, out=values.add())
-        write(event)
+            values.append(fmt.frame_value(tag, blob, frame_content))
+            values.append(fmt.units_value(tag, norms[tag], update, units_content))
+            rows.append(stats)
+        values.append(fmt.stats_table_value([t for t, *_ in specs], rows))
+        if step == 0:
+            values.append(fmt.structure_value(structure))
+        for event in snapshot_events(step, values, wall_time=time.time()):  # the writer's layout
+            write(event)
     close()
     return run
 

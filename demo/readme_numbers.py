@@ -40,10 +40,8 @@ class Runs:
 
     def __init__(self, logdir):
         from tensorboard_nnviz.cli import local_provider
-        from tensorboard_nnviz.serve import reader
 
-        self.provider, self.eid = local_provider.local_data_provider(logdir)
-        self.reader = reader.NNVizReader(self.provider)
+        self.reader, self.provider, self.eid = local_provider.local_reader(logdir)
         self._stats = {}
 
     def stats(self, run):

@@ -16,7 +16,7 @@ import {boundFields} from './model/scale.js';
 import {RunLoader, startPolling} from './data/loading.js';
 import {Page} from './view/page.js';
 import {Playback} from './data/playback.js';
-import {indexAtOrBefore, unionSteps} from './model/steps.js';
+import {indexAtOrBefore, keptFramesNote, unionSteps} from './model/steps.js';
 import {tagInRun} from './model/structure.js';
 
 export class App {
@@ -98,9 +98,7 @@ export class App {
       this.autoSelected = true;
       if (this.selected.length === 0) this.selected = [runs[0].run];
     }
-    this.page.showStatus(runs.length ? '' :
-        'No nnviz data yet. Train with NNVizCallback(log_dir) in model.fit(callbacks=[...]) and point TensorBoard at ' +
-        'that directory; this page picks up new runs by itself.');
+    this.showRunsNote();
     // Re-rendered only when something changed: a poll must not take the
     // keyboard focus away from a checkbox.
     const runsKey = JSON.stringify([runs, this.selected]);
@@ -109,6 +107,13 @@ export class App {
       this.page.runPicker.render(runs, this.selected, this.colors);
     }
     if (await this.ensureLoaded()) this.afterDataChange();
+  }
+
+  /** The note above the views: how to get data, or which runs show only some frames. */
+  showRunsNote() {
+    this.page.showStatus(this.runs.length ? keptFramesNote(this.runs, this.selected) :
+        'No nnviz data yet. Train with NNVizCallback(log_dir) in model.fit(callbacks=[...]) and point TensorBoard at ' +
+        'that directory; this page picks up new runs by itself.');
   }
 
   /** The runs whose data is needed: the selected ones and runs A and B. */
@@ -178,6 +183,7 @@ export class App {
     if (!on) this.selected = this.selected.filter((r) => r !== run);
     const order = this.runs.map((r) => r.run);
     this.selected.sort((a, b) => order.indexOf(a) - order.indexOf(b));
+    this.showRunsNote();
     await this.ensureLoaded();
     this.afterDataChange();
   }

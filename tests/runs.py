@@ -7,9 +7,11 @@ damage, and reading a run back independently of reader.py.
   training process writes. Use one `SyntheticWriter` to add steps later
   (one event file, as a training process writes: a second file in the same
   second can sort before the first and be skipped by the Python ingester).
+  `legacy=True` writes them as format version 2 did (`LegacyLayout`).
 - `write_damaged_run`, `write_newer_structure_run`, `truncate_event_file`,
-  `newer_content`, `write_events`: crafted damage; `full_disk_at`: writes
-  of some steps fail as on a full disk.
+  `frame_record_ends`, `newer_content`, `write_events`: crafted damage;
+  `full_disk_at`: writes of some steps fail as on a full disk.
+- `snapshot_events`: values laid out in events as the writer does.
 - `read_run(logdir)` and `steps_of`: a run read back with TensorBoard's
   `EventAccumulator`, not with reader.py.
 - `reference_frame(w, layout)`: the layout rule in plain numpy.
@@ -61,19 +63,77 @@ def synthetic_structure(weights):
     return {"model": {"name": "synthetic", "class": "Sequential"}, "layers": list(layers.values())}
 
 
-class _RecordingEvents:
-    """The event file the writer writes to, keeping each frame as written."""
+def _is_frame(value):
+    kind = fmt.parse_summary_tag(value.tag)
+    return kind is not None and kind[0] == fmt.KIND_FRAME
 
-    def __init__(self, log_dir, written):
+
+def _is_alone(value):
+    """A value the writer puts in an event of its own (a frame, units)."""
+    return value.tag.startswith(fmt.DISK_PREFIXES)
+
+
+class LegacyLayout:
+    """Turns events as the writer writes them now into the layout of
+    format version 2 (before frames and units had plugin names of their
+    own and before the stats table): every value under `nnviz`, all of a
+    snapshot's values in one event, the structure first, a stats vector
+    per weight, contents of version 2. `convert(event)` returns the event
+    to write, or None while it holds a value for its snapshot's event."""
+
+    def __init__(self):
+        self._alone = []
+
+    def convert(self, event):
+        if not event.HasField("summary"):
+            return event
+        values = list(event.summary.value)
+        if values and all(_is_alone(v) for v in values):
+            self._alone.extend(values)
+            return None
+        for v in self._alone:
+            v.metadata.plugin_data.plugin_name = fmt.PLUGIN_NAME
+        structure = [v for v in values if v.tag == fmt.STRUCTURE_TAG]
+        others = [s for v in values if v.tag != fmt.STRUCTURE_TAG for s in _stats_vectors(v)]
+        del event.summary.value[:]
+        event.summary.value.extend(structure + self._alone + others)
+        for v in event.summary.value:
+            doc = json.loads(v.metadata.plugin_data.content)
+            doc["version"] = 2
+            v.metadata.plugin_data.content = json.dumps(doc, sort_keys=True).encode("utf-8")
+        self._alone = []
+        return event
+
+
+def _stats_vectors(value):
+    """A stats table value as the per-weight stats vectors of version 2;
+    any other value as it is."""
+    if value.tag != fmt.STATS_TABLE_TAG:
+        return [value]
+    header, cells = value.tensor.string_val
+    tags, fields = fmt.parse_stats_table_header(header)
+    rows = np.frombuffer(cells, "<f8").reshape(len(tags), len(fields))
+    return [fmt.stats_value(tag, dict(zip(fields, row.tolist()))) for tag, row in zip(tags, rows)]
+
+
+class _RecordingEvents:
+    """The event file the writer writes to, keeping each frame as written
+    (`legacy`: in the layout of earlier versions, `LegacyLayout`)."""
+
+    def __init__(self, log_dir, written, legacy=False):
         self._events = eventfiles.new_writer(log_dir)
         self._written = written
+        self._legacy = LegacyLayout() if legacy else None
 
     def add_event(self, event):
         for v in event.summary.value:
-            kind = fmt.parse_summary_tag(v.tag)
-            if kind is not None and kind[0] == fmt.KIND_FRAME:
+            if _is_frame(v):
                 frame = fmt.decode_frame(v.tensor.string_val[0])
-                self._written.setdefault(kind[1], {})[event.step] = frame
+                self._written.setdefault(fmt.parse_summary_tag(v.tag)[1], {})[event.step] = frame
+        if self._legacy is not None:
+            event = self._legacy.convert(event)
+            if event is None:
+                return
         self._events.add_event(event)
 
     def flush(self):
@@ -97,13 +157,16 @@ class SyntheticWriter:
       structure: write the model structure with the first snapshot.
       seed: varies the weights (see `synthetic_weight`).
       wall_time: the snapshots' wall time (default: now).
+      legacy: write the snapshots as format version 2 did (frames and units
+        under `nnviz`, in the snapshot's one event, with a stats vector per
+        weight), so TensorBoard serves them.
 
     Attributes:
       written: {tag: {step: frame}}, each frame decoded from the event written.
     """
 
     def __init__(self, logdir, weights=None, structure=True, max_cells=65536, seed=0,
-                 wall_time=None):
+                 wall_time=None, legacy=False):
         from tensorboard_nnviz.record import writer as writer_lib
 
         self.weights = weights or {"dense/kernel": (4, 3), "dense/bias": (3,)}
@@ -113,12 +176,13 @@ class SyntheticWriter:
         self._structure = structure
         self._Weight = writer_lib.Weight
         self._events = None
+        self._legacy = legacy
         os.makedirs(logdir, exist_ok=True)
         self._writer = writer_lib.SnapshotWriter(str(logdir), max_cells=max_cells,
                                                  event_writer_factory=self._open)
 
     def _open(self, log_dir):
-        self._events = _RecordingEvents(log_dir, self.written)
+        self._events = _RecordingEvents(log_dir, self.written, self._legacy)
         return self._events
 
     def write(self, steps):
@@ -169,11 +233,29 @@ def _event(step, values, wall_time=None):
     )
 
 
+def start_event(step):
+    """A SessionLog.START event at `step`: a restarted job's marker (the
+    Python ingester purges later steps at every one after the first)."""
+    from tensorboard.compat.proto import event_pb2
+
+    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+    return event_pb2.Event(step=step, wall_time=time.time(), session_log=start)
+
+
 def newer_content(content):
     """`content` (plugin_data.content bytes) claiming the next format version."""
     doc = json.loads(content)
     doc["version"] = fmt.FORMAT_VERSION + 1
     return json.dumps(doc).encode("utf-8")
+
+
+def snapshot_events(step, values, wall_time=None):
+    """The events the writer writes for one snapshot of `values`
+    (`Summary.Value`s): each frame and units value in an event of its own,
+    then the rest."""
+    alone = [v for v in values if _is_alone(v)]
+    rest = [v for v in values if not _is_alone(v)]
+    return [_event(step, [v], wall_time) for v in alone] + ([_event(step, rest, wall_time)] if rest else [])
 
 
 def write_events(logdir, events):
@@ -230,6 +312,23 @@ def write_newer_structure_run(logdir):
         writer.write([0, 1])
     finally:
         writer.close()
+
+
+def frame_record_ends(data):
+    """{step: end offset of that step's (last) frame record} in the bytes of
+    an event file: where to cut to leave a step's frame whole or not."""
+    from tensorboard.compat.proto import event_pb2
+
+    from tensorboard_nnviz.core import records
+
+    ends, offset = {}, 0
+    while offset < len(data):
+        end = offset + records.record_size(records.read_length(data[offset:offset + 12]))
+        event = event_pb2.Event.FromString(records.record_data(data[offset:end]))
+        if any(_is_frame(v) for v in event.summary.value):
+            ends[event.step] = end
+        offset = end
+    return ends
 
 
 def truncate_event_file(run_dir, fraction=0.6):

@@ -71,11 +71,14 @@ class TensorBoardServer:
         ends with it.
       executable: the `tensorboard` to run (default: this Python's).
       env: the environment to run it in (default: this process's).
+      logdir_flag: "--logdir"; "--logdir_spec" or "--grpc_data_provider"
+        (then `logdir` is the spec or the data server's address).
     """
 
     def __init__(self, logdir, load_fast=False, extra_args=(), timeout=90, path_prefix="", executable=None,
-                 env=None):
+                 env=None, logdir_flag="--logdir"):
         self.logdir = str(logdir)
+        self.logdir_flag = logdir_flag
         self.load_fast = bool(load_fast)
         self.extra_args = list(extra_args)
         self.timeout = timeout
@@ -101,7 +104,7 @@ class TensorBoardServer:
         self.port = free_port()
         self.url = "http://127.0.0.1:%d%s" % (self.port, self.path_prefix)
         argv = ([self.executable] if self.executable else _tensorboard_argv()) + [
-            "--logdir",
+            self.logdir_flag,
             self.logdir,
             "--host",
             "127.0.0.1",
@@ -216,6 +219,30 @@ class TensorBoardServer:
         if r.status != 200:
             raise AssertionError("%s -> %d %s" % (path, r.status, r.body[:500]))
         return r.json()
+
+    def frame(self, run, tag, step=None):
+        """GET /frame → (float32 frame, step served); AssertionError unless 200."""
+        import numpy as np
+
+        params = {"run": run, "tag": tag}
+        if step is not None:
+            params["step"] = step
+        r = self.get("frame", params)
+        assert r.status == 200, (run, tag, step, r.status, r.body[:300])
+        assert r.content_type == "application/octet-stream"
+        rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
+        return np.frombuffer(r.body, dtype="<f4").reshape(rows, cols), int(r.headers["X-NNViz-Step"])
+
+    def rss(self):
+        """Resident bytes of the whole process tree (RustBoard is a child)."""
+        procs = [psutil.Process(self._proc.pid)]
+        total = 0
+        for p in procs + procs[0].children(recursive=True):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
 
     def wait_for(self, predicate, timeout=60, interval=0.25):
         """Polls `predicate()` until truthy (returns it) or times out."""

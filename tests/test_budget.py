@@ -86,28 +86,34 @@ def _event_file(d):
 
 
 def test_snapshot_bytes_is_exact_on_disk(tmp_path):
-    """Events written by hand with the format module and the policy: the
-    file grows by exactly `snapshot_bytes` per snapshot."""
+    """Events written by hand with the format module and the policy, laid
+    out as the writer does (one event per frame and per units value, then
+    one with the stats table): the file grows by exactly `snapshot_bytes` per
+    snapshot."""
     events = EventFileWriter(str(tmp_path))
     events.flush()
     path = _event_file(tmp_path)
     sizes = [os.path.getsize(path)]
     for step in (5, 300, 70000):
-        values, stats = [], []
+        stats = []
         for s in SPECS:
             w = _array(s, step)
             layout = layout_lib.choose_layout(s.layer_class, s.tag.rsplit("/", 1)[-1], s.shape, s.layer_name)
             frame, block = layout_lib.make_frame(w, layout, 65536)
             content = fmt.frame_content(shape=s.shape, dtype="float32", layout=dict(layout, block=block),
                                         rows=frame.shape[0], cols=frame.shape[1])
-            values.append(fmt.frame_value(s.tag, fmt.encode_frame(frame, budget.frame_encoding(block)), content))
+            frame_value = fmt.frame_value(s.tag, fmt.encode_frame(frame, budget.frame_encoding(block)), content)
+            events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
+                                             summary=summary_pb2.Summary(value=[frame_value])))
             measured = stats_lib.measure(w, unit_axes=layout["unit_axes"])
             stats.append(measured.stats)
             units = stats_lib.unit_count(s.shape, layout["unit_axes"])
             block = stats_lib.unit_block(units, fmt.MAX_UNITS)
             content = fmt.units_content(unit_axes=layout["unit_axes"], units=units, block=block)
-            values.append(fmt.units_value(s.tag, stats_lib.block_units(measured.norm, block), None, content))
-        values.append(fmt.stats_table_value([s.tag for s in SPECS], stats))
+            units_value = fmt.units_value(s.tag, stats_lib.block_units(measured.norm, block), None, content)
+            events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
+                                             summary=summary_pb2.Summary(value=[units_value])))
+        values = [fmt.stats_table_value([s.tag for s in SPECS], stats)]
         events.add_event(event_pb2.Event(step=step, wall_time=1.8e9 + step,
                                          summary=summary_pb2.Summary(value=values)))
         events.flush()
@@ -115,7 +121,9 @@ def test_snapshot_bytes_is_exact_on_disk(tmp_path):
     events.close()
     growth = np.diff(sizes).tolist()
     assert growth == [budget.snapshot_bytes(SPECS, step=s) for s in (5, 300, 70000)]
-    assert growth[0] == growth[1] - 1 == growth[2] - 2  # only the step's varint differs
+    # Only the step's varint differs, in each of the snapshot's events.
+    events_per_snapshot = 2 * len(SPECS) + 1
+    assert growth[0] == growth[1] - events_per_snapshot == growth[2] - 2 * events_per_snapshot
 
 
 def test_the_writer_stores_what_the_budget_says(tmp_path):

@@ -24,7 +24,6 @@ from tb_server import free_port
 
 from tensorboard_nnviz.cli import commands as cli
 from tensorboard_nnviz.cli import local_provider
-from tensorboard_nnviz.serve import reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -46,8 +45,7 @@ def logdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(logdir):
     """What the reader (the plugin's code path) says is in the logdir."""
-    provider, eid = local_provider.local_data_provider(logdir)
-    r = reader.NNVizReader(provider)
+    r, provider, eid = local_provider.local_reader(logdir)
     runs = {x["run"]: x for x in r.runs_impl(None, eid)["runs"]}
     tensors = {run: r.tags_impl(None, eid, run)["tensors"] for run in runs}
     stats = {run: r.stats_impl(None, eid, run) for run in runs}

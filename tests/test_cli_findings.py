@@ -85,13 +85,12 @@ def test_fail_on_gates_on_severity(logdir, args, code):
 
 def test_json_is_the_http_answer_per_run(logdir):
     from tensorboard_nnviz.cli import local_provider
-    from tensorboard_nnviz.serve import reader
 
     out = nnviz("findings", logdir, "--json", "--run", "lr0_bn")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    provider, eid = local_provider.local_data_provider(logdir)
-    expected = reader.NNVizReader(provider).findings_impl(None, eid, "lr0_bn")
+    r, _, eid = local_provider.local_reader(logdir)
+    expected = r.findings_impl(None, eid, "lr0_bn")
     assert doc == {"runs": [dict(expected, run="lr0_bn")]}
     assert [f["severity"] for f in doc["runs"][0]["findings"]] == ["error"] * 6
 

@@ -111,6 +111,10 @@ def test_compact_keeps_chosen_snapshots_byte_for_byte_and_everything_else(logdir
         for step in want:
             assert frames[step].tobytes() == original["frames"][tag][step].tobytes()
             assert thinned["stats"][tag][step] == original["stats"][tag][step]
+            for stat in ("norm", "update"):
+                np.testing.assert_array_equal(thinned["units"][tag][step][stat],
+                                              original["units"][tag][step][stat])
+        assert sorted(thinned["units"][tag]) == want, tag  # units of dropped steps go too
         assert thinned["content"][tag] == original["content"][tag]
     assert thinned["structure"] == original["structure"]
     # Non-nnviz events are all kept, dropped steps included.
@@ -121,12 +125,10 @@ def test_compact_keeps_chosen_snapshots_byte_for_byte_and_everything_else(logdir
 
 def test_compact_output_is_served_by_the_plugin_reader(logdir, tmp_path):
     from tensorboard_nnviz.cli import local_provider
-    from tensorboard_nnviz.serve import reader as reader_lib
 
     out = tmp_path / "logs" / "thin"
     result = compact_lib.compact(str(logdir), "run", 4, str(out), spacing="even")
-    provider, eid = local_provider.local_data_provider(str(tmp_path / "logs"))
-    reader = reader_lib.NNVizReader(provider)
+    reader, provider, eid = local_provider.local_reader(str(tmp_path / "logs"))
     runs = reader.runs_impl(None, eid)["runs"]
     assert [(r["run"], r["steps"]) for r in runs] == [("thin", result["kept"])]
     assert result["kept"] == [0, 8, 16, 24]

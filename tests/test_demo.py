@@ -20,7 +20,6 @@ from tensorboard import context
 from tensorboard.data import provider as tb_provider
 
 from tensorboard_nnviz.cli import local_provider
-from tensorboard_nnviz.serve import reader
 
 NNVIZ = os.path.join(os.path.dirname(sys.executable), "nnviz")
 RUNS = {"mlp_tuned", "mlp_high_lr", "cnn", "cnn_torch"}  # cnn_torch: PyTorch
@@ -46,8 +45,7 @@ def demo(tmp_path_factory):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    provider, eid = local_provider.local_data_provider(logdir)
-    r = reader.NNVizReader(provider)
+    r, provider, eid = local_provider.local_reader(logdir)
     stats = {run: r.stats_impl(None, eid, run) for run in RUNS}
     return {"logdir": logdir, "proc": proc, "provider": provider, "eid": eid, "reader": r,
             "stats": stats}

@@ -13,12 +13,10 @@ import planted
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     from tensorboard_nnviz.cli import local_provider
-    from tensorboard_nnviz.serve import reader
 
     logdir = tmp_path_factory.mktemp("planted")
     recorders = planted.train_planted(logdir)
-    provider, eid = local_provider.local_data_provider(str(logdir))
-    r = reader.NNVizReader(provider)
+    r, provider, eid = local_provider.local_reader(str(logdir))
 
     def findings(run):
         return r.findings_impl(None, eid, run)["findings"]

@@ -2,15 +2,18 @@
 
 import os
 
+import pytest
+
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
 
+from tensorboard_nnviz.core import records
 from tensorboard_nnviz.record import fast_crc
 
 
 def _reference(data):
     # TensorBoard's own pure-Python CRC-32C (crc32c itself is not replaced).
-    return fast_crc.masked(pywrap_tensorflow.crc32c(data))
+    return records.mask(pywrap_tensorflow.crc32c(data))
 
 
 def test_installed_crc_matches_tensorboards_and_records_read_back(tmp_path):
@@ -35,3 +38,23 @@ def test_installed_crc_matches_tensorboards_and_records_read_back(tmp_path):
             break
         got.append(reader.record())
     assert got == payloads
+
+
+def test_a_record_is_checked_as_tensorboard_frames_it(tmp_path):
+    """core.records reads back what TensorBoard's writer framed, and tells a
+    damaged record from a whole one."""
+    path = str(tmp_path / "records")
+    payload = os.urandom(5000)
+    with open(path, "wb") as f:
+        record_writer.RecordWriter(f).write(payload)
+    with open(path, "rb") as f:
+        record = f.read()
+    assert records.record_size(records.read_length(record)) == len(record)
+    assert records.record_data(record) == payload
+    for at in (3, 20, len(record) - 2):  # the length, the data, the data's CRC
+        broken = bytearray(record)
+        broken[at] ^= 1
+        with pytest.raises(records.RecordError):
+            records.record_data(bytes(broken))
+    with pytest.raises(records.RecordError):
+        records.record_data(record[:-1])

@@ -62,7 +62,9 @@ class Logdir:
         self.multiplexer = self._multiplexer()
 
     def _multiplexer(self):
-        guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE, nnviz=0)
+        # As the plugin's loader sets it: frames and units beyond the latest
+        # are read from disk (the readers get the logdir).
+        guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE, **fmt.SAMPLES_PER_PLUGIN)
         mux = plugin_event_multiplexer.EventMultiplexer(
             size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance)
         mux.AddRunsFromDirectory(self.root)
@@ -97,10 +99,14 @@ class Logdir:
         mux.Reload()
         return data_provider.MultiplexerDataProvider(mux, self.root)
 
+    def reader(self, fresh=False):
+        """An NNVizReader of this logdir, as the plugin makes one."""
+        return reader_lib.NNVizReader(self.provider(fresh), logdir=self.root)
 
-def from_scratch(provider):
+
+def from_scratch(logdir):
     """findings.compute over a fresh reader's /stats, /structure and /units."""
-    r = reader_lib.NNVizReader(provider)
+    r = logdir.reader(fresh=True)
     columns = r.stats_impl(None, "", "run")
     structure = r.structure_impl(None, "", "run")
     units = {}
@@ -114,14 +120,14 @@ def from_scratch(provider):
 def test_findings_extended_step_by_step_equal_a_fresh_computation(tmp_path):
     logdir = Logdir(tmp_path)
     logdir.open()
-    served = reader_lib.NNVizReader(logdir.provider())
+    served = logdir.reader()
     kinds_seen = set()
     try:
         for step in range(40):
             logdir.write(step)
-            served._provider = logdir.provider()
+            logdir.provider()  # TensorBoard reloads its multiplexer
             got = served.findings_impl(None, "", "run")["findings"]
-            assert got == from_scratch(logdir.provider(fresh=True)), "step %d" % step
+            assert got == from_scratch(logdir), "step %d" % step
             kinds_seen.update((f["kind"], f["tag"]) for f in got)
     finally:
         logdir.close()
@@ -146,7 +152,7 @@ def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
     logdir = Logdir(tmp_path)
     session_start(logdir.run, 0)
     logdir.write_steps(range(12))
-    served = reader_lib.NNVizReader(logdir.provider())
+    served = logdir.reader()
     before = served.findings_impl(None, "", "run")["findings"]
     stats_before = served.stats_impl(None, "", "run", "dead/kernel", ["l2"])
     # A new process restarts from step 6.
@@ -154,12 +160,12 @@ def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
     session_start(logdir.run, 6)
     logdir.rng = np.random.default_rng(1)
     logdir.write_steps(range(6, 20))
-    served._provider = logdir.provider()
+    logdir.provider()  # TensorBoard reloads its multiplexer
     after = served.findings_impl(None, "", "run")["findings"]
     stats_after = served.stats_impl(None, "", "run", "dead/kernel", ["l2"])
     assert stats_after["steps"] == list(range(20))
     assert stats_after["l2"][:6] == stats_before["l2"][:6] and stats_after["l2"][6:12] != stats_before["l2"][6:]
-    assert after == from_scratch(logdir.provider(fresh=True))
+    assert after == from_scratch(logdir)
     assert after != before
 
 
@@ -167,7 +173,7 @@ def test_a_restart_that_rewrites_steps_is_folded_again(tmp_path):
 def test_fields_answer_only_those_columns(tmp_path, fields):
     logdir = Logdir(tmp_path)
     logdir.write_steps(range(5))
-    r = reader_lib.NNVizReader(logdir.provider())
+    r = logdir.reader()
     full = r.stats_impl(None, "", "run")
     some = r.stats_impl(None, "", "run", fields=fields)
     assert set(some) == set(SHAPES)
@@ -206,7 +212,7 @@ def test_a_run_continued_across_the_stats_table_reads_as_one(tmp_path):
     time.sleep(1.1)  # the next event file sorts after this one
     logdir = Logdir(tmp_path)
     logdir.write_steps(range(5, 10))
-    r = reader_lib.NNVizReader(logdir.provider())
+    r = logdir.reader()
     stats = r.stats_impl(None, "", "run")
     assert set(stats) == set(SHAPES)
     for tag, columns in stats.items():
@@ -217,7 +223,7 @@ def test_a_run_continued_across_the_stats_table_reads_as_one(tmp_path):
     assert stats["frozen/kernel"]["l2"] == [pytest.approx(norm, rel=1e-6)] * 10
     # Each process measures updates from its own first snapshot.
     assert stats["frozen/kernel"]["update_l2"] == ([None] + [0.0] * 4) * 2
-    assert r.findings_impl(None, "", "run")["findings"] == from_scratch(logdir.provider(fresh=True))
+    assert r.findings_impl(None, "", "run")["findings"] == from_scratch(logdir)
 
 
 @pytest.mark.parametrize("load_fast", [False, True], ids=["python", "rustboard"])

@@ -62,11 +62,16 @@ def test_frame_value_is_rank1_string_blob_sequence():
     blob = fmt.encode_frame(np.ones((2, 2), np.float32))
     value = fmt.frame_value("dense/kernel", blob, b"{}")
     assert value.tag == "nnviz/frame/dense/kernel"
-    assert value.metadata.plugin_data.plugin_name == "nnviz"
+    # A plugin name of its own: TensorBoard keeps one frame per weight of it.
+    assert value.metadata.plugin_data.plugin_name == "nnviz_frames"
     assert value.metadata.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
     assert value.tensor.dtype == types_pb2.DT_STRING
     assert [d.size for d in value.tensor.tensor_shape.dim] == [1]
     assert tensor_util.make_ndarray(value.tensor)[0] == blob
+    assert fmt.frame_blob_of(value) == blob
+    assert fmt.SAMPLES_PER_PLUGIN == {"nnviz": 0, "nnviz_frames": 1, "nnviz_units": 1}
+    legacy = fmt.frame_value("dense/kernel", blob, b"{}", plugin_name=fmt.PLUGIN_NAME)
+    assert legacy.metadata.plugin_data.plugin_name == "nnviz"
 
 
 def test_stats_value_round_trip_nulls():
@@ -100,6 +105,9 @@ def test_units_value_round_trip_keeps_exact_zeros_and_nan_first_update():
     value = fmt.units_value("d/kernel", [1.0, 2.0, 0.0, 1e-300], None, content)
     assert value.tag == "nnviz/units/d/kernel" == fmt.units_tag("d/kernel")
     assert value.metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+    # A plugin name of its own: TensorBoard keeps one row per weight of it.
+    assert value.metadata.plugin_data.plugin_name == "nnviz_units"
+    np.testing.assert_array_equal(fmt.units_array_of(value), tensor_util.make_ndarray(value.tensor))
     rows = fmt.units_from_array(tensor_util.make_ndarray(value.tensor), doc["fields"])
     np.testing.assert_array_equal(rows["norm"][:3], [1.0, 2.0, 0.0])
     assert rows["norm"][3] > 0  # below float32's range, still not zero
@@ -109,6 +117,8 @@ def test_units_value_round_trip_keeps_exact_zeros_and_nan_first_update():
     assert rows["update"][0] == 0 and rows["update"][1] > 0 and np.isnan(rows["update"][3])
     with pytest.raises(fmt.FormatError):
         fmt.units_from_array(np.zeros(3), doc["fields"])
+    with pytest.raises(fmt.FormatError, match="2-D float32"):
+        fmt.units_array_of(fmt.stats_value("d/kernel", {}))
 
 
 def test_version_1_content_still_parses():

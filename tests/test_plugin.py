@@ -64,7 +64,7 @@ def assert_error(client, path, status, match):
 
 def test_runs(client):
     runs = {r["run"]: r for r in get_json(client, "/runs")["runs"]}
-    assert runs["a"] == {"run": "a", "steps": list(range(0, 120, 2)), "tags": 2}
+    assert runs["a"] == {"run": "a", "steps": list(range(0, 120, 2)), "tags": 2, "frame_steps": "all"}
     assert runs["damaged"]["steps"] == [0, 1, 2, 3]
 
 
@@ -289,14 +289,14 @@ def test_unknown_static_types_are_not_served(client, tmp_path):
 # --- loader -----------------------------------------------------------------------
 
 
-def test_fix_flags_keeps_every_nnviz_sample_unless_user_set():
+def test_fix_flags_keeps_every_nnviz_sample_and_one_frame_and_units_row_unless_user_set():
     loader = plugin_lib.NNVizLoader()
     flags = argparse.Namespace(samples_per_plugin={"images": 5})
     loader.fix_flags(flags)
-    assert flags.samples_per_plugin == {"images": 5, "nnviz": 0}
-    flags = argparse.Namespace(samples_per_plugin={"nnviz": 50})
+    assert flags.samples_per_plugin == {"images": 5, "nnviz": 0, "nnviz_frames": 1, "nnviz_units": 1}
+    flags = argparse.Namespace(samples_per_plugin={"nnviz": 50, "nnviz_frames": 0})
     loader.fix_flags(flags)
-    assert flags.samples_per_plugin == {"nnviz": 50}
+    assert flags.samples_per_plugin == {"nnviz": 50, "nnviz_frames": 0, "nnviz_units": 1}
 
 
 def test_fix_flags_through_tensorboard_argument_parsing():
@@ -304,13 +304,15 @@ def test_fix_flags_through_tensorboard_argument_parsing():
     from tensorboard import program
 
     for argv, expected in [
-        (["tensorboard", "--logdir=x"], 0),
-        (["tensorboard", "--logdir=x", "--samples_per_plugin=nnviz=7,images=3"], 7),
+        (["tensorboard", "--logdir=x"], (0, 1)),
+        (["tensorboard", "--logdir=x", "--samples_per_plugin=nnviz=7,images=3"], (7, 1)),
+        (["tensorboard", "--logdir=x", "--samples_per_plugin=nnviz_frames=0"], (0, 0)),
     ]:
         tb = program.TensorBoard()  # default plugins + entry points
         assert any(isinstance(p, plugin_lib.NNVizLoader) for p in tb.plugin_loaders)
         tb.configure(argv)
-        assert tb.flags.samples_per_plugin["nnviz"] == expected
+        samples = tb.flags.samples_per_plugin
+        assert (samples["nnviz"], samples["nnviz_frames"]) == expected
 
 
 _NO_TF = textwrap.dedent(
@@ -330,10 +332,10 @@ _NO_TF = textwrap.dedent(
     from tensorboard_nnviz.serve import plugin
 
     provider, _ = local_data_provider(sys.argv[1])
-    p = plugin.NNVizLoader().load(base_plugin.TBContext(data_provider=provider))
+    p = plugin.NNVizLoader().load(base_plugin.TBContext(data_provider=provider, logdir=sys.argv[1]))
     client = wtest.Client(application.TensorBoardWSGI([p], data_provider=provider))
     runs = client.get("/data/plugin/nnviz/runs").get_json()["runs"]
-    frame = client.get("/data/plugin/nnviz/frame?run=a&tag=dense/kernel")
+    frame = client.get("/data/plugin/nnviz/frame?run=a&tag=dense/kernel&step=3")  # from disk
     loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
     print(len(runs), frame.status_code, frame.headers["X-NNViz-Step"], loaded)
     """
@@ -348,4 +350,4 @@ def test_plugin_works_without_tensorflow_or_keras(logdir):
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["3", "200", "118", "[]"], out.stdout + out.stderr
+    assert out.stdout.split() == ["3", "200", "2", "[]"], out.stdout + out.stderr

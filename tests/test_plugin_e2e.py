@@ -62,17 +62,6 @@ def tb(request, logdir):
         yield server
 
 
-def frame_of(tb, run, tag, step=None):
-    params = {"run": run, "tag": tag}
-    if step is not None:
-        params["step"] = step
-    r = tb.get("frame", params)
-    assert r.status == 200, (run, tag, step, r.body)
-    assert r.content_type == "application/octet-stream"
-    rows, cols = int(r.headers["X-NNViz-Rows"]), int(r.headers["X-NNViz-Cols"])
-    return np.frombuffer(r.body, dtype="<f4").reshape(rows, cols), int(r.headers["X-NNViz-Step"])
-
-
 def test_ingester_is_the_one_asked_for(tb):
     assert tb.data_server_running() == (tb.name == "rustboard")
     listing = tb.get_json("/data/plugins_listing")["nnviz"]
@@ -114,7 +103,7 @@ def test_tags_structure_stats_and_frames_match_the_event_files(tb, logdir):
                 for field, value in ref["stats"][tag][step].items():
                     assert one[field][i] == value
             for step in info["steps"]:
-                frame, served = frame_of(tb, run, tag, step)
+                frame, served = tb.frame(run, tag, step)
                 assert served == step
                 np.testing.assert_array_equal(frame, ref["frames"][tag][step])
                 # Exact frames: their mean is the full-resolution mean.
@@ -125,9 +114,9 @@ def test_tags_structure_stats_and_frames_match_the_event_files(tb, logdir):
 
 def test_frame_step_rule(tb, logdir):
     tag = sorted(logdir[1]["long"]["frames"])[0]
-    assert frame_of(tb, "long", tag)[1] == 110
-    assert frame_of(tb, "long", tag, 10**15)[1] == 110
-    assert frame_of(tb, "long", tag, 57)[1] == 57
+    assert tb.frame("long", tag)[1] == 110
+    assert tb.frame("long", tag, 10**15)[1] == 110
+    assert tb.frame("long", tag, 57)[1] == 57
     r = tb.get("frame", {"run": "long", "tag": tag, "step": -1})
     assert r.status == 404 and "no snapshot at or before step -1" in r.json()["error"]
 
@@ -154,7 +143,7 @@ def test_damaged_data_leaves_the_rest_served(tb, logdir):
     assert "error" not in tags["ok/kernel"]
     stats = tb.get_json("stats", {"run": "damaged"})
     assert "error" in stats["future/kernel"] and stats["ok/kernel"]["steps"] == [0, 1, 2, 3]
-    assert frame_of(tb, "damaged", "short/kernel", 3)[1] == 3
+    assert tb.frame("damaged", "short/kernel", 3)[1] == 3
 
 
 def test_truncated_event_file_serves_what_came_before(tb, logdir):
@@ -165,7 +154,7 @@ def test_truncated_event_file_serves_what_came_before(tb, logdir):
     assert steps == steps_of(ref) and 0 < len(steps) < len(full) and steps == full[: len(steps)]
     for t in tb.get_json("tags", {"run": "cut"})["tensors"]:
         for step in t["steps"]:
-            np.testing.assert_array_equal(frame_of(tb, "cut", t["tag"], step)[0], ref["frames"][t["tag"]][step])
+            np.testing.assert_array_equal(tb.frame("cut", t["tag"], step)[0], ref["frames"][t["tag"]][step])
 
 
 def test_static_files_and_traversal_on_the_real_server(tb):
@@ -240,7 +229,7 @@ def _fetch_frames_concurrently(tb, run, trainer, clients):
                 steps = tb.get_json("tags", {"run": run})["tensors"]
                 steps = next(t["steps"] for t in steps if t["tag"] == tag)
                 step = rng.choice(steps + [None])
-                frame, served = frame_of(tb, run, tag, step)
+                frame, served = tb.frame(run, tag, step)
                 assert step is None or served == step
                 assert frame.size > 0 and np.isfinite(frame).all()
             except Exception as e:  # collected, reported by the test

@@ -14,11 +14,10 @@ import keras_models as km
 from tb_server import TensorBoardServer
 from runs import read_run, write_events
 from spectral_reference import assert_recorded_spectral
-from tensorboard_nnviz.cli.local_provider import local_data_provider
+from tensorboard_nnviz.cli.local_provider import local_reader
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.core import spectral
 from tensorboard_nnviz.record import writer as writer_lib
-from tensorboard_nnviz.serve.reader import NNVizReader
 
 V1_RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1_runs")
 
@@ -164,8 +163,7 @@ def test_runs_without_spectral_fields_open_with_null_columns(tmp_path):
     write_events(str(tmp_path / "v2_old"), old_stats_events(old))
     for name in os.listdir(V1_RUNS):
         os.symlink(os.path.join(V1_RUNS, name), tmp_path / ("v1_" + name))
-    provider, eid = local_data_provider(str(tmp_path))
-    reader = NNVizReader(provider)
+    reader, provider, eid = local_reader(str(tmp_path))
     for run in ("v2_old", "v1_blows_up"):
         for tag, columns in reader.stats_impl(None, eid, run).items():
             n = len(columns["steps"])
@@ -194,14 +192,23 @@ def test_auto_gives_every_matrix_its_spectrum_at_the_first_and_last_snapshots(tm
     rec = km.recorder()
     cb = NNVizCallback(str(tmp_path), spectral="auto")
     model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[cb, rec])
-    provider, eid = local_data_provider(str(tmp_path))
-    answers = [NNVizReader(provider).stats_impl(None, eid, ".")]
+    reader, _, eid = local_reader(str(tmp_path))
+    answers = [reader.stats_impl(None, eid, ".")]
     # The end's table rewrites the last step: RustBoard keeps only the later
     # table of a step, the Python ingester both; each must serve the later.
+    frame_steps = [{t["tag"]: t["steps"] for t in reader.tags_impl(None, eid, ".")["tensors"]}]
     for load_fast in (False, True):
         with TensorBoardServer(str(tmp_path), load_fast=load_fast) as tb:
             tb.wait_for(lambda: tb.get_json("runs")["runs"])
             answers.append(tb.get_json("stats", {"run": "."}))
+            frame_steps.append({t["tag"]: t["steps"]
+                                for t in tb.get_json("tags", {"run": "."})["tensors"]})
+            # The end's stats-only event leaves the frames and units read
+            # from disk as they were: every snapshot, once.
+            r = tb.get("units", {"run": ".", "tag": "wide/kernel", "stat": "norm"})
+            assert r.status == 200 and int(r.headers["X-NNViz-Rows"]) == 4
+    for tags in frame_steps:
+        assert tags["wide/kernel"] == tags["narrow/kernel"] == answers[0]["wide/kernel"]["steps"]
     for stats in answers:
         for tag in ("wide/kernel", "narrow/kernel"):
             columns = stats[tag]

@@ -98,6 +98,32 @@ def test_nan_and_inf_never_crash_the_writer(tmp_path):
     assert frame[0, 0] == np.inf and np.isnan(frame[1:]).all()
 
 
+def test_frames_and_units_are_events_of_their_own_before_the_snapshots_stats(tmp_path):
+    """The layout the plugin's index reads (format.py): per weight an event
+    with its frame under `nnviz_frames` and one with its per-unit stats
+    under `nnviz_units`, then one with the stats table and (last) the
+    structure under `nnviz`."""
+    w = writer_lib.SnapshotWriter(str(tmp_path))
+    w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})
+    w.write(3, _weights(1))
+    w.close()
+    events = [e for e in eventfiles.read_events(str(tmp_path)) if e.HasField("summary")]
+    layout = [(e.step, [(v.metadata.plugin_data.plugin_name, v.tag) for v in e.summary.value])
+              for e in events]
+    for step in (0, 3):
+        of_step = [values for s, values in layout if s == step]
+        assert of_step[:4] == [[("nnviz_frames", "nnviz/frame/dense/kernel")],
+                               [("nnviz_units", "nnviz/units/dense/kernel")],
+                               [("nnviz_frames", "nnviz/frame/dense/bias")],
+                               [("nnviz_units", "nnviz/units/dense/bias")]]
+        snapshot, *ends = of_step[4:]
+        assert snapshot == [("nnviz", "nnviz/stats_table")] + (
+            [("nnviz", "nnviz/structure")] if step == 0 else [])
+        # At close, spectral "auto" may write the last snapshot's table again
+        # (a stats-only event, which the index skips unread).
+        assert ends in ([], [[("nnviz", "nnviz/stats_table")]]) and (step == 3 or not ends)
+
+
 def test_structure_and_update_stats_carry_over_to_a_reopened_writer(tmp_path):
     w = writer_lib.SnapshotWriter(str(tmp_path))
     w.write(0, _weights(0), structure={"model": {"name": "m"}, "layers": []})

@@ -48,3 +48,15 @@ export function sampleSteps(steps, n) {
   }
   return out;
 }
+
+/**
+ * The note for selected runs whose frames TensorBoard serves from memory
+ * (`frame_steps: 'kept'` in /runs: --logdir_spec, a data server, a remote
+ * logdir), or '' when every selected run shows every step.
+ */
+export function keptFramesNote(runs, selected) {
+  const kept = runs.filter((r) => r.frame_steps === 'kept' && selected.includes(r.run)).map((r) => r.run);
+  if (!kept.length) return '';
+  return `${kept.length === 1 ? `Run ${kept[0]}` : `Runs ${kept.join(', ')}`}: only the frames TensorBoard ` +
+      'kept in memory can be shown (it is not reading a local --logdir here); the stats cover every step.';
+}

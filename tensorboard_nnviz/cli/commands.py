@@ -123,13 +123,11 @@ class Logdir:
         from tensorboard import context as tb_context
 
         from tensorboard_nnviz.cli import local_provider
-        from tensorboard_nnviz.serve import reader
 
         self.path = logdir
         self._warned = set()
         self.ctx = tb_context.RequestContext()
-        self.provider, self.eid = local_provider.local_data_provider(logdir)
-        self.reader = reader.NNVizReader(self.provider)
+        self.reader, self.provider, self.eid = local_provider.local_reader(logdir)
         self.runs = {r["run"]: r for r in self.reader.runs_impl(self.ctx, self.eid)["runs"]}
         if not self.runs:
             others = [r.run_name for r in self.provider.list_runs(self.ctx, experiment_id=self.eid)]

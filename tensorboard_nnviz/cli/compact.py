@@ -8,9 +8,10 @@ decides what the copy keeps.
 
 What the copy holds:
 
-- the nnviz snapshots (frame and stats of every weight) at the kept steps:
-  always the first and the last, and `keep` in all (fewer only when the run
-  has fewer), chosen by `choose_steps`;
+- the nnviz snapshots (frame, stats or stats table, and per-unit stats of
+  every weight) at the kept steps: always the first and the last, and
+  `keep` in all (fewer only when the run has fewer), chosen by
+  `choose_steps`;
 - every structure event, and every event and summary value that is not an
   nnviz snapshot (scalars, histograms, graphs, ...), untouched, in order.
 
@@ -89,7 +90,8 @@ def _nearest_free(steps, target, taken):
 
 def _is_snapshot_value(value):
     kind = fmt.parse_summary_tag(value.tag)
-    return kind is not None and kind[0] in (fmt.KIND_FRAME, fmt.KIND_STATS, fmt.KIND_STATS_TABLE)
+    return kind is not None and kind[0] in (fmt.KIND_FRAME, fmt.KIND_STATS, fmt.KIND_UNITS,
+                                            fmt.KIND_STATS_TABLE)
 
 
 def run_dir(logdir, run):

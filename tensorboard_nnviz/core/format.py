@@ -10,14 +10,26 @@ hands back with `parse_content`, `decode_frame`, `stats_from_array` and
 Per weight tag `T` (e.g. `dense_1/kernel`) and per snapshot step:
 
 - `nnviz/frame/T`: DATA_CLASS_BLOB_SEQUENCE, a rank-1 DT_STRING tensor of one
-  element (RustBoard drops scalar blob sequences): the frame blob.
+  element (RustBoard drops scalar blob sequences): the frame blob. Runs
+  written now put it under the plugin name `nnviz_frames`
+  (`FRAMES_PLUGIN_NAME`), in an event of its own (one record per frame),
+  before the snapshot's other values; runs written by earlier versions
+  have it under `nnviz`, in the snapshot's one event. TensorBoard keeps
+  one sample per tag of `nnviz_frames` (`SAMPLES_PER_PLUGIN`, set by the
+  plugin's loader); the plugin reads every other frame record from the
+  event files on disk (docs/architecture.md, "Frames from disk").
 - `nnviz/stats/T` (versions 1 and 2): DATA_CLASS_TENSOR, a float64 vector
   ordered as the `fields` of its content; null values are stored as NaN.
 - `nnviz/units/T` (version 2): DATA_CLASS_TENSOR, a float32 tensor of
   shape (2, cols): row 0 the per-unit norms, row 1 the per-unit updates
   (NaN at the tag's first snapshot), ordered as the `fields` of its
   content; `cols` = ceil(units / block), each column the mean of `block`
-  consecutive units (block 1 when exact).
+  consecutive units (block 1 when exact). Runs written now put it under
+  the plugin name `nnviz_units` (`UNITS_PLUGIN_NAME`), in an event of its
+  own, like the frame: TensorBoard keeps one sample per tag and the plugin
+  reads the rest from disk. Earlier runs have it under `nnviz`, in the
+  snapshot's one event.
+
 Per snapshot step (version 3, instead of `nnviz/stats/T`):
 
 - `nnviz/stats_table`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor of two
@@ -41,9 +53,13 @@ takes the field names from the content, so runs written before them still
 open (the reader serves their spectral columns as null) and older version-2
 readers serve the new fields as extra columns.
 
-Version 3 writes the stats of a snapshot as one table (`nnviz/stats_table`);
-a reader of version 3 reads the per-weight stats of versions 1 and 2, and a
-run continued across the change has both (the reader merges them by step).
+Version 3 writes the stats of a snapshot as one table (`nnviz/stats_table`)
+and each frame and each units row in an event of its own under the plugin
+names `nnviz_frames` and `nnviz_units`. A reader of version 3 reads the
+per-weight stats, frames and units of versions 1 and 2 (all under `nnviz`),
+and a run continued across the change has both (the reader merges stats by
+step; frames and units are read from disk or through TensorBoard per
+series, by their plugin name).
 
 `plugin_data.content` is UTF-8 JSON with a `version`. Both TensorBoard
 ingesters keep only the first event's content per tag, so anything in it is
@@ -64,6 +80,13 @@ from tensorboard.compat.proto import types_pb2
 from tensorboard_nnviz.core.spectral import FIELDS as SPECTRAL_FIELDS
 
 PLUGIN_NAME = "nnviz"
+# Frames and per-unit stats of runs written now: plugin names of their own,
+# so that TensorBoard keeps only the latest of each weight in memory
+# (SAMPLES_PER_PLUGIN); the plugin reads the others from disk.
+FRAMES_PLUGIN_NAME = "nnviz_frames"
+UNITS_PLUGIN_NAME = "nnviz_units"
+# Samples per tag TensorBoard keeps unless the user says otherwise (0: all).
+SAMPLES_PER_PLUGIN = {PLUGIN_NAME: 0, FRAMES_PLUGIN_NAME: 1, UNITS_PLUGIN_NAME: 1}
 
 # Bump when a reader of the previous version could misread new data.
 FORMAT_VERSION = 3
@@ -75,6 +98,9 @@ STATS_PREFIX = "nnviz/stats/"
 UNITS_PREFIX = "nnviz/units/"
 STRUCTURE_TAG = "nnviz/structure"
 STATS_TABLE_TAG = "nnviz/stats_table"
+# Series the plugin reads from disk: one value per event (record) in runs
+# written now; their summary tags begin with one of these.
+DISK_PREFIXES = (FRAME_PREFIX, UNITS_PREFIX)
 
 KIND_FRAME = "frame"
 KIND_STATS = "stats"
@@ -241,7 +267,7 @@ def parse_content(content):
     return doc
 
 
-def _value(out, tag, content, data_class):
+def _value(out, tag, content, data_class, plugin_name=PLUGIN_NAME):
     """`out` (a new `Summary.Value` if None) with its tag and metadata set.
 
     The writer passes `event.summary.value.add()`: the value is built in
@@ -249,7 +275,7 @@ def _value(out, tag, content, data_class):
     """
     out = summary_pb2.Summary.Value() if out is None else out
     out.tag = tag
-    out.metadata.plugin_data.plugin_name = PLUGIN_NAME
+    out.metadata.plugin_data.plugin_name = plugin_name
     out.metadata.plugin_data.content = content
     out.metadata.data_class = data_class
     return out
@@ -329,16 +355,34 @@ def _string_vector(out, payload):
     _tensor(out, types_pb2.DT_STRING, [1]).string_val.append(payload)
 
 
-def frame_value(weight_tag, blob, content, out=None):
+def frame_value(weight_tag, blob, content, out=None, plugin_name=FRAMES_PLUGIN_NAME):
     """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
-    into `out` if given. `blob` None: the tensor without its one string,
-    which the writer appends as it serializes (eventfiles.event_pieces)."""
-    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    into `out` if given. The writer puts each in an event of its own.
+    `blob` None: the tensor without its one string, which the writer
+    appends as it serializes (eventfiles.event_pieces).
+
+    `plugin_name=PLUGIN_NAME` writes a frame as earlier versions did (tests
+    of old runs).
+    """
+    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+                 plugin_name)
     if blob is None:
         _tensor(out.tensor, types_pb2.DT_STRING, [1])
     else:
         _string_vector(out.tensor, blob)
     return out
+
+
+def frame_blob_of(value):
+    """The frame blob a frame `Summary.Value` holds.
+
+    Raises:
+      FormatError: not a one-element string tensor.
+    """
+    strings = value.tensor.string_val
+    if len(strings) != 1:
+        raise FormatError("frame value holds %d strings, expected 1" % len(strings))
+    return strings[0]
 
 
 # --- stats ------------------------------------------------------------------
@@ -503,21 +547,42 @@ def _float32_keeping_zero(values):
     return out
 
 
-def units_value(weight_tag, norm, update, content, out=None):
+def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_PLUGIN_NAME):
     """The `Summary.Value` of one snapshot's per-unit stats (built into
-    `out` if given).
+    `out` if given). The writer puts each in an event of its own.
 
     Args:
       norm, update: per-column values (already block-averaged); `update`
         None at a tag's first snapshot (stored as NaN).
       content: from `units_content`.
+      plugin_name: `PLUGIN_NAME` writes them as earlier versions did
+        (tests of old runs).
     """
     cells = np.empty((2, np.size(norm)), "<f4")
     cells[0] = _float32_keeping_zero(norm)
     cells[1] = np.nan if update is None else _float32_keeping_zero(update)
-    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR)
+    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR, plugin_name)
     _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
     return out
+
+
+def units_array_of(value):
+    """The units tensor of a units `Summary.Value`, as a float32 array.
+
+    Raises:
+      FormatError: not a float32 tensor of two dimensions.
+    """
+    t = value.tensor
+    shape = [d.size for d in t.tensor_shape.dim]
+    if t.dtype != types_pb2.DT_FLOAT or len(shape) != 2:
+        raise FormatError("units value is not a 2-D float32 tensor")
+    if t.tensor_content:
+        data = np.frombuffer(t.tensor_content, "<f4")
+    else:
+        data = np.asarray(t.float_val, "<f4")
+    if data.size != shape[0] * shape[1]:
+        raise FormatError("units tensor has %d values, expected %d" % (data.size, shape[0] * shape[1]))
+    return data.reshape(shape)
 
 
 def units_from_array(array, fields):

@@ -17,9 +17,10 @@ and benchmarks/scale.py: the README, "Storage and scale"):
   exact.
 
 `snapshot_bytes` is exact: it sizes the very protos the writer writes
-(frame, stats and units `Summary.Value`s of every tensor, the event and its
-record framing), so `bytes per snapshot × snapshots` is the event-file
-growth, structure events aside.
+(the frame and units `Summary.Value`s of every tensor, the snapshot's stats
+table, the events and their record framing: one event per frame and per
+units value, one for the stats table), so `bytes per snapshot × snapshots`
+is the event-file growth, structure aside.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -103,15 +104,24 @@ def _field_len(payload_len):
     return 1 + _varint_len(payload_len) + payload_len
 
 
-def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
-    """On-disk bytes one weight adds to a snapshot event besides its row of
-    the stats table (frame + per-unit stats).
+def _event_bytes(summary_len, step):
+    """Bytes on disk of one event record holding a summary of `summary_len`."""
+    # Event: wall_time (a double, 9 bytes), step (key + varint), summary.
+    event_len = 9 + (1 + _varint_len(int(step)) if step else 0) + _field_len(summary_len)
+    return event_len + _RECORD_FRAMING
+
+
+def tensor_bytes(s, max_cells=65536, reduced_encoding=None, step=100000):
+    """On-disk bytes one weight adds to a snapshot besides its row of the
+    stats table: the events of its frame and of its per-unit stats (see
+    `snapshot_bytes`).
 
     Args:
       s: a shape or spec (see `spec`).
       max_cells: the callback's `max_cells`.
       reduced_encoding: encoding of reduced frames (default
         `REDUCED_ENCODING`); exact frames are always float32.
+      step: the snapshot's step (sizes its varint).
     """
     s = spec(s)
     layout, rows, cols, block = _frame(s, max_cells)
@@ -124,11 +134,12 @@ def tensor_bytes(s, max_cells=65536, reduced_encoding=None):
     # The real protos, with a blob of zeros of the real length.
     blob = bytes(fmt.frame_blob_size(rows, cols, encoding))
     frame_len = fmt.frame_value(s.tag, blob, content).ByteSize()
-    return _field_len(frame_len) + _field_len(_units_bytes(s, layout))
+    units_len = _units_bytes(s, layout)
+    return _event_bytes(_field_len(frame_len), step) + _event_bytes(_field_len(units_len), step)
 
 
 def _stats_table_bytes(tensors):
-    """Bytes of one snapshot's stats table of `tensors` (specs)."""
+    """Bytes of one snapshot's stats table value of `tensors` (specs)."""
     if not tensors:
         return 0
     rows = [{}] * len(tensors)
@@ -146,16 +157,15 @@ def _units_bytes(s, layout):
 
 
 def snapshot_bytes(tensors, max_cells=65536, reduced_encoding=None, step=100000):
-    """On-disk bytes of one snapshot event of `tensors` (shapes or specs).
+    """On-disk bytes of one snapshot of `tensors` (shapes or specs): one
+    event per frame and per weight's units, then one with the stats table
+    of every weight.
 
     `step` only sizes its varint (1 byte below 128, 3 bytes up to 2 million).
     """
-    tensors = [spec(t) for t in tensors]
-    summary_len = (sum(tensor_bytes(t, max_cells, reduced_encoding) for t in tensors)
-                   + _stats_table_bytes(tensors))
-    # Event: wall_time (a double, 9 bytes), step (key + varint), summary.
-    event_len = 9 + (1 + _varint_len(int(step)) if step else 0) + _field_len(summary_len)
-    return event_len + _RECORD_FRAMING
+    specs = [spec(t) for t in tensors]
+    weights = sum(tensor_bytes(t, max_cells, reduced_encoding, step) for t in specs)
+    return weights + _event_bytes(_stats_table_bytes(specs), step)
 
 
 def frame_cells(tensors, max_cells=65536):

@@ -19,6 +19,7 @@ import time
 from tensorboard.compat.proto import event_pb2
 
 from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import records
 from tensorboard_nnviz.record import fast_crc
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,8 @@ class EventFile:
     into one event string (README, "Recording cost").
 
     The same file TensorBoard's `EventFileWriter` writes: its name, the
-    file-version event first, records of length, masked CRC-32C of the
-    length, data, masked CRC-32C of the data. Writes happen on the caller's
+    file-version event first, then records framed as core/records.py
+    defines them. Writes happen on the caller's
     thread (the snapshot writer's worker), so a full disk raises there.
 
     Raises:
@@ -139,10 +140,10 @@ class EventFile:
         crc = 0
         for p in pieces:
             crc = fast_crc.extend(crc, p)
-        self._file.write(length + struct.pack("<I", fast_crc.masked(fast_crc.extend(0, length))))
+        self._file.write(length + records.FOOTER.pack(records.mask(fast_crc.extend(0, length))))
         for p in pieces:
             self._file.write(p)  # large pieces bypass the buffer: no copy here
-        self._file.write(struct.pack("<I", fast_crc.masked(crc)))
+        self._file.write(records.FOOTER.pack(records.mask(crc)))
 
     def flush(self):
         self._file.flush()

@@ -17,34 +17,31 @@ plugin inside TensorBoard.
 
 import struct
 
+from tensorboard_nnviz.core import records
+
 _installed = None
 
 
-def masked(crc):
-    """TensorBoard's masking of a CRC-32C in its records."""
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def _c_extend():
-    """google-crc32c's C `extend(crc, bytes)`, or None."""
-    try:
-        import google_crc32c
-    except ImportError:
+    """google-crc32c's C `extend(crc, bytes)`, or None (its pure-Python
+    fallback is no faster than TensorBoard's)."""
+    if not records.C_CRC:
         return None
-    return google_crc32c.extend if getattr(google_crc32c, "implementation", None) == "c" else None
+    import google_crc32c
+
+    return google_crc32c.extend
 
 
 extend = _c_extend()  # CRC-32C of more bytes after `crc`; None without the C library
 
 
 def _fast_masked_crc32c():
-    """TensorBoard's `masked_crc32c` on google-crc32c's C code, or None
-    (its pure-Python fallback is no faster than TensorBoard's)."""
+    """TensorBoard's `masked_crc32c` on google-crc32c's C code, or None."""
     if extend is None:
         return None
 
     def masked_crc32c(data):
-        return masked(extend(0, bytes(data)))
+        return records.masked_crc32c(bytes(data))
 
     return masked_crc32c
 

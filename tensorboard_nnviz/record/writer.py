@@ -4,11 +4,13 @@ The training thread only hands over host copies of the weights
 (`SnapshotWriter.write`); a worker thread measures them and makes their
 frames in one pass (stats.py; docs/architecture.md, "The fused pass"),
 adds the spectral stats of matrices within a CPU budget per snapshot
-(spectral.py and docs/architecture.md, "Spectral stats"), and writes one
-TensorBoard event per snapshot (`eventfiles.EventFile`: the frames' bytes
-go into the file as they are; not `tf.summary`), flushing after each so
-a live TensorBoard sees it. At `close`, under spectral="auto", it adds the
-spectral stats the budget skipped at the last snapshot.
+(spectral.py and docs/architecture.md, "Spectral stats"), and writes the
+snapshot as TensorBoard events (`eventfiles.EventFile`: the frames' bytes
+go into the file as they are; not `tf.summary`): one event per frame and
+one per weight's per-unit stats, then one with the snapshot's stats table
+and structure, flushing after each snapshot so a live TensorBoard sees it.
+At `close`, under spectral="auto", it adds the spectral stats the budget
+skipped at the last snapshot.
 
 The host copies land in buffers the writer recycles (`BufferPool`): once
 a snapshot's copy is no longer needed as the previous value of its tag,
@@ -259,17 +261,15 @@ class SnapshotWriter:
             self._failed_steps.append(snap.step)
             self._forget(snap)
             return
-        event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         try:
-            sumsqs, frames, stats, spectral = self._values(snap, event.summary.value)
-            pieces = eventfiles.event_pieces(event, frames)
+            sumsqs, events, stats, spectral = self._values(snap)
         except Exception as e:  # a bug of ours must not stop training
             logger.exception("nnviz: could not encode the snapshot at step %d", snap.step)
             self._warn_failure(snap.step, e)
             self._forget(snap)
             return
         try:
-            self._write_event(pieces)
+            self._write_events(events)
         except Exception as e:
             self._warn_failure(snap.step, e)
             self._forget(snap)
@@ -286,14 +286,16 @@ class SnapshotWriter:
             state.last_stats, state.last_spectral = tag_stats, w.tag in spectral
             self._advance(state, w, snap.pooled, sumsq)
 
-    def _write_event(self, pieces):
-        """Writes an event's pieces (`eventfiles.event_pieces`) and flushes."""
+    def _write_events(self, events):
+        """Writes events, each as its pieces (`eventfiles.event_pieces`), in
+        order, and flushes."""
         if self._events is None:  # an earlier failure: try a new file
             self._events = self._factory(self.log_dir)
-        if hasattr(self._events, "write_pieces"):
-            self._events.write_pieces(pieces)
-        else:  # an event writer of TensorBoard's (a URL, or a test's)
-            self._events.add_event(event_pb2.Event.FromString(b"".join(pieces)))
+        for pieces in events:
+            if hasattr(self._events, "write_pieces"):
+                self._events.write_pieces(pieces)
+            else:  # an event writer of TensorBoard's (a URL, or a test's)
+                self._events.add_event(event_pb2.Event.FromString(b"".join(pieces)))
         self._events.flush()
 
     def _write_spectral_ends(self):
@@ -331,7 +333,7 @@ class SnapshotWriter:
         fmt.stats_table_value(tags, [self.state[tag].last_stats for tag in tags],
                               out=event.summary.value.add())
         try:
-            self._write_event(eventfiles.event_pieces(event))
+            self._write_events([eventfiles.event_pieces(event)])
         except Exception as e:
             self._warn_failure(step, e)
 
@@ -364,17 +366,24 @@ class SnapshotWriter:
             # rather than by the next copy on the training thread.
             self.pool.give(w.tag, w.value.copy())
 
-    def _values(self, snap, values):
-        """Adds the snapshot's summary values to `values` (an event's
-        `summary.value`: built in place, not copied into the event), but
-        the frames. Returns each weight's ||W||**2 (None if not all
-        finite), the frames as [(Summary.Value, blob pieces)] for
-        `eventfiles.event_pieces`, each weight's stats and the tags whose
-        spectral stats were computed."""
-        structure = snap.structure if snap.structure is not None else self._lost_structure
-        if structure is not None:
-            fmt.structure_value(structure, out=values.add())
-        sumsqs, stats, frames = [], [], []
+    def _values(self, snap):
+        """The snapshot's events, each as byte pieces for the event file
+        (`eventfiles.event_pieces`): two per weight, its frame and its
+        per-unit stats, then one with the snapshot's stats table and
+        structure (all values built in place, not copied into an event;
+        the frames' cells are never copied into a proto).
+
+        Returns each weight's ||W||**2 (None if not all finite), the
+        events, each weight's stats and the tags whose spectral stats were
+        computed.
+
+        A frame or units value in an event of its own is one record on
+        disk, which the plugin reads alone (docs/architecture.md, "Frames
+        from disk"). The stats table goes first and the structure last: the
+        plugin's index tells that event from the others by its first value
+        without reading the rest.
+        """
+        sumsqs, stats, events = [], [], []
         start = time.thread_time()
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
@@ -388,16 +397,26 @@ class SnapshotWriter:
                                          frame_dtype=fmt.encoding_dtype(encoding))
             sumsqs.append(measured.sumsq if measured.finite else None)
             stats.append(measured.stats)
-            frames.append((fmt.frame_value(w.tag, None, state.content),
-                           fmt.frame_pieces(measured.frame, encoding)))
+            frame_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
+            events.append(eventfiles.event_pieces(frame_event, [
+                (fmt.frame_value(w.tag, None, state.content),
+                 fmt.frame_pieces(measured.frame, encoding))]))
             block, update = state.unit_block, measured.update
+            units_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
-                            state.units_content, out=values.add())
+                            state.units_content, out=units_event.summary.value.add())
+            events.append(eventfiles.event_pieces(units_event))
         spectral = self._spectral(snap, stats, time.thread_time() - start)
+        event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         if snap.weights:  # one table per snapshot: a datum per snapshot for the reader
-            fmt.stats_table_value([w.tag for w in snap.weights], stats, out=values.add())
-        return sumsqs, frames, stats, spectral
+            fmt.stats_table_value([w.tag for w in snap.weights], stats,
+                                  out=event.summary.value.add())
+        structure = snap.structure if snap.structure is not None else self._lost_structure
+        if structure is not None:
+            fmt.structure_value(structure, out=event.summary.value.add())
+        events.append(eventfiles.event_pieces(event))
+        return sumsqs, events, stats, spectral
 
     def _spectral(self, snap, stats, writer_seconds):
         """Fills the spectral fields of `stats` (one dict per weight of

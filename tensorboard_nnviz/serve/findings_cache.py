@@ -178,7 +178,7 @@ class _UnitsFold:
         self.block = self.units = None
 
     def extend(self, steps, series):
-        """Folds in the rows of `series` (reader._UnitsSeries) at `steps`
+        """Folds in the rows of `series` (decode.UnitsSeries) at `steps`
         (its weight's stats steps) not folded yet."""
         self.block, self.units = series.block, series.units
         if self.irregular is not None:
@@ -217,7 +217,7 @@ class FindingsCache:
 
     `findings(key, stats, structure, read_units)`: stats is the run's
     `run_stats.RunStats`, structure its document (or None), and
-    `read_units(tags)` returns {weight tag: reader._UnitsSeries} of those
+    `read_units(tags)` returns {weight tag: decode.UnitsSeries} of those
     weights (the ones that may have dead units), read when asked for.
     """
 

@@ -45,7 +45,9 @@ class NNVizPlugin(base_plugin.TBPlugin):
     plugin_name = fmt.PLUGIN_NAME
 
     def __init__(self, context):
-        self._reader = reader.NNVizReader(context.data_provider)
+        self._reader = reader.NNVizReader(
+            context.data_provider, logdir=direct_logdir(context),
+            samples_per_plugin=getattr(context.flags, "samples_per_plugin", None))
         self._static_dir = frontend_dir()
 
     def get_plugin_apps(self):
@@ -59,6 +61,9 @@ class NNVizPlugin(base_plugin.TBPlugin):
             "/findings": self.findings_route,
             "/*": self.static_route,
         }
+
+    def data_plugin_names(self):
+        return tuple(fmt.SAMPLES_PER_PLUGIN)
 
     def is_active(self):
         # TensorBoard decides activity from `data_plugin_names` through the
@@ -132,6 +137,23 @@ class NNVizPlugin(base_plugin.TBPlugin):
         return http.static_response(request, contents, content_type)
 
 
+def direct_logdir(context):
+    """The real path of the local logdir whose event files the plugin reads
+    frames from itself, or None where it does not: `--logdir_spec`, a gRPC
+    data provider (`--grpc_data_provider`), a logdir that is a URL (gs://,
+    s3://, ...: each positioned read a network round trip) or is not a
+    directory (docs/architecture.md, "Frames from disk")."""
+    flags = context.flags
+    if flags is not None and (getattr(flags, "logdir_spec", "")
+                              or getattr(flags, "grpc_data_provider", "")):
+        return None
+    logdir = context.logdir or getattr(flags, "logdir", "")
+    if not logdir or "://" in logdir:
+        return None
+    path = os.path.realpath(os.path.expanduser(logdir))
+    return path if os.path.isdir(path) else None
+
+
 def _context(request):
     return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
 
@@ -154,17 +176,22 @@ def _static_path(request_path):
 
 
 class NNVizLoader(base_plugin.TBLoader):
-    """Loads `NNVizPlugin`; makes TensorBoard keep every nnviz snapshot."""
+    """Loads `NNVizPlugin`; tells TensorBoard how many nnviz samples to keep."""
 
     def fix_flags(self, flags):
         # TensorBoard keeps 10 samples per tag of an unknown plugin (RustBoard:
-        # 10 per blob sequence); a snapshot timeline needs all of them.
+        # 10 per blob sequence). Stats and structure (`nnviz`) are small and
+        # a timeline needs all of them; of the frames and per-unit stats
+        # (`nnviz_frames`, `nnviz_units`) it keeps the latest, the plugin
+        # reads the rest from disk (format.SAMPLES_PER_PLUGIN). A user's own
+        # setting wins.
         # After argparse, `samples_per_plugin` is a dict ("" parses to {}).
         samples = getattr(flags, "samples_per_plugin", None)
         if samples is None:
             samples = flags.samples_per_plugin = {}
         if isinstance(samples, dict):
-            samples.setdefault(fmt.PLUGIN_NAME, 0)
+            for plugin_name, kept in fmt.SAMPLES_PER_PLUGIN.items():
+                samples.setdefault(plugin_name, kept)
 
     def load(self, context):
         return NNVizPlugin(context)

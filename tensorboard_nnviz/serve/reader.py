@@ -5,13 +5,12 @@ JSON-able values, independent of HTTP: the plugin's routes are thin adapters
 over its `*_impl` methods, and the CLI calls them directly on an in-process
 provider (local_provider.py).
 
-Frames come from blob sequences: the list of blob keys of each (run, tag) is
-cached and re-read only when `list_blob_sequences` reports that the series
-changed, so serving one frame costs a bisection and one `read_blob`, however
-many steps the run has. A frame request checks for changes at most once per
-`recheck_seconds` per series (the Python ingester's listing walks every
-step, which would make a frame's cost grow with the run); /runs and /tags
-always check. TensorBoard itself reloads every 5 s by default.
+Its parts (docs/architecture.md, "The reader"): `frames.py` finds which
+steps each weight has and reads one frame, through TensorBoard for runs of
+earlier versions and from the event files on disk for runs written now
+(`disk_frames.py`, `frame_index.py`); `series.py` caches each decoded
+series until its listing changes; `decode.py` turns a series' datums into
+what a route serves.
 
 Errors are typed (errors.py: `NotFoundError` 404, `DataError` 422 for a
 damaged or too-new item); anything the data provider raises as a
@@ -20,62 +19,31 @@ damaged or too-new item); anything the data provider raises as a
 This module imports neither Keras nor TensorFlow.
 """
 
-import bisect
-import collections
 import threading
 import time
 
-import numpy as np
-
 from tensorboard import context as tb_context
 from tensorboard import errors as tb_errors
-from tensorboard.data import provider as tb_provider
 
 from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.serve import decode
+from tensorboard_nnviz.serve import disk_frames
+from tensorboard_nnviz.serve import disk_units
 from tensorboard_nnviz.serve import findings_cache
+from tensorboard_nnviz.serve import frame_index
+from tensorboard_nnviz.serve import frames as frames_lib
 from tensorboard_nnviz.serve import run_stats
+from tensorboard_nnviz.serve import series as series_lib
 from tensorboard_nnviz.serve.errors import BadRequestError, DataError, NotFoundError
 
-# "Keep everything": larger than any number of snapshots a run can hold.
-_ALL = 1 << 30
 # Decoded units series kept (the panel shows one tensor at a time; findings
 # read only the tags with stopped units).
 _UNITS_CACHED = 32
-UNIT_STATS = ("norm", "update")
+UNIT_STATS = decode.UNIT_STATS
 
 
-class _FrameSeries:
-    """Blob keys of one (run, tag) frame series, by ascending step, and its
-    decoded content (or why it cannot be decoded)."""
-
-    def __init__(self, stamp, content, steps, keys, listed_at):
-        self.stamp = stamp
-        self.listed_at = listed_at  # when the provider was asked
-        self.checked_at = listed_at  # last time it confirmed the stamp
-        self.steps = steps
-        self.keys = keys
-        self.doc = None
-        self.error = None
-        try:
-            self.doc = fmt.parse_content(content)
-        except fmt.FormatError as e:
-            self.error = str(e)
-
-
-def _series_stamp(series):
-    # TensorBoard gives plugins no reload hook: a series changed when any of
-    # these did (new steps move max_step/max_wall_time, a rewrite moves
-    # max_wall_time).
-    return (
-        series.max_step,
-        series.max_wall_time,
-        getattr(series, "max_length", None),  # blob sequences only
-        series.plugin_content,
-    )
-
-
-def _layer_of(tag):
-    return tag.rpartition("/")[0]
+def _context(ctx):
+    return ctx if ctx is not None else tb_context.RequestContext()
 
 
 class NNVizReader:
@@ -83,8 +51,16 @@ class NNVizReader:
 
     Args:
       data_provider: a `tensorboard.data.provider.DataProvider`.
-      recheck_seconds: how long a frame request trusts the cached blob keys
-        of a series before asking the provider whether it changed.
+      recheck_seconds: how long a frame request trusts what it knows of a
+        frame series (blob keys, the frame index) before checking for new
+        steps.
+      clock: monotonic seconds, for the recheck window (tests pass their own).
+      logdir: the local directory TensorBoard reads (`--logdir`), from
+        which the frames of runs written now are read directly; None when
+        the plugin cannot read it itself (then only the frames TensorBoard
+        kept in memory are served).
+      samples_per_plugin: samples per tag TensorBoard keeps, by plugin name
+        (0: all), as TensorBoard's flag (default `format.SAMPLES_PER_PLUGIN`).
 
     Every `*_impl` takes the request's `RequestContext` (None: a default
     one, for callers outside a server) and experiment id.
@@ -96,134 +72,75 @@ class NNVizReader:
         frame, step = reader.frame_impl(None, eid, ".", "dense/kernel")
     """
 
-    def __init__(self, data_provider, recheck_seconds=1.0):
-        self._provider = data_provider
-        self._recheck_seconds = recheck_seconds
+    def __init__(self, data_provider, recheck_seconds=1.0, clock=time.monotonic, logdir=None,
+                 samples_per_plugin=None):
+        samples = dict(fmt.SAMPLES_PER_PLUGIN, **(samples_per_plugin or {}))
+
+        def provider_frames(plugin_name):
+            return frames_lib.ProviderFrames(data_provider, plugin_name, recheck_seconds, clock,
+                                             complete=samples[plugin_name] == 0)
+
+        indexes = frame_index.RunIndexes(logdir, recheck_seconds, clock)
+        self._tensors = series_lib.ProviderSeries(data_provider, fmt.PLUGIN_NAME)
+        self._frames = frames_lib.Frames([
+            provider_frames(fmt.PLUGIN_NAME),  # runs of earlier versions
+            disk_frames.DiskFrames(data_provider, indexes,
+                                   fallback=provider_frames(fmt.FRAMES_PLUGIN_NAME),
+                                   cache=disk_frames.FrameCache()),
+        ], clock)
+        self._units = series_lib.SeriesCache(decode.UnitsSeries, max_entries=_UNITS_CACHED)
+        self._disk_units = disk_units.DiskUnits(
+            data_provider, indexes, complete=samples[fmt.UNITS_PLUGIN_NAME] == 0)
         self._lock = threading.Lock()
-        self._frames = {}  # (eid, run, summary tag) -> _FrameSeries
-        self._units = collections.OrderedDict()  # (eid, run, summary tag) -> _UnitsSeries
-        self._run_stats = run_stats.RunStatsCache(self._read_tensors, _series_stamp)
+        self._run_stats = run_stats.RunStatsCache(self._read_tensors, series_lib.stamp)
         self._older_stats = {}  # (eid, run) with a stats table -> its per-weight stats series
         self._findings = findings_cache.FindingsCache()
 
-    # --- frame series ------------------------------------------------------
+    # --- listings -----------------------------------------------------------------
 
-    def _list_frames(self, ctx, eid, runs=None, tags=None):
-        """{run: {summary tag: BlobSequenceTimeSeries}} of our frame series,
-        and the (monotonic) time it was asked."""
-        listed_at = time.monotonic()
-        listing = self._provider.list_blob_sequences(
-            ctx,
-            experiment_id=eid,
-            plugin_name=fmt.PLUGIN_NAME,
-            run_tag_filter=tb_provider.RunTagFilter(runs=runs, tags=tags),
-        )
-        frames = {
-            run: {t: s for t, s in by_tag.items() if t.startswith(fmt.FRAME_PREFIX)}
-            for run, by_tag in listing.items()
-        }
-        return frames, listed_at
+    def _list_tensors(self, ctx, eid, run, tags=None):
+        return self._tensors.list(ctx, eid, runs=[run], tags=tags).get(run, {})
 
-    def _frame_series(self, ctx, eid, listing, listed_at):
-        """{(run, summary tag): _FrameSeries} for `listing`, reading blob keys
-        only for the series that changed since they were cached. Of two
-        concurrent requests, the later listing wins the cache."""
-        result = {}
-        stale = []
-        for run, by_tag in listing.items():
-            for tag, series in by_tag.items():
-                cached = self._frames.get((eid, run, tag))
-                if cached is not None and cached.stamp == _series_stamp(series):
-                    cached.checked_at = max(cached.checked_at, listed_at)
-                    result[(run, tag)] = cached
-                else:
-                    stale.append((run, tag, series))
-        if stale:
-            data = self._provider.read_blob_sequences(
-                ctx,
-                experiment_id=eid,
-                plugin_name=fmt.PLUGIN_NAME,
-                downsample=_ALL,
-                run_tag_filter=tb_provider.RunTagFilter(
-                    runs={r for r, _, _ in stale}, tags={t for _, t, _ in stale}
-                ),
-            )
-            with self._lock:
-                for run, tag, series in stale:
-                    datums = data.get(run, {}).get(tag, [])
-                    entry = _index_blobs(_series_stamp(series), series.plugin_content, datums, listed_at)
-                    current = self._frames.get((eid, run, tag))
-                    if current is None or current.listed_at <= listed_at:
-                        self._frames[(eid, run, tag)] = entry
-                    result[(run, tag)] = entry
-        return result
-
-    def _forget_frames_except(self, eid, live):
-        """Drops cached series of `eid` that are gone (a deleted run)."""
-        with self._lock:
-            for key in [k for k in self._frames if k[0] == eid and k[1:] not in live]:
-                del self._frames[key]
-
-    def _one_frame_series(self, ctx, eid, run, tag, recheck=False):
-        summary_tag = fmt.frame_tag(tag)
-        cached = self._frames.get((eid, run, summary_tag))
-        if (
-            not recheck
-            and cached is not None
-            and time.monotonic() - cached.checked_at < self._recheck_seconds
-        ):
-            return cached
-        listing, listed_at = self._list_frames(ctx, eid, runs=[run], tags=[summary_tag])
-        if summary_tag not in listing.get(run, {}):
-            self._check_run(ctx, eid, run)
-            raise NotFoundError("run %r has no weight tag %r" % (run, tag))
-        return self._frame_series(ctx, eid, listing, listed_at)[(run, summary_tag)]
+    def _read_tensors(self, ctx, eid, run, tags):
+        """{summary tag: every datum} of `tags` (`nnviz` tensor series of `run`)."""
+        keys = [(eid, run, t) for t in tags]
+        return {key[2]: datums for key, datums in self._tensors.reader(ctx, eid)(keys).items()}
 
     def _check_run(self, ctx, eid, run):
         """Raises NotFoundError unless `run` holds nnviz data."""
-        if not self._list_frames(ctx, eid, runs=[run])[0].get(run) and not self._list_tensors(
+        if not self._frames.list(ctx, eid, runs=[run])[0].get(run) and not self._list_tensors(
             ctx, eid, run
         ):
             raise NotFoundError("unknown run %r (no nnviz data)" % run)
 
-    # --- tensor series (stats, structure) --------------------------------
-
-    def _list_tensors(self, ctx, eid, run, tags=None):
-        listing = self._provider.list_tensors(
-            ctx,
-            experiment_id=eid,
-            plugin_name=fmt.PLUGIN_NAME,
-            run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=tags),
-        )
-        return listing.get(run, {})
-
-    def _read_tensors(self, ctx, eid, run, tags):
-        data = self._provider.read_tensors(
-            ctx,
-            experiment_id=eid,
-            plugin_name=fmt.PLUGIN_NAME,
-            downsample=_ALL,
-            run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=tags),
-        )
-        return data.get(run, {})
+    def _frame_series(self, ctx, eid, run, tag, recheck=False):
+        entry = self._frames.one(ctx, eid, run, tag, recheck)
+        if entry is None:
+            self._check_run(ctx, eid, run)
+            raise NotFoundError("run %r has no weight tag %r" % (run, tag))
+        return entry
 
     # --- routes -------------------------------------------------------------
 
     def runs_impl(self, ctx, eid):
-        """{"runs": [{"run", "steps", "tags"}]} for runs with nnviz frames."""
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
-        listing, listed_at = self._list_frames(ctx, eid)
-        series = self._frame_series(ctx, eid, listing, listed_at)
-        self._forget_frames_except(eid, series)
+        """{"runs": [{"run", "steps", "tags", "frame_steps"}]} for runs with
+        nnviz frames; `frame_steps` is "all", or "kept" when only the frames
+        TensorBoard kept in memory can be served."""
+        ctx = _context(ctx)
+        listing, listed_at = self._frames.list(ctx, eid)
+        series = self._frames.series(ctx, eid, listing, listed_at)
+        self._frames.forget_except(eid, series)
         runs = []
         for run in sorted(listing):
             tags = listing[run]
             if not tags:
                 continue
-            steps = set()
+            steps, complete = set(), True
             for tag in tags:
                 steps.update(series[(run, tag)].steps)
-            runs.append({"run": run, "steps": sorted(steps), "tags": len(tags)})
+                complete = complete and series[(run, tag)].complete
+            runs.append({"run": run, "steps": sorted(steps), "tags": len(tags),
+                         "frame_steps": "all" if complete else "kept"})
         return {"runs": runs}
 
     def tags_impl(self, ctx, eid, run):
@@ -232,53 +149,33 @@ class NNVizReader:
         A series this reader cannot decode is listed with an "error" (and
         what could be read); the other tags are unaffected.
         """
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
-        listing, listed_at = self._list_frames(ctx, eid, runs=[run])
+        ctx = _context(ctx)
+        listing, listed_at = self._frames.list(ctx, eid, runs=[run])
         if not listing.get(run):
             self._check_run(ctx, eid, run)
-        series = self._frame_series(ctx, eid, listing, listed_at)
+        series = self._frames.series(ctx, eid, listing, listed_at)
         tensors = []
         for summary_tag in sorted(listing.get(run, {})):
             _, tag = fmt.parse_summary_tag(summary_tag)
-            entry = series[(run, summary_tag)]
-            tensors.append(_tag_info(tag, entry))
+            tensors.append(decode.tag_info(tag, series[(run, summary_tag)]))
         return {"tensors": tensors}
 
     def frame_impl(self, ctx, eid, run, tag, step=None):
         """Returns `(frame, step_served)`: the float32 2-D frame of `tag` at
         the largest snapshot step ≤ `step` (the latest when None)."""
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
-        return self._frame(ctx, eid, run, tag, step, recheck=False)
+        return self._frame(_context(ctx), eid, run, tag, step, recheck=False)
 
     def _frame(self, ctx, eid, run, tag, step, recheck):
-        entry = self._one_frame_series(ctx, eid, run, tag, recheck)
-        if entry.error:
-            raise DataError("weight %r of run %r: %s" % (tag, run, entry.error))
-        if not entry.steps:
-            raise NotFoundError("weight %r of run %r has no snapshots" % (tag, run))
-        if step is None:
-            i = len(entry.steps) - 1
-        else:
-            i = bisect.bisect_right(entry.steps, step) - 1
-            if i < 0:
-                raise NotFoundError(
-                    "weight %r of run %r has no snapshot at or before step %d "
-                    "(first: %d)" % (tag, run, step, entry.steps[0])
-                )
+        entry = self._frame_series(ctx, eid, run, tag, recheck)
+        i = frames_lib.step_index(run, tag, entry, step)
         try:
-            blob = self._provider.read_blob(ctx, blob_key=entry.keys[i])
+            frame = entry.source.read(ctx, run, tag, entry.steps[i], entry.locations[i])
         except tb_errors.NotFoundError:
             if recheck:
                 raise
-            # The cached key went stale (e.g. TensorBoard purged steps of a
-            # restarted run): re-list once and answer from fresh data.
+            # The cached location went stale (e.g. TensorBoard purged steps
+            # of a restarted run): re-list once and answer from fresh data.
             return self._frame(ctx, eid, run, tag, step, recheck=True)
-        try:
-            frame = fmt.decode_frame(blob)
-        except fmt.FormatError as e:
-            raise DataError(
-                "weight %r of run %r at step %d: %s" % (tag, run, entry.steps[i], e)
-            )
         return frame, entry.steps[i]
 
     def stats_impl(self, ctx, eid, run, tag=None, fields=None, arrays=False):
@@ -290,7 +187,7 @@ class NNVizReader:
         With every tag, a series that cannot be decoded becomes
         {"error": message}; the others are served.
         """
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        ctx = _context(ctx)
         stats = self._stats_of_run(ctx, eid, run) if tag is None else self._stats_of_tag(ctx, eid, run, tag)
         if fields is not None:
             run_stats.check_fields(fields, stats.known_fields())
@@ -341,23 +238,29 @@ class NNVizReader:
                 return self._run_stats.get(ctx, eid, run, listing, part=tag)
         return self._stats_of_run(ctx, eid, run)
 
+    def _series(self, cache, ctx, eid, run, listing):
+        """{summary tag: decoded} of `listing` (tensor series of `run`) from `cache`."""
+        found = cache.get({(eid, run, t): s for t, s in listing.items()},
+                          self._tensors.reader(ctx, eid))
+        return {key[2]: value for key, value in found.items()}
+
     def structure_impl(self, ctx, eid, run):
         """The latest model structure written to `run`."""
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        ctx = _context(ctx)
         listing = self._list_tensors(ctx, eid, run, tags=[fmt.STRUCTURE_TAG])
         if fmt.STRUCTURE_TAG not in listing:
             self._check_run(ctx, eid, run)
             raise NotFoundError("run %r has no model structure" % run)
         try:
             fmt.parse_content(listing[fmt.STRUCTURE_TAG].plugin_content)
-            datums = self._read_tensors(ctx, eid, run, [fmt.STRUCTURE_TAG]).get(fmt.STRUCTURE_TAG)
+            key = (eid, run, fmt.STRUCTURE_TAG)
+            datums = self._tensors.reader(ctx, eid)([key])[key]
             if not datums:
                 raise NotFoundError("run %r has no model structure" % run)
             latest = max(datums, key=lambda d: d.step)
             return fmt.structure_from_array(latest.numpy)
         except fmt.FormatError as e:
             raise DataError("model structure of run %r: %s" % (run, e))
-
 
     # --- per-unit stats and findings ------------------------------------------
 
@@ -370,25 +273,36 @@ class NNVizReader:
           consecutive units; NaN where undefined (an update at the first
           snapshot, a step without unit data).
         """
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        ctx = _context(ctx)
         if stat not in UNIT_STATS:
             raise BadRequestError(
                 "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
         units_tag = fmt.units_tag(tag)
         stats = self._stats_of_tag(ctx, eid, run, tag)
+        # Units of runs written before format 3 are `nnviz` tensor series;
+        # of runs written now, rows on disk (`_units_of`).
         listing = self._list_tensors(ctx, eid, run, tags=[units_tag])
-        if units_tag not in listing or not isinstance(stats.tags.get(tag), run_stats.TagStats):
+        series = self._units_of(ctx, eid, run, [units_tag], listing).get(units_tag)
+        if series is None or not isinstance(stats.tags.get(tag), run_stats.TagStats):
             self._no_units(run, tag, stats)
         steps = stats.tags[tag].steps.tolist()
-        series = self._units_series(ctx, eid, run, {units_tag: listing[units_tag]})[units_tag]
         if series.error:
             raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))
-        cells = np.full((len(steps), series.cols), np.nan, np.float32)
-        for i, step in enumerate(steps):
-            row = series.rows.get(step)
-            if row is not None and row[stat].shape == (series.cols,):
-                cells[i] = row[stat]
-        return cells, series.block, steps
+        return series.cells(stat, steps), series.block, steps
+
+    def _units_of(self, ctx, eid, run, units_tags, listing):
+        """{units summary tag: decode.UnitsSeries} of those of `units_tags`
+        the run has: through TensorBoard where `listing` (the run's `nnviz`
+        tensor series) has them (runs of earlier versions), else from disk
+        (disk_units.py)."""
+        kept = {t: listing[t] for t in units_tags if t in listing}
+        found = self._series(self._units, ctx, eid, run, kept) if kept else {}
+        rest = [t for t in units_tags if t not in kept]
+        if rest:
+            on_disk = self._disk_units.list(ctx, eid, run, tags=rest)
+            if on_disk:
+                found.update(self._disk_units.series(ctx, eid, run, on_disk))
+        return found
 
     def _no_units(self, run, tag, stats):
         """Raises the error for a weight without a units series (or stats)."""
@@ -403,30 +317,10 @@ class NNVizReader:
                 "units" % (tag, run))
         raise NotFoundError("weight %r of run %r has no per-unit stats" % (tag, run))
 
-    def _units_series(self, ctx, eid, run, listing):
-        """{summary tag: _UnitsSeries} for `listing` (a few kept, by stamp)."""
-        result, stale = {}, {}
-        for tag, series in listing.items():
-            cached = self._units.get((eid, run, tag))
-            if cached is not None and cached.stamp == _series_stamp(series):
-                result[tag] = cached
-            else:
-                stale[tag] = series
-        if stale:
-            data = self._read_tensors(ctx, eid, run, list(stale))
-            with self._lock:
-                for tag, series in stale.items():
-                    entry = _UnitsSeries(_series_stamp(series), series.plugin_content, data.get(tag, []))
-                    self._units[(eid, run, tag)] = result[tag] = entry
-                    self._units.move_to_end((eid, run, tag))
-                while len(self._units) > _UNITS_CACHED:
-                    self._units.popitem(last=False)
-        return result
-
     def findings_impl(self, ctx, eid, run):
         """{"findings": [...]} of `run` (findings.py), kept per run and
         extended with each new step (findings_cache.py)."""
-        ctx = ctx if ctx is not None else tb_context.RequestContext()
+        ctx = _context(ctx)
         stats = self._stats_of_run(ctx, eid, run)
         try:
             structure = self.structure_impl(ctx, eid, run)
@@ -434,8 +328,9 @@ class NNVizReader:
             structure = None  # findings from the stats alone
 
         def read_units(tags):
-            listing = self._list_tensors(ctx, eid, run, tags=[fmt.units_tag(t) for t in tags])
-            series = self._units_series(ctx, eid, run, listing)
+            units_tags = [fmt.units_tag(t) for t in tags]
+            listing = self._list_tensors(ctx, eid, run, tags=units_tags)
+            series = self._units_of(ctx, eid, run, units_tags, listing)
             return {fmt.parse_summary_tag(t)[1]: s for t, s in series.items() if not s.error}
 
         answer = {"findings": self._findings.findings((eid, run), stats, structure, read_units)}
@@ -443,75 +338,3 @@ class NNVizReader:
             answer["notes"] = ["recorded before per-unit stats (nnviz format version 1): "
                                "dead units are not checked"]
         return answer
-
-
-class _UnitsSeries:
-    """A decoded units series: {step: {field: float32 row}}, its column
-    count and block, or why it cannot be decoded."""
-
-    def __init__(self, stamp, content, datums):
-        self.stamp = stamp
-        self.rows = {}
-        self.cols = 0
-        self.block = 1
-        self.units = 0
-        self.error = None
-        try:
-            doc = fmt.parse_content(content)
-            fields = doc.get("fields")
-            if not isinstance(fields, list) or not set(UNIT_STATS) <= set(fields):
-                raise fmt.FormatError("units metadata has no norm and update fields")
-            self.block, self.units = int(doc["block"]), int(doc["units"])
-            if self.block < 1 or self.units < 0:
-                raise fmt.FormatError("units metadata has block %d, units %d" % (self.block, self.units))
-            self.cols = -(-self.units // self.block)
-            for d in sorted(datums, key=lambda d: d.step):
-                if d.step not in self.rows:
-                    self.rows[int(d.step)] = fmt.units_from_array(d.numpy, fields)
-        except (fmt.FormatError, KeyError, TypeError, ValueError) as e:
-            self.error = str(e)
-
-    def updates(self):
-        """The per-unit updates as `findings.compute` takes them."""
-        steps = sorted(self.rows)
-        return {"steps": steps, "update": [self.rows[s]["update"] for s in steps],
-                "block": self.block, "units": self.units}
-
-
-def _index_blobs(stamp, content, datums, listed_at):
-    """A _FrameSeries from read_blob_sequences' datums (one blob per step)."""
-    by_step = {}
-    for d in datums:
-        if d.values and d.step not in by_step:
-            by_step[d.step] = d.values[0].blob_key
-    steps = sorted(by_step)
-    return _FrameSeries(stamp, content, steps, [by_step[s] for s in steps], listed_at)
-
-
-def _tag_info(tag, entry):
-    info = {
-        "tag": tag,
-        "layer": _layer_of(tag),
-        "shape": [],
-        "rows": 0,
-        "cols": 0,
-        "downsampled": False,
-        "layout": None,
-        "steps": list(entry.steps),
-    }
-    if entry.error:
-        info["error"] = "weight %r: %s" % (tag, entry.error)
-        return info
-    doc = entry.doc
-    try:
-        layout = doc["layout"]
-        info.update(
-            shape=[int(d) for d in doc["shape"]],
-            rows=int(doc["rows"]),
-            cols=int(doc["cols"]),
-            downsampled=[int(b) for b in layout.get("block", [1, 1])] != [1, 1],
-            layout=layout,
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        info["error"] = "weight %r: malformed frame metadata (%s)" % (tag, e)
-    return info

@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.serve import decode
 from tensorboard_nnviz.serve.errors import BadRequestError
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,9 @@ def _vectors_stats(content, datums, lineage=None):
         raise fmt.FormatError("stats metadata has no list of fields")
     datums = _in_step_order(datums)
     vectors = [d.numpy for d in datums]
-    if len({np.size(v) for v in vectors}) == 1 and np.size(vectors[0]) >= len(fields):
+    if not vectors:  # listed, but TensorBoard holds no step (e.g. all purged)
+        table = np.zeros((0, len(fields)))
+    elif len({np.size(v) for v in vectors}) == 1 and np.size(vectors[0]) >= len(fields):
         table = np.stack(vectors).astype(np.float64, copy=False).reshape(len(vectors), -1)
     else:  # a series whose vectors changed length: each checked on its own
         table = np.array([fmt.stats_row(v, fields) for v in vectors], dtype=np.float64)
@@ -329,7 +332,7 @@ class _RunEntry:
             return
         data = read(ctx, eid, run, list(stale))
         for summary_tag, series in stale.items():
-            version = _content_version(series.plugin_content)
+            version = decode.content_version(series.plugin_content)
             old = self.series.get(summary_tag)
             try:
                 stats = _vectors_stats(series.plugin_content, data.get(summary_tag, []))
@@ -350,9 +353,3 @@ def _same_lineage(old, new):
         new.lineage = old.lineage
     return new
 
-
-def _content_version(content):
-    try:
-        return fmt.parse_content(content)["version"]
-    except fmt.FormatError:
-        return fmt.FORMAT_VERSION  # unreadable: its own error says so elsewhere

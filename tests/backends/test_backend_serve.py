@@ -40,7 +40,7 @@ def tb(request, trained):
 def test_runs_tags_and_steps(tb, trained):
     _, _, run = trained
     runs = tb.get_json("runs")["runs"]
-    assert runs == [{"run": RUN, "steps": [0, 1, 2, 3], "tags": len(run["frames"])}]
+    assert runs == [{"run": RUN, "steps": [0, 1, 2, 3], "tags": len(run["frames"]), "frame_steps": "all"}]
     tags = {t["tag"]: t for t in tb.get_json("tags", {"run": RUN})["tensors"]}
     assert sorted(tags) == sorted(run["frames"])
     kernel = tags["conv2d/kernel"]

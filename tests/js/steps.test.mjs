@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {indexAtOrBefore, sampleSteps, statAt, unionSteps} from '../../frontend/model/steps.js';
+import {indexAtOrBefore, keptFramesNote, sampleSteps, statAt, unionSteps} from '../../frontend/model/steps.js';
 
 test('stat lookup uses the snapshot at or before the step', () => {
   assert.equal(indexAtOrBefore([0, 10, 20], 15), 1);
@@ -20,4 +20,12 @@ test('sampled steps spread over the run, first and last included', () => {
   assert.equal(sampleSteps(steps, 8).length, 8);
   assert.deepEqual(sampleSteps(steps, 1), [1000]);
   assert.deepEqual(sampleSteps([], 4), []);
+});
+
+test('a note names the selected runs whose frames are only the kept ones', () => {
+  const runs = [{run: 'a', frame_steps: 'all'}, {run: 'b', frame_steps: 'kept'}, {run: 'c', frame_steps: 'kept'},
+    {run: 'old'}];
+  assert.equal(keptFramesNote(runs, ['a', 'old']), '');
+  assert.match(keptFramesNote(runs, ['a', 'b']), /^Run b: only the frames TensorBoard kept/);
+  assert.match(keptFramesNote(runs, ['b', 'c']), /^Runs b, c: /);
 });

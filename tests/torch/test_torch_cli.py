@@ -13,7 +13,6 @@ import torch_models as tm
 from tensorboard_nnviz.cli import commands as cli
 from tensorboard_nnviz.cli import compact
 from tensorboard_nnviz.cli import local_provider
-from tensorboard_nnviz.serve import reader
 from runs import read_run, write_events
 
 
@@ -34,8 +33,8 @@ def logdir(tmp_path_factory):
 
 
 def _reader(logdir):
-    provider, eid = local_provider.local_data_provider(logdir)
-    return reader.NNVizReader(provider), eid
+    r, _, eid = local_provider.local_reader(logdir)
+    return r, eid
 
 
 def test_inspect_lists_torch_tensors(logdir, capsys):

@@ -15,7 +15,6 @@ from torch import nn
 import torch_models as tm
 
 from tensorboard_nnviz.cli import local_provider
-from tensorboard_nnviz.serve import reader
 
 RUN = "run"
 
@@ -46,8 +45,8 @@ def unit_norms(family, tag, w):
 
 
 def open_reader(log_dir):
-    provider, eid = local_provider.local_data_provider(str(log_dir))
-    return reader.NNVizReader(provider), eid
+    r, _, eid = local_provider.local_reader(str(log_dir))
+    return r, eid
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,344 @@
+"""Where each record of a run's disk series lies in its event files, built
+incrementally.
+
+`RunIndex` maps (summary tag, step) to (file, offset, length) for one run
+directory, for the series the plugin reads from disk (frames and per-unit
+stats: `format.DISK_PREFIXES`; docs/architecture.md, "Frames from disk"):
+
+- It reads each event file from the offset where it stopped last time:
+  a record's 12-byte header, then the first bytes of its data, which say
+  whether it is ours and of which tag and step (event_records.py); the
+  value itself is not read. A live run keeps growing and is followed.
+- A record not yet whole (the file ends inside it) ends the file's reading
+  for now; the next refresh tries it again. A header whose checksum is
+  wrong ends it for good (damaged), as it does for TensorBoard.
+- Files are read in name order (TensorBoard's order). A step written again
+  follows TensorBoard's rules: a record at step s replaces the same tag's
+  records at steps ≥ s read before it (RustBoard's rule, and the Python
+  ingester's for out-of-order steps), and a SessionLog.START after the
+  first drops every tag's records at steps ≥ its step (the Python
+  ingester's restart rule).
+- A file that vanished or shrank starts the run's index over.
+- Memory: per record a step (8 bytes), a file number (4), an offset (8)
+  and a length (4), in flat arrays per tag.
+
+`read_value` reads one record with one positioned read, checks both of its
+checksums (core/records.py) and returns the value; `read_frame` decodes a
+frame from it.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import array
+import bisect
+import logging
+import os
+import threading
+
+from google.protobuf import message as pb_message
+
+from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.core import records
+from tensorboard_nnviz.serve import event_records
+
+logger = logging.getLogger(__name__)
+
+# Bytes of a record's data read to tell what it is: enough for the event's
+# step and a frame tag of ~200 characters (a longer tag costs one more read).
+_PREFIX = 256
+
+
+def is_event_file(name):
+    """TensorBoard's rule (io_wrapper.IsSummaryEventsFile)."""
+    return "tfevents" in name and not name.endswith(".profile-empty")
+
+
+def inside(root, path):
+    """Whether the real `path` lies within the real directory `root`."""
+    return os.path.commonpath([root, path]) == root
+
+
+def run_directory(logdir, run):
+    """The real directory of `run` (a TensorBoard run name: its path
+    relative to `logdir`, "." for `logdir` itself), or None unless it is a
+    directory inside `logdir` (`logdir` given as a real path).
+
+    Run names come from requests: whatever they hold ("..", absolute
+    paths, symbolic links out), nothing outside `logdir` is returned.
+    """
+    if not run or "\0" in run or os.path.isabs(run):
+        return None
+    path = os.path.realpath(os.path.join(logdir, run))
+    if not inside(logdir, path) or not os.path.isdir(path):
+        return None
+    return path
+
+
+class _TagRecords:
+    """The records of one tag, by ascending step."""
+
+    __slots__ = ("steps", "files", "offsets", "lengths", "version")
+
+    def __init__(self, generation):
+        self.steps = array.array("q")
+        self.files = array.array("I")
+        self.offsets = array.array("q")
+        self.lengths = array.array("I")
+        self.version = (generation, 0)  # moves whenever the records change
+
+    def add(self, step, file_number, offset, length):
+        if self.steps and step <= self.steps[-1]:
+            self.drop_from(step)  # a step written again: TensorBoard's preemption
+        self.steps.append(step)
+        self.files.append(file_number)
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.version = (self.version[0], self.version[1] + 1)
+
+    def drop_from(self, step):
+        i = bisect.bisect_left(self.steps, step)
+        if i < len(self.steps):
+            for a in (self.steps, self.files, self.offsets, self.lengths):
+                del a[i:]
+            self.version = (self.version[0], self.version[1] + 1)
+
+    def nbytes(self):
+        return sum(a.itemsize * len(a) for a in (self.steps, self.files, self.offsets, self.lengths))
+
+
+class _File:
+    __slots__ = ("path", "offset", "damaged")
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0  # where the next record begins
+        self.damaged = None  # why reading stopped for good
+
+
+class Locations:
+    """`locations[i]` = (path, offset, length) of a tag's i-th record: a
+    copy of its arrays, so a later refresh does not move what a caller holds."""
+
+    def __init__(self, paths, records_):
+        self._paths = paths
+        self._files = array.array("I", records_.files)
+        self._offsets = array.array("q", records_.offsets)
+        self._lengths = array.array("I", records_.lengths)
+
+    def __len__(self):
+        return len(self._offsets)
+
+    def __getitem__(self, i):
+        return (self._paths[self._files[i]], self._offsets[i], self._lengths[i])
+
+
+class RunIndex:
+    """The disk-series records of the run in directory `run_dir` (a real path
+    inside the real directory `root`; event files resolving outside
+    `root` are not read)."""
+
+    def __init__(self, run_dir, root):
+        self.run_dir = run_dir
+        self._root = root
+        self._lock = threading.Lock()
+        self._generation = 0  # moves when the index starts over
+        self._reset()
+        self.bytes_scanned = 0  # event-file bytes covered (benchmarks)
+        self.records_scanned = 0
+
+    def _reset(self):
+        self._generation += 1
+        self._files = []  # [_File], in the order first read
+        self._paths = []  # file number -> path
+        self._tags = {}  # summary tag -> _TagRecords
+        self._seen_start = False  # the first SessionLog.START is no restart
+
+    def refresh(self):
+        """Reads what the run's event files gained since the last refresh.
+
+        Raises:
+          OSError: the run's directory cannot be listed.
+        """
+        with self._lock:
+            paths = self._event_files()
+            if any(not _still(f, paths) for f in self._files):
+                self._reset()  # a file vanished or shrank: start over
+            known = {f.path for f in self._files}
+            for path in paths:
+                if path not in known:
+                    self._files.append(_File(path))
+                    self._paths.append(path)
+            for number, f in enumerate(self._files):
+                if f.damaged is None:
+                    self._read_file(number, f)
+
+    def _event_files(self):
+        """{path: size} of the run's event files, in name order."""
+        found = {}
+        for name in sorted(os.listdir(self.run_dir)):
+            if not is_event_file(name):
+                continue
+            path = os.path.join(self.run_dir, name)
+            if not inside(self._root, os.path.realpath(path)):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if os.path.isfile(path):
+                found[path] = st.st_size
+        return found
+
+    def _read_file(self, number, f):
+        try:
+            fd = os.open(f.path, os.O_RDONLY)
+        except OSError as e:
+            logger.warning("nnviz: cannot read %s: %s", f.path, e)
+            return
+        try:
+            size = os.fstat(fd).st_size
+            while f.offset + records.HEADER.size <= size:
+                head = _pread(fd, records.HEADER.size + _PREFIX, f.offset)
+                try:
+                    length = records.read_length(head)
+                except records.RecordError:
+                    f.damaged = "damaged record header at byte %d" % f.offset
+                    logger.warning("nnviz: stopped reading %s: %s", f.path, f.damaged)
+                    return
+                end = f.offset + records.record_size(length)
+                if end > size:
+                    return  # not whole yet: read again when it is
+                prefix = memoryview(head)[records.HEADER.size:records.HEADER.size + length]
+                found = event_records.scan(prefix, length)
+                if found.kind == event_records.FULL:
+                    found = self._full(fd, f, length)
+                self._add(found, number, f.offset, length)
+                self.records_scanned += 1
+                self.bytes_scanned += end - f.offset
+                f.offset = end
+        finally:
+            os.close(fd)
+
+    def _full(self, fd, f, length):
+        data = _pread(fd, records.record_size(length), f.offset)
+        try:
+            return event_records.full(records.record_data(data))
+        except (records.RecordError, pb_message.DecodeError) as e:
+            logger.warning("nnviz: skipped a damaged record of %s at byte %d: %s",
+                           f.path, f.offset, e)
+            return event_records.Scanned(event_records.OTHER, 0, ())
+
+    def _add(self, found, number, offset, length):
+        if found.kind == event_records.VALUES:
+            for tag in found.tags:
+                self._tags.setdefault(tag, _TagRecords(self._generation)).add(found.step, number, offset, length)
+        elif found.kind == event_records.START:
+            if self._seen_start:
+                for tag_records in self._tags.values():
+                    tag_records.drop_from(found.step)
+            self._seen_start = True
+
+    def records(self, summary_tag):
+        """`(version, steps, Locations)` of a tag's records (version
+        moves whenever they change), or None if the tag has none."""
+        with self._lock:
+            found = self._tags.get(summary_tag)
+            if found is None:
+                return None
+            return found.version, found.steps.tolist(), Locations(self._paths, found)
+
+    def version(self, summary_tag):
+        found = self._tags.get(summary_tag)
+        return None if found is None else found.version
+
+    def nbytes(self):
+        """Bytes of the index's arrays (benchmarks)."""
+        return sum(t.nbytes() for t in self._tags.values())
+
+    def record_count(self):
+        return sum(len(t.steps) for t in self._tags.values())
+
+
+class RunIndexes:
+    """A RunIndex per run the plugin can read itself, shared by the frame
+    and units paths, each refreshed at most once per `recheck_seconds`
+    unless asked.
+
+    Args:
+      logdir: the local logdir TensorBoard reads, or None (no run can be
+        read: every caller falls back to TensorBoard).
+      recheck_seconds, clock: the refresh window and monotonic seconds.
+    """
+
+    def __init__(self, logdir, recheck_seconds, clock):
+        self._logdir = None if logdir is None else os.path.realpath(logdir)
+        self._recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._slots = {}  # (eid, run) -> [RunIndex or None, refreshed at]
+
+    def get(self, eid, run, refresh=False):
+        """The index of `run` (a run TensorBoard listed: the caller checks),
+        refreshed if asked or past the window; None if the plugin cannot
+        read the run itself (`run_directory`) or its directory is gone."""
+        if self._logdir is None:
+            return None
+        with self._lock:
+            slot = self._slots.get((eid, run))
+            if slot is None:
+                path = run_directory(self._logdir, run)
+                index = None if path is None else RunIndex(path, self._logdir)
+                slot = self._slots[(eid, run)] = [index, None]
+        index, refreshed_at = slot
+        now = self._clock()
+        if index is not None and (refresh or refreshed_at is None
+                                  or now - refreshed_at >= self._recheck_seconds):
+            try:
+                index.refresh()
+            except OSError:
+                return None  # the run's directory is gone or unreadable
+            slot[1] = now
+        return index
+
+    def forget_except(self, eid, runs):
+        """Drops the indexes of `eid`'s runs not in `runs` (deleted runs)."""
+        with self._lock:
+            for key in [k for k in self._slots if k[0] == eid and k[1] not in runs]:
+                del self._slots[key]
+
+
+def _still(f, paths):
+    """Whether file `f` is still there, at least as long as what was read."""
+    size = paths.get(f.path)
+    return size is not None and size >= f.offset
+
+
+def _pread(fd, n, offset):
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows has no pread
+    return os.read(fd, n)
+
+
+def read_value(location, summary_tag):
+    """The `Summary.Value` of `summary_tag` in the record at `location`
+    ((path, offset, length)): one positioned read, both checksums checked.
+
+    Raises:
+      FileNotFoundError: the file is gone.
+      records.RecordError, format.FormatError, protobuf's DecodeError: the
+        record is damaged or holds no such value.
+    """
+    path, offset, length = location
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        record = _pread(fd, records.record_size(length), offset)
+    finally:
+        os.close(fd)
+    return event_records.value_of(records.record_data(record), summary_tag)
+
+
+def read_frame(location, summary_tag):
+    """The float32 frame of `summary_tag` in the record at `location`
+    (`read_value`, then the frame decoded; the same errors)."""
+    return fmt.decode_frame(fmt.frame_blob_of(read_value(location, summary_tag)))
