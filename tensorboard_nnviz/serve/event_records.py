@@ -40,6 +40,8 @@ class _Short(Exception):
 
 
 def _varint(buf, pos):
+    if pos < len(buf) and buf[pos] < 0x80:  # most keys and sizes: one byte
+        return buf[pos], pos + 1
     result = shift = 0
     while True:
         if pos >= len(buf):

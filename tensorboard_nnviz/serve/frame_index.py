@@ -231,7 +231,10 @@ class RunIndex:
     def _add(self, found, number, offset, length):
         if found.kind == event_records.VALUES:
             for tag in found.tags:
-                self._tags.setdefault(tag, _TagRecords(self._generation)).add(found.step, number, offset, length)
+                tag_records = self._tags.get(tag)
+                if tag_records is None:
+                    tag_records = self._tags[tag] = _TagRecords(self._generation)
+                tag_records.add(found.step, number, offset, length)
         elif found.kind == event_records.START:
             if self._seen_start:
                 for tag_records in self._tags.values():
