@@ -136,6 +136,15 @@ def replay(run_dir, count, first_step, step_every=STEP_EVERY):
             if last and event.step != last[0].step:
                 last = []
             last.append(event)
+    # Under spectral="auto" the writer's close writes the last stats table
+    # again: a snapshot has it once.
+    seen, unique = set(), []
+    for event in last:
+        tags = {v.tag for v in event.summary.value}
+        if not tags <= seen:
+            unique.append(event)
+        seen |= tags
+    last = unique
     rng = np.random.default_rng(1)
     frames = {}
     for event in last:
