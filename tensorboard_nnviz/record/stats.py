@@ -622,16 +622,18 @@ def _all_positions(n):
     return index
 
 
-def fused_plan(shape, unit_axes, layout=None):
+def fused_plan(shape, unit_axes, layout=None, start=None, local=None):
     """The fused pass's `Plan` of a tensor (with `layout`, and its
-    "block": the frame too)."""
+    "block": the frame too); with `start` and `local`, of the shard that
+    is the block of the tensor from index `start` of shape `local`."""
     kernel = _fused_kernel()
     rows, cols, block = (), (), None
     if layout is not None:
         rows, cols = tuple(layout["row_axes"]), tuple(layout["col_axes"])
         block = tuple(int(b) for b in layout["block"])
-    return kernel.plan(tuple(int(d) for d in shape), rows, cols,
-                       tuple(int(a) for a in unit_axes), block)
+    ints = lambda v: None if v is None else tuple(int(d) for d in v)  # noqa: E731
+    return kernel.plan(ints(shape), rows, cols, tuple(int(a) for a in unit_axes), block,
+                       ints(start), ints(local))
 
 
 def new_partial(plan, n):
@@ -669,29 +671,49 @@ def _kernel_input(kernel, x):
     return _as_numeric(x).reshape(-1), kernel.NO_LUT
 
 
-def accumulate(buf, plan, w, prev=None, init=None, start=0, size=None):
+def accumulate(buf, plan, w, prev=None, init=None, shard=None):
     """Adds `w` (and its `prev`, `init`: same shape and dtype) into the
-    partial buffer `buf`.
+    partial buffer `buf` (`new_partial`).
 
-    A shard: `w` is the slice [start, start + len(w)) of axis 0 of a tensor
-    of `size` entries (its `plan` and `buf` those of the whole tensor);
-    the shards' buffers combine (`combine`) into the whole tensor's.
+    A shard: `shard` = (the tensor's shape, the shard's first index along
+    each axis), `w` the block of the tensor from there, `plan` the shard's
+    (`fused_plan` with `start` and `local`) and `buf` one of the whole
+    tensor's size; the shards' buffers combine (`combine`) into the whole
+    tensor's.
     """
     kernel = _fused_kernel()
     flat, lut = _kernel_input(kernel, w)
     p = flat if prev is None else _kernel_input(kernel, prev)[0]
     q = flat if init is None else _kernel_input(kernel, init)[0]
-    positions = sample_positions(flat.size if size is None else size)
-    if not start:
-        first, lo, mine = 0, 0, positions
-    else:
-        lo = start * (flat.size // len(w))
-        if lo % plan.plan[kernel.P_SIZE]:
-            raise ValueError("a shard of a tensor must hold whole rows of it (fused.plan)")
-        first, last = np.searchsorted(positions, [lo, lo + flat.size])
-        mine = positions[first:last] - lo
-    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, mine,
-                      buf, lo // plan.plan[kernel.P_SIZE], first)
+    positions = sample_positions(flat.size) if shard is None else _EMPTY
+    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, positions,
+                      buf)
+    if shard is not None:
+        slots, mine = shard_sample(shard[0], shard[1], np.shape(w))
+        first = kernel.ACC_SIZE + 2 * plan.units + math.prod(plan.frame_shape)
+        buf[first + slots] = np.ascontiguousarray(w).reshape(-1)[mine]
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+@functools.lru_cache(maxsize=1024)
+def shard_sample(shape, start, local):
+    """(slots, positions): which entries of the percentile sample of a
+    tensor of `shape` lie in its block from `start` of shape `local`, and
+    where in the block's C-order data (fixed per shape and block, cached)."""
+    shape, start, local = (tuple(int(d) for d in v) for v in (shape, start, local))
+    n = math.prod(shape)
+    index = np.unravel_index(sample_positions(n), shape) if shape else ()
+    inside = np.ones(len(sample_positions(n)), bool)
+    for axis, at in enumerate(index):
+        inside &= (at >= start[axis]) & (at < start[axis] + local[axis])
+    slots = np.flatnonzero(inside)
+    mine = np.ravel_multi_index(tuple(at[slots] - s for at, s in zip(index, start)), local) \
+        if shape else np.zeros(slots.size, np.int64)
+    for a in (slots, mine):
+        a.flags.writeable = False
+    return slots, mine
 
 
 def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
