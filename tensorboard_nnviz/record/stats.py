@@ -636,14 +636,42 @@ def fused_plan(shape, unit_axes, layout=None, start=None, local=None):
                        ints(start), ints(local))
 
 
-def new_partial(plan, n):
-    """An empty partial buffer (fused.py) for a tensor of `plan` and n entries."""
+def partial_size(plan, n):
+    """Entries of the partial buffer of a tensor of `plan` and n entries."""
+    return _fused_kernel().partial_size(plan, len(sample_positions(n)))
+
+
+def new_partial(plan, n, out=None):
+    """An empty partial buffer (fused.py) for a tensor of `plan` and n
+    entries (into `out`, a float64 array of `partial_size`, if given)."""
     kernel = _fused_kernel()
-    samples = len(sample_positions(n))
-    buf = np.zeros(kernel.partial_size(plan, samples))
+    buf = np.zeros(partial_size(plan, n)) if out is None else out
+    buf[:] = 0.0
     buf[kernel.MIN] = math.inf
     buf[kernel.MAX] = -math.inf
     return buf
+
+
+def partial_entries():
+    """(how many entries of a partial buffer hold the tensor's sums, those
+    of them that combine by a min, those that combine by a max); every
+    other entry combines by a sum."""
+    kernel = _fused_kernel()
+    return kernel.ACC_SIZE, kernel.MIN_ENTRIES, kernel.MAX_ENTRIES
+
+
+def centring_shift(buf):
+    """The shift `finish` will ask `centre` about for this (combined)
+    partial buffer, or None when it asks nothing."""
+    m = _moments(buf[:_fused_kernel().ACC_SIZE].tolist())
+    return m.sum / m.n if m.n and _needs_centring(m) else None
+
+
+def centred_sumsq(w, shift):
+    """sum (w - shift)^2 over the finite entries of `w` (any shape), in float64."""
+    kernel = _fused_kernel()
+    flat, lut = _kernel_input(kernel, w)
+    return kernel.centred_sumsq(flat, lut, float(shift))
 
 
 def combine(a, b):
@@ -728,10 +756,7 @@ def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
     """
     kernel = _fused_kernel()
     acc = buf[:kernel.ACC_SIZE].tolist()
-    m = _Moments()
-    m.n, m.sum, m.sumsq = int(acc[kernel.N]), acc[kernel.SUM], acc[kernel.SUMSQ]
-    m.min, m.max = acc[kernel.MIN], acc[kernel.MAX]
-    m.zeros, m.nan, m.inf = int(acc[kernel.ZEROS]), int(acc[kernel.NAN]), int(acc[kernel.INF])
+    m = _moments(acc)
     if m.n and _needs_centring(m):
         m.shift = m.sum / m.n
         m.centred_sumsq = float(centre(m.shift))
@@ -754,6 +779,16 @@ def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
     out = frame.view(np.uint16) if frame.dtype == np.float16 else frame
     kernel.frame_means(buf[start + 2 * units:start + 2 * units + cells], *plan.covered, out)
     return measured._replace(frame=frame)
+
+
+def _moments(acc):
+    """`_Moments` from the acc entries of a partial buffer (a list)."""
+    kernel = _fused_kernel()
+    m = _Moments()
+    m.n, m.sum, m.sumsq = int(acc[kernel.N]), acc[kernel.SUM], acc[kernel.SUMSQ]
+    m.min, m.max = acc[kernel.MIN], acc[kernel.MAX]
+    m.zeros, m.nan, m.inf = int(acc[kernel.ZEROS]), int(acc[kernel.NAN]), int(acc[kernel.INF])
+    return m
 
 
 def _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype):
