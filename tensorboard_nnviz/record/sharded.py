@@ -44,9 +44,10 @@ from tensorboard_nnviz.record import writer as writer_lib
 
 logger = logging.getLogger(__name__)
 
-# float64 entries of partial buffers combined by one collective (16 MiB):
-# few collectives for many small weights, bounded memory for large ones.
-BUCKET_ENTRIES = 2 << 20
+# float64 entries of partial buffers combined by one collective (4 MiB):
+# few collectives for many small weights, bounded memory for large ones
+# (the collectives allocate as much again).
+BUCKET_ENTRIES = 1 << 19
 # The longest side of a Gram matrix summed from shards when it is the
 # longer side of the matrix (the shorter side's Gram is taken whatever its
 # size): 32 MiB, and an eigensolve of about a second.
@@ -183,6 +184,11 @@ class ShardedStats:
         self._queue = queue.Queue(maxsize=1) if threaded else None
         self._thread = None
         self._warned = False
+        # The buckets' buffer, kept from one snapshot to the next: freeing a
+        # buffer this large raises glibc's mmap threshold, and training's
+        # own allocations of that size then stay in the heap (measured:
+        # benchmarks/sharded_memory.py).
+        self._buffer = np.empty(0)
 
     # --- training thread ----------------------------------------------------------
 
@@ -216,14 +222,16 @@ class ShardedStats:
         `spectral="auto"` owes the last snapshot (the writer's close
         computes them, `writer._write_spectral_ends`)."""
         self.flush()
+        if writer is not None:
+            writer.flush()  # the last snapshot's Measured values are the writer's W_prev
         try:
             owed = self._turns.owed([tag for tag, t in self.state.items() if t.gram])
             for tag in owed:
                 t = self.state[tag]
                 gram = self._gram(t, [Shard(start, data) for start, data in t.prev.items()])
-                measured = None if writer is None else writer.state.get(tag)
-                if gram is not None and measured is not None and isinstance(measured.prev, Measured):
-                    measured.prev.gram = gram
+                state = None if writer is None else writer.state.get(tag)
+                if gram is not None and state is not None and isinstance(state.prev, Measured):
+                    state.prev.gram = gram
         except Exception as e:  # a bug of ours must not stop training
             self._report(e)
 
@@ -288,7 +296,9 @@ class ShardedStats:
         acc_size, mins, maxs = stats_lib.partial_entries()
         sizes = [stats_lib.partial_size(t.plan, t.size) for _, t in items]
         bounds = np.cumsum([0] + sizes)
-        buf = np.empty(int(bounds[-1]))
+        if self._buffer.size < bounds[-1]:
+            self._buffer = np.empty(int(bounds[-1]))
+        buf = self._buffer[:int(bounds[-1])]
         parts = [buf[a:b] for a, b in zip(bounds, bounds[1:])]
         for (w, t), part in zip(items, parts):
             with self._pause:  # not while the training thread copies
