@@ -235,13 +235,37 @@ def main(argv):
     print("\n7B on %d ranks (Llama-2-7B shapes, %.2fB parameters), per snapshot and rank:"
           % (ranks, params / 1e9))
     print("  host memory: %.1f GiB (its shards' copy, W_prev and W_0 in float32; gathered: "
-          "%.0f GiB on every rank for one weight at a time and on rank 0 for the whole model)"
-          % (3 * shard / (1 << 30), params * 4 / (1 << 30)))
+          "rank 0 holds them whole, %.0f GiB)" % (3 * shard / (1 << 30), 3 * params * 4 / (1 << 30)))
     print("  partial buffers combined: %.0f MiB (%.2f %% of the model's float32 bytes)"
           % (moved / mib, 100 * moved / (params * 4)))
     print("  fused pass over its shards: %.1f s at %.4f s/MiB" % (shard / mib * pass_rate, pass_rate))
     print("  collectives: %.1f s at %.4f s/MiB (this machine's loopback gloo)"
           % (moved / mib * coll_rate, coll_rate))
+    gram_s, eig_s = _spectral_rates()
+    side = 4096
+    print("  a spectrum (a 4096-sided Gram): %.0f MiB reduced (%.1f s), its blocks' Gram %.1f s "
+          "per rank, the eigensolve %.0f s on rank 0 (4096 x 11008 at %.2f s per 1e9 multiply-adds;"
+          " eigvalsh 1024 in %.2f s, times 64)"
+          % (side * side * 8 / mib, side * side * 8 / mib * coll_rate,
+             side * side * 11008 / ranks / 1e9 * gram_s, 64 * eig_s, gram_s, eig_s))
+
+
+def _spectral_rates():
+    """(seconds per 1e9 multiply-adds of a Gram, seconds of eigvalsh of a
+    1024-sided Gram), on one BLAS thread as the writer runs them."""
+    import numpy as np
+
+    from tensorboard_nnviz.core import spectral
+
+    x = np.random.default_rng(0).standard_normal((4096, 1024))
+    with spectral.blas_single_thread():
+        start = time.perf_counter()
+        gram = x.T @ x
+        gram_s = (time.perf_counter() - start) / (4096 * 1024 * 1024 / 1e9)
+        start = time.perf_counter()
+        np.linalg.eigvalsh(gram)
+        eig_s = time.perf_counter() - start
+    return gram_s, eig_s
 
 
 if __name__ == "__main__":

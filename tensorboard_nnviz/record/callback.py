@@ -250,8 +250,9 @@ def _copy_to_host(variable, tag, take):
     The one copy is made from a host view that shares the backend's memory
     where it can (measured by benchmarks/hold_time.py): on CPU a TensorFlow
     tensor read, a torch `detach()`, and a JAX array all share it. A JAX
-    array split over devices is copied shard by shard into the buffer, so
-    no second, gathered copy is made (JAX would keep one on the array).
+    array split over devices (without the fused kernel: the recorder then
+    has no `shards`) is copied shard by shard into the buffer, so no
+    second, gathered copy is made (JAX would keep one on the array).
     """
     value = getattr(variable, "value", variable)  # the backend's variable or array
     if _sharded_jax_array(value):
@@ -402,8 +403,8 @@ def _index_key(index):
 
 def _takes_part(writes):
     """Whether this process takes snapshots: the writer, and under JAX across
-    processes every process (a weight sharded across processes is gathered
-    by a collective that all of them enter)."""
+    processes every process (a weight sharded across processes is measured
+    with collectives that all of them enter)."""
     if writes or keras.backend.backend() != "jax":
         return writes
     import jax

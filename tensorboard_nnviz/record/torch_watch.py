@@ -13,6 +13,7 @@ the recorder differs. Tags and what is recorded: structure_torch.py. Layouts
 in torch's axis order: layout_torch.py.
 """
 
+import datetime
 import itertools
 import os
 import weakref
@@ -50,7 +51,7 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     (`fully_shard`, after it) or any DTensor sharding every rank measures
     its own shards of each weight and the ranks combine the sums (a gloo
     group of their own; no rank gathers a whole weight: README, "Sharded
-    weights"). FSDP1 (`FullyShardedDataParallel`) is not recorded (a
+    weights"); close the watcher on every rank. FSDP1 (`FullyShardedDataParallel`) is not recorded (a
     warning). An error of ours is logged and warned about once; training
     goes on.
 
@@ -154,7 +155,7 @@ class Watcher:
             when the callback was made.
           log_dir: the run's directory, known once training starts.
           writes: whether this process writes (the trainer's global zero);
-            the others gather sharded weights only.
+            the others only measure their shards of sharded weights.
           expected: snapshots expected, for the budget line (or None).
         """
         self = cls.__new__(cls)
@@ -184,7 +185,7 @@ class Watcher:
             recorder.warn_once(
                 "%s records nothing under FullyShardedDataParallel (FSDP1): its parameters are "
                 "flat shards. Shard with torch.distributed.fsdp.fully_shard (FSDP2) instead: its "
-                "weights are gathered for each snapshot." % recorder.api)
+                "weights are measured shard by shard for each snapshot." % recorder.api)
         if optimizer is not None and (self.active or self._sharded):
             self._hook = optimizer.register_step_post_hook(self._on_optimizer_step)
 
@@ -273,7 +274,7 @@ class Driver:
 
     def start(self, model, log_dir, start, writes, expected=None):
         """Training starts: the first snapshot. On every process: one writes,
-        but sharded weights (FSDP2) need every process to gather them."""
+        but sharded weights (FSDP2) need every process to measure its shards."""
         self._watcher = Watcher.driven(self.recorder, model, log_dir, start=start, writes=writes,
                                        expected=expected)
         self._watcher.snapshot()
@@ -486,7 +487,9 @@ class _TorchCollectives(sharded_lib.Collectives):
 
     def __init__(self):
         dist = torch.distributed
-        self.group = dist.new_group(backend="gloo")
+        # A rank that never joins (it stopped, or skipped close()) fails a
+        # snapshot after this long, with a warning, instead of torch's 30 min.
+        self.group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=10))
         self.chief = dist.get_rank() == 0
 
     def _run(self, buf, op, chief=False):
