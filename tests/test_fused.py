@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from fused_checks import assert_agree, assert_float64, both, check_weight, layout_of, variants
+from fused_checks import (assert_agree, assert_float64, blocks, both, check_weight, layout_of,
+                          variants)
 from tensorboard_nnviz.record import stats as S
 from tensorboard_nnviz.record import structure
 
@@ -97,15 +98,6 @@ SHARDINGS = [("Dense", "kernel", (90, 70), (3, 1)),
              ("Dense", "bias", (70001,), (4,))]
 
 
-def _blocks(shape, parts):
-    """Every block of a grid cutting each axis into `parts` (uneven pieces)."""
-    import itertools
-
-    cuts = [sorted({0, n} | {n * i // p + (i % 2) for i in range(1, p)}) for n, p in zip(shape, parts)]
-    for ranges in itertools.product(*[list(zip(c, c[1:])) for c in cuts]):
-        yield tuple(a for a, _ in ranges), tuple(slice(a, b) for a, b in ranges)
-
-
 @pytest.mark.parametrize("cls,name,shape,parts", SHARDINGS, ids=lambda v: str(v))
 def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
     """Each shard's partial buffer, from that shard alone, combined: the
@@ -120,7 +112,7 @@ def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
         whole = S.new_partial(plan, w.size)
         S.accumulate(whole, plan, w, prev, init)
         combined = None
-        for start, box in _blocks(shape, parts):
+        for start, box in blocks(shape, parts):
             part = S.new_partial(plan, w.size)
             local = w[box].shape
             S.accumulate(part, S.fused_plan(shape, layout["unit_axes"], layout, start, local),

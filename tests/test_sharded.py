@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import snapshot_checks as checks
+from fused_checks import blocks
 from runs import read_run, synthetic_structure
 from tensorboard_nnviz.core import spectral as spectral_lib
 from tensorboard_nnviz.record import recorder as recorder_lib
@@ -50,14 +51,6 @@ def weights_at(count):
     return out
 
 
-def _blocks(shape, parts):
-    """(start, slices) of each block of a grid cutting each axis in `parts`."""
-    cuts = [sorted({0, n} | {n * i // p + (i % 2) for i in range(1, p)})
-            for n, p in zip(shape, parts)]
-    for ranges in itertools.product(*[list(zip(c, c[1:])) for c in cuts]):
-        yield tuple(a for a, _ in ranges), tuple(slice(a, b) for a, b in ranges)
-
-
 class Model(recorder_lib.Source):
     """The weights of `weights_at`, whole or cut into their blocks."""
 
@@ -82,7 +75,7 @@ class Model(recorder_lib.Source):
             w, (_, _, shape, parts, _) = now[item.tag], WEIGHTS[item.tag]
             if self.cut:
                 shards = []
-                for start, box in _blocks(shape, parts):
+                for start, box in blocks(shape, parts):
                     buf = pool.take((item.tag, start), w[box].shape, w.dtype)
                     np.copyto(buf, w[box])
                     shards.append(sharded.Shard(start, buf))
