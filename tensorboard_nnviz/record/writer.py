@@ -191,7 +191,8 @@ class SnapshotWriter:
 
         Args:
           step: the snapshot's step (int).
-          weights: list of `Weight` whose `value` is a host copy (numpy).
+          weights: list of `Weight` whose `value` is a host copy (numpy), or
+            a sharded weight measured by its processes (`sharded.Measured`).
           structure: the structure document to write with it, or None.
           wall_time: seconds since the epoch (default now).
           pooled: the values are buffers from `self.pool` (one per weight),
