@@ -10,6 +10,7 @@ float32 within blocks, tests/test_stats.py's bounds); the fused pass sums
 in float64 always.
 """
 
+import itertools
 import math
 
 import ml_dtypes
@@ -149,3 +150,12 @@ def assert_float64(measured, w, prev, init, label):
     want["init_cos"] = x[joint] @ q[joint] / (np.linalg.norm(x[joint]) * np.linalg.norm(q[joint]))
     for name, value in want.items():
         assert measured.stats[name] == pytest.approx(value, rel=1e-12, abs=1e-300), (label, name)
+
+
+def blocks(shape, parts):
+    """(start, slices) of every block of a grid cutting each axis of `shape`
+    into `parts` (uneven pieces): a weight's shards."""
+    cuts = [sorted({0, n} | {n * i // p + (i % 2) for i in range(1, p)})
+            for n, p in zip(shape, parts)]
+    for ranges in itertools.product(*[list(zip(c, c[1:])) for c in cuts]):
+        yield tuple(a for a, _ in ranges), tuple(slice(a, b) for a, b in ranges)

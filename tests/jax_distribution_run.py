@@ -6,11 +6,14 @@
         python tests/jax_distribution_run.py processes OUT PROCESS_ID PORT   # two of them
 
 `devices`: one process, 8 virtual CPU devices; trains the same model from
-the same seed three times into OUT/<name>: `single` (one device),
-`data` (DataParallel over the 8) and `model` (ModelParallel, a LayoutMap
-that shards the Dense and attention kernels 4 ways). For each it saves the
-weights at the snapshot steps, read whole through JAX (OUT/<name>.npz), and
-how many distinct parts each weight is split into (OUT/<name>.json).
+the same seed three times into OUT/<name> (spectral=True): `single` (one
+device), `data` (DataParallel over the 8) and `model` (ModelParallel, a
+LayoutMap that shards the embedding's rows, the Dense kernels' columns,
+a bias, the attention kernels' heads 4 ways, and one Dense kernel along
+both axes 8 ways). For each it saves the weights at the snapshot steps,
+read whole through JAX (OUT/<name>.npz), and how many distinct parts each
+weight is split into (OUT/<name>.json). Then OUT/model_gathered: the run
+the writer makes from `model`'s whole weights (the gathered path).
 
 `processes`: two processes of 4 devices joined by `jax.distributed`, one
 mesh of 8 whose "model" axis spans both processes, so process 0 holds only
@@ -32,9 +35,12 @@ import numpy as np
 SAMPLES, BATCH, FREQ = 32, 8, 2  # 4 steps, snapshots at 0, 2, 4
 
 
+VOCAB = 20
+
+
 def data():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((SAMPLES, 5, 8)).astype("float32")
+    x = rng.integers(0, VOCAB, (SAMPLES, 5)).astype("int32")
     y = rng.standard_normal((SAMPLES, 4)).astype("float32")
     return x, y
 
@@ -43,8 +49,9 @@ def build():
     import keras
 
     keras.utils.set_random_seed(0)
-    x = keras.Input((5, 8))
-    h = keras.layers.MultiHeadAttention(num_heads=4, key_dim=2, name="mha")(x, x)
+    x = keras.Input((5,), dtype="int32")
+    e = keras.layers.Embedding(VOCAB, 8, name="embed")(x)
+    h = keras.layers.MultiHeadAttention(num_heads=4, key_dim=2, name="mha")(e, e)
     h = keras.layers.GlobalAveragePooling1D(name="pool")(h)
     h = keras.layers.Dense(8, activation="tanh", name="dense")(h)
     y = keras.layers.Dense(4, name="dense_1")(h)
@@ -90,7 +97,10 @@ def devices(out):
     assert len(jax.devices()) == 8, jax.devices()
     mesh = keras.distribution.DeviceMesh((2, 4), ["batch", "model"], jax.devices())
     layout = keras.distribution.LayoutMap(mesh)
-    layout[".*dense.*/kernel"] = (None, "model")
+    layout[".*embed/embeddings"] = ("model", None)
+    layout[".*dense/kernel"] = (None, "model")
+    layout[".*dense/bias"] = ("model",)
+    layout[".*dense_1/kernel"] = ("batch", "model")
     layout[".*mha/(query|key|value)/kernel"] = (None, "model", None)
     layout[".*mha/attention_output/kernel"] = ("model", None, None)
     runs = {
@@ -110,14 +120,31 @@ def devices(out):
             return np.array(value)  # JAX's own gather
 
         record = Record(whole)
+        callback = NNVizCallback(os.path.join(out, name), snapshot_freq=FREQ, spectral=True)
         model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
-                  callbacks=[NNVizCallback(os.path.join(out, name), snapshot_freq=FREQ),
-                             record.callback])
+                  callbacks=[callback, record.callback])
+        # Sharded weights are measured where they lie, not gathered.
+        assert (callback.recorder.shards is not None) == (name == "model"), name
         np.savez(os.path.join(out, name + ".npz"),
                  **{"%s@%d" % key: value for key, value in record.values.items()})
         with open(os.path.join(out, name + ".json"), "w") as f:
             json.dump(parts, f)
     keras.distribution.set_distribution(None)
+    write_gathered(os.path.join(out, "model_gathered"), model, record.values)
+
+
+def write_gathered(log_dir, model, values):
+    """What the writer makes of whole weights: `values` {(tag, step): array}."""
+    from tensorboard_nnviz.record import structure
+    from tensorboard_nnviz.record import writer as writer_lib
+
+    refs = structure.weight_refs(model)
+    writer = writer_lib.SnapshotWriter(log_dir, spectral=True)
+    for step in sorted({step for _, step in values}):
+        writer.write(step, [writer_lib.Weight(r.tag, values[(r.tag, step)], r.layer_class,
+                                              r.layer_name, structure.dtype_name(r.variable))
+                            for r in refs])
+    writer.close()
 
 
 def processes(out, process_id, port):
@@ -150,9 +177,11 @@ def processes(out, process_id, port):
 
     record = Record(local_shards)
     x, y = data()
+    callback = NNVizCallback(os.path.join(out, "run"), snapshot_freq=FREQ)
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
-              callbacks=[NNVizCallback(os.path.join(out, "run"), snapshot_freq=FREQ),
-                         record.callback])
+              callbacks=[callback, record.callback])
+    # dense/kernel was measured where it lies: no process gathered it.
+    assert callback.recorder.shards is not None
     arrays = {}
     for (tag, step), shards in record.values.items():
         for index, value in shards:

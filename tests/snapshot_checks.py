@@ -5,10 +5,13 @@ tests on every backend (tests/test_callback.py, tests/backends).
 `run` is `runs.read_run(logdir)`.
 """
 
+import math
+
 import numpy as np
 import pytest
 
 from runs import reference_frame
+from tensorboard_nnviz.core import format as fmt
 
 
 def weights_from_npz(npz):
@@ -59,3 +62,41 @@ def assert_stats_match(run, weights):
             assert s["update_l2"] == pytest.approx(np.linalg.norm(w - prev), rel=1e-6,
                                                    abs=1e-12)
             assert s["update_absmax"] == pytest.approx(np.abs(w - prev).max(), abs=1e-12)
+
+
+def _close(a, b, rtol, atol):
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+
+
+def assert_runs_equal(run, reference, rtol, atol, fields=fmt.STAT_FIELDS, skip=()):
+    """Every weight's content, every stat of `fields`, every unit and every
+    frame cell of `run` equal `reference`'s within the tolerances (a
+    float16 frame: one float16 step more), at the same steps; `skip`:
+    (tag, field) pairs not compared."""
+    assert sorted(run["frames"]) == sorted(reference["frames"])
+    for tag, frames in reference["frames"].items():
+        assert run["content"][tag] == reference["content"][tag], tag
+        assert run["units_content"][tag] == reference["units_content"][tag], tag
+        assert sorted(run["frames"][tag]) == sorted(frames), tag
+        reduced = run["content"][tag]["layout"]["block"] != [1, 1]
+        for step, want in frames.items():
+            got = run["frames"][tag][step]
+            label = "%s step %d" % (tag, step)
+            with np.errstate(invalid="ignore"):  # NaN and Inf cells: compared as equal
+                slack = np.abs(np.spacing(want.astype(np.float16))).astype(np.float32) \
+                    if reduced else 0
+                np.testing.assert_array_less(np.abs(got - want),
+                                             rtol * np.abs(want) + atol + slack + 1e-30,
+                                             err_msg=label)
+            for field in fields:
+                if (tag, field) not in skip:
+                    a, b = run["stats"][tag][step][field], reference["stats"][tag][step][field]
+                    assert _close(a, b, rtol, atol), (label, field, a, b)
+            for key in ("norm", "update"):
+                a, b = run["units"][tag][step][key], reference["units"][tag][step][key]
+                if b is None:
+                    assert a is None, (label, key)
+                else:
+                    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=label + key)

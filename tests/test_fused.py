@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from fused_checks import assert_agree, assert_float64, both, check_weight, layout_of, variants
+from fused_checks import (assert_agree, assert_float64, blocks, both, check_weight, layout_of,
+                          variants)
 from tensorboard_nnviz.record import stats as S
 from tensorboard_nnviz.record import structure
 
@@ -81,26 +82,43 @@ def test_std_of_a_tensor_whose_mean_dwarfs_its_spread():
     assert fused.stats["std"] == pytest.approx(np.std(w), rel=1e-9)
 
 
-@pytest.mark.parametrize("cls,name,shape", [("Dense", "kernel", (90, 70)),
-                                            ("torch.nn.Conv2d", "weight", (12, 10, 3, 3)),
-                                            ("Conv2D", "kernel", (3, 3, 10, 12))])
-def test_shards_of_axis_0_combine_into_the_whole_tensor(cls, name, shape):
+# (class, weight, shape, blocks along each axis): cuts along axis 0 (FSDP2),
+# along the last axis (a LayoutMap's (None, "model")), both, and the middle
+# axis of an attention kernel (its heads).
+SHARDINGS = [("Dense", "kernel", (90, 70), (3, 1)),
+             ("Dense", "kernel", (90, 70), (1, 4)),
+             ("Dense", "kernel", (90, 70), (2, 3)),
+             ("torch.nn.Conv2d", "weight", (12, 10, 3, 3), (3, 1, 1, 1)),
+             ("torch.nn.Conv2d", "weight", (12, 10, 3, 3), (1, 2, 1, 2)),
+             ("Conv2D", "kernel", (3, 3, 10, 12), (1, 1, 2, 3)),
+             ("torch.nn.Linear", "weight", (300, 500), (4, 1)),
+             ("Embedding", "embeddings", (3000, 40), (3, 2)),
+             ("MultiHeadAttention", "query/kernel", (16, 4, 8), (1, 4, 1)),
+             ("MultiHeadAttention", "attention_output/kernel", (4, 8, 16), (2, 1, 2)),
+             ("Dense", "bias", (70001,), (4,))]
+
+
+@pytest.mark.parametrize("cls,name,shape,parts", SHARDINGS, ids=lambda v: str(v))
+def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
     """Each shard's partial buffer, from that shard alone, combined: the
-    whole tensor's stats, units and frame (what an all-reduce of sharded
-    weights will do)."""
+    whole tensor's stats, units, frame and sample (what the collectives of
+    record/sharded.py do), frames exact and block-reduced."""
     rng = np.random.default_rng(4)
     w, prev, init = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
-    layout = layout_of(cls, "layer/" + name, shape, "layer", 40)
-    plan = S.fused_plan(shape, layout["unit_axes"], layout)
-    whole = S.new_partial(plan, w.size)
-    S.accumulate(whole, plan, w, prev, init)
-    cuts = [0, shape[0] // 3, shape[0] // 2 + 1, shape[0]]
-    combined = None
-    for a, b in zip(cuts, cuts[1:]):
-        part = S.new_partial(plan, w.size)
-        S.accumulate(part, plan, w[a:b], prev[a:b], init[a:b], start=a, size=w.size)
-        combined = part if combined is None else S.combine(combined, part)
-    np.testing.assert_allclose(combined, whole, rtol=1e-12)
-    finished = [S.finish(buf, plan, {"update": prev, "init": init}, None, w)
-                for buf in (combined, whole)]
-    assert_agree(finished[0], finished[1], np.zeros(1), "shards")
+    w.reshape(-1)[7] = np.nan
+    for max_cells in (65536, 40):
+        layout = layout_of(cls, "layer/" + name, shape, "layer", max_cells)
+        plan = S.fused_plan(shape, layout["unit_axes"], layout)
+        whole = S.new_partial(plan, w.size)
+        S.accumulate(whole, plan, w, prev, init)
+        combined = None
+        for start, box in blocks(shape, parts):
+            part = S.new_partial(plan, w.size)
+            local = w[box].shape
+            S.accumulate(part, S.fused_plan(shape, layout["unit_axes"], layout, start, local),
+                         w[box], prev[box], init[box], shard=(shape, start))
+            combined = part if combined is None else S.combine(combined, part)
+        np.testing.assert_allclose(combined, whole, rtol=1e-12, err_msg=str(max_cells))
+        finished = [S.finish(buf, plan, {"update": prev, "init": init}, None, w)
+                    for buf in (combined, whole)]
+        assert_agree(finished[0], finished[1], np.zeros(1), "shards")

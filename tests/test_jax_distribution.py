@@ -22,8 +22,10 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(TESTS, "jax_distribution_run.py")
 PYTHON = os.path.join(os.path.dirname(TESTS), ".venv-jax", "bin", "python")
 STEPS = [0, 2, 4]
-KERNELS = ["dense/kernel", "dense_1/kernel", "mha/query/kernel", "mha/key/kernel",
-           "mha/value/kernel", "mha/attention_output/kernel"]
+# Blocks of each weight the LayoutMap of `model` makes (jax_distribution_run.py).
+PARTS = {"embed/embeddings": 4, "dense/kernel": 4, "dense/bias": 4, "dense_1/kernel": 8,
+         "mha/query/kernel": 4, "mha/key/kernel": 4, "mha/value/kernel": 4,
+         "mha/attention_output/kernel": 4}
 
 
 def _start(args, devices):
@@ -64,7 +66,7 @@ def test_snapshots_hold_the_whole_weight_and_equal_one_device(devices_out, name)
     single = read_run(devices_out / "single")
     run = read_run(devices_out / name)
     assert len(_event_files(devices_out / name)) == 1  # one writer
-    assert sorted(run["frames"]) == sorted(single["frames"]) and len(run["frames"]) == 12
+    assert sorted(run["frames"]) == sorted(single["frames"]) and len(run["frames"]) == 13
     for tag, frames in single["frames"].items():
         assert sorted(run["frames"][tag]) == STEPS
         assert run["content"][tag] == single["content"][tag]
@@ -83,8 +85,27 @@ def test_the_layout_map_really_shards_the_kernels(devices_out):
     parts = {name: json.loads((devices_out / (name + ".json")).read_text())
              for name in ("single", "data", "model")}
     assert set(parts["single"].values()) == set(parts["data"].values()) == {1}
-    assert {tag: parts["model"][tag] for tag in KERNELS} == {tag: 4 for tag in KERNELS}
-    assert parts["model"]["dense/bias"] == 1
+    assert {tag: parts["model"][tag] for tag in PARTS} == PARTS
+    assert parts["model"]["dense_1/bias"] == 1
+
+
+def test_sharded_weights_equal_the_gathered_path_within_float32_rounding(devices_out):
+    """`model` measured its sharded weights where they lie (8 devices, each
+    block counted once); the writer on the whole weights gives the same
+    stats, units and frames. A kernel cut along both axes has no Gram
+    matrix its blocks sum to: its spectrum is null (README, "Sharded
+    weights"); every other matrix's equals the gathered one's."""
+    run = read_run(devices_out / "model")
+    gathered = read_run(devices_out / "model_gathered")
+    spectral = ("sv_max", "stable_rank", "alpha", "alpha_weighted")
+    checks.assert_runs_equal(run, gathered, rtol=2e-7, atol=1e-9,
+                             skip={("dense_1/kernel", f) for f in spectral})
+    for step in STEPS:
+        assert all(run["stats"]["dense_1/kernel"][step][f] is None for f in spectral)
+        assert gathered["stats"]["dense_1/kernel"][step]["sv_max"] > 0
+        for tag in ("embed/embeddings", "dense/kernel", "mha/query/kernel",
+                    "mha/attention_output/kernel"):
+            assert run["stats"][tag][step]["sv_max"] > 0, (tag, step)
 
 
 def _free_port():
@@ -110,7 +131,7 @@ def test_two_processes_one_writer_and_the_other_process_shards(tmp_path):
     run = read_run(tmp_path / "run")
     assert sorted(run["frames"]) == sorted(["mha/%s/%s" % (p, v) for p in (
         "query", "key", "value", "attention_output") for v in ("kernel", "bias")] + [
-        "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"])
+        "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "embed/embeddings"])
     # Every shard either process held equals its part of process 0's snapshot,
     # including the half of dense/kernel that only process 1 held.
     only_theirs = 0
@@ -126,3 +147,10 @@ def test_two_processes_one_writer_and_the_other_process_shards(tmp_path):
             only_theirs = sum(k.startswith("dense/kernel@") and k not in mine for k in shards)
     assert only_theirs == 2 * len(STEPS)  # two column blocks per snapshot held by process 1 only
     assert sorted(run["frames"]["dense/kernel"]) == STEPS
+    # Each process measured its own blocks of dense/kernel; the stats of the
+    # whole weight (the frames are exact) are what their sums made.
+    weights = {}
+    for tag, frames in run["frames"].items():
+        for step, frame in frames.items():
+            weights.setdefault(step, {})[tag] = _unlayout(frame, run["content"][tag])
+    checks.assert_stats_match(run, weights)

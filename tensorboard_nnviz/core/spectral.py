@@ -235,7 +235,13 @@ def eigenvalues(w, matrix_plan, dtype=np.float64):
     """
     x = matrices(w, matrix_plan).astype(dtype, copy=False)
     xt = np.swapaxes(x, 1, 2)
-    gram = xt @ x if x.shape[1] >= x.shape[2] else x @ xt
+    return gram_eigenvalues(xt @ x if x.shape[1] >= x.shape[2] else x @ xt)
+
+
+def gram_eigenvalues(gram):
+    """The pooled eigenvalues of a (slices, s, s) stack of Gram matrices,
+    ascending, clipped at 0 (a sharded matrix's Gram is the sum of its
+    shards': record/sharded.py)."""
     evals = np.linalg.eigvalsh(gram).astype(np.float64).ravel()
     np.maximum(evals, 0.0, out=evals)
     evals.sort()

@@ -1,6 +1,7 @@
 """`NNVizCallback`: weight snapshots and model structure from `model.fit`."""
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import numpy as np
 
 from tensorboard_nnviz.record import budget as budget_lib
 from tensorboard_nnviz.record import recorder as recorder_lib
+from tensorboard_nnviz.record import sharded as sharded_lib
 from tensorboard_nnviz.record import structure as structure_lib
 from tensorboard_nnviz.record import writer as writer_lib
 
@@ -33,8 +35,10 @@ class NNVizCallback(keras.callbacks.Callback):
     TensorFlow, JAX and torch backends. One process writes: the chief
     worker under `tf.distribute`, process 0 under Keras's distribution API
     on JAX (create the callback after `keras.distribution.initialize()`),
-    rank 0 under `torch.distributed`. A weight sharded over devices is
-    gathered whole, one weight at a time.
+    rank 0 under `torch.distributed`. A weight sharded over devices (a
+    `LayoutMap` of `ModelParallel` on JAX) is measured block by block where
+    it lies, and the processes combine their sums: none holds it whole
+    (README, "Sharded weights").
 
     Args:
       log_dir: directory for the event files (one TensorBoard run), e.g.
@@ -165,7 +169,26 @@ class NNVizCallback(keras.callbacks.Callback):
         """Takes a snapshot (once per optimizer and iteration count: a second
         fit starts with the weights the first one ended with)."""
         it = self._iterations() if iterations is None else iterations
-        self.recorder.snapshot(_KerasModel(self.model), it, token=self._optimizer())
+        self._find_shards()
+        self.recorder.snapshot(_KerasModel(self.model, self.recorder.shards is not None), it,
+                               token=self._optimizer())
+
+    def _find_shards(self):
+        """Gives the recorder a `sharded.ShardedStats` once the model has a
+        weight sharded over devices (JAX): on every process, which decides
+        alike from the global sharding. Across processes it measures on the
+        training thread (JAX's collectives keep their order with training's)."""
+        if self.recorder.shards is not None or not sharded_lib.available():
+            return
+        if not any(_sharded_jax_array(getattr(v, "value", v)) for v in self.model.weights):
+            return
+        import jax
+
+        across = jax.process_count() > 1
+        self.recorder.shards = sharded_lib.ShardedStats(
+            _JaxCollectives() if across else sharded_lib.Collectives(), self.recorder.max_cells,
+            self.recorder.spectral, writer_lib.BufferPool(), threaded=not across,
+            name=self.recorder.api)
 
     def _optimizer(self):
         return getattr(self.model, "optimizer", None)
@@ -187,8 +210,9 @@ _Recorded = collections.namedtuple("_Recorded", structure_lib.WeightRef._fields 
 class _KerasModel(recorder_lib.Source):
     """A Keras model as the recorder sees it (recorder.Source)."""
 
-    def __init__(self, model):
+    def __init__(self, model, shards=False):
         self.model = model
+        self.shards = shards  # sharded weights measured where they lie (sharded.py)
 
     def key(self):
         return (id(self.model),) + tuple(map(id, self.model.weights))
@@ -201,9 +225,18 @@ class _KerasModel(recorder_lib.Source):
     def structure(self, refs):
         return structure_lib.build_structure(self.model, refs)
 
-    def copy(self, recorded, pool):
-        return [writer_lib.Weight(r.tag, _copy_to_host(r.variable, r.tag, pool.take),
-                                  r.layer_class, r.layer_name, r.dtype) for r in recorded]
+    def copy(self, recorded, pool, writes=True):
+        weights = []
+        for r in recorded:
+            value = getattr(r.variable, "value", r.variable)
+            if self.shards and _sharded_jax_array(value):
+                value = _own_shards(value, r.tag, pool.take)
+            elif writes:
+                value = _copy_to_host(r.variable, r.tag, pool.take)
+            else:
+                continue
+            weights.append(writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, r.dtype))
+        return weights
 
     def join(self, recorded):
         for r in recorded:
@@ -217,8 +250,9 @@ def _copy_to_host(variable, tag, take):
     The one copy is made from a host view that shares the backend's memory
     where it can (measured by benchmarks/hold_time.py): on CPU a TensorFlow
     tensor read, a torch `detach()`, and a JAX array all share it. A JAX
-    array split over devices is copied shard by shard into the buffer, so
-    no second, gathered copy is made (JAX would keep one on the array).
+    array split over devices (without the fused kernel: the recorder then
+    has no `shards`) is copied shard by shard into the buffer, so no
+    second, gathered copy is made (JAX would keep one on the array).
     """
     value = getattr(variable, "value", variable)  # the backend's variable or array
     if _sharded_jax_array(value):
@@ -278,6 +312,65 @@ def _gather_jax(array, tag, take):
     return buf
 
 
+def _own_shards(array, tag, take):
+    """A `sharded.Sharded` of the blocks of a sharded JAX array this
+    process counts, each copied into `take((tag, start), ...)`: of the
+    devices holding the same block, the first of the lowest process counts
+    it."""
+    owners, cut = _shard_owners(array.sharding, tuple(array.shape))
+    shards = []
+    for shard in array.addressable_shards:
+        key = _index_key(shard.index)
+        if owners[key] == shard.device:
+            start = tuple(s.indices(n)[0] for s, n in zip(shard.index, array.shape))
+            data = np.asarray(shard.data)  # a CPU shard: no copy
+            buf = take((tag, start), data.shape, data.dtype)
+            np.copyto(buf, data)
+            shards.append(sharded_lib.Shard(start, buf))
+    return sharded_lib.Sharded(array.shape, shards, cut)
+
+
+@functools.lru_cache(maxsize=256)
+def _shard_owners(sharding, shape):
+    """({block: the device that counts it}, the axes the sharding cuts),
+    from the global sharding: every process answers the same."""
+    owners, cut = {}, set()
+    for device, index in sharding.devices_indices_map(tuple(shape)).items():
+        block = _index_key(index)
+        best = owners.get(block)
+        if best is None or (device.process_index, device.id) < (best.process_index, best.id):
+            owners[block] = device
+        cut |= {a for a, (s, n) in enumerate(zip(index, shape)) if s.indices(n)[:2] != (0, n)}
+    return owners, cut
+
+
+class _JaxCollectives(sharded_lib.Collectives):
+    """JAX's collectives across processes (`process_allgather` of each
+    process's buffer; float64 goes as its bits, JAX holding float32 unless
+    x64 is on), entered on the training thread."""
+
+    def __init__(self):
+        import jax
+
+        self.chief = jax.process_index() == 0
+
+    def _gathered(self, buf):
+        from jax.experimental import multihost_utils
+
+        bits = np.ascontiguousarray(buf, np.float64).view(np.uint32)
+        return np.asarray(multihost_utils.process_allgather(bits)).view(np.float64)
+
+    def sum_all(self, buf):
+        return self._gathered(buf).sum(axis=0)
+
+    def max_all(self, buf):
+        return self._gathered(buf).max(axis=0)
+
+    def sum_to_chief(self, buf):
+        total = self.sum_all(buf)
+        return total if self.chief else None
+
+
 def _join_gather(variable):
     """On a process that does not write: enter the collective gather that
     process 0 needs for this variable, if it needs one."""
@@ -310,8 +403,8 @@ def _index_key(index):
 
 def _takes_part(writes):
     """Whether this process takes snapshots: the writer, and under JAX across
-    processes every process (a weight sharded across processes is gathered
-    by a collective that all of them enter)."""
+    processes every process (a weight sharded across processes is measured
+    with collectives that all of them enter)."""
     if writes or keras.backend.backend() != "jax":
         return writes
     import jax

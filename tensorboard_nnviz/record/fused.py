@@ -51,8 +51,10 @@ MAX_ENTRIES = (MAX, UPDATE + DMAX, INIT + DMAX)
 
 # The plan (int64): how `accumulate` walks a tensor (see `plan`).
 (P_SIZE, P_RS, P_CS, P_US, P_GROUP, P_BR, P_BC, P_CB, P_ROWS, P_UNITS, P_CELLS,
- P_LEAD, P_KEY, P_LINES) = range(14)
-PLAN_HEAD = 14  # then, per leading axis: its size, row step, col step, unit step
+ P_LEAD, P_KEY, P_LINES, P_R0, P_C0, P_U0) = range(17)
+PLAN_HEAD = 17  # then, per leading axis: its size, row step, col step, unit step
+# P_R0, P_C0, P_U0: the layout row, column and unit of the first entry (not
+# 0 for a shard: a block of the tensor, `plan`'s `start`).
 US_TABLE = -1  # P_US: each entry's unit is in the tables
 # P_KEY: which rows share a line. KEY_EXACT: those at the same layout row
 # and column; KEY_ROW / KEY_COL: those in the same row / column of cells
@@ -310,17 +312,18 @@ def _flush(line, r0, c0, plan, dr, dc, rowcell, colcell, frame):
 
 
 @njit(nogil=True, cache=True)
-def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, first_row=0,
-               first_sample=0):
+def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     """Adds the flat C-order tensor `x` (with `p` = W_prev and `q` = W_0,
     the same array as x when absent) into `buf`, a partial buffer (see
     `ACC_SIZE`, `partial_size`): acc, per-unit sums, frame cell sums (none
     when the plan has no cells), and the entries at the sorted flat
-    positions `sample_at` into the sample from `first_sample` on.
+    positions `sample_at` into the sample (a shard passes none: its
+    sampled entries are not consecutive in the sample, stats.py places
+    them).
 
-    `x` may be a shard of the tensor: its rows from `first_row` on (a slice
-    of the leading axes, e.g. of axis 0), `sample_at` then positions
-    within `x`.
+    `x` may be a shard of the tensor, any block of it (`plan`'s `start`,
+    `local`): the plan walks the block's rows with the tensor's steps from
+    the block's first layout row, column and unit.
 
     `plan` (see `plan`): rows of plan[P_SIZE] entries (the last axes); per
     leading axis, what a step adds to a row's first layout row, column and
@@ -340,15 +343,7 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, firs
     dr, dc, du = tables[0], tables[1], tables[2]
     outer = plan[PLAN_HEAD:].reshape(lead, 4)
     idx = np.zeros(lead, np.int64)
-    r0 = c0 = u0 = 0
-    rest = first_row
-    for a in range(lead - 1, -1, -1):  # the odometer at the first row
-        idx[a] = rest % outer[a, 0]
-        rest //= outer[a, 0]
-        r0 += idx[a] * outer[a, 1]
-        c0 += idx[a] * outer[a, 2]
-        u0 += idx[a] * outer[a, 3]
-    sample = sample[first_sample:]
+    r0, c0, u0 = plan[P_R0], plan[P_C0], plan[P_U0]
     sums = np.empty(11)
     keyed, nlines = plan[P_KEY], plan[P_LINES]
     lines = np.zeros((nlines, size))
@@ -513,14 +508,16 @@ def _covered(n, block):
     return np.minimum(block, n - np.arange(0, n, block)).astype(np.float64)
 
 
-def _presum(shape, lead, strides, row_axes, block):
+def _presum(shape, local, lead, strides, row_axes, block):
     """How many trailing entries of a row always share a frame cell: the
     last axes, as long as each is the next innermost of its side of the
-    layout and the block on that side covers it whole (a conv kernel's
-    tile, with a tile-aligned block)."""
+    layout, whole in the shard (`local`), and the block on that side covers
+    it whole (a conv kernel's tile, with a tile-aligned block)."""
     covered = [1, 1]
     group = 1
     for a in range(len(shape) - 1, lead - 1, -1):
+        if local[a] != shape[a]:
+            break
         side = 0 if a in row_axes else 1
         span = covered[side] * shape[a]
         if strides[side][a] != covered[side] or block[side] % span:
@@ -550,8 +547,8 @@ def _lines(lead_shape, lead_rs, lead_cs, head, cells):
     if not lead_shape:
         return KEY_EXACT, 1  # one row
     index = np.indices(lead_shape).reshape(len(lead_shape), -1)
-    r0 = np.dot(np.array(lead_rs, np.int64), index)
-    c0 = np.dot(np.array(lead_cs, np.int64), index)
+    r0 = head[P_R0] + np.dot(np.array(lead_rs, np.int64), index)
+    c0 = head[P_C0] + np.dot(np.array(lead_cs, np.int64), index)
     rowcell, colcell = cells[:head[P_ROWS]], cells[head[P_ROWS]:]
     if head[P_RS] == 0:
         key, base, along = rowcell[r0] // head[P_CB], colcell[c0], _run_class(c0, head[P_BC], head[P_CS])
@@ -570,25 +567,31 @@ def _lines(lead_shape, lead_rs, lead_cs, head, cells):
 
 
 @functools.lru_cache(maxsize=1024)
-def plan(shape, row_axes, col_axes, unit_axes, block=None):
+def plan(shape, row_axes, col_axes, unit_axes, block=None, start=None, local=None):
     """The `Plan` of a tensor of `shape` laid out by `row_axes`, `col_axes`
     with units `unit_axes` (all tuples); `block` (br, bc), or None for no
-    frame."""
+    frame. A shard (any block of the tensor, as C-order data of its own):
+    `start`, its first index along each axis, and `local`, its shape; the
+    plan walks it with the whole tensor's layout rows, columns, units and
+    cells."""
     if not shape:  # a scalar: one entry, one unit, a 1 x 1 frame
         shape, row_axes, col_axes = (1,), (), (0,)
     ndim = len(shape)
+    local = shape if local is None else tuple(local) or (1,)
+    start = (0,) * ndim if start is None else tuple(start) or (0,)
     rs, cs, us = _strides(shape, row_axes), _strides(shape, col_axes), _strides(shape, unit_axes)
     # A row: the last axis, or the last axes up to _MIN_INNER entries (a
     # torch conv kernel's 3 x 3 tile alone would make rows of 9 entries).
-    k, size = 1, shape[-1]
-    while size < _MIN_INNER and k < ndim and size * shape[-k - 1] <= _MAX_TABLE:
+    k, size = 1, local[-1]
+    while size < _MIN_INNER and k < ndim and size * local[-k - 1] <= _MAX_TABLE:
         k += 1
-        size *= shape[-k]
+        size *= local[-k]
     lead = ndim - k
-    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1]
+    origin = [int(np.dot(start, st)) for st in (rs, cs, us)]
+    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1] + origin
     tables = _NO_TABLES
     if k > 1:
-        index = np.indices(shape[lead:]).reshape(k, -1)
+        index = np.indices(local[lead:]).reshape(k, -1)
         tables = np.stack([np.dot(np.array(st[lead:], np.int64), index) for st in (rs, cs, us)])
         head[P_RS] = head[P_CS] = 0
         du = tables[2]
@@ -601,14 +604,14 @@ def plan(shape, row_axes, col_axes, unit_axes, block=None):
         cols = math.prod(shape[a] for a in col_axes)
         br, bc = int(block[0]), int(block[1])
         frame_shape = (-(-rows // br), -(-cols // bc))
-        head[P_GROUP] = _presum(shape, lead, (rs, cs), row_axes, (br, bc))
+        head[P_GROUP] = _presum(shape, local, lead, (rs, cs), row_axes, (br, bc))
         head[P_BR], head[P_BC], head[P_CB] = br, bc, frame_shape[1]
         head[P_ROWS], head[P_CELLS] = rows, math.prod(frame_shape)
         cells = np.concatenate([(np.arange(rows, dtype=np.int64) // br) * frame_shape[1],
                                 np.arange(cols, dtype=np.int64) // bc])
         covered = (_covered(rows, br), _covered(cols, bc))
         if k == 1:
-            head[P_KEY], head[P_LINES] = _lines(shape[:lead], rs[:lead], cs[:lead], head, cells)
-    outer = [[shape[a], rs[a], cs[a], us[a]] for a in range(lead)]
+            head[P_KEY], head[P_LINES] = _lines(local[:lead], rs[:lead], cs[:lead], head, cells)
+    outer = [[local[a], rs[a], cs[a], us[a]] for a in range(lead)]
     array = np.array(head + [v for axis in outer for v in axis], np.int64)
     return Plan(array, np.ascontiguousarray(tables), cells, units, frame_shape, covered)

@@ -61,9 +61,11 @@ class Source:
         """The structure document of the model."""
         raise NotImplementedError
 
-    def copy(self, recorded, pool):
+    def copy(self, recorded, pool, writes=True):
         """One host copy of each recorded item into `pool`'s buffers: a list
-        of `writer.Weight`."""
+        of `writer.Weight`; a sharded weight's value a `sharded.Sharded`
+        holding this process's blocks (when the recorder has `shards`).
+        `writes` False (another process writes): only the sharded ones."""
         raise NotImplementedError
 
     def join(self, recorded):
@@ -109,6 +111,9 @@ class Recorder:
         self._tensors = None  # (items, signature, recorded)
         self._last = None  # (count, weakref to the token) of the last snapshot
         self._warned = False
+        # A sharded.ShardedStats when the model has sharded weights: they are
+        # measured by every process on its own blocks (front ends set it).
+        self.shards = None
 
     # --- the writer ---------------------------------------------------------------
 
@@ -156,7 +161,10 @@ class Recorder:
 
     def close(self):
         """Writes every queued snapshot and closes the writer (idempotent);
-        a later `open` on the same log_dir continues its stats."""
+        a later `open` on the same log_dir continues its stats. With
+        `shards`: on every process."""
+        if self.shards is not None:
+            self.shards.end(self.writer)
         if self.writer is not None:
             self.writer.close()
             self._writer_state = self.writer.state
@@ -194,13 +202,19 @@ class Recorder:
     def _take(self, source, count):
         items, signature, recorded = self.tensors(source)
         if self.writer is None:  # another process writes
-            source.join(recorded)
+            if self.shards is not None:
+                self.shards.submit(lambda pool: source.copy(recorded, pool, writes=False))
+            else:
+                source.join(recorded)
             return
         doc = source.structure(items) if signature != self._signature else None
         step = self.steps.step(count)
-        with self.writer.paused():
-            weights = source.copy(recorded, self.writer.pool)
-        self.writer.write(step, weights, doc, pooled=True)
+        if self.shards is not None:  # measured with the other processes, then written
+            self.shards.submit(lambda pool: source.copy(recorded, pool), self.writer, step, doc)
+        else:
+            with self.writer.paused():
+                weights = source.copy(recorded, self.writer.pool)
+            self.writer.write(step, weights, doc, pooled=True)
         self._signature = signature
         self.steps.written(step)
 

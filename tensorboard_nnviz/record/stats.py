@@ -622,26 +622,56 @@ def _all_positions(n):
     return index
 
 
-def fused_plan(shape, unit_axes, layout=None):
+def fused_plan(shape, unit_axes, layout=None, start=None, local=None):
     """The fused pass's `Plan` of a tensor (with `layout`, and its
-    "block": the frame too)."""
+    "block": the frame too); with `start` and `local`, of the shard that
+    is the block of the tensor from index `start` of shape `local`."""
     kernel = _fused_kernel()
     rows, cols, block = (), (), None
     if layout is not None:
         rows, cols = tuple(layout["row_axes"]), tuple(layout["col_axes"])
         block = tuple(int(b) for b in layout["block"])
-    return kernel.plan(tuple(int(d) for d in shape), rows, cols,
-                       tuple(int(a) for a in unit_axes), block)
+    ints = lambda v: None if v is None else tuple(int(d) for d in v)  # noqa: E731
+    return kernel.plan(ints(shape), rows, cols, tuple(int(a) for a in unit_axes), block,
+                       ints(start), ints(local))
 
 
-def new_partial(plan, n):
-    """An empty partial buffer (fused.py) for a tensor of `plan` and n entries."""
+def partial_size(plan, n):
+    """Entries of the partial buffer of a tensor of `plan` and n entries."""
+    return _fused_kernel().partial_size(plan, len(sample_positions(n)))
+
+
+def new_partial(plan, n, out=None):
+    """An empty partial buffer (fused.py) for a tensor of `plan` and n
+    entries (into `out`, a float64 array of `partial_size`, if given)."""
     kernel = _fused_kernel()
-    samples = len(sample_positions(n))
-    buf = np.zeros(kernel.partial_size(plan, samples))
+    buf = np.zeros(partial_size(plan, n)) if out is None else out
+    buf[:] = 0.0
     buf[kernel.MIN] = math.inf
     buf[kernel.MAX] = -math.inf
     return buf
+
+
+def partial_entries():
+    """(how many entries of a partial buffer hold the tensor's sums, those
+    of them that combine by a min, those that combine by a max); every
+    other entry combines by a sum."""
+    kernel = _fused_kernel()
+    return kernel.ACC_SIZE, kernel.MIN_ENTRIES, kernel.MAX_ENTRIES
+
+
+def centring_shift(buf):
+    """The shift `finish` will ask `centre` about for this (combined)
+    partial buffer, or None when it asks nothing."""
+    m = _moments(buf[:_fused_kernel().ACC_SIZE].tolist())
+    return m.sum / m.n if m.n and _needs_centring(m) else None
+
+
+def centred_sumsq(w, shift):
+    """sum (w - shift)^2 over the finite entries of `w` (any shape), in float64."""
+    kernel = _fused_kernel()
+    flat, lut = _kernel_input(kernel, w)
+    return kernel.centred_sumsq(flat, lut, float(shift))
 
 
 def combine(a, b):
@@ -669,29 +699,49 @@ def _kernel_input(kernel, x):
     return _as_numeric(x).reshape(-1), kernel.NO_LUT
 
 
-def accumulate(buf, plan, w, prev=None, init=None, start=0, size=None):
+def accumulate(buf, plan, w, prev=None, init=None, shard=None):
     """Adds `w` (and its `prev`, `init`: same shape and dtype) into the
-    partial buffer `buf`.
+    partial buffer `buf` (`new_partial`).
 
-    A shard: `w` is the slice [start, start + len(w)) of axis 0 of a tensor
-    of `size` entries (its `plan` and `buf` those of the whole tensor);
-    the shards' buffers combine (`combine`) into the whole tensor's.
+    A shard: `shard` = (the tensor's shape, the shard's first index along
+    each axis), `w` the block of the tensor from there, `plan` the shard's
+    (`fused_plan` with `start` and `local`) and `buf` one of the whole
+    tensor's size; the shards' buffers combine (`combine`) into the whole
+    tensor's.
     """
     kernel = _fused_kernel()
     flat, lut = _kernel_input(kernel, w)
     p = flat if prev is None else _kernel_input(kernel, prev)[0]
     q = flat if init is None else _kernel_input(kernel, init)[0]
-    positions = sample_positions(flat.size if size is None else size)
-    if not start:
-        first, lo, mine = 0, 0, positions
-    else:
-        lo = start * (flat.size // len(w))
-        if lo % plan.plan[kernel.P_SIZE]:
-            raise ValueError("a shard of a tensor must hold whole rows of it (fused.plan)")
-        first, last = np.searchsorted(positions, [lo, lo + flat.size])
-        mine = positions[first:last] - lo
-    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, mine,
-                      buf, lo // plan.plan[kernel.P_SIZE], first)
+    positions = sample_positions(flat.size) if shard is None else _EMPTY
+    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, positions,
+                      buf)
+    if shard is not None:
+        slots, mine = shard_sample(shard[0], shard[1], np.shape(w))
+        first = kernel.ACC_SIZE + 2 * plan.units + math.prod(plan.frame_shape)
+        buf[first + slots] = np.ascontiguousarray(w).reshape(-1)[mine]
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+@functools.lru_cache(maxsize=1024)
+def shard_sample(shape, start, local):
+    """(slots, positions): which entries of the percentile sample of a
+    tensor of `shape` lie in its block from `start` of shape `local`, and
+    where in the block's C-order data (fixed per shape and block, cached)."""
+    shape, start, local = (tuple(int(d) for d in v) for v in (shape, start, local))
+    n = math.prod(shape)
+    index = np.unravel_index(sample_positions(n), shape) if shape else ()
+    inside = np.ones(len(sample_positions(n)), bool)
+    for axis, at in enumerate(index):
+        inside &= (at >= start[axis]) & (at < start[axis] + local[axis])
+    slots = np.flatnonzero(inside)
+    mine = np.ravel_multi_index(tuple(at[slots] - s for at, s in zip(index, start)), local) \
+        if shape else np.zeros(slots.size, np.int64)
+    for a in (slots, mine):
+        a.flags.writeable = False
+    return slots, mine
 
 
 def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
@@ -706,10 +756,7 @@ def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
     """
     kernel = _fused_kernel()
     acc = buf[:kernel.ACC_SIZE].tolist()
-    m = _Moments()
-    m.n, m.sum, m.sumsq = int(acc[kernel.N]), acc[kernel.SUM], acc[kernel.SUMSQ]
-    m.min, m.max = acc[kernel.MIN], acc[kernel.MAX]
-    m.zeros, m.nan, m.inf = int(acc[kernel.ZEROS]), int(acc[kernel.NAN]), int(acc[kernel.INF])
+    m = _moments(acc)
     if m.n and _needs_centring(m):
         m.shift = m.sum / m.n
         m.centred_sumsq = float(centre(m.shift))
@@ -732,6 +779,16 @@ def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
     out = frame.view(np.uint16) if frame.dtype == np.float16 else frame
     kernel.frame_means(buf[start + 2 * units:start + 2 * units + cells], *plan.covered, out)
     return measured._replace(frame=frame)
+
+
+def _moments(acc):
+    """`_Moments` from the acc entries of a partial buffer (a list)."""
+    kernel = _fused_kernel()
+    m = _Moments()
+    m.n, m.sum, m.sumsq = int(acc[kernel.N]), acc[kernel.SUM], acc[kernel.SUMSQ]
+    m.min, m.max = acc[kernel.MIN], acc[kernel.MAX]
+    m.zeros, m.nan, m.inf = int(acc[kernel.ZEROS]), int(acc[kernel.NAN]), int(acc[kernel.INF])
+    return m
 
 
 def _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype):

@@ -64,8 +64,8 @@ def unwrap(model):
 
 
 def is_sharded(tensor):
-    """A DTensor (FSDP2's `fully_shard`, tensor parallelism): `full_tensor()`
-    gathers it, on every rank at once."""
+    """A DTensor (FSDP2's `fully_shard`, tensor parallelism): each rank holds
+    blocks of it (record/sharded.py measures them where they lie)."""
     return callable(getattr(tensor, "full_tensor", None))
 
 

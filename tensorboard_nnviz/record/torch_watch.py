@@ -13,6 +13,7 @@ the recorder differs. Tags and what is recorded: structure_torch.py. Layouts
 in torch's axis order: layout_torch.py.
 """
 
+import datetime
 import itertools
 import os
 import weakref
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from tensorboard_nnviz.record import recorder as recorder_lib
+from tensorboard_nnviz.record import sharded as sharded_lib
 from tensorboard_nnviz.record import structure_torch
 from tensorboard_nnviz.record import writer as writer_lib
 
@@ -46,10 +48,12 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     lays them out, measures and writes them. Call `watch` on every process
     of a distributed job: only rank 0 writes. Under
     `DistributedDataParallel` the other ranks only count steps; under FSDP2
-    (`fully_shard`, after it) every rank gathers each recorded weight at a
-    snapshot (`DTensor.full_tensor()`). FSDP1 (`FullyShardedDataParallel`)
-    is not recorded (a warning). An error of ours is logged and warned about
-    once; training goes on.
+    (`fully_shard`, after it) or any DTensor sharding every rank measures
+    its own shards of each weight and the ranks combine the sums (a gloo
+    group of their own; no rank gathers a whole weight: README, "Sharded
+    weights"); close the watcher on every rank. FSDP1 (`FullyShardedDataParallel`) is not recorded (a
+    warning). An error of ours is logged and warned about once; training
+    goes on.
 
     Args:
       model: the `torch.nn.Module`, or its DDP / `torch.compile` wrapper
@@ -151,7 +155,7 @@ class Watcher:
             when the callback was made.
           log_dir: the run's directory, known once training starts.
           writes: whether this process writes (the trainer's global zero);
-            the others gather sharded weights only.
+            the others only measure their shards of sharded weights.
           expected: snapshots expected, for the budget line (or None).
         """
         self = cls.__new__(cls)
@@ -166,17 +170,22 @@ class Watcher:
         self._budget = [expected]  # logged before the first snapshot, then emptied
         self._hook = None
         self._closed = False
-        # Sharded weights (FSDP2's DTensors) are gathered by every rank at
-        # every snapshot (a collective); one process writes them.
+        # Sharded weights (FSDP2's DTensors) are measured by every rank on
+        # its own shards at every snapshot (collectives); one process writes.
         self._sharded = any(map(structure_torch.is_sharded, self.model.parameters()))
         self.active = writes and not structure_torch.has_fsdp1(self.model)
+        if self._sharded and recorder.shards is None and sharded_lib.available():
+            recorder.shards = sharded_lib.ShardedStats(
+                _TorchCollectives(), recorder.max_cells, recorder.spectral, HostBufferPool(),
+                name=recorder.api)
+        self._source.shards = recorder.shards is not None
         if self.active:
             recorder.open(log_dir, pool=HostBufferPool())
         elif writes:
             recorder.warn_once(
                 "%s records nothing under FullyShardedDataParallel (FSDP1): its parameters are "
                 "flat shards. Shard with torch.distributed.fsdp.fully_shard (FSDP2) instead: its "
-                "weights are gathered for each snapshot." % recorder.api)
+                "weights are measured shard by shard for each snapshot." % recorder.api)
         if optimizer is not None and (self.active or self._sharded):
             self._hook = optimizer.register_step_post_hook(self._on_optimizer_step)
 
@@ -265,7 +274,7 @@ class Driver:
 
     def start(self, model, log_dir, start, writes, expected=None):
         """Training starts: the first snapshot. On every process: one writes,
-        but sharded weights (FSDP2) need every process to gather them."""
+        but sharded weights (FSDP2) need every process to measure its shards."""
         self._watcher = Watcher.driven(self.recorder, model, log_dir, start=start, writes=writes,
                                        expected=expected)
         self._watcher.snapshot()
@@ -291,6 +300,7 @@ class _TorchModel(recorder_lib.Source):
 
     def __init__(self, model):
         self.model = model
+        self.shards = False  # sharded weights measured where they lie (sharded.py)
 
     def key(self):
         model = self.model
@@ -304,16 +314,15 @@ class _TorchModel(recorder_lib.Source):
         return structure_torch.build_structure(self.model, items,
                                                structure_torch.fx_inbound(self.model))
 
-    def copy(self, recorded, pool):
+    def copy(self, recorded, pool, writes=True):
         with torch.no_grad():
-            return copy_to_host(recorded, pool)
+            return copy_to_host(recorded, pool, writes, self.shards)
 
     def join(self, recorded):
-        """Another rank's part in a snapshot of sharded weights: the same
-        gathers as the writing rank, in the same order; nothing is kept."""
-        for e in recorded:
-            if structure_torch.is_sharded(e.tensor):
-                e.tensor.full_tensor()
+        """Another rank's part in a snapshot of sharded weights it gathers
+        (without `shards`): the same gathers as the writing rank, in the
+        same order; nothing is kept."""
+        self.copy(recorded, None, writes=False)
 
 
 # Where wrappers keep the optimizer they wrap: Accelerate's
@@ -399,26 +408,105 @@ class HostBufferPool(writer_lib.BufferPool):
         return torch.empty(shape, dtype=dtype, pin_memory=True)
 
 
-def copy_to_host(items, pool):
+def copy_to_host(items, pool, writes=True, shards=False):
     """One copy of each tensor into a buffer of `pool`: `writer.Weight`s.
 
     CPU tensors: one synchronous copy (torch's, multithreaded for large
     ones). CUDA tensors: one `non_blocking` copy each into pinned buffers,
     then one wait per device for the copies (and the training work queued
     before them) to finish, instead of a wait per tensor.
+
+    A DTensor: with `shards`, a `sharded.Sharded` of this rank's own block
+    (`_own_block`); else, or for placements other than shards and replicas,
+    gathered whole by every rank (`full_tensor()`, a collective). Without
+    `writes` (another rank writes) only those are taken.
     """
     devices = set()
     weights = []
-    for e in items:
-        tensor = e.tensor.detach()
-        if structure_torch.is_sharded(tensor):  # every rank gathers it too
-            tensor = tensor.full_tensor()
+
+    def host(tensor, key):
         if tensor.device.type == "cuda":
             devices.add(tensor.device)
             pool.pinned = True
-        buf = pool.take(e.tag, tuple(tensor.shape), _HOST_DTYPES.get(tensor.dtype, np.float32))
+        buf = pool.take(key, tuple(tensor.shape), _HOST_DTYPES.get(tensor.dtype, np.float32))
         torch.from_numpy(buf).copy_(tensor, non_blocking=tensor.device.type == "cuda")
-        weights.append(writer_lib.Weight(e.tag, buf, e.layer_class, e.layer, e.dtype))
+        return buf
+
+    for e in items:
+        tensor = e.tensor.detach()
+        if structure_torch.is_sharded(tensor):
+            block = _own_block(tensor) if shards else None
+            if block is not None:
+                start, local, cut = block
+                mine = [] if local is None else [sharded_lib.Shard(start, host(local, (e.tag, start)))]
+                weights.append(writer_lib.Weight(e.tag, sharded_lib.Sharded(tensor.shape, mine, cut),
+                                                 e.layer_class, e.layer, e.dtype))
+                continue
+            tensor = tensor.full_tensor()  # every rank gathers it (a collective)
+        if writes:
+            weights.append(writer_lib.Weight(e.tag, host(tensor, e.tag), e.layer_class, e.layer,
+                                             e.dtype))
     for device in devices:
         torch.cuda.current_stream(device).synchronize()
     return weights
+
+
+def _own_block(tensor):
+    """(start, local tensor, cut axes) of the block of a DTensor this rank
+    counts, the local tensor None when a replica on another rank counts it
+    (the replica at coordinate 0 of each replicated mesh dimension); None
+    when its placements are not plain shards and replicas (a pending sum,
+    a strided shard), which are then gathered."""
+    try:
+        from torch.distributed.tensor import Replicate, Shard
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    except ImportError:  # an older torch: gathered
+        return None
+    mesh, placements = tensor.device_mesh, tensor.placements
+    if not all(type(p) is Shard or isinstance(p, Replicate) for p in placements):
+        return None
+    ndim = tensor.ndim
+    cut = {p.dim % ndim for i, p in enumerate(placements)
+           if isinstance(p, Shard) and mesh.size(i) > 1}
+    coordinate = mesh.get_coordinate()
+    if coordinate is None:  # not in the mesh: holds nothing
+        return (0,) * ndim, None, cut
+    shape, start = compute_local_shape_and_global_offset(tensor.shape, mesh, placements)
+    local = tensor.to_local()
+    if tuple(local.shape) != tuple(shape):
+        return None  # padded, or another layout than the one computed: gathered
+    counts = all(c == 0 for c, p in zip(coordinate, placements) if isinstance(p, Replicate))
+    return tuple(int(s) for s in start), local if counts else None, cut
+
+
+class _TorchCollectives(sharded_lib.Collectives):
+    """torch.distributed collectives on a gloo group of the recorder's own
+    (host buffers whatever the training backend, NCCL included; a group of
+    its own, so the worker thread's collectives never interleave with
+    training's)."""
+
+    def __init__(self):
+        dist = torch.distributed
+        # A rank that never joins (it stopped, or skipped close()) fails a
+        # snapshot after this long, with a warning, instead of torch's 30 min.
+        self.group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=10))
+        self.chief = dist.get_rank() == 0
+
+    def _run(self, buf, op, chief=False):
+        dist = torch.distributed
+        tensor = torch.from_numpy(np.ascontiguousarray(buf, np.float64))
+        if chief:
+            dist.reduce(tensor, dst=0, op=op, group=self.group)
+        else:
+            dist.all_reduce(tensor, op=op, group=self.group)
+        return tensor.numpy()
+
+    def sum_all(self, buf):
+        return self._run(buf, torch.distributed.ReduceOp.SUM)
+
+    def max_all(self, buf):
+        return self._run(buf, torch.distributed.ReduceOp.MAX)
+
+    def sum_to_chief(self, buf):
+        out = self._run(buf, torch.distributed.ReduceOp.SUM, chief=True)
+        return out if self.chief else None

@@ -42,7 +42,8 @@ class NNVizCallback(TrainerCallback):
     and the layouts are those of `tensorboard_nnviz.torch.watch` (tied
     weights once, under their first name in `named_parameters()`). Only the
     world process zero writes (the Trainer under DDP or FSDP through
-    Accelerate); under FSDP2 every process gathers the sharded weights.
+    Accelerate); under FSDP2 every process measures its shards of the
+    sharded weights.
 
     Args:
       log_dir: directory for the event files. Default: where the Trainer's

@@ -193,7 +193,8 @@ class SnapshotWriter:
 
         Args:
           step: the snapshot's step (int).
-          weights: list of `Weight` whose `value` is a host copy (numpy).
+          weights: list of `Weight` whose `value` is a host copy (numpy), or
+            a sharded weight measured by its processes (`sharded.Measured`).
           structure: the structure document to write with it, or None.
           wall_time: seconds since the epoch (default now).
           pooled: the values are buffers from `self.pool` (one per weight),
@@ -284,7 +285,7 @@ class SnapshotWriter:
         for w, sumsq, tag_stats in zip(snap.weights, sumsqs, stats):
             state = self.state[w.tag]
             state.last_stats, state.last_spectral = tag_stats, w.tag in spectral
-            self._advance(state, w, snap.pooled, sumsq)
+            self._advance(state, w, snap.pooled and isinstance(w.value, np.ndarray), sumsq)
 
     def _write_events(self, events):
         """Writes events, each as its pieces (`eventfiles.event_pieces`), in
@@ -324,7 +325,7 @@ class SnapshotWriter:
             for tag in chosen:
                 state = self.state[tag]
                 start = time.thread_time()
-                state.last_stats.update(_spectral_metrics(tag, state.prev, state.matrix))
+                state.last_stats.update(_spectral_metrics(tag, state.prev, state.matrix) or {})
                 self.spectral_cpu_seconds += time.thread_time() - start
                 state.last_spectral = True
         # The whole table again: RustBoard keeps only the later of two
@@ -347,7 +348,7 @@ class SnapshotWriter:
             state = self.state.get(w.tag)
             if state is not None and state.init is w.value:
                 del self.state[w.tag]
-            if snap.pooled:
+            if snap.pooled and isinstance(w.value, np.ndarray):
                 self.pool.give(w.tag, w.value)
 
     def _advance(self, state, w, pooled, sumsq):
@@ -391,10 +392,11 @@ class SnapshotWriter:
             state = self._state(w)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             encoding = budget.frame_encoding(state.layout["block"])
-            # The stats, the unit sums and the frame: one pass (stats.py).
-            measured = stats_lib.measure(w.value, state.prev, state.init, state.layout["unit_axes"],
-                                         state.prev_sumsq, state.init_sumsq, layout=state.layout,
-                                         frame_dtype=fmt.encoding_dtype(encoding))
+            # The stats, the unit sums and the frame: one pass (stats.py),
+            # or measured by the processes holding its shards (sharded.py).
+            measured = getattr(w.value, "measurement", None) or stats_lib.measure(
+                w.value, state.prev, state.init, state.layout["unit_axes"], state.prev_sumsq,
+                state.init_sumsq, layout=state.layout, frame_dtype=fmt.encoding_dtype(encoding))
             sumsqs.append(measured.sumsq if measured.finite else None)
             stats.append(measured.stats)
             frame_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
@@ -432,10 +434,18 @@ class SnapshotWriter:
         self._last_wall_time = snap.wall_time
         matrices = {w.tag: (w, s) for w, s in zip(snap.weights, stats)
                     if self.state[w.tag].matrix is not None}
+        done = set()
+        with spectral_lib.blas_single_thread():
+            for tag, (w, tag_stats) in list(matrices.items()):
+                if not isinstance(w.value, np.ndarray):  # sharded: sharded.py chose (its Gram)
+                    del matrices[tag]
+                    metrics = _spectral_metrics(tag, w.value, None)
+                    if metrics is not None:
+                        tag_stats.update(metrics)
+                        done.add(tag)
         ops = [(tag, spectral_lib.cost(w.value.shape, self.state[tag].matrix))
                for tag, (w, _) in matrices.items()]
         chosen = self._scheduler.select(ops, elapsed=elapsed, writer_seconds=writer_seconds)
-        done = set()
         with spectral_lib.blas_single_thread():
             for tag in chosen:
                 with self._pause:  # not while the training thread copies
@@ -458,20 +468,16 @@ class SnapshotWriter:
         state = self.state.get(w.tag)
         if state is not None and state.key == key:
             return state
-        layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1],
-                                          value.shape, w.layer_name)
-        block = layout_lib.frame_block(layout, value.shape, self.max_cells)
+        layout = weight_layout(w, self.max_cells)
+        block, unit_axes = layout["block"], layout["unit_axes"]
         rows, cols = layout_lib.layout_size(layout, value.shape)
-        # A layout from elsewhere (e.g. another framework's) may name no units.
-        unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(value.ndim))
-        layout = dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
         content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
                                     rows=-(-rows // block[0]), cols=-(-cols // block[1]))
         units = stats_lib.unit_count(value.shape, unit_axes)
         unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
         units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
         state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
-                                              init=value, matrix=_matrix_plan(w, layout))
+                                              init=value, matrix=matrix_plan(w, layout))
         return state
 
     def _discard_events(self):
@@ -503,7 +509,19 @@ class SnapshotWriter:
         return list(self._failed_steps)
 
 
-def _matrix_plan(w, layout):
+def weight_layout(w, max_cells):
+    """The layout of a `Weight` with its frame `block` and `unit_axes`
+    (the writer's, and record/sharded.py's on every process of a sharded one)."""
+    shape = tuple(w.value.shape)
+    layout = layout_lib.choose_layout(w.layer_class, w.tag.rsplit("/", 1)[-1], shape,
+                                      w.layer_name)
+    block = layout_lib.frame_block(layout, shape, max_cells)
+    # A layout from elsewhere (e.g. another framework's) may name no units.
+    unit_axes = layout.get("unit_axes", stats_lib.default_unit_axes(len(shape)))
+    return dict(layout, block=[int(b) for b in block], unit_axes=unit_axes)
+
+
+def matrix_plan(w, layout):
     """How `w` reads as matrices (spectral.plan), or None; never raises: a
     weight we cannot plan simply gets no spectral stats."""
     try:
@@ -515,8 +533,12 @@ def _matrix_plan(w, layout):
 
 def _spectral_metrics(tag, value, matrix):
     """The spectral metrics of one weight; all None if anything fails (a
-    LinAlgError on a pathological matrix must not lose the snapshot)."""
+    LinAlgError on a pathological matrix must not lose the snapshot). A
+    sharded weight's come from its Gram matrix (`sharded.Measured`), or are
+    None when this snapshot has none."""
     try:
+        if not isinstance(value, np.ndarray):
+            return value.spectral_metrics()
         return spectral_lib.compute(value, matrix)
     except Exception:
         logger.debug("nnviz: spectral metrics of %r failed", tag, exc_info=True)
