@@ -152,12 +152,14 @@ def test_host_buffers_are_recycled(tmp_path):
     _loop(model, opt, 30)
     w.close()
     assert steps_of(tmp_path) == list(range(31))
-    tensors = len(list(model.parameters()))
-    # Every snapshot after the swap took its buffers from this pool; how many
-    # were new depends on how far the writer got (it stocks spares it copied
-    # itself), but never one per snapshot.
-    assert len(taken) == 30 * tensors, len(taken)
-    assert len(allocated) <= 4 * tensors, len(allocated)
+    # 4 parameters and their gradients (plain SGD: no state). Every snapshot
+    # after the swap took its buffers from this pool; how many were new
+    # depends on how far the writer got (it stocks spares it copied itself),
+    # but never one per snapshot: at most W_0, W_prev, one queued, one being
+    # written and one being copied of each.
+    items = 2 * len(list(model.parameters()))
+    assert len(taken) == 30 * items, len(taken)
+    assert len(allocated) <= 5 * items, len(allocated)
 
 
 def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
@@ -185,10 +187,10 @@ def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
     w.recorder.writer.pool = pool
     _loop(model, opt, 20)
     w.close()
-    assert len(copied) == 20 * 4
+    assert len(copied) == 20 * 4 * 2  # each parameter and its gradient (plain SGD: no state)
     addresses = {t.data_ptr() for t in pinned}
     assert all(buf.ctypes.data in addresses for buf in copied)
-    assert len(pinned) <= 4 * 4, "recycled, not one per snapshot"
+    assert len(pinned) <= 8 * 5, "recycled, not one per snapshot"
     frames = read_run(tmp_path)["frames"]
     np.testing.assert_array_equal(frames["2/bias"][20], model[2].bias.detach().numpy()[None])
 
