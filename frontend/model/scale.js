@@ -46,6 +46,32 @@ export function makeScale(bound, magnitude) {
   return {lo: magnitude ? 0 : -b, hi: b, magnitude: !!magnitude};
 }
 
+// A log colour scale reaches at most this many decades below its top.
+export const LOG_DECADES = 6;
+// |x| sampled (evenly strided) for a log scale's bottom: enough for a 1st percentile.
+const LOG_SAMPLE = 16384;
+
+/**
+ * A log colour scale of |x| up to `bound`: {lo, hi, magnitude, log}. Its
+ * bottom is the 1st percentile of the positive |x| of the frames shown,
+ * between LOG_DECADES below the top and a tenth of it (gradients and √v̂
+ * span decades within a tensor; a linear scale shows only the largest).
+ */
+export function makeLogScale(bound, frames) {
+  const hi = Number.isFinite(bound) && bound > 0 ? bound : 1;
+  const mags = [];
+  for (const data of frames) {
+    const stride = Math.max(1, Math.ceil(data.length * frames.length / LOG_SAMPLE));
+    for (let i = 0; i < data.length; i += stride) {
+      const a = Math.abs(data[i]);
+      if (a > 0 && a < Infinity) mags.push(a);
+    }
+  }
+  const p = percentile(mags, CLIP_PERCENT) ?? hi / 10;
+  const lo = Math.min(hi / 10, Math.max(hi * Math.pow(10, -LOG_DECADES), p));
+  return {lo, hi, magnitude: true, log: true};
+}
+
 /** The bound of one frame: its |x| max, or with clipping its 1%/99% percentile. */
 export function frameBound(data, {clip = false, magnitude = false} = {}) {
   if (!clip) return absMax(data);
