@@ -75,7 +75,8 @@ export class TensorDrawing {
       // A quantity starts after the weights (Adam has no state before its
       // first step): a step without it is a note, not a failure.
       if (quantity !== 'weights' && e.status === 404) {
-        throw new NothingToShow(`no ${quantityInfo(quantity).label} of ${tag} recorded at or before step ${s} in ${run}`);
+        throw new NothingToShow(`no ${quantityInfo(quantity).label} frame of ${tag} at or before step ${s} in ${run} ` +
+            '(a run may record a quantity\'s stats without its frames: quantity_frames)');
       }
       throw e;
     });

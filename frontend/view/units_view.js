@@ -87,7 +87,8 @@ export class UnitsView {
       panel.draw(this.domain, args.cmap, args.step, h);
     }
     this.renderLegend(args.cmap, shown.length > 0, quantity);
-    this.root.dataset.shown = `${tag}|${this.stat}|${quantity}`;
+    this.root.dataset.shown = `${tag}|${this.stat}`;
+    this.root.dataset.quantity = quantity;
   }
 
   setStep(step) {
