@@ -102,9 +102,19 @@ def _quantities(tensor):
     return tensor.get("quantities") or ["weights"]
 
 
-def _of(quantity):
-    """The reader's keyword for a quantity; none for the weights (its default)."""
-    return {} if quantity == "weights" else {"quantity": quantity}
+def _recorded(tensors):
+    """The quantities some of `tensors` recorded, in the format's order."""
+    from tensorboard_nnviz.core import format as fmt
+
+    found = set(q for t in tensors for q in _quantities(t))
+    return [q for q in (fmt.WEIGHTS,) + fmt.QUANTITIES if q in found]
+
+
+def _rms(columns):
+    """RMS of the entries at the last snapshot: sqrt(mean^2 + std^2) (std
+    is the population std), or None."""
+    mean, std = columns.get("mean", [None])[-1], columns.get("std", [None])[-1]
+    return None if mean is None or std is None else (mean * mean + std * std) ** 0.5
 
 
 def _check_logdir(logdir):
@@ -204,7 +214,7 @@ class Logdir:
             return tensors
         chosen = [t for t in tensors if quantity in _quantities(t)]
         if not chosen:
-            recorded = sorted(set(q for t in tensors for q in _quantities(t)))
+            recorded = _recorded(tensors)
             what = "tensor %r of run %r" % (tag, run) if tag else "run %r" % run
             raise UsageError("%s has no %s recorded (recorded: %s); record it with "
                              "quantities=(...) on the recorder" % (what, quantity, ", ".join(recorded)))
@@ -220,7 +230,7 @@ class Logdir:
         for t in tensors:
             try:
                 out[t["tag"]], _ = self.reader.frame_impl(self.ctx, self.eid, run, t["tag"], step,
-                                                          **_of(quantity))
+                                                          quantity=quantity)
             except errors.NotFoundError:
                 out[t["tag"]] = None
             except errors.DataError as e:
@@ -257,32 +267,36 @@ def cmd_inspect(args):
         if n:
             print()
         if run not in chosen:
-            recorded = sorted(set(q for t in every[run] for q in _quantities(t)))
-            print("run %s: no %s recorded (recorded: %s)" % (run, quantity, ", ".join(recorded)))
+            print("run %s: no %s recorded (recorded: %s)" % (run, quantity, ", ".join(_recorded(every[run]))))
             continue
         tensors = chosen[run]
-        stats = logdir.reader.stats_impl(logdir.ctx, logdir.eid, run, **_of(quantity))
+        stats = logdir.reader.stats_impl(logdir.ctx, logdir.eid, run, quantity=quantity)
         steps = logdir.runs[run]["steps"]
         of = "" if quantity == "weights" else ", quantity %s" % quantity
         left = len(every[run]) - len(tensors)
         without = "" if not left else " (%d more without %s)" % (left, quantity)
         print("run %s: %d tensors%s%s, %s" % (run, len(tensors), without, of, _steps_text(steps)))
-        header = (["tensor", "shape", "frame", "steps", "last"] + [h for _, h in INSPECT_STATS]
+        # A gradient's size across layers reads best as its RMS.
+        rms = [] if quantity == "weights" else ["rms"]
+        header = (["tensor", "shape", "frame", "steps", "last"] + rms + [h for _, h in INSPECT_STATS]
                   + [h for _, h in INSPECT_SPECTRAL] + ["NaN/Inf since"])
         rows = []
         for t in tensors:
             frame = "%d×%d" % (t["rows"], t["cols"])
             if t.get("downsampled"):  # block means of br x bc cells
                 frame += "÷%d×%d" % tuple(t["layout"]["block"][:2])
+            if quantity not in (t.get("frame_quantities") or ["weights"]):
+                frame = "none"  # the quantity's stats recorded without its frames
             row = [t["tag"], render.shape_text(t["shape"]), frame, str(len(t["steps"])),
                    str(t["steps"][-1]) if t["steps"] else "-"]
             columns = stats.get(t["tag"]) or {}
             if columns.get("steps") and "error" not in columns:
+                row += [_num(_rms(columns))] if rms else []
                 row += [_num(columns.get(k, [None])[-1]) for k, _ in INSPECT_STATS]
                 row += [_num(_last_value(columns.get(k))) for k, _ in INSPECT_SPECTRAL]
                 row.append(_first_non_finite(columns))
             else:
-                row += ["-"] * (len(INSPECT_STATS) + len(INSPECT_SPECTRAL) + 1)
+                row += ["-"] * (len(rms) + len(INSPECT_STATS) + len(INSPECT_SPECTRAL) + 1)
             rows.append(row)
         _print_table(header, rows)
         print()
@@ -385,6 +399,8 @@ def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale=
     if not tensors:
         raise UsageError("run %r has no readable tensors" % run)
     tensors = data.with_quantity(run, tensors, quantity, tag)
+    if quantity != "weights":
+        tensors = _framed(run, tensors, quantity)
     recorded = sorted(set(s for t in tensors for s in t["steps"]))
     what = tag or "%d tensors" % len(tensors)
     if quantity != "weights":
@@ -395,16 +411,25 @@ def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale=
     return _export_gif(job, recorded, output, what, steps, every, scale, vmax, fps, dpi, progress)
 
 
+def _framed(run, tensors, quantity):
+    """The tensors whose `quantity` has frames (others said on stderr);
+    UsageError when none has: its stats were recorded without frames."""
+    framed = [t for t in tensors if quantity in (t.get("frame_quantities") or ["weights"])]
+    if not framed:
+        raise UsageError("run %r recorded the %s of %s without frames (only its stats: see "
+                         "`nnviz inspect --quantity %s`); record frames with quantity_frames=(...)"
+                         % (run, quantity, _names(t["tag"] for t in tensors), quantity))
+    if len(framed) < len(tensors):
+        print("nnviz: left out (%s recorded without frames): %s" % (
+            quantity, _names(t["tag"] for t in tensors if t not in framed)), file=sys.stderr)
+    return framed
+
+
 class _Export(collections.namedtuple("_Export", "data run tensors quantity")):
     """What one export draws: the tensors of a run, of one quantity."""
 
     def frames(self, step, tensors=None):
-        frames = self.data.frames(self.run, tensors or self.tensors, step, self.quantity)
-        if self.quantity != "weights" and all(f is None for f in frames.values()):
-            raise UsageError("run %r has no %s frames at or before step %d (a quantity's stats can be "
-                             "recorded without its frames: quantity_frames=(...) on the recorder)"
-                             % (self.run, self.quantity, step))
-        return frames
+        return self.data.frames(self.run, tensors or self.tensors, step, self.quantity)
 
     def title(self, text):
         return text if self.quantity == "weights" else "%s  (%s)" % (text, self.quantity)
@@ -474,7 +499,7 @@ def _gif_limits(job, steps, scale, vmax):
     from tensorboard_nnviz.cli import render
 
     data = job.data
-    stats = data.reader.stats_impl(data.ctx, data.eid, job.run, **_of(job.quantity))
+    stats = data.reader.stats_impl(data.ctx, data.eid, job.run, quantity=job.quantity)
     wanted = set(steps)
     values = {}
     for t in job.tensors:
