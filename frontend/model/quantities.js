@@ -31,6 +31,16 @@ export function quantitiesOf(tensor) {
 }
 
 /**
+ * Whether a /tags entry has frames of `quantity` (a run may record a
+ * quantity's stats alone: `frame_quantities` lists those with frames; a
+ * server without it has frames of the weights only). False for no entry.
+ */
+export function hasFrames(tensor, quantity) {
+  if (!tensor) return false;
+  return quantity === 'weights' || (Array.isArray(tensor.frame_quantities) && tensor.frame_quantities.includes(quantity));
+}
+
+/**
  * The quantities to offer for some /tags entries (the selected tensor in
  * each run shown, or every tensor of a run): their union, in QUANTITIES'
  * order, names this panel does not know last.

@@ -6,7 +6,7 @@
 
 import {packRGB, SPECIAL_COLORS} from './colors.js';
 import {formatTicks, formatValue} from './numbers.js';
-import {CLIP_PERCENT, niceTicks, scaleTickMarks, tickMarks} from './scale.js';
+import {CLIP_PERCENT, MARK_DECADES, niceTicks, scaleTickMarks, tickMarks} from './scale.js';
 
 // What a cell holds (a Uint8Array per map, beside its values).
 export const CELL = {VALUE: 0, UNDEFINED: 1, ZERO: 2, NONFINITE: 3, ABSENT: 4};
@@ -139,11 +139,6 @@ export function logDomain(lo, hi) {
   if (!(b > a)) [a, b] = [a - 0.5, b + 0.5];
   return {kind: 'log', lo: Math.pow(10, a), hi: Math.pow(10, b), a, b, clipped: false};
 }
-
-// A reference (Adam's ε) this many decades or fewer below the smallest value
-// is drawn inside the range; farther below, it would squeeze the values into
-// a sliver, and the chart says how far below it lies instead.
-export const MARK_DECADES = 3;
 
 /**
  * A log range over the positive finite `values` (up to `limit`: exploded

@@ -9,7 +9,7 @@ import {renderLegend} from './legend.js';
 import {NothingToShow, panelFrame} from '../model/modes.js';
 import {makeLogScale, makeScale} from '../model/scale.js';
 import {colourScaleMarks} from '../model/stat_scale.js';
-import {quantityInfo} from '../model/quantities.js';
+import {hasFrames, quantityInfo} from '../model/quantities.js';
 import {poolBounds, referenceFrameBound, referenceSteps, scaleFor, scaleSource} from '../model/scale_policy.js';
 
 export class TensorDrawing {
@@ -71,15 +71,22 @@ export class TensorDrawing {
   frameAt(spec, step) {
     const app = this.app;
     const quantity = app.quantity;
-    const getFrame = (run, tag, s) => app.cache.get(run, tag, s, quantity).catch((e) => {
-      // A quantity starts after the weights (Adam has no state before its
-      // first step): a step without it is a note, not a failure.
-      if (quantity !== 'weights' && e.status === 404) {
-        throw new NothingToShow(`no ${quantityInfo(quantity).label} frame of ${tag} at or before step ${s} in ${run} ` +
-            '(a run may record a quantity\'s stats without its frames: quantity_frames)');
+    const name = quantityInfo(quantity).label;
+    const getFrame = (run, tag, s) => {
+      const tensor = app.runData.get(run)?.tensors.get(tag);
+      if (tensor && !hasFrames(tensor, quantity)) {
+        return Promise.reject(new NothingToShow(`${run} recorded the ${name} of ${tag} without frames ` +
+            '(its stats are in the charts; frames: quantity_frames= on the recorder)'));
       }
-      throw e;
-    });
+      return app.cache.get(run, tag, s, quantity).catch((e) => {
+        // A quantity starts after the weights (Adam has no state before its
+        // first step): a step without it is a note, not a failure.
+        if (quantity !== 'weights' && e.status === 404) {
+          throw new NothingToShow(`no ${name} of ${tag} recorded at or before step ${s} in ${run}`);
+        }
+        throw e;
+      });
+    };
     const ctx = {mode: app.settings.mode, tag: app.tag, tagOf: (run) => app.tagOf(run), runData: app.runData, getFrame};
     return panelFrame(ctx, spec.runs, step);
   }
@@ -134,9 +141,9 @@ export class TensorDrawing {
     // A log scale is of |x|: its top is the magnitude scale's.
     const settings = log ? {...app.settings, colorKind: 'magnitude'} : app.settings;
     const {bound, note} = scaleFor({settings, frames, series, reference, downsampled});
-    const scale = log ? makeLogScale(bound, frames) : makeScale(bound, settings.colorKind === 'magnitude');
+    const scale = log ? makeLogScale(bound, frames, epsilon.value) : makeScale(bound, settings.colorKind === 'magnitude');
     const counts = this.paint(results, scale);
-    const what = log ? 'log |x|, bottom at the 1st percentile of |x| shown' :
+    const what = log ? 'log |x|, bottom at the 1st percentile of |x| shown, or ε when near' :
       settings.colorKind === 'magnitude' ? '|x|' : 'signed, centred on 0';
     const eps = log ? `; ε marked: ${epsilon.text}` : '';
     this.nodes.legend.hidden = !results.some((r) => r.ok);

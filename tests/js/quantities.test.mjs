@@ -4,9 +4,9 @@ import {
   adamEpsilon, gradientQuantity, labelFor, layerPositions, layerValue, logApplies, offeredQuantities, quantitiesOf,
   rmsAt, rmsAtStep, selectorVisible, shownQuantity,
 } from '../../frontend/model/quantities.js';
-import {colourScaleMarks, logRange, MARK_DECADES} from '../../frontend/model/stat_scale.js';
+import {colourScaleMarks, logRange} from '../../frontend/model/stat_scale.js';
 import {colorFrame, colormapLUT} from '../../frontend/model/colors.js';
-import {LOG_DECADES, makeLogScale} from '../../frontend/model/scale.js';
+import {LOG_DECADES, makeLogScale, MARK_DECADES} from '../../frontend/model/scale.js';
 import {CHART_STATS, chartRange, chartStats, statValues} from '../../frontend/view/charts.js';
 
 const tensor = (quantities) => (quantities ? {tag: 't', quantities} : {tag: 't'});
@@ -124,6 +124,9 @@ test('a log colour scale colours log |x|, its bottom the 1st percentile of |x| s
   // At most LOG_DECADES below the top, at least a decade.
   assert.equal(makeLogScale(1, [new Float32Array(100).fill(1e-30)]).lo, Math.pow(10, -LOG_DECADES));
   assert.equal(makeLogScale(1, [Float32Array.of(1, 1)]).lo, 0.1);
+  // ε near the bottom is taken in (so it can be marked); far below, not.
+  assert.equal(makeLogScale(0.1, [data], 1e-8).lo, 1e-8);
+  assert.equal(makeLogScale(0.1, [data], 1e-10).lo, scale.lo);
   const lut = colormapLUT('viridis');
   const out = new Uint32Array(6);
   const counts = colorFrame(Float32Array.of(0, 1e-3, -1e-3, 1e-1, NaN, -Infinity), {lo: 1e-5, hi: 1e-1, log: true}, 'viridis', out);
@@ -147,4 +150,15 @@ test('charts of a quantity: an RMS chart, magnitudes on a log axis with ε marke
   assert.ok(Math.abs(range.domain.a - -8) < 1e-12 && Math.abs(range.domain.b - -6) < 1e-12);
   // Without log (the toggle off): the linear range as for the weights.
   assert.equal(chartRange(rms, [statValues(series, 'rms')], series.steps).log, undefined);
+});
+
+test('frames of a quantity only where /tags lists them', async () => {
+  const {hasFrames} = await import('../../frontend/model/quantities.js');
+  const t = {tag: 't', quantities: ['weights', 'grad', 'v_rms'], frame_quantities: ['weights', 'grad']};
+  assert.equal(hasFrames(t, 'weights'), true);
+  assert.equal(hasFrames(t, 'grad'), true);
+  assert.equal(hasFrames(t, 'v_rms'), false, 'stats only');
+  assert.equal(hasFrames({tag: 't'}, 'weights'), true, 'a server before quantities');
+  assert.equal(hasFrames({tag: 't'}, 'grad'), false);
+  assert.equal(hasFrames(undefined, 'weights'), false);
 });
