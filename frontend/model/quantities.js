@@ -1,8 +1,9 @@
 // Quantities: besides a weight, a run may record its gradient and the
 // optimizer's state, each a tensor of the weight's shape with the same
-// frames and stats (docs/architecture.md, "Gradients and optimizer state").
-// Which of them the panel offers, which one it shows, the gradient RMS the
-// layer list is coloured by, and Adam's ε the log scales mark.
+// stats (and, if chosen, frames) as the weight (docs/architecture.md,
+// "Modules": quantities in the panel). Which of them the panel offers, which
+// one it shows, the gradient RMS the layer list is coloured by, and Adam's ε
+// the log scales mark.
 // Pure: no DOM, tested by node --test.
 
 import {indexAtOrBefore, statAt} from './steps.js';
