@@ -283,7 +283,8 @@ function chartMarks(marks, {lo, hi}, sy) {
     const band = svg('rect', {x: M.left, width: W - M.left - M.right, y: Math.min(y, edge),
       height: Math.abs(edge - y), class: 'mark-band'});
     const line = svg('line', {x1: M.left, x2: W - M.right, y1: y, y2: y, class: 'mark-line'});
-    const label = svg('text', {x: W - M.right - 2, y: y + (m.side === 'below' ? 10 : -3),
+    // A named mark (ε, often the bottom of a log axis) is labelled above its line.
+    const label = svg('text', {x: W - M.right - 2, y: y + (m.side === 'below' && !m.label ? 10 : -3),
       'text-anchor': 'end', class: 'mark-label'});
     label.textContent = m.label ?? `${m.side === 'below' ? '<' : '>'} ${m.value}`;
     // The <title> of the group is the tooltip of all three.
