@@ -389,6 +389,8 @@ export class App {
       {fields: withNonfinite(layerStatFields(stat))};
     const entry = this.statsFor('layers', run, query);
     this.page.layerList.colour(entry.done ? entry.value : null, this.step ?? 0);
+    // For the tests: whose stats the colours are (none while they load).
+    this.page.layerList.body.dataset.colouredRun = entry.done ? run : '';
   }
 
   // --- charts and overview -------------------------------------------------------

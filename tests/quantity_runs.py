@@ -41,11 +41,11 @@ def _train(model, opt, steps, seed):
         opt.step()
 
 
-def record_adam_mlp(log_dir, seed=0):
-    """Trains the MLP under Adam with `watch` recording grad, m_hat and v_rms
-    (frames of grad and v_rms: m_hat has stats only). Returns {quantity:
-    {tag: numpy}} read from the live optimizer after the last step (the
-    last snapshot), and "weights"."""
+def record_adam_mlp(log_dir, seed=0, quantities=("grad", "m_hat", "v_rms"), frames=("grad", "v_rms")):
+    """Trains the MLP under Adam with `watch` recording `quantities` (by
+    default grad, m_hat and v_rms; frames of grad and v_rms: m_hat has stats
+    only). Returns {quantity: {tag: numpy}} read from the live optimizer
+    after the last step (the last snapshot), and "weights"."""
     import torch
 
     from tensorboard_nnviz.torch import watch
@@ -53,7 +53,7 @@ def record_adam_mlp(log_dir, seed=0):
     model = _mlp(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     watcher = watch(model, log_dir, optimizer=opt, snapshot_freq=SNAPSHOT_FREQ,
-                    quantities=("grad", "m_hat", "v_rms"), quantity_frames=("grad", "v_rms"))
+                    quantities=quantities, quantity_frames=frames)
     _train(model, opt, STEPS, seed)
     watcher.close()
     truth = {"weights": {}, "grad": {}, "m_hat": {}, "v_rms": {}}

@@ -17,6 +17,7 @@ from test_browser_diagnosis import open_tensor, show_only
 
 RUN = "adam"
 PLAIN = "plain"
+MOMENTS = "moments"  # v_rms alone, as a Keras run on TensorFlow records (no raw gradients there)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,14 @@ def recorded(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("quantity_logs")
     truth = qr.record_adam_mlp(str(logdir / RUN))
     qr.record_weights_only(str(logdir / PLAIN))
-    return str(logdir), truth
+    moments = qr.record_adam_mlp(str(logdir / MOMENTS), seed=2, quantities=("v_rms",), frames=())
+    return str(logdir), truth, moments
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python", "rustboard"])
 def tb(recorded, request):
     with TensorBoardServer(recorded[0], load_fast=request.param) as server:
-        server.wait_for(lambda: len(server.get_json("runs")["runs"]) == 2)
+        server.wait_for(lambda: len(server.get_json("runs")["runs"]) == 3)
         yield server
 
 
@@ -116,10 +118,9 @@ def test_a_quantity_without_frames_says_so_and_keeps_its_charts(panel, recorded)
 
 
 def test_layer_list_is_coloured_by_gradient_rms(panel, recorded):
+    panel.frame.wait_for_function("(r) => document.querySelector('.layer-list').dataset.colouredRun === r",
+                                  arg=RUN, timeout=TIMEOUT_MS)
     assert panel.frame.locator("#layer-stat").input_value() == "grad_rms"
-    panel.frame.wait_for_function(
-        "(t) => document.querySelector('.weight[data-tag=\"' + t + '\"] .stat-badge').dataset.value",
-        arg=qr.FIRST_TAG, timeout=TIMEOUT_MS)
 
     def badge(tag):
         return float(panel.frame.locator('.weight[data-tag="%s"] .stat-badge' % tag).get_attribute("data-value"))
@@ -137,6 +138,19 @@ def test_layer_list_is_coloured_by_gradient_rms(panel, recorded):
     assert badge(qr.FIRST_TAG) < 1e-2 * badge(qr.HEAD_TAG)
 
 
+def test_without_gradients_the_layer_list_reads_v_rms(browser, tb, recorded):  # noqa: F811
+    p = open_panel(browser, tb, direct=True)
+    show_only(p, MOMENTS)
+    p.frame.wait_for_function("(r) => document.querySelector('.layer-list').dataset.colouredRun === r",
+                              arg=MOMENTS, timeout=TIMEOUT_MS)
+    assert p.frame.locator("#layer-stat").input_value() == "grad_rms"
+    value = float(p.frame.locator('.weight[data-tag="%s"] .stat-badge' % qr.FIRST_TAG).get_attribute("data-value"))
+    assert value == pytest.approx(qr.rms(recorded[2]["v_rms"][qr.FIRST_TAG]), rel=1e-6)
+    assert any("run=%s" % MOMENTS in u and "quantity=v_rms" in u for u in p.requests)
+    p.page.close()
+    no_errors(p)
+
+
 def test_dynamics_map_of_a_quantity(panel):
     choose(panel, "v_rms")
     panel.frame.select_option("#view", "map")
@@ -150,7 +164,8 @@ def test_dynamics_map_of_a_quantity(panel):
 def test_a_run_of_weights_alone_has_no_selector(browser, tb):  # noqa: F811
     p = open_panel(browser, tb, direct=True)
     show_only(p, PLAIN)
-    p.frame.wait_for_function("() => document.querySelector('.charts .chart')", timeout=TIMEOUT_MS)
+    p.frame.wait_for_function("(r) => document.querySelector('.layer-list').dataset.colouredRun === r"
+                              " && document.querySelector('.charts .chart')", arg=PLAIN, timeout=TIMEOUT_MS)
     assert not p.frame.locator("#quantity").is_visible()
     assert p.frame.locator("#layer-stat").input_value() == "update_ratio"
     options = p.frame.evaluate("() => [...document.querySelectorAll('#layer-stat option')].map((o) => o.value)")
