@@ -7,7 +7,7 @@ import {FrameCache} from './data/api.js';
 import {RunColors} from './model/colors.js';
 import {usesSequential} from './view/controls.js';
 import {errorBox} from './view/dom.js';
-import {findingUnits, kindName} from './model/findings.js';
+import {aboutGradient, findingUnits, kindName} from './model/findings.js';
 import {TensorDrawing} from './view/drawing.js';
 import {Viewport} from './model/viewport.js';
 import {mapFields, mapStat, withNonfinite} from './model/map_model.js';
@@ -280,6 +280,13 @@ export class App {
   /** Opens the tensor of a finding at its first step, with the units it names marked. */
   async openFinding(run, finding) {
     this.highlight = {run, tag: finding.tag, units: findingUnits(finding), label: kindName(finding.kind)};
+    // A gradient finding is read off the gradient (grad, else v_rms): show that.
+    const gradient = aboutGradient(finding) ? this.gradientQuantity(run) : null;
+    if (gradient && gradient !== this.settings.quantity) {
+      this.settings.quantity = gradient;
+      this.drawing.forgetReferences();
+      if (this.tag === finding.tag) this.afterDataChange();
+    }
     if (this.tag === finding.tag) this.updateUnits();
     await this.openTensor(finding.tag, Number.isFinite(finding.first_step) ? finding.first_step : null);
   }
