@@ -6,15 +6,17 @@ CLI's quantity tests (torch imported when a run is recorded).
     record_weights_only(log_dir)               # quantities=(): the weights alone
 
 The MLP is deep and sigmoid, so its first layers' gradients are orders of
-magnitude below its last's (the layer list's colouring must show that order).
+magnitude below its last's (the layer list's colouring must show that order,
+and `vanishing_gradients` names them).
 """
 
 import numpy as np
 
-DEPTH = 6  # sigmoid layers before the head
-STEPS = 6
-SNAPSHOT_FREQ = 2
+DEPTH = 8  # sigmoid layers before the head
+STEPS = 40
+SNAPSHOT_FREQ = 10
 LAST = STEPS  # the last snapshot's step
+TENSORS = 2 * (DEPTH + 1)
 FIRST_TAG = "0/weight"
 HEAD_TAG = "%d/weight" % (2 * DEPTH)
 

@@ -151,6 +151,23 @@ def test_without_gradients_the_layer_list_reads_v_rms(browser, tb, recorded):  #
     no_errors(p)
 
 
+def test_a_vanishing_gradient_finding_opens_the_gradient(panel, recorded):
+    line = panel.frame.locator('.findings-run[data-run="%s"] .finding[data-kind="vanishing_gradients"]' % RUN).first
+    line.wait_for(timeout=TIMEOUT_MS)
+    # Earliest layer first; named in the panel's words.
+    assert line.get_attribute("data-tag") == qr.FIRST_TAG
+    assert line.locator(".finding-kind").text_content() == "vanishing gradients"
+    assert panel.frame.locator("#quantity").input_value() == "weights"
+    line.click()
+    choose_done = "() => document.querySelector('.charts').dataset.quantity === 'grad'"
+    panel.frame.wait_for_function(choose_done, timeout=TIMEOUT_MS)
+    assert panel.frame.locator(".tensor-title").text_content() == qr.FIRST_TAG
+    assert panel.frame.locator("#quantity").input_value() == "grad"
+    panel.frame.wait_for_function("() => window.nnviz.panels[0]?.panel.state", timeout=TIMEOUT_MS)
+    step = int(panel.frame.evaluate("() => window.nnviz.step"))
+    assert step == int(line.get_attribute("data-step"))
+
+
 def test_dynamics_map_of_a_quantity(panel):
     choose(panel, "v_rms")
     panel.frame.select_option("#view", "map")
