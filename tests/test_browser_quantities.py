@@ -94,6 +94,8 @@ def test_selector_offers_what_the_run_recorded_and_shows_the_live_gradient(panel
     panel.frame.wait_for_function("() => document.querySelector('.units-view').dataset.quantity === 'grad'",
                                   timeout=TIMEOUT_MS)
     assert any("/units?" in u and "quantity=grad" in u for u in panel.requests)
+    assert panel.frame.locator(".units-canvas").count() == 1  # a row per snapshot of the gradient's stats
+    assert panel.frame.locator(".units-view .error").count() == 0
     # The log scale turned off: a linear signed scale again.
     panel.frame.uncheck("#log-scale")
     panel.frame.wait_for_function("() => document.querySelector('#legend').dataset.log === 'false'",
