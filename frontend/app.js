@@ -7,7 +7,7 @@ import {FrameCache} from './data/api.js';
 import {RunColors} from './model/colors.js';
 import {usesSequential} from './view/controls.js';
 import {errorBox} from './view/dom.js';
-import {findingUnits, kindName} from './model/findings.js';
+import {aboutGradient, findingUnits, kindName} from './model/findings.js';
 import {TensorDrawing} from './view/drawing.js';
 import {Viewport} from './model/viewport.js';
 import {mapFields, mapStat, withNonfinite} from './model/map_model.js';
@@ -18,6 +18,7 @@ import {Page} from './view/page.js';
 import {Playback} from './data/playback.js';
 import {indexAtOrBefore, keptFramesNote, unionSteps} from './model/steps.js';
 import {tagInRun} from './model/structure.js';
+import {adamEpsilon, gradientQuantity, logApplies, offeredQuantities, RMS_FIELDS, shownQuantity} from './model/quantities.js';
 
 export class App {
   constructor(root) {
@@ -32,7 +33,13 @@ export class App {
       view: 'tensor', mode: 'values', colorKind: 'diverging', cmapDiverging: 'RdBu_r', cmapSequential: 'viridis',
       scaleMode: 'fixed', clip: false, layerStat: 'update_ratio', mapStat: 'update_ratio', unitsStat: 'update', speed: '10', runA: null,
       runB: null,
+      // The quantity asked for (weights, grad, m_hat, v_rms, momentum); a
+      // tensor without it shows its weights (see `quantity`), and the choice
+      // holds for the next tensor that has it. Log scale: grad and v_rms.
+      quantity: 'weights', logScale: true,
     };
+    // Until the user picks a layer colour, a run with gradients is coloured by their RMS.
+    this.layerStatChosen = false;
     this.tag = null;
     this.highlight = null; // units a finding names: {run, tag, units, label}
     this.steps = [];
@@ -71,7 +78,43 @@ export class App {
   }
 
   get cmap() {
-    return this.settings.colorKind === 'magnitude' ? this.settings.cmapSequential : this.settings.cmapDiverging;
+    return usesSequential(this.settings, this.quantity) ? this.settings.cmapSequential : this.settings.cmapDiverging;
+  }
+
+  /** The quantities the current view can show: of the selected tensor in the runs shown, or (map) of every tensor. */
+  offeredQuantities() {
+    const tensors = [];
+    const runs = this.settings.view === 'map' ? this.selected : this.displayRuns();
+    for (const run of runs) {
+      const data = this.runData.get(run);
+      if (!data) continue;
+      if (this.settings.view === 'map') tensors.push(...data.tensors.values());
+      else if (data.tensors.has(this.tagOf(run))) tensors.push(data.tensors.get(this.tagOf(run)));
+    }
+    return offeredQuantities(tensors);
+  }
+
+  /** The quantity on screen: the one asked for where recorded, else the weights. */
+  get quantity() {
+    return shownQuantity(this.settings.quantity, this.offeredQuantities());
+  }
+
+  /**
+   * How the quantity shown is drawn: {quantity, log, epsilon}. grad and
+   * v_rms on a log scale (unless turned off) with Adam's ε marked
+   * (quantities.adamEpsilon: the first run shown's, or the framework default).
+   */
+  quantityScale() {
+    const quantity = this.quantity;
+    const log = logApplies(quantity) && this.settings.logScale;
+    const run = this.displayRuns()[0];
+    return {quantity, log, epsilon: log ? adamEpsilon(this.runData.get(run)?.structure) : null};
+  }
+
+  /** The quantity the layer list's gradient RMS is read from in `run` (null: none recorded). */
+  gradientQuantity(run) {
+    const data = this.runData.get(run);
+    return data ? gradientQuantity([...data.tensors.values()]) : null;
   }
 
   // --- loading -----------------------------------------------------------------
@@ -148,7 +191,7 @@ export class App {
   tagSeries(view, run) {
     const tag = this.tagOf(run);
     if (!tag || !this.runData.get(run)?.tensors.has(tag)) return null;
-    const entry = this.statsFor(view, run, {tag});
+    const entry = this.statsFor(view, run, {tag, quantity: this.quantity});
     return entry.done && entry.value ? entry.value : null;
   }
 
@@ -156,7 +199,7 @@ export class App {
   async tagSeriesSettled(run) {
     const tag = this.tagOf(run);
     if (!tag || !this.runData.get(run)?.tensors.has(tag)) return null;
-    const entry = this.loader.stats(run, {tag});
+    const entry = this.loader.stats(run, {tag, quantity: this.quantity});
     await entry.promise;
     return entry.value;
   }
@@ -191,7 +234,7 @@ export class App {
   async changeSetting(key, value) {
     const s = this.settings;
     if (key === 'cmap') {
-      s[usesSequential(s) ? 'cmapSequential' : 'cmapDiverging'] = value;
+      s[usesSequential(s, this.quantity) ? 'cmapSequential' : 'cmapDiverging'] = value;
     } else {
       s[key] = value;
     }
@@ -200,13 +243,18 @@ export class App {
       // Entering A − B: compare the first two runs picked.
       [s.runA, s.runB] = this.selected;
     }
-    if (key === 'mode' || key === 'runA' || key === 'runB') {
+    if (key === 'layerStat') {
+      this.layerStatChosen = true;
+      this.colourLayers();
+      return;
+    }
+    if (key === 'mode' || key === 'runA' || key === 'runB' || key === 'quantity' || key === 'logScale') {
       this.drawing.forgetReferences();
       await this.ensureLoaded();
       this.afterDataChange();
       return;
     }
-    this.page.toolbar.update(s, this.runs.map((r) => r.run));
+    this.page.toolbar.update(s, this.runs.map((r) => r.run), this.offeredQuantities(), this.quantity);
     if (key === 'view') this.afterDataChange();
     else if (s.view === 'map') this.renderMap();
     else this.drawing.draw();
@@ -232,6 +280,13 @@ export class App {
   /** Opens the tensor of a finding at its first step, with the units it names marked. */
   async openFinding(run, finding) {
     this.highlight = {run, tag: finding.tag, units: findingUnits(finding), label: kindName(finding.kind)};
+    // A gradient finding is read off the gradient (grad, else v_rms): show that.
+    const gradient = aboutGradient(finding) ? this.gradientQuantity(run) : null;
+    if (gradient && gradient !== this.settings.quantity) {
+      this.settings.quantity = gradient;
+      this.drawing.forgetReferences();
+      if (this.tag === finding.tag) this.afterDataChange();
+    }
     if (this.tag === finding.tag) this.updateUnits();
     await this.openTensor(finding.tag, Number.isFinite(finding.first_step) ? finding.first_step : null);
   }
@@ -240,7 +295,7 @@ export class App {
   afterDataChange(keepStep = this.step) {
     const page = this.page;
     this.fixDiffRuns();
-    page.toolbar.update(this.settings, this.runs.map((r) => r.run));
+    this.pickLayerStat();
     this.runsKey = JSON.stringify([this.runs, this.selected]);
     page.runPicker.render(this.runs, this.selected, this.colors);
     const primary = this.runData.get(this.selected[0]);
@@ -252,6 +307,8 @@ export class App {
       if (!this.tag || !this.anyRunHas(this.tag)) this.tag = defaultTag(primary);
       page.layerList.render(primary.rows, this.tagOf(this.selected[0]), primary.structure?.model?.name, primary.errors.structure);
     }
+    // After the tag is known: the quantities offered are the selected tensor's.
+    page.toolbar.update(this.settings, this.runs.map((r) => r.run), this.offeredQuantities(), this.quantity);
     const wasAtEnd = this.steps.length === 0 || this.stepIndex === this.steps.length - 1;
     this.steps = unionSteps(this.displayRuns().map((r) => this.runData.get(r)?.tensors.get(this.tagOf(r))?.steps));
     if (this.steps.length) {
@@ -266,6 +323,15 @@ export class App {
     if (this.settings.view === 'tensor') this.updateUnits();
     if (this.settings.view === 'map') this.renderMap();
     this.onStepChanged();
+  }
+
+  /** The layer list's colour: gradient RMS for a run that has it, until the user picks another. */
+  pickLayerStat() {
+    const gradient = this.gradientQuantity(this.selected[0]) !== null;
+    const s = this.settings;
+    if (!this.layerStatChosen) s.layerStat = gradient ? 'grad_rms' : 'update_ratio';
+    else if (s.layerStat === 'grad_rms' && !gradient) s.layerStat = 'update_ratio';
+    this.page.layerList.offerGradient(gradient, s.layerStat);
   }
 
   fixDiffRuns() {
@@ -324,8 +390,14 @@ export class App {
     if (!this.runData.get(run)) return;
     // The same request as the map's for that stat (nan, inf too): opening
     // the map after the panel is up then reads what the layer list has.
-    const entry = this.statsFor('layers', run, {fields: withNonfinite(layerStatFields(this.settings.layerStat))});
+    const stat = this.settings.layerStat;
+    const query = stat === 'grad_rms' ?
+      {fields: withNonfinite(RMS_FIELDS), quantity: this.gradientQuantity(run) ?? 'weights'} :
+      {fields: withNonfinite(layerStatFields(stat))};
+    const entry = this.statsFor('layers', run, query);
     this.page.layerList.colour(entry.done ? entry.value : null, this.step ?? 0);
+    // For the tests: whose stats the colours are (none while they load).
+    this.page.layerList.body.dataset.colouredRun = entry.done ? run : '';
   }
 
   // --- charts and overview -------------------------------------------------------
@@ -337,13 +409,13 @@ export class App {
     for (const run of this.displayRuns()) {
       const tag = this.tagOf(run);
       if (!tag || !this.runData.get(run)?.tensors.has(tag)) continue;
-      const entry = this.statsFor('charts', run, {tag});
+      const entry = this.statsFor('charts', run, {tag, quantity: this.quantity});
       if (!entry.done) loading = true;
       else if (entry.value) lines.push({run, color: this.colors.get(run), series: entry.value});
       else if (entry.error.status !== 404) errors.push(entry.error.message); // 404: no stats for it
     }
     const charts = this.page.charts;
-    charts.update(lines, this.step ?? 0, loading);
+    charts.update(lines, this.step ?? 0, loading, this.quantityScale());
     if (errors.length) charts.root.prepend(errorBox(`stats unavailable: ${errors[0]}`));
   }
 
@@ -358,7 +430,7 @@ export class App {
       }
     }
     this.page.unitsView.show({runs, tag: this.tag, step: this.step, cmap: this.settings.cmapSequential,
-      highlight: this.highlight});
+      highlight: this.highlight, quantity: this.quantity});
   }
 
   /** The findings of the selected runs in the sidebar. */
@@ -377,12 +449,13 @@ export class App {
     for (const run of this.selected) {
       const data = this.runData.get(run);
       if (!data) continue;
-      const entry = this.statsFor('map', run, {fields: mapFields(stat)});
+      const entry = this.statsFor('map', run, {fields: mapFields(stat), quantity: this.quantity});
       loading = loading || !entry.done;
       runs.push({run, color: this.colors.get(run), rows: data.rows, stats: entry.value, stepsKey: data.stepsKey,
         error: entry.error?.message});
     }
-    this.page.dynamicsMap.render({runs, stat: stat.key, loading, cmap: this.settings.cmapSequential, step: this.step});
+    this.page.dynamicsMap.render({runs, stat: stat.key, loading, cmap: this.settings.cmapSequential, step: this.step,
+      quantity: this.quantity});
   }
 
   renderOverview() {

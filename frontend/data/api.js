@@ -67,13 +67,20 @@ export function fetchTags(run) {
   return getJSON('tags', {run});
 }
 
+// `quantity=` is sent only for a quantity other than the weights, so a
+// server that predates quantities is asked exactly what it was before.
+function quantityParam(quantity) {
+  return quantity && quantity !== 'weights' ? quantity : null;
+}
+
 /**
  * Stats of a run: with `tag`, that tag's {steps, wall_times, <stat>: [...]};
  * without, {tag: {...}} for every tag. With `fields` (a list of stat names),
  * only those stats (and steps, wall_times): a whole run's table is large.
+ * `quantity`: the weights' (default) or a recorded quantity's (grad, v_rms, ...).
  */
-export function fetchStats(run, {tag = null, fields = null} = {}) {
-  return getJSON('stats', {run, tag, fields: fields ? fields.join(',') : null});
+export function fetchStats(run, {tag = null, fields = null, quantity = 'weights'} = {}) {
+  return getJSON('stats', {run, tag, fields: fields ? fields.join(',') : null, quantity: quantityParam(quantity)});
 }
 
 /** A binary answer decoded by `decode(buffer, headers)`; `what` names it in errors. */
@@ -87,17 +94,18 @@ async function getBinary(route, params, decode, what) {
   }
 }
 
-/** One frame: {rows, cols, step, data: Float32Array}. */
-export function fetchFrame(run, tag, step) {
-  return getBinary('frame', {run, tag, step}, decodeFrame, `frame ${tag} at step ${step}`);
+/** One frame of a tag's weights or of a recorded quantity: {rows, cols, step, data: Float32Array}. */
+export function fetchFrame(run, tag, step, quantity = 'weights') {
+  const what = quantityParam(quantity) ? `${quantity} frame ${tag}` : `frame ${tag}`;
+  return getBinary('frame', {run, tag, step, quantity: quantityParam(quantity)}, decodeFrame, `${what} at step ${step}`);
 }
 
 /**
  * Per-unit stats of one tag: {rows, cols, block, data}, one row per step of
  * its stats series (stat: 'norm' or 'update').
  */
-export function fetchUnits(run, tag, stat) {
-  return getBinary('units', {run, tag, stat}, decodeUnits, `units of ${tag}`);
+export function fetchUnits(run, tag, stat, quantity = 'weights') {
+  return getBinary('units', {run, tag, stat, quantity: quantityParam(quantity)}, decodeUnits, `units of ${tag}`);
 }
 
 /** Findings of a run: {findings: [{kind, severity, tag, first_step, last_step, message, units?, value?}]}. */
@@ -106,7 +114,7 @@ export function fetchFindings(run) {
 }
 
 /**
- * Frames by (run, tag, step), kept up to `maxBytes` (least recently used
+ * Frames by (run, tag, step, quantity), kept up to `maxBytes` (least recently used
  * dropped first). A snapshot never changes once written, so a cached frame
  * stays right; failed requests are not kept.
  */
@@ -118,19 +126,19 @@ export class FrameCache {
     this.bytes = 0;
   }
 
-  static key(run, tag, step) {
-    return JSON.stringify([run, tag, step]);
+  static key(run, tag, step, quantity = 'weights') {
+    return JSON.stringify([run, tag, step, quantity]);
   }
 
   /** The frame if it has arrived already (no request), else null. */
-  peek(run, tag, step) {
-    const entry = this.entries.get(FrameCache.key(run, tag, step));
+  peek(run, tag, step, quantity = 'weights') {
+    const entry = this.entries.get(FrameCache.key(run, tag, step, quantity));
     return entry && entry.frame ? entry.frame : null;
   }
 
   /** A promise of the frame; requested once however often it is asked for. */
-  get(run, tag, step) {
-    const key = FrameCache.key(run, tag, step);
+  get(run, tag, step, quantity = 'weights') {
+    const key = FrameCache.key(run, tag, step, quantity);
     let entry = this.entries.get(key);
     if (entry) {
       this.entries.delete(key); // re-insert: most recently used last
@@ -138,7 +146,7 @@ export class FrameCache {
       return entry.promise;
     }
     entry = {frame: null, bytes: 0, promise: null};
-    entry.promise = this.fetcher(run, tag, step).then(
+    entry.promise = this.fetcher(run, tag, step, quantity).then(
         (frame) => {
           entry.frame = frame;
           entry.bytes = frame.data.byteLength;
@@ -155,8 +163,8 @@ export class FrameCache {
   }
 
   /** Starts requests for frames that will be wanted soon; errors surface when they are drawn. */
-  prefetch(run, tag, steps) {
-    for (const step of steps) this.get(run, tag, step).catch(() => {});
+  prefetch(run, tag, steps, quantity = 'weights') {
+    for (const step of steps) this.get(run, tag, step, quantity).catch(() => {});
   }
 
   evict() {

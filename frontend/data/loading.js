@@ -26,21 +26,22 @@ export class RunLoader {
     this.runs = []; // [{run, steps, tags}] from /runs, sorted by name
     // run → {tensors: Map, rows, structure, findings, errors, stepsKey}
     this.runData = new Map();
-    this.unitAnswers = new Map(); // [run, tag, stat, stepsKey] → promise of a /units answer
-    this.statsAnswers = new Map(); // [run, stepsKey, tag, fields] → {promise, value, error, done}
+    this.unitAnswers = new Map(); // [run, tag, stat, quantity, stepsKey] → promise of a /units answer
+    this.statsAnswers = new Map(); // [run, stepsKey, tag, fields, quantity] → {promise, value, error, done}
   }
 
   /**
    * A /stats answer of `run` at its current state: `{tag}` for one tag's
-   * series, `{fields}` for those stats of every tag. Requested once; the
-   * entry settles to {done: true, value} or {done: true, error}.
+   * series, `{fields}` for those stats of every tag; of the weights or of
+   * `quantity`. Requested once; the entry settles to {done: true, value} or
+   * {done: true, error}.
    */
-  stats(run, {tag = null, fields = null} = {}) {
-    const key = JSON.stringify([run, this.runData.get(run)?.stepsKey, tag, fields]);
+  stats(run, {tag = null, fields = null, quantity = 'weights'} = {}) {
+    const key = JSON.stringify([run, this.runData.get(run)?.stepsKey, tag, fields, quantity]);
     let entry = this.statsAnswers.get(key);
     if (!entry) {
       entry = {done: false, value: null, error: null};
-      entry.promise = fetchStats(run, {tag, fields}).then(
+      entry.promise = fetchStats(run, {tag, fields, quantity}).then(
           (value) => Object.assign(entry, {done: true, value}),
           (error) => Object.assign(entry, {done: true, error}));
       entry.promise.then(() => this.onArrive('stats', run));
@@ -54,10 +55,10 @@ export class RunLoader {
    * A tag's /units answer (requested once per run state; a 404, which
    * stands for a run recorded before per-unit stats, is kept too).
    */
-  units(run, tag, stat) {
-    const key = JSON.stringify([run, tag, stat, this.runData.get(run)?.stepsKey]);
+  units(run, tag, stat, quantity = 'weights') {
+    const key = JSON.stringify([run, tag, stat, quantity, this.runData.get(run)?.stepsKey]);
     if (!this.unitAnswers.has(key)) {
-      const answer = fetchUnits(run, tag, stat);
+      const answer = fetchUnits(run, tag, stat, quantity);
       answer.catch((e) => {
         if (e.status !== 404 && this.unitAnswers.get(key) === answer) this.unitAnswers.delete(key);
       });

@@ -68,7 +68,7 @@ export class Playback {
       if (!tensor) continue;
       const steps = new Set();
       for (const s of upcoming) for (const f of framesFor(app.settings.mode, tensor.steps, s)) steps.add(f);
-      app.cache.prefetch(run, app.tagOf(run), steps);
+      app.cache.prefetch(run, app.tagOf(run), steps, app.quantity);
     }
   }
 }

@@ -71,6 +71,11 @@ export function colormapCSS(name, t) {
  * scale: {lo, hi, magnitude}: `magnitude` maps |v| instead of v.
  */
 export function scalePosition(v, scale) {
+  if (scale.log) {
+    const span = Math.log10(scale.hi / scale.lo);
+    const t = Math.abs(v) > 0 ? Math.log10(Math.abs(v) / scale.lo) / span : 0;
+    return span > 0 ? (t < 0 ? 0 : t > 1 ? 1 : t) : 0;
+  }
   const x = scale.magnitude ? Math.abs(v) : v;
   const span = scale.hi - scale.lo;
   if (!(span > 0)) return scale.magnitude ? 0 : 0.5;
@@ -81,9 +86,12 @@ export function scalePosition(v, scale) {
 /**
  * Colours a frame into `out` (a Uint32Array view of ImageData, one pixel per
  * cell); NaN and ±Inf get their own colours. Returns counts of the
- * non-finite cells (the legend names them when present).
+ * non-finite cells (the legend names them when present). A log scale
+ * ({lo, hi, log: true}, lo > 0) colours log |x|; 0 and |x| < lo take the
+ * lowest colour.
  */
 export function colorFrame(data, scale, cmapName, out) {
+  if (scale.log) return colorFrameLog(data, scale, colormapLUT(cmapName), out);
   const lut = colormapLUT(cmapName);
   const nanPx = packRGB(...SPECIAL_COLORS.nan.rgb);
   const posPx = packRGB(...SPECIAL_COLORS.posinf.rgb);
@@ -117,6 +125,29 @@ export function colorFrame(data, scale, cmapName, out) {
     }
   }
   return {nan, posinf, neginf};
+}
+
+function colorFrameLog(data, scale, lut, out) {
+  const counts = {nan: 0, posinf: 0, neginf: 0};
+  const special = {nan: packRGB(...SPECIAL_COLORS.nan.rgb), posinf: packRGB(...SPECIAL_COLORS.posinf.rgb),
+    neginf: packRGB(...SPECIAL_COLORS.neginf.rgb)};
+  const span = Math.log2(scale.hi / scale.lo);
+  const k = span > 0 ? 256 / span : 0;
+  const lo = scale.lo;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    const kind = v !== v ? 'nan' : v === Infinity ? 'posinf' : v === -Infinity ? 'neginf' : null;
+    if (kind) {
+      out[i] = special[kind];
+      counts[kind]++;
+      continue;
+    }
+    const a = v < 0 ? -v : v;
+    // log2 is as fast as log10 and only the ratio matters.
+    const t = a > lo ? Math.log2(a / lo) * k : 0;
+    out[i] = lut[t >= 255 ? 255 : t | 0];
+  }
+  return counts;
 }
 
 /**

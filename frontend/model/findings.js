@@ -9,7 +9,17 @@ const KIND_NAMES = {
   exploding: 'exploding',
   frozen: 'frozen',
   dead_units: 'dead units',
+  vanishing_gradients: 'vanishing gradients',
+  exploding_gradients: 'exploding gradients',
 };
+
+// Findings read from the gradient's stats: opening one shows the gradient.
+const GRADIENT_KINDS = new Set(['vanishing_gradients', 'exploding_gradients']);
+
+/** Whether a finding is about the gradient (its tensor opens showing the gradient quantity). */
+export function aboutGradient(finding) {
+  return GRADIENT_KINDS.has(finding.kind);
+}
 
 function rank(severity) {
   const i = SEVERITIES.indexOf(severity);

@@ -6,6 +6,7 @@
 // run's table. Pure: tested by node --test.
 
 import {CELL, statDomain} from './stat_scale.js';
+import {rmsAt, RMS_FIELDS} from './quantities.js';
 
 // Columns of a series as Float64Arrays, NaN where undefined (JSON null):
 // read once per series and stat, so a redraw reads typed arrays only.
@@ -64,6 +65,11 @@ export function relativeToInit(series) {
   });
 }
 
+/** ‖x‖ / √n over the snapshots (quantities.rmsAt: from mean and std). */
+export function rmsColumn(series) {
+  return cached(series, ':rms', () => Float64Array.from(series.steps, (_, i) => rmsAt(series, i) ?? NaN));
+}
+
 // The per-step update ratio that is usually healthy (cs231n's rule of thumb).
 export const UPDATE_RATIO_REFERENCE = 1e-3;
 
@@ -78,6 +84,8 @@ export const MAP_STATS = [
   {key: 'rel_init', label: 'distance from init ‖W − W₀‖ / ‖W₀‖', scale: 'linear', fields: ['init_l2', 'l2'],
     column: relativeToInit},
   fieldStat('l2', 'L2 norm ‖W‖', 'log'),
+  // A gradient's RMS across depth is where vanishing gradients show.
+  {key: 'rms', label: 'RMS ‖W‖ / √n', scale: 'log', fields: RMS_FIELDS, column: rmsColumn},
   fieldStat('std', 'std', 'log'),
   // Where and when NaN/Inf appear matters more than how many: any is painted
   // in the NaN colour (the count is read out on hover), none is left blank.

@@ -46,6 +46,39 @@ export function makeScale(bound, magnitude) {
   return {lo: magnitude ? 0 : -b, hi: b, magnitude: !!magnitude};
 }
 
+// A reference (Adam's ε) this many decades or fewer below the smallest value
+// is taken into a log scale; farther below, it would squeeze the values into
+// a sliver (the charts then say it lies far below).
+export const MARK_DECADES = 3;
+
+// A log colour scale reaches at most this many decades below its top.
+export const LOG_DECADES = 6;
+// |x| sampled (evenly strided) for a log scale's bottom: enough for a 1st percentile.
+const LOG_SAMPLE = 16384;
+
+/**
+ * A log colour scale of |x| up to `bound`: {lo, hi, magnitude, log}. Its
+ * bottom is the 1st percentile of the positive |x| of the frames shown,
+ * between LOG_DECADES below the top and a tenth of it (gradients and √v̂
+ * span decades within a tensor; a linear scale shows only the largest),
+ * lowered to `mark` (Adam's ε) when that lies at most MARK_DECADES below.
+ */
+export function makeLogScale(bound, frames, mark = null) {
+  const hi = Number.isFinite(bound) && bound > 0 ? bound : 1;
+  const mags = [];
+  for (const data of frames) {
+    const stride = Math.max(1, Math.ceil(data.length * frames.length / LOG_SAMPLE));
+    for (let i = 0; i < data.length; i += stride) {
+      const a = Math.abs(data[i]);
+      if (a > 0 && a < Infinity) mags.push(a);
+    }
+  }
+  const p = percentile(mags, CLIP_PERCENT) ?? hi / 10;
+  let lo = Math.min(hi / 10, Math.max(hi * Math.pow(10, -LOG_DECADES), p));
+  if (mark > 0 && mark < lo && Math.log10(lo / mark) <= MARK_DECADES) lo = mark;
+  return {lo, hi, magnitude: true, log: true};
+}
+
 /** The bound of one frame: its |x| max, or with clipping its 1%/99% percentile. */
 export function frameBound(data, {clip = false, magnitude = false} = {}) {
   if (!clip) return absMax(data);

@@ -6,7 +6,7 @@
 
 import {packRGB, SPECIAL_COLORS} from './colors.js';
 import {formatTicks, formatValue} from './numbers.js';
-import {CLIP_PERCENT, niceTicks, tickMarks} from './scale.js';
+import {CLIP_PERCENT, MARK_DECADES, niceTicks, scaleTickMarks, tickMarks} from './scale.js';
 
 // What a cell holds (a Uint8Array per map, beside its values).
 export const CELL = {VALUE: 0, UNDEFINED: 1, ZERO: 2, NONFINITE: 3, ABSENT: 4};
@@ -130,4 +130,56 @@ export function statTicks(domain) {
 export function statTickMarks(domain, format = formatValue) {
   const values = statTicks(domain);
   return tickMarks(values, formatTicks(values, format), (v) => statPosition(domain, v));
+}
+
+/** A log scale from lo to hi (> 0) as statDomain gives it; a single value gets a decade around it. */
+export function logDomain(lo, hi) {
+  let a = Math.log10(lo);
+  let b = Math.log10(hi);
+  if (!(b > a)) [a, b] = [a - 0.5, b + 0.5];
+  return {kind: 'log', lo: Math.pow(10, a), hi: Math.pow(10, b), a, b, clipped: false};
+}
+
+/**
+ * A log range over the positive finite `values` (up to `limit`: exploded
+ * values are left out, as on a linear chart), widened to take in `mark`
+ * when it lies at most MARK_DECADES below them (or inside them).
+ * @return {?{domain, markShown: boolean, zeros: number}} null when no value
+ *   is positive; zeros: values ≤ 0 (drawn at the bottom).
+ */
+export function logRange(values, {limit = Infinity, mark = null} = {}) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  let zeros = 0;
+  for (const v of values) {
+    if (v === null || !Number.isFinite(v)) continue;
+    if (v <= 0) zeros++;
+    else if (v <= limit) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+  }
+  if (!(hi > 0)) return null;
+  const markShown = mark !== null && mark > 0 && mark <= hi && Math.log10(lo / mark) <= MARK_DECADES;
+  if (markShown) lo = Math.min(lo, mark);
+  if (mark !== null && mark > hi && Math.log10(mark / hi) <= MARK_DECADES) {
+    // Every value under ε: the mark above them is what matters.
+    return {domain: logDomain(lo, mark), markShown: true, zeros};
+  }
+  return {domain: logDomain(lo, hi), markShown, zeros};
+}
+
+/**
+ * The legend's ticks of a heatmap colour scale (scale.js): round values on
+ * a linear one, powers of ten on a log one; with `mark` ({value, label})
+ * inside a log scale's range, a tick for it too (flagged `mark`).
+ */
+export function colourScaleMarks(scale, mark = null) {
+  if (!scale.log) return scaleTickMarks(scale);
+  const domain = logDomain(scale.lo, scale.hi);
+  const marks = statTickMarks(domain);
+  if (mark && mark.value >= domain.lo && mark.value <= domain.hi) {
+    marks.push({label: mark.label, at: statPosition(domain, mark.value), mark: true});
+  }
+  return marks;
 }

@@ -4,6 +4,8 @@
 import {clear, el, svg} from './dom.js';
 import {formatCount, formatTicks, formatValue} from '../model/numbers.js';
 import {niceTicks, OUTLIER_FACTOR, robustBound} from '../model/scale.js';
+import {labelFor, rmsValues} from '../model/quantities.js';
+import {logRange, statPosition, statTicks} from '../model/stat_scale.js';
 import {indexAtOrBefore, unionSteps} from '../model/steps.js';
 
 // weightwatcher's range of alpha for well-trained layers (the `alpha`
@@ -13,9 +15,14 @@ export const ALPHA_MARKS = [
   {value: 6, side: 'above', title: 'alpha > 6: little structure learned yet (random matrices, e.g. every layer at init, have a large alpha)'},
 ];
 
+// `magnitude`: drawn on a log scale when the quantity shown has one
+// (quantities.logApplies); `epsilon`: Adam's ε marked there. `quantity`:
+// only for a quantity other than the weights.
 export const CHART_STATS = [
-  {key: 'l2', label: 'L2 norm ‖W‖'},
-  {key: 'std', label: 'std'},
+  {key: 'rms', label: 'RMS ‖W‖ / √n', quantity: true, magnitude: true, epsilon: true,
+    title: 'Root mean square of the entries. Under Adam, a gradient whose RMS is near or below ε takes steps that are no longer scale-free (ε dominates √v̂).'},
+  {key: 'l2', label: 'L2 norm ‖W‖', magnitude: true},
+  {key: 'std', label: 'std', magnitude: true},
   {key: 'update_ratio', label: 'update ratio ‖ΔW‖ / ‖W_prev‖'},
   {key: 'init_l2', label: 'distance from init ‖W − W₀‖'},
   {key: 'init_cos', label: 'cosine to init'},
@@ -28,10 +35,13 @@ export const CHART_STATS = [
   {key: 'alpha_weighted', label: 'alpha weighted α·log₁₀ λ_max', spectral: true},
 ];
 
-/** The charts worth drawing for these lines: spectral ones only when some run has a value (a matrix). Pure. */
-export function chartStats(lines) {
-  return CHART_STATS.filter((stat) => !stat.spectral ||
-    lines.some((l) => statValues(l.series, stat.key).some((v) => v !== null && Number.isFinite(v))));
+/**
+ * The charts worth drawing for these lines: spectral ones only when some run
+ * has a value (a matrix), the RMS only for a quantity. Pure.
+ */
+export function chartStats(lines, quantity = 'weights') {
+  return CHART_STATS.filter((stat) => (!stat.quantity || quantity !== 'weights') && (!stat.spectral ||
+    lines.some((l) => statValues(l.series, stat.key).some((v) => v !== null && Number.isFinite(v)))));
 }
 
 const W = 300;
@@ -40,6 +50,7 @@ const M = {left: 46, right: 8, top: 8, bottom: 20};
 
 /** Values of a stat along a series; `nonfinite` adds the NaN and Inf counts. */
 export function statValues(series, key) {
+  if (key === 'rms') return rmsValues(series);
   if (key === 'nonfinite') {
     const nan = series.nan || [];
     const inf = series.inf || [];
@@ -63,31 +74,43 @@ export class StatCharts {
    * @param {Array<{run, color, series}>} lines one per run (series: a tag's /stats entry).
    * @param {number} step the current step.
    * @param {boolean} loading some run's stats are on their way.
+   * @param {{quantity, log, epsilon}} scale what the lines are of (app.quantityScale):
+   *   a log scale for magnitudes, Adam's ε ({value, text}) marked.
    */
-  update(lines, step, loading = false) {
+  update(lines, step, loading = false, scale = {quantity: 'weights', log: false, epsilon: null}) {
     clear(this.root);
     this.charts = [];
     this.lines = lines;
+    this.scale = scale;
+    this.root.dataset.quantity = scale.quantity;
     this.steps = unionSteps(lines.map((l) => l.series.steps));
     if (this.steps.length === 0) {
       this.root.appendChild(el('div', {class: 'note', text: loading ? 'Loading stats…' : 'No stats recorded for this tensor.'}));
       return;
     }
-    for (const stat of chartStats(lines)) this.charts.push(this.buildChart(stat, lines));
+    for (const stat of chartStats(lines, scale.quantity)) this.charts.push(this.buildChart(stat, lines));
     this.setStep(step);
   }
 
   buildChart(stat, lines) {
     const values = lines.map((l) => statValues(l.series, stat.key));
-    const range = chartRange(stat, values, this.steps);
+    const {log, epsilon} = this.scale;
+    const range = chartRange(stat, values, this.steps,
+        {log: log && stat.magnitude, mark: stat.epsilon && epsilon ? epsilon.value : null});
     const {x0, x1, lo, hi} = range;
+    const label = labelFor(stat.label, this.scale.quantity);
     const sx = (s) => M.left + (s - x0) / (x1 - x0) * (W - M.left - M.right);
-    const sy = (v) => H - M.bottom - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo) * (H - M.top - M.bottom);
+    const sy = range.log ?
+      (v) => H - M.bottom - (v > 0 ? statPosition(range.domain, v) : 0) * (H - M.top - M.bottom) :
+      (v) => H - M.bottom - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo) * (H - M.top - M.bottom);
     // Focusable: left/right arrows (Home/End) move the step, as a click does.
-    const plot = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'chart', tabindex: 0, role: 'slider',
-      'aria-label': `${stat.label}: step`, 'aria-valuemin': this.steps[0], 'aria-valuemax': this.steps[this.steps.length - 1]});
+    const plot = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: range.log ? 'chart log' : 'chart', tabindex: 0, role: 'slider',
+      'aria-label': `${label}: step`, 'aria-valuemin': this.steps[0], 'aria-valuemax': this.steps[this.steps.length - 1]});
+    plot.dataset.stat = stat.key;
     plot.appendChild(chartAxes(stat, range, sx, sy));
-    if (stat.marks && !range.empty) plot.appendChild(chartMarks(stat.marks, range, sy));
+    const marks = range.markShown ? [{value: epsilon.value, side: 'below', label: 'ε', title: epsilon.text +
+      '. Below it, Adam\'s step m̂ / (√v̂ + ε) shrinks with the gradient instead of staying scale-free.'}] : stat.marks;
+    if (marks && !range.empty) plot.appendChild(chartMarks(marks, range, sy));
     drawLines(plot, lines, values, sx, sy);
     const marker = svg('line', {y1: M.top, y2: H - M.bottom, class: 'marker'});
     plot.appendChild(marker);
@@ -106,13 +129,17 @@ export class StatCharts {
     this.bindChart(plot, x0, x1);
     const robust = range.robust;
     const card = el('div', {class: 'card chart-card'}, [
-      el('div', {class: 'chart-title', title: stat.title}, [stat.label, robust.saturated ?
+      el('div', {class: 'chart-title', title: stat.title}, [label, range.log ? el('span', {class: 'muted', text: ' · log'}) : null,
+        robust.saturated ?
         el('span', {class: 'off-scale', text: ` · off scale: up to ${formatValue(robust.peak)}`,
           title: `${robust.saturated} value${robust.saturated > 1 ? 's' : ''} over ${OUTLIER_FACTOR}× the typical one, drawn at the top`}) : null]),
       plot,
       el('div', {class: 'chart-values'}, readouts.map((r) => r.node)),
     ]);
     if (range.empty) card.appendChild(el('div', {class: 'note', text: 'no values (undefined until a second snapshot)'}));
+    if (range.log && stat.epsilon && epsilon && !range.markShown && !range.empty) {
+      card.appendChild(el('div', {class: 'note eps-note', text: `${epsilon.text}: far below these values`}));
+    }
     this.root.appendChild(card);
     return {stat, sx, sy, marker, dots, values, readouts, plot};
   }
@@ -187,7 +214,7 @@ export class StatCharts {
  * top instead (robust.saturated of them). Counts start at 0. Pure.
  * @return {{x0, x1, lo, hi, robust, empty}}
  */
-export function chartRange(stat, values, steps) {
+export function chartRange(stat, values, steps, {log = false, mark = null} = {}) {
   let x0 = steps[0];
   let x1 = steps[steps.length - 1];
   if (x1 === x0) {
@@ -198,6 +225,11 @@ export function chartRange(stat, values, steps) {
   for (const vs of values) for (const v of vs) if (v !== null && Number.isFinite(v)) all.push(v);
   const robust = stat.count ? {saturated: 0} : robustBound(all.map(Math.abs));
   const limit = robust.saturated ? robust.bound : Infinity;
+  if (log) {
+    // Magnitudes over decades (a gradient's RMS): log10, ε taken in when near.
+    const r = logRange(all, {limit, mark});
+    if (r) return {x0, x1, lo: r.domain.lo, hi: r.domain.hi, robust, empty: false, log: true, domain: r.domain, markShown: r.markShown};
+  }
   let lo = Infinity;
   let hi = -Infinity;
   for (const v of all) if (Math.abs(v) <= limit) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
@@ -220,9 +252,9 @@ export function chartRange(stat, values, steps) {
 }
 
 /** Grid lines and tick labels of a chart (counts get integer ticks only). */
-function chartAxes(stat, {x0, x1, lo, hi}, sx, sy) {
+function chartAxes(stat, {x0, x1, lo, hi, log, domain}, sx, sy) {
   const grid = svg('g', {class: 'axis'});
-  const yTicks = niceTicks(lo, hi, 4).filter((t) => !stat.count || Number.isInteger(t));
+  const yTicks = log ? statTicks(domain) : niceTicks(lo, hi, 4).filter((t) => !stat.count || Number.isInteger(t));
   const yLabels = formatTicks(yTicks, stat.count ? formatCount : formatValue);
   yTicks.forEach((t, k) => {
     grid.appendChild(svg('line', {x1: M.left, x2: W - M.right, y1: sy(t), y2: sy(t), class: 'gridline'}));
@@ -251,9 +283,10 @@ function chartMarks(marks, {lo, hi}, sy) {
     const band = svg('rect', {x: M.left, width: W - M.left - M.right, y: Math.min(y, edge),
       height: Math.abs(edge - y), class: 'mark-band'});
     const line = svg('line', {x1: M.left, x2: W - M.right, y1: y, y2: y, class: 'mark-line'});
-    const label = svg('text', {x: W - M.right - 2, y: y + (m.side === 'below' ? 10 : -3),
+    // A named mark (ε, often the bottom of a log axis) is labelled above its line.
+    const label = svg('text', {x: W - M.right - 2, y: y + (m.side === 'below' && !m.label ? 10 : -3),
       'text-anchor': 'end', class: 'mark-label'});
-    label.textContent = `${m.side === 'below' ? '<' : '>'} ${m.value}`;
+    label.textContent = m.label ?? `${m.side === 'below' ? '<' : '>'} ${m.value}`;
     // The <title> of the group is the tooltip of all three.
     const title = svg('title');
     title.textContent = m.title;

@@ -2,6 +2,7 @@
 // input over the snapshot steps, play/pause, speed).
 
 import {colormapNames} from '../model/colors.js';
+import {logApplies, quantityInfo, selectorVisible} from '../model/quantities.js';
 import {clear, el, labelled, select} from './dom.js';
 
 export const MODES = [
@@ -32,6 +33,14 @@ export class Toolbar {
     this.clip = el('input', {attrs: {type: 'checkbox', id: 'clip'}});
     this.clip.checked = settings.clip;
     this.clip.addEventListener('change', () => onChange('clip', this.clip.checked));
+    // What the views show: the weights, or a recorded quantity (only those of the tensor shown are offered).
+    this.quantity = select([['weights', 'weights']], 'weights', set('quantity'), {id: 'quantity', 'aria-label': 'quantity'});
+    this.quantityControl = labelled('show', this.quantity);
+    this.logScale = el('input', {attrs: {type: 'checkbox', id: 'log-scale'}});
+    this.logScale.checked = settings.logScale;
+    this.logScale.addEventListener('change', () => onChange('logScale', this.logScale.checked));
+    this.logControl = el('label', {class: 'control', title: 'colours and charts of |x| on a log scale, Adam\'s ε marked'},
+        [this.logScale, el('span', {text: 'log |x|'})]);
     const zoomButton = (text, label, fn) => el('button', {class: 'icon-button', text, title: label, attrs: {type: 'button', 'aria-label': label}, on: {click: fn}});
     // Controls of the heatmaps, hidden in the dynamics map (always sequential, its own scale).
     this.heatmapOnly = [
@@ -42,7 +51,8 @@ export class Toolbar {
     ];
     const [mode, colour, scale, clip] = this.heatmapOnly;
     this.root = el('div', {class: 'card toolbar'}, [
-      labelled('view', this.view), mode, this.diffRuns, colour, labelled('map', this.cmap), scale, clip,
+      labelled('view', this.view), this.quantityControl, this.logControl, mode, this.diffRuns, colour,
+      labelled('map', this.cmap), scale, clip,
     ]);
     // Placed by the app next to the tensor's title.
     this.zoom = el('span', {class: 'zoom-buttons'}, [
@@ -53,27 +63,39 @@ export class Toolbar {
     this.update(settings, []);
   }
 
-  /** Reflects settings and the runs available for A − B. */
-  update(settings, runs) {
+  /**
+   * Reflects settings, the runs available for A − B, the quantities
+   * `offered` and the one `shown` (the selector is hidden when only the
+   * weights were recorded).
+   */
+  update(settings, runs, offered = ['weights'], shown = 'weights') {
     this.view.value = settings.view;
     this.mode.value = settings.mode;
-    this.colorKind.value = settings.colorKind;
-    const sequential = usesSequential(settings);
+    fillSelect(this.quantity, offered.map((q) => [q, quantityInfo(q).label]), shown);
+    this.quantityControl.hidden = !selectorVisible(offered);
+    this.logScale.checked = settings.logScale;
+    const log = logApplies(shown) && settings.logScale;
+    // A log scale is of |x|: the colour scale is sequential then.
+    this.colorKind.value = log ? 'magnitude' : settings.colorKind;
+    this.colorKind.disabled = log;
+    const sequential = usesSequential(settings, shown);
     const names = colormapNames(sequential ? 'sequential' : 'diverging');
     fillSelect(this.cmap, names.map((n) => [n, n]), sequential ? settings.cmapSequential : settings.cmapDiverging);
     this.scaleMode.value = settings.scaleMode;
     this.clip.checked = settings.clip;
     const map = settings.view === 'map';
     for (const control of this.heatmapOnly) control.hidden = map;
+    // The map has its own scale per stat.
+    this.logControl.hidden = map || !logApplies(shown);
     this.diffRuns.hidden = map || settings.mode !== 'diff';
     fillSelect(this.runA, runs.map((r) => [r, r]), settings.runA);
     fillSelect(this.runB, runs.map((r) => [r, r]), settings.runB);
   }
 }
 
-/** True when the colormap in use is a sequential one (magnitudes, the dynamics map). */
-export function usesSequential(settings) {
-  return settings.view === 'map' || settings.colorKind === 'magnitude';
+/** True when the colormap in use is a sequential one (magnitudes, a log scale, the dynamics map). */
+export function usesSequential(settings, quantity = 'weights') {
+  return settings.view === 'map' || settings.colorKind === 'magnitude' || (settings.logScale && logApplies(quantity));
 }
 
 function fillSelect(node, options, value) {

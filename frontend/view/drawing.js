@@ -7,7 +7,9 @@ import {clear, el} from './dom.js';
 import {HeatmapPanel} from './heatmap.js';
 import {renderLegend} from './legend.js';
 import {NothingToShow, panelFrame} from '../model/modes.js';
-import {makeScale} from '../model/scale.js';
+import {makeLogScale, makeScale} from '../model/scale.js';
+import {colourScaleMarks} from '../model/stat_scale.js';
+import {hasFrames, quantityInfo} from '../model/quantities.js';
 import {poolBounds, referenceFrameBound, referenceSteps, scaleFor, scaleSource} from '../model/scale_policy.js';
 
 export class TensorDrawing {
@@ -65,11 +67,27 @@ export class TensorDrawing {
     for (const p of this.panels) p.panel.redraw();
   }
 
-  /** What panel `spec` shows at `step` in the current mode. */
+  /** What panel `spec` shows at `step` in the current mode, of the quantity shown. */
   frameAt(spec, step) {
     const app = this.app;
-    const ctx = {mode: app.settings.mode, tag: app.tag, tagOf: (run) => app.tagOf(run), runData: app.runData,
-      getFrame: (run, tag, s) => app.cache.get(run, tag, s)};
+    const quantity = app.quantity;
+    const name = quantityInfo(quantity).label;
+    const getFrame = (run, tag, s) => {
+      const tensor = app.runData.get(run)?.tensors.get(tag);
+      if (tensor && !hasFrames(tensor, quantity)) {
+        return Promise.reject(new NothingToShow(`${run} recorded the ${name} of ${tag} without frames ` +
+            '(its stats are in the charts; frames: quantity_frames= on the recorder)'));
+      }
+      return app.cache.get(run, tag, s, quantity).catch((e) => {
+        // A quantity starts after the weights (Adam has no state before its
+        // first step): a step without it is a note, not a failure.
+        if (quantity !== 'weights' && e.status === 404) {
+          throw new NothingToShow(`no ${name} of ${tag} recorded at or before step ${s} in ${run}`);
+        }
+        throw e;
+      });
+    };
+    const ctx = {mode: app.settings.mode, tag: app.tag, tagOf: (run) => app.tagOf(run), runData: app.runData, getFrame};
     return panelFrame(ctx, spec.runs, step);
   }
 
@@ -83,7 +101,8 @@ export class TensorDrawing {
   async reference(downsampled) {
     const app = this.app;
     const s = app.settings;
-    const key = JSON.stringify([app.tag, s.mode, s.clip, s.colorKind, app.displayRuns(), app.steps.length, downsampled]);
+    const key = JSON.stringify([app.tag, app.quantity, s.mode, s.clip, s.colorKind, app.displayRuns(), app.steps.length,
+      downsampled]);
     if (!this.references.has(key)) {
       const options = {clip: s.clip, magnitude: s.colorKind === 'magnitude', downsampled};
       const bounds = [];
@@ -118,12 +137,18 @@ export class TensorDrawing {
     const series = (await Promise.all(app.displayRuns().map((run) => app.tagSeriesSettled(run)))).filter((x) => x);
     if (seq !== this.seq) return;
     const frames = results.filter((r) => r.ok).map((r) => r.frame.data);
-    const {bound, note} = scaleFor({settings: app.settings, frames, series, reference, downsampled});
-    const scale = makeScale(bound, app.settings.colorKind === 'magnitude');
+    const {log, epsilon} = app.quantityScale();
+    // A log scale is of |x|: its top is the magnitude scale's.
+    const settings = log ? {...app.settings, colorKind: 'magnitude'} : app.settings;
+    const {bound, note} = scaleFor({settings, frames, series, reference, downsampled});
+    const scale = log ? makeLogScale(bound, frames, epsilon.value) : makeScale(bound, settings.colorKind === 'magnitude');
     const counts = this.paint(results, scale);
-    const what = app.settings.colorKind === 'magnitude' ? '|x|' : 'signed, centred on 0';
+    const what = log ? 'log |x|, bottom at the 1st percentile of |x| shown, or ε when near' :
+      settings.colorKind === 'magnitude' ? '|x|' : 'signed, centred on 0';
+    const eps = log ? `; ε marked: ${epsilon.text}` : '';
     this.nodes.legend.hidden = !results.some((r) => r.ok);
-    renderLegend(this.nodes.legend, {scale, cmap: app.cmap, note: `Colour scale (${what}): ${note}.`, counts});
+    renderLegend(this.nodes.legend, {scale, cmap: app.cmap, note: `Colour scale (${what}): ${note}${eps}.`, counts,
+      marks: colourScaleMarks(scale, log ? {value: epsilon.value, label: 'ε'} : null)});
     app.lastDrawnIndex = index;
     this.record(started, results.some((r) => r.ok), step);
   }

@@ -15,6 +15,7 @@ import {
   moveCursor, referenceOver, rowLabels,
 } from '../model/map_model.js';
 import {formatCount, formatValue} from '../model/numbers.js';
+import {labelFor, quantityInfo} from '../model/quantities.js';
 import {CELL, CELL_COLORS, paintCells, scaleSpace, statTickMarks} from '../model/stat_scale.js';
 
 const BAR_WIDTH = 256;
@@ -59,12 +60,14 @@ export class DynamicsMap {
 
   /**
    * @param {{runs: Array<{run, color, rows, stats, stepsKey, error}>, stat: string, loading: boolean,
-   *   cmap: string, step: ?number}} args
+   *   cmap: string, step: ?number, quantity: string}} args
+   *   quantity: what the stats are of (the weights, grad, v_rms, ...).
    *   stats: the run's /stats answer with the fields of `stat` (null while
    *   loading, or with `error`); loading: some run's answer is on its way.
    */
-  render({runs, stat, loading = false, cmap, step}) {
+  render({runs, stat, loading = false, cmap, step, quantity = 'weights'}) {
     this.step = step;
+    this.quantity = quantity;
     this.colors = new Map(runs.map((r) => [r.run, r.color]));
     this.cmap = cmap;
     this.stat = mapStat(stat);
@@ -74,7 +77,7 @@ export class DynamicsMap {
       this.note.textContent = `Loading ${this.stat.label}…`;
       return;
     }
-    const key = JSON.stringify([runs.map((r) => [r.run, r.stepsKey]), cmap]);
+    const key = JSON.stringify([runs.map((r) => [r.run, r.stepsKey]), cmap, quantity]);
     if (key !== this.key) {
       this.key = key;
       this.byStat = new Map(); // stat key → {answers, model, cells, domain}: switching back recomputes nothing
@@ -91,6 +94,7 @@ export class DynamicsMap {
       return;
     }
     this.model = entry.model;
+    this.canvas.dataset.quantity = quantity;
     const failed = runs.find((r) => r.error);
     if (!this.model.rows.length) {
       this.note.textContent = failed ? `stats unavailable: ${failed.error}` :
@@ -237,12 +241,14 @@ export class DynamicsMap {
   scaleNote(domain) {
     const kind = domain.kind === 'log' ? 'log scale' : 'linear scale';
     const ends = domain.clipped ? ', ends at the 1st/99th percentile (beyond: saturated)' : '';
-    return `${this.stat.label}: ${kind}${ends}, one scale for every tensor${this.model.runs.length > 1 ? ' and run' : ''}.`;
+    const of = this.quantity === 'weights' ? '' : ` of the ${quantityInfo(this.quantity).label}`;
+    return `${labelFor(this.stat.label, this.quantity)}${of}: ${kind}${ends}, one scale for every tensor${this.model.runs.length > 1 ? ' and run' : ''}.`;
   }
 
   /** The update ratio's reference on the bar, and how to read it over k steps. */
   referenceMark(domain) {
-    if (!this.stat.reference) return null;
+    // The reference is a weight update's; another quantity's ratio has none.
+    if (!this.stat.reference || this.quantity !== 'weights') return null;
     const gaps = gapSummary(this.model);
     if (!gaps) return null;
     const k = gaps.median;

@@ -4,7 +4,6 @@
 
 import {colormapLUT, SPECIAL_COLORS} from '../model/colors.js';
 import {clear, el} from './dom.js';
-import {scaleTickMarks} from '../model/scale.js';
 
 const BAR_WIDTH = 256;
 
@@ -28,8 +27,8 @@ export function colormapBar(cmap, width, height) {
  */
 export function legendScale(cmap, width, height, marks, className = 'legend-scale') {
   const ticks = el('div', {class: 'legend-ticks'});
-  for (const {label, at} of marks) {
-    const tick = el('span', {class: 'tick', text: label});
+  for (const {label, at, mark} of marks) {
+    const tick = el('span', {class: mark ? 'tick mark' : 'tick', text: label});
     tick.style.left = `${(at * 100).toFixed(2)}%`;
     ticks.appendChild(tick);
   }
@@ -56,9 +55,10 @@ const shown = new WeakMap();
 
 /**
  * @param {Element} node the legend container.
- * @param {{scale, cmap, note: string, counts: {nan, posinf, neginf}}} legend
+ * @param {{scale, cmap, note: string, counts: {nan, posinf, neginf}, marks}} legend
+ *   marks: the ticks along the bar (stat_scale.colourScaleMarks).
  */
-export function renderLegend(node, {scale, cmap, note, counts}) {
+export function renderLegend(node, {scale, cmap, note, counts, marks}) {
   const key = JSON.stringify([scale, cmap, note, counts]);
   if (shown.get(node) === key) return;
   shown.set(node, key);
@@ -67,8 +67,9 @@ export function renderLegend(node, {scale, cmap, note, counts}) {
     const n = counts ? counts[kind] : 0;
     return {css: spec.css, text: `${spec.label}${n ? ` (${n})` : ''}`, title: `${spec.label} cells`, present: n > 0};
   }));
-  node.appendChild(legendScale(cmap, BAR_WIDTH, 12, scaleTickMarks(scale)));
+  node.appendChild(legendScale(cmap, BAR_WIDTH, 12, marks));
   node.appendChild(el('div', {class: 'legend-side'}, [el('div', {class: 'legend-note', text: note}), specials]));
   node.dataset.lo = scale.lo;
   node.dataset.hi = scale.hi;
+  node.dataset.log = scale.log ? 'true' : 'false';
 }

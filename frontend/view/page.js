@@ -24,10 +24,7 @@ export class Page {
     this.layerList = new LayerList({
       stat: settings.layerStat,
       onSelect: (tag) => app.selectTag(tag),
-      onStat: (stat) => {
-        settings.layerStat = stat;
-        app.colourLayers();
-      },
+      onStat: (stat) => app.changeSetting('layerStat', stat),
     });
     this.toolbar = new Toolbar(settings, (key, value) => app.changeSetting(key, value), app.viewport);
     this.stepBar = new StepBar({
@@ -42,7 +39,7 @@ export class Page {
     this.unitsView = new UnitsView({
       stat: settings.unitsStat,
       onStat: (stat) => (settings.unitsStat = stat),
-      load: (run, tag, stat) => app.loader.units(run, tag, stat),
+      load: (run, tag, stat, quantity) => app.loader.units(run, tag, stat, quantity),
     });
     this.findings = new FindingsList({onOpen: (run, finding) => app.openFinding(run, finding)});
     this.overview = new Overview((tag) => app.openTensor(tag));

@@ -5,9 +5,13 @@
 import {colormapCSS} from '../model/colors.js';
 import {clear, el, errorBox, labelled, select} from './dom.js';
 import {formatCount, formatShape, formatValue} from '../model/numbers.js';
-import {statAt} from '../model/steps.js';
+import {layerPositions, layerValue} from '../model/quantities.js';
+
+// The first is offered only for a run that records gradients (grad, else v_rms).
+export const GRADIENT_STAT = ['grad_rms', 'gradient RMS'];
 
 export const LAYER_STATS = [
+  GRADIENT_STAT,
   ['update_ratio', 'update ratio'],
   ['update_l2', 'update ‖ΔW‖'],
   ['init_l2', 'distance from init'],
@@ -21,14 +25,6 @@ export function layerStatFields(stat) {
   return stat === 'init_angle' ? ['init_cos'] : [stat];
 }
 
-/** The value a layer is coloured by (init_angle is derived from init_cos). */
-function layerStat(series, stat, step) {
-  if (stat === 'init_angle') {
-    const cos = statAt(series, 'init_cos', step);
-    return cos === null ? null : 1 - cos;
-  }
-  return statAt(series, stat, step);
-}
 
 export class RunPicker {
   /** @param {{onToggle: function(string, boolean)}} handlers */
@@ -73,7 +69,7 @@ export class LayerList {
     this.stat = stat;
     this.body = el('div', {class: 'layer-list'});
     this.title = el('h2', {text: 'Layers'});
-    this.statSelect = select(LAYER_STATS, stat, (v) => {
+    this.statSelect = select(LAYER_STATS.slice(1), stat, (v) => {
       this.stat = v;
       onStat(v);
     }, {id: 'layer-stat', 'aria-label': 'colour layers by'});
@@ -83,6 +79,19 @@ export class LayerList {
       this.body,
     ]);
     this.badges = [];
+  }
+
+  /** Offers (or withdraws) colouring by gradient RMS, and shows the stat in use. */
+  offerGradient(offered, stat) {
+    const has = this.statSelect.options[0].value === GRADIENT_STAT[0];
+    if (offered && !has) {
+      this.statSelect.insertBefore(el('option', {text: GRADIENT_STAT[1], attrs: {value: GRADIENT_STAT[0]}}),
+          this.statSelect.options[0]);
+    } else if (!offered && has) {
+      this.statSelect.remove(0);
+    }
+    this.stat = stat;
+    this.statSelect.value = stat;
   }
 
   showError(message) {
@@ -150,30 +159,21 @@ export class LayerList {
 
   /** Colours the weights by the chosen stat at `step` (stats: {tag: series}). */
   colour(stats, step) {
-    const values = this.badges.map(({tag}) => layerStat(stats && stats[tag], this.stat, step));
-    const finite = values.filter((v) => v !== null && Number.isFinite(v));
-    const positive = finite.filter((v) => v > 0);
-    let lo = Math.min(...finite);
-    let hi = Math.max(...finite);
-    // Update sizes span orders of magnitude: compare them on a log scale.
-    const log = positive.length === finite.length && finite.length > 1 && hi / lo > 100;
-    // Non-negative stats on a linear scale are measured from 0, so two
-    // similar values look similar.
-    if (!log && lo >= 0) lo = 0;
-    const f = log ? Math.log10 : (x) => x;
-    lo = f(lo);
-    hi = f(hi);
+    const values = this.badges.map(({tag}) => layerValue(stats && stats[tag], this.stat, step));
+    const {positions, log} = layerPositions(values);
+    this.body.dataset.colour = `${this.stat}${log ? ' log' : ''}`;
     this.badges.forEach(({badge}, k) => {
       const v = values[k];
       const bar = badge.firstChild;
       const text = badge.lastChild;
-      if (v === null || !Number.isFinite(v)) {
+      badge.dataset.value = v === null ? '' : v;
+      if (positions[k] === null) {
         bar.style.width = '0';
         text.textContent = '–';
         badge.title = 'no value at this step';
         return;
       }
-      const t = hi > lo ? (f(v) - lo) / (hi - lo) : 1;
+      const t = positions[k];
       bar.style.width = `${Math.round(4 + 36 * t)}px`;
       bar.style.background = colormapCSS('magma', 0.25 + 0.7 * t);
       text.textContent = formatValue(v);

@@ -10,6 +10,7 @@ import {groupLabel} from '../model/layout.js';
 import {legendScale, specialsList} from './legend.js';
 import {moveCursor} from '../model/map_model.js';
 import {formatValue} from '../model/numbers.js';
+import {labelFor} from '../model/quantities.js';
 import {CELL, CELL_COLORS, paintCells, statDomain, statTickMarks} from '../model/stat_scale.js';
 import {
   columnOfUnit, UNIT_STATS, unitCellAt, unitCells, unitGroupSpans, unitLabel, unitsLayout,
@@ -19,7 +20,7 @@ const BAR_WIDTH = 200;
 
 export class UnitsView {
   /**
-   * @param {{load: function(run, tag, stat): Promise, stat: string, onStat: function(string)}} options
+   * @param {{load: function(run, tag, stat, quantity): Promise, stat: string, onStat: function(string)}} options
    *   load: the /units answer of a run's tag (an ApiError when it fails).
    */
   constructor({load, stat, onStat}) {
@@ -46,7 +47,7 @@ export class UnitsView {
 
   /**
    * @param {{runs: Array<{run, color, tensor, steps, tag}>, tag, step, cmap,
-   *   highlight: ?{run, tag, units: number[], label}}} args
+   *   highlight: ?{run, tag, units: number[], label}, quantity}} args
    *   steps: the tag's stats steps of that run (the answer's rows); a run's
    *   own tag, when given, names the tensor there (torch's `weight` for `kernel`).
    */
@@ -54,13 +55,14 @@ export class UnitsView {
     this.args = args;
     const seq = ++this.seq;
     const {runs, tag} = args;
+    const quantity = args.quantity || 'weights';
     if (!tag || !runs.length) {
       clear(this.cards);
       clear(this.legend);
       this.panels = [];
       return;
     }
-    const results = await Promise.all(runs.map((r) => this.load(r.run, r.tag ?? tag, this.stat).then(
+    const results = await Promise.all(runs.map((r) => this.load(r.run, r.tag ?? tag, this.stat, quantity).then(
         (units) => ({...r, units}), (error) => ({...r, error}))));
     if (seq !== this.seq) return;
     for (const r of results) {
@@ -84,8 +86,9 @@ export class UnitsView {
       const h = args.highlight && args.highlight.tag === tag && args.highlight.run === panel.run ? args.highlight : null;
       panel.draw(this.domain, args.cmap, args.step, h);
     }
-    this.renderLegend(args.cmap, shown.length > 0);
+    this.renderLegend(args.cmap, shown.length > 0, quantity);
     this.root.dataset.shown = `${tag}|${this.stat}`;
+    this.root.dataset.quantity = quantity;
   }
 
   setStep(step) {
@@ -93,13 +96,13 @@ export class UnitsView {
     for (const panel of this.panels) panel.setStep(step);
   }
 
-  renderLegend(cmap, any) {
+  renderLegend(cmap, any, quantity) {
     clear(this.legend);
     if (!any || !this.domain) return;
     const scale = legendScale(cmap, BAR_WIDTH, 10, statTickMarks(this.domain), 'legend-scale units-scale');
     const specials = specialsList([{css: CELL_COLORS[CELL.ZERO].css, text: '0'},
       {css: CELL_COLORS[CELL.NONFINITE].css, text: '±Inf'}, {css: null, text: 'blank: undefined'}]);
-    const label = UNIT_STATS.find(([k]) => k === this.stat)[1];
+    const label = labelFor(UNIT_STATS.find(([k]) => k === this.stat)[1], quantity);
     const ends = this.domain.clipped ? ', ends at the 1st/99th percentile' : '';
     this.legend.appendChild(scale);
     this.legend.appendChild(el('div', {class: 'legend-side'}, [

@@ -2,19 +2,21 @@
 
     nnviz demo [--logdir DIR] [--port N] [--no-serve] [--quick]
     nnviz serve LOGDIR [--port N]
-    nnviz export LOGDIR --run RUN [--tag TAG] [--step STEP] -o OUT.png
-    nnviz export LOGDIR --run RUN [--tag TAG] [--steps A:B] [--every K] -o OUT.gif
-    nnviz inspect LOGDIR [--run RUN]
+    nnviz export LOGDIR --run RUN [--tag TAG] [--quantity Q] [--step STEP] -o OUT.png
+    nnviz export LOGDIR --run RUN [--tag TAG] [--quantity Q] [--steps A:B] [--every K] -o OUT.gif
+    nnviz inspect LOGDIR [--run RUN] [--quantity Q]
     nnviz findings LOGDIR [--run RUN] [--json] [--fail-on error|warning]
 
 Logdirs are read through `reader.py` on TensorBoard's own data provider,
 the same code that serves the panel. A name that does not exist (logdir,
 run, tensor, step) ends the command with one line naming what was asked and
-what exists, and exit code 2. `findings --fail-on` exits 1 when a finding
+what exists, and exit code 2; so does a quantity (`--quantity grad`) that is
+not one of the names, or that the run did not record. `findings --fail-on` exits 1 when a finding
 of that severity or worse exists, so a pipeline can gate on it.
 """
 
 import argparse
+import collections
 import os
 import subprocess
 import sys
@@ -83,6 +85,36 @@ def _num(v):
     if float(v).is_integer() and abs(v) < 1e6:
         return "%d" % v
     return "%.3g" % v
+
+
+def check_quantity(quantity):
+    """Raises UsageError for a name that is not a quantity."""
+    from tensorboard_nnviz.core import format as fmt
+
+    names = (fmt.WEIGHTS,) + fmt.QUANTITIES
+    if quantity not in names:
+        raise UsageError("unknown quantity %r%s (quantities: %s)" % (
+            quantity, _did_you_mean(quantity, names), ", ".join(names)))
+
+
+def _quantities(tensor):
+    """The quantities a `/tags` entry lists (a run without them: the weights)."""
+    return tensor.get("quantities") or ["weights"]
+
+
+def _recorded(tensors):
+    """The quantities some of `tensors` recorded, in the format's order."""
+    from tensorboard_nnviz.core import format as fmt
+
+    found = set(q for t in tensors for q in _quantities(t))
+    return [q for q in (fmt.WEIGHTS,) + fmt.QUANTITIES if q in found]
+
+
+def _rms(columns):
+    """RMS of the entries at the last snapshot: sqrt(mean^2 + std^2) (std
+    is the population std), or None."""
+    mean, std = columns.get("mean", [None])[-1], columns.get("std", [None])[-1]
+    return None if mean is None or std is None else (mean * mean + std * std) ** 0.5
 
 
 def _check_logdir(logdir):
@@ -175,15 +207,30 @@ class Logdir:
                 rank.setdefault(w.get("tag"), len(rank))
         return sorted(tensors, key=lambda t: rank.get(t["tag"], len(rank)))
 
-    def frames(self, run, tensors, step):
-        """{tag: frame at the largest snapshot <= step, or None if there is
-        none or it cannot be read (said once per tensor on stderr)}."""
+    def with_quantity(self, run, tensors, quantity, tag=None):
+        """The tensors of `tensors` that recorded `quantity` (all of them for
+        the weights); UsageError when none did (or `tag` did not)."""
+        if quantity == "weights":
+            return tensors
+        chosen = [t for t in tensors if quantity in _quantities(t)]
+        if not chosen:
+            recorded = _recorded(tensors)
+            what = "tensor %r of run %r" % (tag, run) if tag else "run %r" % run
+            raise UsageError("%s has no %s recorded (recorded: %s); record it with "
+                             "quantities=(...) on the recorder" % (what, quantity, ", ".join(recorded)))
+        return chosen
+
+    def frames(self, run, tensors, step, quantity="weights"):
+        """{tag: frame (of `quantity`) at the largest snapshot <= step, or
+        None if there is none or it cannot be read (said once per tensor on
+        stderr)}."""
         from tensorboard_nnviz.serve import errors
 
         out = {}
         for t in tensors:
             try:
-                out[t["tag"]], _ = self.reader.frame_impl(self.ctx, self.eid, run, t["tag"], step)
+                out[t["tag"]], _ = self.reader.frame_impl(self.ctx, self.eid, run, t["tag"], step,
+                                                          quantity=quantity)
             except errors.NotFoundError:
                 out[t["tag"]] = None
             except errors.DataError as e:
@@ -200,33 +247,56 @@ class Logdir:
 def cmd_inspect(args):
     from tensorboard_nnviz.cli import render
 
+    quantity = args.quantity
+    check_quantity(quantity)
     logdir = Logdir(args.logdir)
     runs = [args.run] if args.run else sorted(logdir.runs)
     for run in runs:
         logdir.check_run(run)
+    every = {run: logdir.tensors(run) for run in runs}
+    chosen = {}
+    for run in runs:
+        try:
+            chosen[run] = logdir.with_quantity(run, every[run], quantity)
+        except UsageError:
+            if len(runs) == 1:
+                raise
+    if not chosen:
+        raise UsageError("no run in %s has %s recorded (runs: %s)" % (logdir.path, quantity, _names(runs)))
     for n, run in enumerate(runs):
-        tensors = logdir.tensors(run)
-        stats = logdir.reader.stats_impl(logdir.ctx, logdir.eid, run)
-        steps = logdir.runs[run]["steps"]
         if n:
             print()
-        print("run %s: %d tensors, %s" % (run, len(tensors), _steps_text(steps)))
-        header = (["tensor", "shape", "frame", "steps", "last"] + [h for _, h in INSPECT_STATS]
+        if run not in chosen:
+            print("run %s: no %s recorded (recorded: %s)" % (run, quantity, ", ".join(_recorded(every[run]))))
+            continue
+        tensors = chosen[run]
+        stats = logdir.reader.stats_impl(logdir.ctx, logdir.eid, run, quantity=quantity)
+        steps = logdir.runs[run]["steps"]
+        of = "" if quantity == "weights" else ", quantity %s" % quantity
+        left = len(every[run]) - len(tensors)
+        without = "" if not left else " (%d more without %s)" % (left, quantity)
+        print("run %s: %d tensors%s%s, %s" % (run, len(tensors), without, of, _steps_text(steps)))
+        # A gradient's size across layers reads best as its RMS.
+        rms = [] if quantity == "weights" else ["rms"]
+        header = (["tensor", "shape", "frame", "steps", "last"] + rms + [h for _, h in INSPECT_STATS]
                   + [h for _, h in INSPECT_SPECTRAL] + ["NaN/Inf since"])
         rows = []
         for t in tensors:
             frame = "%d×%d" % (t["rows"], t["cols"])
             if t.get("downsampled"):  # block means of br x bc cells
                 frame += "÷%d×%d" % tuple(t["layout"]["block"][:2])
+            if quantity not in (t.get("frame_quantities") or ["weights"]):
+                frame = "none"  # the quantity's stats recorded without its frames
             row = [t["tag"], render.shape_text(t["shape"]), frame, str(len(t["steps"])),
                    str(t["steps"][-1]) if t["steps"] else "-"]
             columns = stats.get(t["tag"]) or {}
             if columns.get("steps") and "error" not in columns:
+                row += [_num(_rms(columns))] if rms else []
                 row += [_num(columns.get(k, [None])[-1]) for k, _ in INSPECT_STATS]
                 row += [_num(_last_value(columns.get(k))) for k, _ in INSPECT_SPECTRAL]
                 row.append(_first_non_finite(columns))
             else:
-                row += ["-"] * (len(INSPECT_STATS) + len(INSPECT_SPECTRAL) + 1)
+                row += ["-"] * (len(rms) + len(INSPECT_STATS) + len(INSPECT_SPECTRAL) + 1)
             rows.append(row)
         _print_table(header, rows)
         print()
@@ -306,31 +376,63 @@ def cmd_export(args):
 
     export(args.logdir, args.run, args.output, tag=args.tag, step=args.step,
            steps=args.steps, every=args.every, scale=args.scale, vmax=args.vmax, fps=args.fps, dpi=args.dpi,
-           progress=render.ProgressBar(sys.stderr, "rendering"))
+           progress=render.ProgressBar(sys.stderr, "rendering"), quantity=args.quantity)
     return 0
 
 
 def export(logdir, run, output, tag=None, step=None, steps=None, every=1, scale="shared",
-           vmax=None, fps=6, dpi=None, progress=None):
+           vmax=None, fps=6, dpi=None, progress=None, quantity="weights"):
     """Draws `run` of `logdir` into `output` (.png: one step, the latest by
     default; .gif: every `every`-th step of `steps` = (first, last), by
-    default all, and the last one). Returns the
+    default all, and the last one), of the weights or of a recorded
+    `quantity` (grad, m_hat, v_rms, momentum). Returns the
     `render.Grid` drawn (closed), for callers that check the figure.
 
     Raises:
-      UsageError: an unknown logdir, run, tag or step, or a bad option.
+      UsageError: an unknown logdir, run, tag, step or quantity, a quantity
+        not recorded (or recorded without frames), or a bad option.
     """
+    check_quantity(quantity)
     ext = _check_export_options(output, step, steps, every)
     data = Logdir(logdir)
     tensors = data.tensors(run, tag)
     if not tensors:
         raise UsageError("run %r has no readable tensors" % run)
+    tensors = data.with_quantity(run, tensors, quantity, tag)
+    if quantity != "weights":
+        tensors = _framed(run, tensors, quantity)
     recorded = sorted(set(s for t in tensors for s in t["steps"]))
     what = tag or "%d tensors" % len(tensors)
+    if quantity != "weights":
+        what = "%s of %s" % (quantity, what)
+    job = _Export(data, run, tensors, quantity)
     if ext == ".png":
-        return _export_png(data, run, tensors, recorded, output, what, step, scale, vmax, dpi)
-    return _export_gif(data, run, tensors, recorded, output, what, steps, every, scale, vmax,
-                       fps, dpi, progress)
+        return _export_png(job, recorded, output, what, step, scale, vmax, dpi)
+    return _export_gif(job, recorded, output, what, steps, every, scale, vmax, fps, dpi, progress)
+
+
+def _framed(run, tensors, quantity):
+    """The tensors whose `quantity` has frames (others said on stderr);
+    UsageError when none has: its stats were recorded without frames."""
+    framed = [t for t in tensors if quantity in (t.get("frame_quantities") or ["weights"])]
+    if not framed:
+        raise UsageError("run %r recorded the %s of %s without frames (only its stats: see "
+                         "`nnviz inspect --quantity %s`); record frames with quantity_frames=(...)"
+                         % (run, quantity, _names(t["tag"] for t in tensors), quantity))
+    if len(framed) < len(tensors):
+        print("nnviz: left out (%s recorded without frames): %s" % (
+            quantity, _names(t["tag"] for t in tensors if t not in framed)), file=sys.stderr)
+    return framed
+
+
+class _Export(collections.namedtuple("_Export", "data run tensors quantity")):
+    """What one export draws: the tensors of a run, of one quantity."""
+
+    def frames(self, step, tensors=None):
+        return self.data.frames(self.run, tensors or self.tensors, step, self.quantity)
+
+    def title(self, text):
+        return text if self.quantity == "weights" else "%s  (%s)" % (text, self.quantity)
 
 
 def _check_export_options(output, step, steps, every):
@@ -351,24 +453,25 @@ def _check_export_options(output, step, steps, every):
     return ext
 
 
-def _export_png(data, run, tensors, recorded, output, what, step, scale, vmax, dpi):
+def _export_png(job, recorded, output, what, step, scale, vmax, dpi):
     from tensorboard_nnviz.cli import render
 
+    run = job.run
     step = recorded[-1] if step is None else step
     if step not in recorded:
         raise UsageError("run %r has no snapshot at step %d (steps: %s)"
                          % (run, step, _steps_text(recorded)))
-    grid = render.render_png(tensors, data.frames(run, tensors, step), output,
-                             title="%s  step %d" % (run, step), scale=scale,
+    grid = render.render_png(job.tensors, job.frames(step), output,
+                             title=job.title("%s  step %d" % (run, step)), scale=scale,
                              vmax=vmax, dpi=dpi or 100)
     print("wrote %s (%s of run %s at step %d)" % (output, what, run, step))
     return grid
 
 
-def _export_gif(data, run, tensors, recorded, output, what, steps, every, scale, vmax, fps,
-                dpi, progress):
+def _export_gif(job, recorded, output, what, steps, every, scale, vmax, fps, dpi, progress):
     from tensorboard_nnviz.cli import render
 
+    run = job.run
     if steps is not None:
         first, last = steps
         in_range = [s for s in recorded if first <= s <= last]
@@ -380,31 +483,32 @@ def _export_gif(data, run, tensors, recorded, output, what, steps, every, scale,
     chosen = recorded[::every]
     if chosen[-1] != recorded[-1]:
         chosen.append(recorded[-1])  # always end on the last snapshot
-    limits = _gif_limits(data, run, tensors, chosen, scale, vmax)
+    limits = _gif_limits(job, chosen, scale, vmax)
     grid = render.render_gif(
-        tensors, chosen, lambda s: data.frames(run, tensors, s), limits, output,
-        title=run, fps=fps, dpi=dpi or 80, progress=progress,
+        job.tensors, chosen, job.frames, limits, output,
+        title=job.title(run), fps=fps, dpi=dpi or 80, progress=progress,
     )
     print("wrote %s (%s of run %s, %d frames, steps %d … %d)"
           % (output, what, run, len(chosen), chosen[0], chosen[-1]))
     return grid
 
 
-def _gif_limits(data, run, tensors, steps, scale, vmax):
+def _gif_limits(job, steps, scale, vmax):
     """Colour limits fixed over the animation, from the full-resolution
     `absmax` stats of the chosen steps (no second pass over the frames)."""
     from tensorboard_nnviz.cli import render
 
-    stats = data.reader.stats_impl(data.ctx, data.eid, run)
+    data = job.data
+    stats = data.reader.stats_impl(data.ctx, data.eid, job.run, quantity=job.quantity)
     wanted = set(steps)
     values = {}
-    for t in tensors:
+    for t in job.tensors:
         columns = stats.get(t["tag"]) or {}
         if "error" in columns or not columns.get("steps"):
-            values[t["tag"]] = list(data.frames(run, [t], steps[-1]).values())
+            values[t["tag"]] = list(job.frames(steps[-1], [t]).values())
             continue
         values[t["tag"]] = [a for s, a in zip(columns["steps"], columns["absmax"]) if s in wanted]
-    return render.limits_for(tensors, values, scale, vmax, robust=True)
+    return render.limits_for(job.tensors, values, scale, vmax, robust=True)
 
 
 def cmd_compact(args):
@@ -560,7 +664,15 @@ def _export_parser(sub):
     p.add_argument("--vmax", type=float, help="fix the colour scale to [-VMAX, VMAX]")
     p.add_argument("--fps", type=float, default=6, help="GIF frames per second (default: 6)")
     p.add_argument("--dpi", type=int, default=None, help="resolution (default: 100 png, 80 gif)")
+    _quantity_argument(p, "draw")
     p.set_defaults(func=cmd_export)
+
+
+def _quantity_argument(p, verb):
+    p.add_argument("--quantity", default="weights", metavar="Q",
+                   help="%s the weights (default) or a quantity the run recorded beside them: "
+                   "grad, m_hat, v_rms (Adam's bias-corrected moments, v_rms as a square root) "
+                   "or momentum (README, \"Gradients and optimizer state\")" % verb)
 
 
 def _compact_parser(sub):
@@ -591,6 +703,7 @@ def _inspect_parser(sub):
                        "(see `nnviz findings`).")
     p.add_argument("logdir", metavar="LOGDIR")
     p.add_argument("--run", help="only this run")
+    _quantity_argument(p, "list")
     p.set_defaults(func=cmd_inspect)
 
 

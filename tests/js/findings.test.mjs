@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import {findingUnits, findingWhen, kindName, orderFindings, severityCounts, severityOf} from '../../frontend/model/findings.js';
+import {aboutGradient, findingUnits, findingWhen, kindName, orderFindings, severityCounts, severityOf} from '../../frontend/model/findings.js';
 
 const answer = {findings: [
   {kind: 'frozen', severity: 'warning', tag: 'b/kernel', first_step: 0, last_step: 90, message: 'never changed'},
@@ -23,6 +23,11 @@ test('counts per severity; unknown severities and kinds shown generically', () =
   assert.equal(severityOf({severity: 'notice'}), 'info');
   assert.equal(kindName('dead_units'), 'dead units');
   assert.equal(kindName('sparkle'), 'sparkle');
+  assert.equal(kindName('vanishing_gradients'), 'vanishing gradients');
+  // Gradient findings open the tensor showing its gradient.
+  assert.equal(aboutGradient({kind: 'exploding_gradients'}), true);
+  assert.equal(aboutGradient({kind: 'vanishing_gradients'}), true);
+  assert.equal(aboutGradient({kind: 'exploding'}), false);
 });
 
 test('when: the first-NaN jump, a span, a step', () => {

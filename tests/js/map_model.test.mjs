@@ -61,7 +61,7 @@ test('cell values and kinds of each stat', () => {
 });
 
 test('the stat list is extensible and read by key', () => {
-  assert.deepEqual(MAP_STATS.map((s) => s.key), ['update_ratio', 'rel_init', 'l2', 'std', 'nonfinite',
+  assert.deepEqual(MAP_STATS.map((s) => s.key), ['update_ratio', 'rel_init', 'l2', 'rms', 'std', 'nonfinite',
     'sv_max', 'stable_rank', 'alpha', 'alpha_weighted']);
   const svMax = fieldStat('sv_max', 'σ_max', 'log');
   const s = {steps: [0, 1], sv_max: [null, 3]};
@@ -70,6 +70,12 @@ test('the stat list is extensible and read by key', () => {
   assert.ok(Number.isNaN(svMax.column({steps: [0]})[0]));
   assert.equal(mapStat('nope').key, 'update_ratio');
   assert.deepEqual([...relativeToInit({steps: [0, 1], init_l2: [0, 2], l2: [4, 5]})], [0, 0.5]);
+  // RMS from mean and std: √(mean² + std²), NaN where either is undefined.
+  const rms = mapStat('rms');
+  assert.deepEqual(rms.fields, ['mean', 'std']);
+  const col = rms.column({steps: [0, 1, 2], mean: [3, 0, null], std: [4, 2, 1]});
+  assert.deepEqual([...col.slice(0, 2)], [5, 2]);
+  assert.ok(Number.isNaN(col[2]));
 });
 
 test('update ratios over k steps: the reference and the gaps', () => {
