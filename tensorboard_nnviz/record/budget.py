@@ -32,11 +32,21 @@ from tensorboard_nnviz.core import layout as layout_lib
 from tensorboard_nnviz.record import stats as stats_lib
 
 REDUCED_ENCODING = fmt.ENCODING_F16
+# A quantity's frame (the gradient's, the optimizer's moments) is an overview
+# beside its weight's: at most this many cells, so framing the gradient by
+# default keeps a snapshot within 1.5x the weights' bytes (README, "Gradients
+# and optimizer state"). Its stats and per-unit stats stay full resolution.
+QUANTITY_MAX_CELLS = 4096
 _RECORD_FRAMING = 16  # TFRecord: u64 length, u32 crc, data, u32 crc
 
 # What the budget needs to know of one weight.
 TensorSpec = collections.namedtuple("TensorSpec", "tag shape layer_class layer_name dtype")
 TensorSpec.__new__.__defaults__ = ("", "", "float32")
+
+
+def cell_budget(quantity, max_cells):
+    """The frame cell budget of a weight (`max_cells`) or of a quantity."""
+    return max_cells if quantity == fmt.WEIGHTS else min(max_cells, QUANTITY_MAX_CELLS)
 
 
 def frame_encoding(block):

@@ -497,7 +497,7 @@ class SnapshotWriter:
         state = self.state.get(w.key)
         if state is not None and state.key == key:
             return state
-        layout = weight_layout(w, self.max_cells)
+        layout = weight_layout(w, budget.cell_budget(w.quantity, self.max_cells))
         block, unit_axes = layout["block"], layout["unit_axes"]
         rows, cols = layout_lib.layout_size(layout, value.shape)
         content = fmt.frame_content(shape=value.shape, dtype=w.dtype, layout=layout,
