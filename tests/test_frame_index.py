@@ -37,9 +37,10 @@ def test_every_frame_and_units_record_is_found_and_read_back(tmp_path):
         assert steps == [0, 4, 9]
         value = frame_index.read_value(locations[0], fmt.units_tag(tag))
         assert fmt.units_array_of(value).shape == (2, 3)  # 3 units: the kernel's columns, the bias's entries
-    assert index.records(fmt.stats_tag("dense/kernel")) is None  # stats stay TensorBoard's
+    assert index.records(fmt.stats_tag("dense/kernel")) is None  # earlier versions' stats stay TensorBoard's
+    assert index.records(fmt.STATS_TABLE_TAG)[1] == [0, 4, 9]  # the tables are read from disk too
     # Memory: 24 bytes per record (step, file number, offset, length).
-    assert index.nbytes() == 24 * index.record_count() == 24 * 12
+    assert index.nbytes() == 24 * index.record_count() == 24 * 15
 
 
 def test_a_tag_longer_than_the_first_bytes_read(tmp_path):

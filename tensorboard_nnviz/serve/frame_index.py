@@ -46,6 +46,17 @@ logger = logging.getLogger(__name__)
 # Bytes of a record's data read to tell what it is: enough for the event's
 # step and a frame tag of ~200 characters (a longer tag costs one more read).
 _PREFIX = 256
+# Event files are read in chunks, walking the records within: the first
+# read of a file and the read after a big record skipped are small, then
+# each read is 4x the last, up to _CHUNK. A record over _BIG that does not
+# fit in the chunk is skipped over (only its head read), so a run of large
+# frames costs about one small read per record, and a run of small records
+# one read per _CHUNK bytes.
+_FIRST_READ = 16 << 10
+_CHUNK = 4 << 20
+_BIG = 64 << 10
+_HEADER_SIZE = records.HEADER.size
+_FRAMING = records.record_size(0)
 
 
 def is_event_file(name):
@@ -77,30 +88,39 @@ def run_directory(logdir, run):
 class _TagRecords:
     """The records of one tag, by ascending step."""
 
-    __slots__ = ("steps", "files", "offsets", "lengths", "version")
+    __slots__ = ("steps", "files", "offsets", "lengths", "generation", "changes", "last")
 
     def __init__(self, generation):
         self.steps = array.array("q")
         self.files = array.array("I")
         self.offsets = array.array("q")
         self.lengths = array.array("I")
-        self.version = (generation, 0)  # moves whenever the records change
+        self.generation = generation
+        self.changes = 0
+        self.last = None  # the last step
+
+    @property
+    def version(self):
+        """Moves whenever the records change."""
+        return (self.generation, self.changes)
 
     def add(self, step, file_number, offset, length):
-        if self.steps and step <= self.steps[-1]:
+        if self.last is not None and step <= self.last:
             self.drop_from(step)  # a step written again: TensorBoard's preemption
         self.steps.append(step)
         self.files.append(file_number)
         self.offsets.append(offset)
         self.lengths.append(length)
-        self.version = (self.version[0], self.version[1] + 1)
+        self.last = step
+        self.changes += 1
 
     def drop_from(self, step):
         i = bisect.bisect_left(self.steps, step)
         if i < len(self.steps):
             for a in (self.steps, self.files, self.offsets, self.lengths):
                 del a[i:]
-            self.version = (self.version[0], self.version[1] + 1)
+            self.last = self.steps[-1] if self.steps else None
+            self.changes += 1
 
     def nbytes(self):
         return sum(a.itemsize * len(a) for a in (self.steps, self.files, self.offsets, self.lengths))
@@ -142,6 +162,8 @@ class RunIndex:
         self._root = root
         self._lock = threading.Lock()
         self._generation = 0  # moves when the index starts over
+        self._lengths = {}  # record header -> its data length (checksum checked)
+        self.ready = False  # whether a refresh has read every file to its end once
         self._reset()
         self.bytes_scanned = 0  # event-file bytes covered (benchmarks)
         self.records_scanned = 0
@@ -156,6 +178,11 @@ class RunIndex:
     def refresh(self):
         """Reads what the run's event files gained since the last refresh.
 
+        The lock is taken per chunk read, not for the whole refresh:
+        requests see the records indexed so far while a long run's first
+        build goes on (`ready` tells when it has caught up once), and two
+        refreshes at once share the work.
+
         Raises:
           OSError: the run's directory cannot be listed.
         """
@@ -168,9 +195,13 @@ class RunIndex:
                 if path not in known:
                     self._files.append(_File(path))
                     self._paths.append(path)
-            for number, f in enumerate(self._files):
-                if f.damaged is None:
-                    self._read_file(number, f)
+            generation = self._generation
+            files = [(n, f) for n, f in enumerate(self._files) if f.damaged is None]
+        for number, f in files:
+            if not self._read_file(number, f, generation):
+                return  # started over meanwhile: the refresh that did reads it
+        with self._lock:
+            self.ready = self.ready or generation == self._generation
 
     def _event_files(self):
         """{path: size} of the run's event files, in name order."""
@@ -189,46 +220,112 @@ class RunIndex:
                 found[path] = st.st_size
         return found
 
-    def _read_file(self, number, f):
+    def _read_file(self, number, f, generation):
+        """Indexes file `f` from where it stopped, a chunk at a time; False
+        if the index started over meanwhile."""
         try:
             fd = os.open(f.path, os.O_RDONLY)
         except OSError as e:
             logger.warning("nnviz: cannot read %s: %s", f.path, e)
-            return
+            return True
         try:
-            size = os.fstat(fd).st_size
-            while f.offset + records.HEADER.size <= size:
-                head = _pread(fd, records.HEADER.size + _PREFIX, f.offset)
-                try:
-                    length = records.read_length(head)
-                except records.RecordError:
-                    f.damaged = "damaged record header at byte %d" % f.offset
-                    logger.warning("nnviz: stopped reading %s: %s", f.path, f.damaged)
-                    return
-                end = f.offset + records.record_size(length)
-                if end > size:
-                    return  # not whole yet: read again when it is
-                prefix = memoryview(head)[records.HEADER.size:records.HEADER.size + length]
-                found = event_records.scan(prefix, length)
-                if found.kind == event_records.FULL:
-                    found = self._full(fd, f, length)
-                self._add(found, number, f.offset, length)
-                self.records_scanned += 1
-                self.bytes_scanned += end - f.offset
-                f.offset = end
+            size, want, more = os.fstat(fd).st_size, _FIRST_READ, True
+            while more:
+                with self._lock:
+                    if generation != self._generation:
+                        return False
+                    if f.damaged is not None or f.offset + records.HEADER.size > size:
+                        return True
+                    buf = _pread(fd, min(want, size - f.offset), f.offset)
+                    more, skipped = self._read_chunk(fd, number, f, buf, size)
+                # Small records: read larger chunks; after a big record
+                # skipped over, small reads again (only record heads).
+                want = _FIRST_READ if skipped else min(want * 4, _CHUNK)
+            return True
         finally:
             os.close(fd)
 
-    def _full(self, fd, f, length):
-        data = _pread(fd, records.record_size(length), f.offset)
+    def _read_chunk(self, fd, number, f, buf, size):
+        """Indexes the records of `buf` (the file's bytes from `f.offset`;
+        the file is `size` bytes) and moves `f.offset` past them.
+
+        Returns:
+          (more, skipped): whether the file may hold more whole records
+          after them, and whether reading ended by skipping over a big one.
+        """
+        pos, n, base = 0, len(buf), f.offset
+        scan_at, tags = event_records.scan_at, self._tags
+        VALUES, FULL = event_records.VALUES, event_records.FULL  # noqa: N806 (locals: the hot loop)
         try:
-            return event_records.full(records.record_data(data))
+            while pos + records.HEADER.size <= n:
+                length = self._length(buf, pos)
+                if length is None:
+                    f.damaged = "damaged record header at byte %d" % (base + pos)
+                    logger.warning("nnviz: stopped reading %s: %s", f.path, f.damaged)
+                    return False, False
+                total = length + _FRAMING
+                if base + pos + total > size:
+                    return False, False  # not whole yet: read again when it is
+                start = pos + _HEADER_SIZE
+                if pos + total <= n:
+                    found = scan_at(buf, start, length)
+                    if found.kind is VALUES and len(found.tags) == 1:  # most records: inline
+                        tag_records = tags.get(found.tags[0])
+                        if tag_records is not None:
+                            tag_records.add(found.step, number, base + pos, length)
+                            self.records_scanned += 1
+                            pos += total
+                            continue
+                    elif found.kind is FULL:
+                        found = self._full(buf[pos:pos + total], f, base + pos)
+                elif total > _BIG:  # only its head is read: skip over the rest
+                    found = self._scanned_head(fd, f, base + pos, buf[start:start + _PREFIX], length)
+                    self._add(found, number, base + pos, length)
+                    pos += total
+                    return True, True
+                else:
+                    break  # the next chunk begins with it
+                self._add(found, number, base + pos, length)
+                pos += total
+            return True, False
+        finally:
+            self.bytes_scanned += pos
+            f.offset = base + pos
+
+    def _length(self, buf, pos):
+        """The data length of the record whose header is at `buf[pos]`, or
+        None if the header's checksum is wrong."""
+        head = buf[pos:pos + records.HEADER.size]
+        length = self._lengths.get(head)  # headers repeat: records of one size
+        if length is None:
+            try:
+                length = records.read_length(head)
+            except records.RecordError:
+                return None
+            if len(self._lengths) > 4096:
+                self._lengths.clear()
+            self._lengths[head] = length
+        return length
+
+    def _scanned_head(self, fd, f, offset, prefix, length):
+        if len(prefix) < min(length, _PREFIX):
+            prefix = _pread(fd, records.HEADER.size + _PREFIX, offset)[records.HEADER.size:]
+        found = event_records.scan(memoryview(prefix)[:length], length)
+        if found.kind == event_records.FULL:
+            found = self._full(_pread(fd, records.record_size(length), offset), f, offset)
+        return found
+
+    def _full(self, record, f, offset):
+        """What the whole `record` (at `offset` of `f`) holds."""
+        try:
+            return event_records.full(records.record_data(record))
         except (records.RecordError, pb_message.DecodeError) as e:
             logger.warning("nnviz: skipped a damaged record of %s at byte %d: %s",
-                           f.path, f.offset, e)
+                           f.path, offset, e)
             return event_records.Scanned(event_records.OTHER, 0, ())
 
     def _add(self, found, number, offset, length):
+        self.records_scanned += 1
         if found.kind == event_records.VALUES:
             for tag in found.tags:
                 tag_records = self._tags.get(tag)
