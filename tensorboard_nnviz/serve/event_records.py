@@ -230,6 +230,15 @@ def full(data):
     return Scanned(VALUES if tags else OTHER, event.step, tags)
 
 
+def event_of(data):
+    """The event a record's data holds.
+
+    Raises:
+      google.protobuf.message.DecodeError: not an event.
+    """
+    return event_pb2.Event.FromString(data)
+
+
 def value_of(data, summary_tag):
     """The `Summary.Value` of `summary_tag` in a record's data.
 
@@ -237,8 +246,7 @@ def value_of(data, summary_tag):
       google.protobuf.message.DecodeError: not an event.
       format.FormatError: no such value in it.
     """
-    event = event_pb2.Event.FromString(data)
-    for value in event.summary.value:
+    for value in event_of(data).summary.value:
         if value.tag == summary_tag:
             return value
     raise fmt.FormatError("the record holds no %r" % summary_tag)

@@ -250,11 +250,15 @@ class RunStatsCache:
       read_tensors: `read_tensors(ctx, eid, run, summary_tags)` → {summary
         tag: [TensorDatum]} (every datum of each series).
       stamp: `stamp(series)` → what changes when a listed series changes.
+      read_table: `read_table(eid, run, series)` → the run's stats tables
+        in step order, one per step, read from disk (disk_stats.py), or
+        None to read them with `read_tensors`; None: always so.
     """
 
-    def __init__(self, read_tensors, stamp):
+    def __init__(self, read_tensors, stamp, read_table=None):
         self._read = read_tensors
         self._stamp = stamp
+        self._read_table = read_table
         self._lock = threading.Lock()
         self._runs = {}  # (eid, run) -> _RunEntry
 
@@ -266,7 +270,7 @@ class RunStatsCache:
         with self._lock:
             entry = self._runs.setdefault((eid, run, part), _RunEntry())
         with entry.lock:  # one request decodes; a concurrent one waits for it
-            return entry.update(ctx, eid, run, listing, self._read, self._stamp)
+            return entry.update(ctx, eid, run, listing, self._read, self._stamp, self._read_table)
 
     def forget(self, eid, run):
         """Drops what is kept of `run` (gone from TensorBoard)."""
@@ -285,14 +289,14 @@ class _RunEntry:
         self.answer = None
         self.answer_key = None
 
-    def update(self, ctx, eid, run, listing, read, stamp):
+    def update(self, ctx, eid, run, listing, read, stamp, read_table=None):
         table = listing.get(fmt.STATS_TABLE_TAG)
         vectors = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
         key = (None if table is None else stamp(table),
                tuple(sorted((t, stamp(s)) for t, s in vectors.items())))
         if key == self.answer_key:
             return self.answer
-        self._update_table(ctx, eid, run, table, read, stamp)
+        self._update_table(ctx, eid, run, table, read, stamp, read_table)
         self._update_series(ctx, eid, run, vectors, read, stamp)
         tags = dict(self.table.tags)
         versions = [fmt.STATS_TABLE_VERSION] if table is not None else []
@@ -307,7 +311,7 @@ class _RunEntry:
         self.answer_key = key
         return self.answer
 
-    def _update_table(self, ctx, eid, run, series, read, stamp):
+    def _update_table(self, ctx, eid, run, series, read, stamp, read_table):
         if series is None:
             self.table_stamp, self.table, self.table_error = None, _Table(), None
             return
@@ -319,8 +323,10 @@ class _RunEntry:
             self.table_stamp, self.table = stamp(series), _Table()
             self.table_error = "stats of run %r: %s" % (run, e)
             return
-        datums = read(ctx, eid, run, [fmt.STATS_TABLE_TAG]).get(fmt.STATS_TABLE_TAG, [])
-        self.table = self.table.extend(_in_step_order(datums))
+        datums = read_table and read_table(eid, run, series)
+        if datums is None:
+            datums = _in_step_order(read(ctx, eid, run, [fmt.STATS_TABLE_TAG]).get(fmt.STATS_TABLE_TAG, []))
+        self.table = self.table.extend(datums)
         self.table_stamp, self.table_error = stamp(series), None
 
     def _update_series(self, ctx, eid, run, listing, read, stamp):
