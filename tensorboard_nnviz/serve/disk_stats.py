@@ -92,7 +92,7 @@ class DiskTables:
         is refreshed first."""
         index = self._indexes.get(eid, run)
         found = index and index.records(fmt.STATS_TABLE_TAG)
-        if index is not None and (found is None or found[1][-1] < series.max_step):
+        if index is not None and (found is None or not found[1] or found[1][-1] < series.max_step):
             index = self._indexes.get(eid, run, refresh=True)
             found = index and index.records(fmt.STATS_TABLE_TAG)
         if found is None:
