@@ -2,14 +2,16 @@
 
 The index (frame_index.py) has to learn, for every record of a run,
 whether it holds a value of a series read from disk (a frame or per-unit
-stats: `format.DISK_PREFIXES`) and of which (tag, step), without reading
+stats: `format.DISK_PREFIXES`; the stats table) and of which (tag, step), without reading
 the value: an event (event.proto) is serialised field by field in field-number
 order, so `wall_time` (1), `step` (2) and the start of `summary` (5) come
 first, and in the summary's first `Value` its `tag` (1) comes before the
 tensor (8). `scan` reads those from a record's first bytes; whatever it
 cannot tell from them (a tag longer than the bytes given, fields out of
 order, several values of which the first is ours) it leaves to `full`,
-which parses the whole record with protobuf.
+which parses the whole record with protobuf. `scan_at` is `scan` for a
+record inside a chunk the index read, quick for the layout our writers
+produce.
 
 This module imports neither Keras nor TensorFlow.
 """

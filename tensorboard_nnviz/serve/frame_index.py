@@ -253,6 +253,8 @@ class RunIndex:
                     if f.damaged is not None or f.offset + records.HEADER.size > size:
                         return True
                     buf = _pread(fd, min(want, size - f.offset), f.offset)
+                    if not buf:
+                        return True  # it shrank meanwhile: the next refresh starts over
                     more, skipped, need = self._read_chunk(fd, number, f, buf, size)
                 # Small records: read larger chunks; after a big record
                 # skipped over, small reads again (only record heads).
@@ -325,6 +327,8 @@ class RunIndex:
         return length
 
     def _scanned_head(self, fd, f, offset, prefix, length):
+        """What the big record at `offset` holds, from `prefix` (its first
+        bytes, as many as the chunk had) or its head read now."""
         if len(prefix) < min(length, _PREFIX):
             prefix = _pread(fd, records.HEADER.size + _PREFIX, offset)[records.HEADER.size:]
         found = event_records.scan(memoryview(prefix)[:length], length)
