@@ -3,6 +3,7 @@ real writer: what it finds, and what it does with damage, growth, a file
 that shrank, long tags and files outside the logdir."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -37,9 +38,10 @@ def test_every_frame_and_units_record_is_found_and_read_back(tmp_path):
         assert steps == [0, 4, 9]
         value = frame_index.read_value(locations[0], fmt.units_tag(tag))
         assert fmt.units_array_of(value).shape == (2, 3)  # 3 units: the kernel's columns, the bias's entries
-    assert index.records(fmt.stats_tag("dense/kernel")) is None  # stats stay TensorBoard's
+    assert index.records(fmt.stats_tag("dense/kernel")) is None  # earlier versions' stats stay TensorBoard's
+    assert index.records(fmt.STATS_TABLE_TAG)[1] == [0, 4, 9]  # the tables are read from disk too
     # Memory: 24 bytes per record (step, file number, offset, length).
-    assert index.nbytes() == 24 * index.record_count() == 24 * 12
+    assert index.nbytes() == 24 * index.record_count() == 24 * 15
 
 
 def test_a_tag_longer_than_the_first_bytes_read(tmp_path):
@@ -129,3 +131,97 @@ def test_run_directories_and_event_files_outside_the_logdir_are_refused(tmp_path
     assert index.records(fmt.frame_tag("dense/kernel"))[1] == [0]
     assert all(os.path.dirname(p) == os.path.join(root, "run") for p in index._paths)
     assert len(index._paths) == 1  # the linked file is not read
+
+
+def _all_records(index):
+    return {tag: (steps, [locations[i] for i in range(len(steps))])
+            for tag in index._tags for _, steps, locations in [index.records(tag)]}
+
+
+@pytest.mark.parametrize("first, chunk, big", [(16, 64, 100), (300, 1000, 10 ** 9), (16 << 10, 4 << 20, 64 << 10)])
+def test_chunked_reading_finds_the_same_records_whatever_the_chunk(tmp_path, monkeypatch, first, chunk, big):
+    """Records cut by a chunk's end, big records skipped over (only their
+    head read) and small ones walked within a chunk: the same records as
+    one record at a time, every frame read back equal."""
+    weights = {"big/kernel": (120, 90), "dense/kernel": (4, 3), "dense/bias": (3,)}
+    written = write_synthetic_run(str(tmp_path / "run"), [0, 3, 4, 9], weights=weights)
+    reference = _all_records(_index(tmp_path / "run"))
+    monkeypatch.setattr(frame_index, "_FIRST_READ", first)
+    monkeypatch.setattr(frame_index, "_CHUNK", chunk)
+    monkeypatch.setattr(frame_index, "_BIG", big)
+    index = _index(tmp_path / "run")
+    assert _all_records(index) == reference
+    (name,) = os.listdir(tmp_path / "run")
+    assert index.bytes_scanned == os.path.getsize(tmp_path / "run" / name)
+    for tag, frames in written.items():
+        steps, read = _frames(index, tag)
+        assert steps == [0, 3, 4, 9]
+        for step, frame in zip(steps, read):
+            np.testing.assert_array_equal(frame, frames[step])
+
+
+@pytest.mark.parametrize("chunk", [64, 4 << 20])
+def test_a_truncated_tail_is_skipped_until_it_is_whole(tmp_path, monkeypatch, chunk):
+    """The file cut inside a record's header, its data and its footer: the
+    records before it are indexed, then the rest once the file is whole."""
+    monkeypatch.setattr(frame_index, "_FIRST_READ", chunk)
+    monkeypatch.setattr(frame_index, "_CHUNK", chunk)
+    write_synthetic_run(str(tmp_path / "whole"), [0, 1, 2], weights={"d/kernel": (6, 5)})
+    (name,) = os.listdir(tmp_path / "whole")
+    data = (tmp_path / "whole" / name).read_bytes()
+    end = frame_record_ends(data)[2]  # step 2's frame record
+    os.makedirs(tmp_path / "run")
+    path = tmp_path / "run" / name
+    for cut in (end - 3, end - 40, end - 200):
+        path.write_bytes(data[:cut])
+        index = _index(tmp_path / "run")
+        assert index.records(fmt.frame_tag("d/kernel"))[1] == [0, 1], cut
+        with open(path, "ab") as f:
+            f.write(data[cut:])
+        index.refresh()
+        assert _frames(index, "d/kernel")[0] == [0, 1, 2]
+        assert index.bytes_scanned == len(data)
+
+
+def test_a_growing_run_is_read_while_its_index_builds_in_the_background(tmp_path, monkeypatch):
+    """A request that does not wait gets the records indexed so far (a
+    prefix of the steps, never a torn record) and has the rest built in
+    the background; snapshots written meanwhile are found too."""
+    monkeypatch.setattr(frame_index, "_FIRST_READ", 512)  # many chunks: the build takes a while
+    monkeypatch.setattr(frame_index, "_CHUNK", 2048)
+    monkeypatch.setattr(frame_index, "LISTING_WAIT_SECONDS", 0)
+    writer = SyntheticWriter(str(tmp_path / "logs" / "run"), weights={"w/kernel": (6, 5)})
+    try:
+        writer.write(range(200))
+        indexes = frame_index.RunIndexes(str(tmp_path / "logs"), recheck_seconds=0, clock=lambda: 0.0)
+        seen = []
+        while True:
+            index = indexes.get("", "run", wait=False)
+            found = index.records(fmt.frame_tag("w/kernel"))
+            seen.append([] if found is None else found[1])
+            if index.ready:
+                break
+            if len(seen) == 3:
+                writer.write(range(200, 230))  # the run grows while it is indexed
+        assert len(seen) > 1, "the first answer waited for the whole build"
+        for steps in seen:
+            assert steps == list(range(len(steps)))
+        index = indexes.get("", "run")  # waits for what the file holds now
+        steps, read = _frames(index, "w/kernel")
+        assert steps == list(range(230))
+        for step in (0, 199, 229):
+            np.testing.assert_array_equal(read[step], writer.written["w/kernel"][step])
+    finally:
+        writer.close()
+
+
+def test_the_logdir_is_indexed_in_the_background_from_the_start(tmp_path):
+    write_synthetic_run(str(tmp_path / "logs" / "a"), [0, 1])
+    write_synthetic_run(str(tmp_path / "logs" / "b" / "c"), [0, 5])
+    indexes = frame_index.RunIndexes(str(tmp_path / "logs"), recheck_seconds=1, clock=lambda: 0.0, warm=True)
+    deadline = time.monotonic() + 30
+    while not all(i.ready for i in list(indexes._by_dir.values())) or len(indexes._by_dir) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    index = indexes.get("", "b/c", wait=False)  # ready: no waiting, nothing to build
+    assert index.ready and index.records(fmt.frame_tag("dense/kernel"))[1] == [0, 5]

@@ -48,6 +48,13 @@ def logdir(tmp_path_factory):
     second.add_event(start_event(3))
     second.write(range(3, 9))
     second.close()
+    # The last snapshot's stats table written again, complete, with other
+    # values (as the writer does when it adds the spectral stats at the
+    # end): the later table of the step is the one shown.
+    rewritten = SyntheticWriter(str(root / "rewritten"))
+    rewritten.write(range(6))
+    rewritten.add_event(_stats_table_event(5, list(rewritten.weights), 1.5))
+    rewritten.close()
     # Runs written by earlier versions (frames under `nnviz`).
     for name in os.listdir(os.path.join(FIXTURES, "v1_runs")):
         shutil.copytree(os.path.join(FIXTURES, "v1_runs", name), root / ("v1_" + name))
@@ -65,6 +72,29 @@ def logdir(tmp_path_factory):
     reference = {run: read_run(str(root / run)) for run in ("every", UNICODE_RUN) + OLD_RUNS}
     reference["whole"] = read_run(str(base / "whole"))
     return {"root": root, "base": base, "ref": reference, "cut": (root / "cut" / name, data, cut)}
+
+
+def _stats_table_event(step, tags, value):
+    from tensorboard.compat.proto import event_pb2
+
+    from tensorboard_nnviz.core import format as fmt
+
+    event = event_pb2.Event(step=step, wall_time=time.time() + 1)
+    fmt.stats_table_value(tags, [{f: value for f in fmt.STAT_FIELDS} for _ in tags],
+                          out=event.summary.value.add())
+    return event
+
+
+@pytest.fixture(scope="module")
+def stats_through_tensorboard(logdir):
+    """{run: /stats of every weight} read by the plugin's reader through an
+    in-process TensorBoard (Python ingester) alone, not from disk."""
+    from tensorboard_nnviz.cli.local_provider import local_data_provider
+    from tensorboard_nnviz.serve.reader import NNVizReader
+
+    provider, eid = local_data_provider(str(logdir["root"]))
+    reader = NNVizReader(provider)  # no logdir: nothing read from disk
+    return {run: reader.stats_impl(None, eid, run) for run in ("every", "restarted", "rewritten", "cut")}
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python", "rustboard"])
@@ -139,6 +169,17 @@ def test_a_second_event_file_after_a_restart(tb):
             assert served == step
             expected = synthetic_weight(tag, shape, step, seed=0 if step < 3 else 1)
             np.testing.assert_array_equal(frame.ravel(), expected.ravel())
+
+
+def test_stats_read_from_disk_equal_stats_read_through_tensorboard(tb, logdir, stats_through_tensorboard):
+    """The server reads the stats tables from the event files; the same
+    answer as TensorBoard's datums give, for a restart that wrote steps
+    again, a step whose table was written twice and a truncated tail."""
+    for run, expected in stats_through_tensorboard.items():
+        if run == "cut" and os.path.getsize(logdir["cut"][0]) != logdir["cut"][2]:
+            continue  # completed by another test meanwhile
+        assert tb.get_json("stats", {"run": run}) == expected, run
+    assert tb.get_json("stats", {"run": "rewritten", "tag": "dense/kernel", "fields": "l2"})["l2"][-1] == 1.5
 
 
 def test_a_truncated_last_record_is_served_once_whole(tb, logdir):

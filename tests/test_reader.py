@@ -7,6 +7,7 @@ as before. Both are checked.
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -437,3 +438,29 @@ def test_a_listed_series_without_data_is_served_empty(tmp_path, legacy):
     assert tags["dense/bias"]["steps"] == [] and tags["dense/kernel"]["steps"] == [1, 2]
     with pytest.raises(errors.NotFoundError, match="has no snapshots"):
         r.frame_impl(None, eid, "restarted", "dense/bias")
+
+
+def test_stats_tables_are_read_from_disk_and_equal_tensorboards(logdir):
+    """With the logdir the stats tables come from the event files, not
+    through TensorBoard (whose read of every table is what a long run's
+    first /stats paid); the answer is the same."""
+    provider, eid = local_data_provider(str(logdir[0]))
+    through_tensorboard = NNVizReader(provider)
+    read = []
+
+    class Reads(CountingProvider):
+        def read_tensors(self, ctx, **kwargs):
+            read.append(set(kwargs["run_tag_filter"].tags))
+            return provider.read_tensors(ctx, **kwargs)
+
+    from_disk = NNVizReader(Reads(provider), logdir=str(logdir[0]))
+    for run in ("a", "b", "b_legacy", "damaged"):
+        for fields in (None, ["l2", "update_ratio"]):
+            try:
+                expected = through_tensorboard.stats_impl(None, eid, run, fields=fields)
+            except errors.DataError as e:
+                with pytest.raises(errors.DataError, match=re.escape(str(e))):
+                    from_disk.stats_impl(None, eid, run, fields=fields)
+                continue
+            assert from_disk.stats_impl(None, eid, run, fields=fields) == expected, run
+    assert not any(fmt.STATS_TABLE_TAG in tags for tags in read)

@@ -89,10 +89,12 @@ class DiskFrames:
 
     def series(self, ctx, eid, listing, listed_at):
         """{(run, summary tag): FrameSeries} of `listing`: from the index,
-        refreshed first; from `fallback` where there is none."""
+        refreshed first; from `fallback` where there is none. A run whose
+        index is still being built first answers what it holds so far
+        (frame_index.RunIndexes)."""
         result, fallback = {}, {}
         for run, by_tag in listing.items():
-            index = self._indexes.get(eid, run, refresh=True)
+            index = self._indexes.get(eid, run, refresh=True, wait=False)
             for tag, s in by_tag.items():
                 self._contents[(eid, run, tag)] = s.plugin_content
                 entry = index and self._entry(eid, run, tag, index)
@@ -124,7 +126,7 @@ class DiskFrames:
                 return None
             content = listing[run][summary_tag].plugin_content
             self._contents[(eid, run, summary_tag)] = content
-        index = self._indexes.get(eid, run, refresh=recheck)
+        index = self._indexes.get(eid, run, refresh=recheck, wait=False)
         entry = index and self._entry(eid, run, summary_tag, index)
         if entry is None:
             return self._fallback.one(ctx, eid, run, tag, recheck, quantity)

@@ -33,6 +33,7 @@ import array
 import bisect
 import logging
 import os
+import queue
 import threading
 
 from google.protobuf import message as pb_message
@@ -46,6 +47,22 @@ logger = logging.getLogger(__name__)
 # Bytes of a record's data read to tell what it is: enough for the event's
 # step and a frame tag of ~200 characters (a longer tag costs one more read).
 _PREFIX = 256
+# Event files are read in chunks, walking the records within: the first
+# read of a file and the read after a big record skipped are small, then
+# each read is 4x the last, up to _CHUNK. A record over _BIG that does not
+# fit in the chunk is skipped over (only its head read), so a run of large
+# frames costs about one small read per record, and a run of small records
+# one read per _CHUNK bytes.
+_FIRST_READ = 16 << 10
+_CHUNK = 4 << 20
+_BIG = 64 << 10
+# Records indexed in the background from the start, at most (24 B each).
+WARM_RECORDS = 4_000_000
+# How long a listing waits for a run's first build before it answers with
+# the records indexed so far (a small run's whole build takes less).
+LISTING_WAIT_SECONDS = 0.25
+_HEADER_SIZE = records.HEADER.size
+_FRAMING = records.record_size(0)
 
 
 def is_event_file(name):
@@ -77,30 +94,39 @@ def run_directory(logdir, run):
 class _TagRecords:
     """The records of one tag, by ascending step."""
 
-    __slots__ = ("steps", "files", "offsets", "lengths", "version")
+    __slots__ = ("steps", "files", "offsets", "lengths", "generation", "changes", "last")
 
     def __init__(self, generation):
         self.steps = array.array("q")
         self.files = array.array("I")
         self.offsets = array.array("q")
         self.lengths = array.array("I")
-        self.version = (generation, 0)  # moves whenever the records change
+        self.generation = generation
+        self.changes = 0
+        self.last = None  # the last step
+
+    @property
+    def version(self):
+        """Moves whenever the records change."""
+        return (self.generation, self.changes)
 
     def add(self, step, file_number, offset, length):
-        if self.steps and step <= self.steps[-1]:
+        if self.last is not None and step <= self.last:
             self.drop_from(step)  # a step written again: TensorBoard's preemption
         self.steps.append(step)
         self.files.append(file_number)
         self.offsets.append(offset)
         self.lengths.append(length)
-        self.version = (self.version[0], self.version[1] + 1)
+        self.last = step
+        self.changes += 1
 
     def drop_from(self, step):
         i = bisect.bisect_left(self.steps, step)
         if i < len(self.steps):
             for a in (self.steps, self.files, self.offsets, self.lengths):
                 del a[i:]
-            self.version = (self.version[0], self.version[1] + 1)
+            self.last = self.steps[-1] if self.steps else None
+            self.changes += 1
 
     def nbytes(self):
         return sum(a.itemsize * len(a) for a in (self.steps, self.files, self.offsets, self.lengths))
@@ -142,6 +168,8 @@ class RunIndex:
         self._root = root
         self._lock = threading.Lock()
         self._generation = 0  # moves when the index starts over
+        self._lengths = {}  # record header -> its data length (checksum checked)
+        self._built = threading.Event()  # set once a refresh has read every file to its end
         self._reset()
         self.bytes_scanned = 0  # event-file bytes covered (benchmarks)
         self.records_scanned = 0
@@ -156,6 +184,11 @@ class RunIndex:
     def refresh(self):
         """Reads what the run's event files gained since the last refresh.
 
+        The lock is taken per chunk read, not for the whole refresh:
+        requests see the records indexed so far while a long run's first
+        build goes on (`ready` tells when it has caught up once), and two
+        refreshes at once share the work.
+
         Raises:
           OSError: the run's directory cannot be listed.
         """
@@ -168,9 +201,23 @@ class RunIndex:
                 if path not in known:
                     self._files.append(_File(path))
                     self._paths.append(path)
-            for number, f in enumerate(self._files):
-                if f.damaged is None:
-                    self._read_file(number, f)
+            generation = self._generation
+            files = [(n, f) for n, f in enumerate(self._files) if f.damaged is None]
+        for number, f in files:
+            if not self._read_file(number, f, generation):
+                return  # started over meanwhile: the refresh that did reads it
+        with self._lock:
+            if generation == self._generation:
+                self._built.set()
+
+    @property
+    def ready(self):
+        """Whether the index has once caught up with the run's files."""
+        return self._built.is_set()
+
+    def wait_built(self, seconds):
+        """Waits up to `seconds` for `ready`; returns it."""
+        return self._built.wait(seconds)
 
     def _event_files(self):
         """{path: size} of the run's event files, in name order."""
@@ -189,46 +236,117 @@ class RunIndex:
                 found[path] = st.st_size
         return found
 
-    def _read_file(self, number, f):
+    def _read_file(self, number, f, generation):
+        """Indexes file `f` from where it stopped, a chunk at a time; False
+        if the index started over meanwhile."""
         try:
             fd = os.open(f.path, os.O_RDONLY)
         except OSError as e:
             logger.warning("nnviz: cannot read %s: %s", f.path, e)
-            return
+            return True
         try:
-            size = os.fstat(fd).st_size
-            while f.offset + records.HEADER.size <= size:
-                head = _pread(fd, records.HEADER.size + _PREFIX, f.offset)
-                try:
-                    length = records.read_length(head)
-                except records.RecordError:
-                    f.damaged = "damaged record header at byte %d" % f.offset
-                    logger.warning("nnviz: stopped reading %s: %s", f.path, f.damaged)
-                    return
-                end = f.offset + records.record_size(length)
-                if end > size:
-                    return  # not whole yet: read again when it is
-                prefix = memoryview(head)[records.HEADER.size:records.HEADER.size + length]
-                found = event_records.scan(prefix, length)
-                if found.kind == event_records.FULL:
-                    found = self._full(fd, f, length)
-                self._add(found, number, f.offset, length)
-                self.records_scanned += 1
-                self.bytes_scanned += end - f.offset
-                f.offset = end
+            size, want, more = os.fstat(fd).st_size, _FIRST_READ, True
+            while more:
+                with self._lock:
+                    if generation != self._generation:
+                        return False
+                    if f.damaged is not None or f.offset + records.HEADER.size > size:
+                        return True
+                    buf = _pread(fd, min(want, size - f.offset), f.offset)
+                    if not buf:
+                        return True  # it shrank meanwhile: the next refresh starts over
+                    more, skipped, need = self._read_chunk(fd, number, f, buf, size)
+                # Small records: read larger chunks; after a big record
+                # skipped over, small reads again (only record heads).
+                want = _FIRST_READ if skipped else max(min(want * 4, _CHUNK), need)
+            return True
         finally:
             os.close(fd)
 
-    def _full(self, fd, f, length):
-        data = _pread(fd, records.record_size(length), f.offset)
+    def _read_chunk(self, fd, number, f, buf, size):
+        """Indexes the records of `buf` (the file's bytes from `f.offset`;
+        the file is `size` bytes) and moves `f.offset` past them.
+
+        Returns:
+          (more, skipped, need): whether the file may hold more whole
+          records after them, whether reading ended by skipping over a big
+          one, and the bytes of the record the chunk ended inside (0: none).
+        """
+        pos, n, base = 0, len(buf), f.offset
+        scan_at, tags = event_records.scan_at, self._tags
+        VALUES, FULL = event_records.VALUES, event_records.FULL  # noqa: N806 (locals: the hot loop)
         try:
-            return event_records.full(records.record_data(data))
+            while pos + records.HEADER.size <= n:
+                length = self._length(buf, pos)
+                if length is None:
+                    f.damaged = "damaged record header at byte %d" % (base + pos)
+                    logger.warning("nnviz: stopped reading %s: %s", f.path, f.damaged)
+                    return False, False, 0
+                total = length + _FRAMING
+                if base + pos + total > size:
+                    return False, False, 0  # not whole yet: read again when it is
+                start = pos + _HEADER_SIZE
+                if pos + total <= n:
+                    found = scan_at(buf, start, length)
+                    if found.kind is VALUES and len(found.tags) == 1:  # most records: inline
+                        tag_records = tags.get(found.tags[0])
+                        if tag_records is not None:
+                            tag_records.add(found.step, number, base + pos, length)
+                            self.records_scanned += 1
+                            pos += total
+                            continue
+                    elif found.kind is FULL:
+                        found = self._full(buf[pos:pos + total], f, base + pos)
+                elif total > _BIG:  # only its head is read: skip over the rest
+                    found = self._scanned_head(fd, f, base + pos, buf[start:start + _PREFIX], length)
+                    self._add(found, number, base + pos, length)
+                    pos += total
+                    return True, True, 0
+                else:
+                    return True, False, total  # the next chunk begins with it
+                self._add(found, number, base + pos, length)
+                pos += total
+            return True, False, 0
+        finally:
+            self.bytes_scanned += pos
+            f.offset = base + pos
+
+    def _length(self, buf, pos):
+        """The data length of the record whose header is at `buf[pos]`, or
+        None if the header's checksum is wrong."""
+        head = buf[pos:pos + records.HEADER.size]
+        length = self._lengths.get(head)  # headers repeat: records of one size
+        if length is None:
+            try:
+                length = records.read_length(head)
+            except records.RecordError:
+                return None
+            if len(self._lengths) > 4096:
+                self._lengths.clear()
+            self._lengths[head] = length
+        return length
+
+    def _scanned_head(self, fd, f, offset, prefix, length):
+        """What the big record at `offset` holds, from `prefix` (its first
+        bytes, as many as the chunk had) or its head read now."""
+        if len(prefix) < min(length, _PREFIX):
+            prefix = _pread(fd, records.HEADER.size + _PREFIX, offset)[records.HEADER.size:]
+        found = event_records.scan(memoryview(prefix)[:length], length)
+        if found.kind == event_records.FULL:
+            found = self._full(_pread(fd, records.record_size(length), offset), f, offset)
+        return found
+
+    def _full(self, record, f, offset):
+        """What the whole `record` (at `offset` of `f`) holds."""
+        try:
+            return event_records.full(records.record_data(record))
         except (records.RecordError, pb_message.DecodeError) as e:
             logger.warning("nnviz: skipped a damaged record of %s at byte %d: %s",
-                           f.path, f.offset, e)
+                           f.path, offset, e)
             return event_records.Scanned(event_records.OTHER, 0, ())
 
     def _add(self, found, number, offset, length):
+        self.records_scanned += 1
         if found.kind == event_records.VALUES:
             for tag in found.tags:
                 tag_records = self._tags.get(tag)
@@ -263,36 +381,56 @@ class RunIndex:
 
 
 class RunIndexes:
-    """A RunIndex per run the plugin can read itself, shared by the frame
-    and units paths, each refreshed at most once per `recheck_seconds`
-    unless asked.
+    """A RunIndex per run the plugin can read itself, shared by the frame,
+    units and stats paths, each refreshed at most once per
+    `recheck_seconds` unless asked.
+
+    A run's first build is the long part (a long run's every record head),
+    so it can happen in the background: with `warm`, one thread indexes
+    the logdir's runs from the start (the newest first, until
+    `WARM_RECORDS` records are indexed), and a request that does not wait
+    (`get(..., wait=False)`: the listings) for a run not yet indexed gets
+    the records indexed so far and has the rest built in the background.
 
     Args:
       logdir: the local logdir TensorBoard reads, or None (no run can be
         read: every caller falls back to TensorBoard).
       recheck_seconds, clock: the refresh window and monotonic seconds.
+      warm: index the logdir's runs in the background from the start.
     """
 
-    def __init__(self, logdir, recheck_seconds, clock):
+    def __init__(self, logdir, recheck_seconds, clock, warm=False):
         self._logdir = None if logdir is None else os.path.realpath(logdir)
         self._recheck_seconds = recheck_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._slots = {}  # (eid, run) -> [RunIndex or None, refreshed at]
+        self._by_dir = {}  # real run directory -> RunIndex
+        self._jobs = queue.Queue()
+        self._queued = set()  # indexes waiting for the background thread
+        self._worker = None
+        if warm and self._logdir is not None:
+            self._submit(self._warm)
 
-    def get(self, eid, run, refresh=False):
+    def get(self, eid, run, refresh=False, wait=True):
         """The index of `run` (a run TensorBoard listed: the caller checks),
         refreshed if asked or past the window; None if the plugin cannot
-        read the run itself (`run_directory`) or its directory is gone."""
+        read the run itself (`run_directory`) or its directory is gone.
+        Unless `wait`, an index whose first build has not ended within
+        LISTING_WAIT_SECONDS is returned as it is, its build going on in
+        the background."""
         if self._logdir is None:
             return None
         with self._lock:
             slot = self._slots.get((eid, run))
             if slot is None:
                 path = run_directory(self._logdir, run)
-                index = None if path is None else RunIndex(path, self._logdir)
-                slot = self._slots[(eid, run)] = [index, None]
+                slot = self._slots[(eid, run)] = [None if path is None else self._index_of(path), None]
         index, refreshed_at = slot
+        if index is not None and not wait and not index.ready:
+            self._submit(index)
+            if not index.wait_built(LISTING_WAIT_SECONDS):
+                return index
         now = self._clock()
         if index is not None and (refresh or refreshed_at is None
                                   or now - refreshed_at >= self._recheck_seconds):
@@ -303,11 +441,73 @@ class RunIndexes:
             slot[1] = now
         return index
 
+    def _index_of(self, path):
+        index = self._by_dir.get(path)
+        if index is None:
+            index = self._by_dir[path] = RunIndex(path, self._logdir)
+        return index
+
     def forget_except(self, eid, runs):
         """Drops the indexes of `eid`'s runs not in `runs` (deleted runs)."""
         with self._lock:
             for key in [k for k in self._slots if k[0] == eid and k[1] not in runs]:
-                del self._slots[key]
+                index = self._slots.pop(key)[0]
+                if index is not None and not any(s[0] is index for s in self._slots.values()):
+                    self._by_dir.pop(index.run_dir, None)
+
+    # --- the background thread ---------------------------------------------------
+
+    def _submit(self, job):
+        with self._lock:
+            if job in self._queued:
+                return
+            self._queued.add(job)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="nnviz-index", daemon=True)
+                self._worker.start()
+        self._jobs.put(job)
+
+    def _work(self):
+        while True:
+            job = self._jobs.get()
+            with self._lock:
+                self._queued.discard(job)
+            try:
+                job() if not isinstance(job, RunIndex) else job.refresh()
+            except OSError as e:
+                logger.warning("nnviz: cannot index %s: %s", getattr(job, "run_dir", "the logdir"), e)
+            except Exception:  # never let one run stop the thread
+                logger.exception("nnviz: indexing failed")
+
+    def _warm(self):
+        """Indexes the logdir's runs, the newest first, up to WARM_RECORDS."""
+        total = 0
+        for path in _run_directories(self._logdir):
+            with self._lock:
+                index = self._index_of(path)
+            index.refresh()
+            total += index.record_count()
+            if total >= WARM_RECORDS:
+                return
+
+
+def _run_directories(logdir):
+    """The directories in `logdir` holding event files (TensorBoard's
+    runs), the one with the latest write first; symbolic links are not
+    followed."""
+    found = []
+    for path, _, names in os.walk(logdir):
+        times = [_mtime(os.path.join(path, n)) for n in names if is_event_file(n)]
+        if times:
+            found.append((-max(times), path))
+    return [path for _, path in sorted(found)]
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _still(f, paths):
@@ -332,13 +532,22 @@ def read_value(location, summary_tag):
       records.RecordError, format.FormatError, protobuf's DecodeError: the
         record is damaged or holds no such value.
     """
+    return event_records.value_of(_record_data(location), summary_tag)
+
+
+def read_event(location):
+    """The whole event in the record at `location` (as `read_value`)."""
+    return event_records.event_of(_record_data(location))
+
+
+def _record_data(location):
     path, offset, length = location
     fd = os.open(path, os.O_RDONLY)
     try:
         record = _pread(fd, records.record_size(length), offset)
     finally:
         os.close(fd)
-    return event_records.value_of(records.record_data(record), summary_tag)
+    return records.record_data(record)
 
 
 def read_frame(location, summary_tag):

@@ -47,7 +47,7 @@ class NNVizPlugin(base_plugin.TBPlugin):
     def __init__(self, context):
         self._reader = reader.NNVizReader(
             context.data_provider, logdir=direct_logdir(context),
-            samples_per_plugin=getattr(context.flags, "samples_per_plugin", None))
+            samples_per_plugin=getattr(context.flags, "samples_per_plugin", None), warm=True)
         self._static_dir = frontend_dir()
 
     def get_plugin_apps(self):

@@ -28,6 +28,7 @@ from tensorboard import errors as tb_errors
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.serve import decode
 from tensorboard_nnviz.serve import disk_frames
+from tensorboard_nnviz.serve import disk_stats
 from tensorboard_nnviz.serve import disk_units
 from tensorboard_nnviz.serve import findings_cache
 from tensorboard_nnviz.serve import frame_index
@@ -78,6 +79,8 @@ class NNVizReader:
         kept in memory are served).
       samples_per_plugin: samples per tag TensorBoard keeps, by plugin name
         (0: all), as TensorBoard's flag (default `format.SAMPLES_PER_PLUGIN`).
+      warm: index the runs of `logdir` in the background from the start
+        (the server does; frame_index.RunIndexes).
 
     Every `*_impl` takes the request's `RequestContext` (None: a default
     one, for callers outside a server) and experiment id.
@@ -90,14 +93,14 @@ class NNVizReader:
     """
 
     def __init__(self, data_provider, recheck_seconds=1.0, clock=time.monotonic, logdir=None,
-                 samples_per_plugin=None):
+                 samples_per_plugin=None, warm=False):
         samples = dict(fmt.SAMPLES_PER_PLUGIN, **(samples_per_plugin or {}))
 
         def provider_frames(plugin_name):
             return frames_lib.ProviderFrames(data_provider, plugin_name, recheck_seconds, clock,
                                              complete=samples[plugin_name] == 0)
 
-        indexes = frame_index.RunIndexes(logdir, recheck_seconds, clock)
+        indexes = frame_index.RunIndexes(logdir, recheck_seconds, clock, warm=warm)
         self._tensors = series_lib.ProviderSeries(data_provider, fmt.PLUGIN_NAME)
         self._frames = frames_lib.Frames([
             provider_frames(fmt.PLUGIN_NAME),  # runs of earlier versions
@@ -109,7 +112,9 @@ class NNVizReader:
         self._disk_units = disk_units.DiskUnits(
             data_provider, indexes, complete=samples[fmt.UNITS_PLUGIN_NAME] == 0)
         self._lock = threading.Lock()
-        self._run_stats = run_stats.RunStatsCache(self._read_tensors, series_lib.stamp)
+        self._disk_tables = disk_stats.DiskTables(indexes)
+        self._run_stats = run_stats.RunStatsCache(self._read_tensors, series_lib.stamp,
+                                                  self._disk_tables.read)
         self._older_stats = {}  # (eid, run) with a stats table -> its per-weight stats series
         self._findings = findings_cache.FindingsCache()
 
@@ -277,6 +282,7 @@ class NNVizReader:
             listing = self._list_tensors(ctx, eid, run)
             if not listing:
                 self._run_stats.forget(eid, run)
+                self._disk_tables.forget(eid, run)
                 self._findings.forget((eid, run))
                 self._older_stats.pop((eid, run), None)
                 self._check_run(ctx, eid, run)

@@ -262,11 +262,15 @@ class RunStatsCache:
       read_tensors: `read_tensors(ctx, eid, run, summary_tags)` → {summary
         tag: [TensorDatum]} (every datum of each series).
       stamp: `stamp(series)` → what changes when a listed series changes.
+      read_table: `read_table(eid, run, series)` → the run's stats tables
+        in step order, one per step, read from disk (disk_stats.py), or
+        None to read them with `read_tensors`; None: always so.
     """
 
-    def __init__(self, read_tensors, stamp):
+    def __init__(self, read_tensors, stamp, read_table=None):
         self._read = read_tensors
         self._stamp = stamp
+        self._read_table = read_table
         self._lock = threading.Lock()
         self._runs = {}  # (eid, run) -> _RunEntry
 
@@ -278,7 +282,7 @@ class RunStatsCache:
         with self._lock:
             entry = self._runs.setdefault((eid, run, part), _RunEntry())
         with entry.lock:  # one request decodes; a concurrent one waits for it
-            return entry.update(ctx, eid, run, listing, self._read, self._stamp)
+            return entry.update(ctx, eid, run, listing, self._read, self._stamp, self._read_table)
 
     def forget(self, eid, run):
         """Drops what is kept of `run` (gone from TensorBoard)."""
@@ -297,7 +301,9 @@ class _TableState:
         self.table = _Table(parse)
         self.error = None
 
-    def update(self, ctx, eid, run, series, read, stamp):
+    def update(self, ctx, eid, run, series, read, stamp, read_table=None):
+        """`read_table(eid, run, series)`: the table's datums read from disk
+        in step order, or None where only TensorBoard can give them."""
         if series is None:
             self.stamp, self.table, self.error = None, _Table(self.parse), None
             return
@@ -309,8 +315,11 @@ class _TableState:
             self.stamp, self.table = stamp(series), _Table(self.parse)
             self.error = "%s of run %r: %s" % (self.label, run, e)
             return
-        datums = read(ctx, eid, run, [self.summary_tag]).get(self.summary_tag, [])
-        self.table = self.table.extend(_in_step_order(datums))
+        datums = read_table and read_table(eid, run, series)
+        if datums is None:
+            datums = _in_step_order(
+                read(ctx, eid, run, [self.summary_tag]).get(self.summary_tag, []))
+        self.table = self.table.extend(datums)
         self.stamp, self.error = stamp(series), None
 
 
@@ -324,7 +333,7 @@ class _RunEntry:
         self.answer = None
         self.answer_key = None
 
-    def update(self, ctx, eid, run, listing, read, stamp):
+    def update(self, ctx, eid, run, listing, read, stamp, read_table=None):
         table = listing.get(fmt.STATS_TABLE_TAG)
         qtable = listing.get(fmt.QSTATS_TABLE_TAG)
         vectors = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
@@ -332,7 +341,7 @@ class _RunEntry:
                tuple(sorted((t, stamp(s)) for t, s in vectors.items())))
         if key == self.answer_key:
             return self.answer
-        self.weights.update(ctx, eid, run, table, read, stamp)
+        self.weights.update(ctx, eid, run, table, read, stamp, read_table)
         self.quantities.update(ctx, eid, run, qtable, read, stamp)
         self._update_series(ctx, eid, run, vectors, read, stamp)
         tags = dict(self.weights.table.tags)
