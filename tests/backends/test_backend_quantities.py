@@ -1,0 +1,148 @@
+"""The optimizer quantities the Keras callback reads (record/quantities_keras.py)
+explain the steps the live optimizer takes, on this backend.
+
+Each run trains a tiny model a few steps and reads, after every step, the
+weights and `Reader`'s quantities. The checks do not repeat the reader's
+formulas: they rebuild the weight change each optimizer makes from the
+quantities alone (Adam: -lr * m_hat / (v_rms + eps / sqrt(1 - b2^t))), and
+the gradient from the first moment's recursion, which the second moment must
+then follow. A wrong t, beta, slot or bias correction breaks them.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_quantities as kq
+
+BACKEND = keras.backend.backend()
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_step_is_m_hat_over_v_rms(amsgrad):
+    steps = kq.train(keras.optimizers.Adam(kq.LR, amsgrad=amsgrad))
+    assert [s["t"] for s in steps] == list(range(kq.STEPS + 1))
+    assert "m_hat" not in steps[0]["a"]  # no state before the first step
+    for prev, cur in kq.pairs(steps):
+        t = cur["t"]
+        for name in ("a", "b"):
+            p, c = prev[name], cur[name]
+            eps_hat = 1e-7 / np.sqrt(1 - 0.999 ** t)  # Keras adds eps before correcting
+            kq.close(c["w"] - p["w"], -kq.LR * c["m_hat"] / (c["v_rms"] + eps_hat), "step %d" % t)
+            if not amsgrad:
+                kq.check_second_moment(p, c, kq.grad_from_m(p, c, 0.9, t), 0.999, t)
+
+
+def test_adamw_decays_then_steps():
+    steps = kq.train(keras.optimizers.AdamW(kq.LR, weight_decay=0.1))
+    for prev, cur in kq.pairs(steps):
+        t = cur["t"]
+        p, c = prev["a"], cur["a"]
+        eps_hat = 1e-7 / np.sqrt(1 - 0.999 ** t)
+        expected = -kq.LR * 0.1 * p["w"] - kq.LR * c["m_hat"] / (c["v_rms"] + eps_hat)
+        kq.close(c["w"] - p["w"], expected, "step %d" % t)
+
+
+def test_nadam_step_from_its_moments():
+    b1, b2 = 0.9, 0.999
+    steps = kq.train(keras.optimizers.Nadam(kq.LR))
+
+    def u(i):
+        return b1 * (1 - 0.5 * 0.96 ** i)
+
+    for prev, cur in kq.pairs(steps):
+        t = cur["t"]
+        p, c = prev["a"], cur["a"]
+        g = kq.grad_from_m(p, c, b1, t)
+        kq.check_second_moment(p, c, g, b2, t)
+        u_prod = np.prod([u(i) for i in range(1, t + 1)])
+        m = c["m_hat"] * (1 - b1 ** t)
+        nesterov = u(t + 1) * m / (1 - u_prod * u(t + 1)) + (1 - u(t)) * g / (1 - u_prod)
+        # Nadam adds eps after the bias correction, as PyTorch does.
+        kq.close(c["w"] - p["w"], -kq.LR * nesterov / (c["v_rms"] + 1e-7), "step %d" % t)
+
+
+def test_adamax_v_rms_is_the_infinity_norm():
+    steps = kq.train(keras.optimizers.Adamax(kq.LR))
+    for prev, cur in kq.pairs(steps):
+        t = cur["t"]
+        p, c = prev["a"], cur["a"]
+        kq.close(c["w"] - p["w"], -kq.LR * c["m_hat"] / (c["v_rms"] + 1e-7), "step %d" % t)
+        g = kq.grad_from_m(p, c, 0.9, t)
+        u_prev = p.get("v_rms", 0.0)
+        kq.close(c["v_rms"], np.maximum(0.999 * u_prev, np.abs(g)), "u at t=%d" % t)
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop_momentum_is_the_step_subtracted(centered):
+    steps = kq.train(keras.optimizers.RMSprop(kq.LR, momentum=0.5, centered=centered))
+    for prev, cur in kq.pairs(steps):
+        p, c = prev["a"], cur["a"]
+        assert "m_hat" not in c
+        kq.close(c["w"] - p["w"], -c["momentum"], "step %d" % cur["t"])
+        assert (c["v_rms"] > 0).all()
+
+
+def test_rmsprop_v_rms_is_sqrt_of_the_stored_average():
+    # Without momentum the step is lr * g / sqrt(v + eps): |g| from the step,
+    # then v must follow v_t = rho v_{t-1} + (1 - rho) g^2, no bias correction.
+    steps = kq.train(keras.optimizers.RMSprop(kq.LR, rho=0.9))
+    for prev, cur in kq.pairs(steps):
+        p, c = prev["a"], cur["a"]
+        assert "momentum" not in c
+        g = -(c["w"] - p["w"]) * np.sqrt(c["v_rms"] ** 2 + 1e-7) / kq.LR
+        v_prev = p["v_rms"] ** 2 if "v_rms" in p else 0.0
+        kq.close(c["v_rms"] ** 2, 0.9 * v_prev + 0.1 * g ** 2, "v at t=%d" % cur["t"])
+
+
+def test_sgd_momentum_is_in_parameter_units():
+    steps = kq.train(keras.optimizers.SGD(kq.LR, momentum=0.9))
+    for prev, cur in kq.pairs(steps):
+        p, c = prev["a"], cur["a"]
+        kq.close(c["w"] - p["w"], c["momentum"], "step %d" % cur["t"])  # w += m
+
+
+def test_sgd_without_momentum_has_no_slot_quantities():
+    steps = kq.train(keras.optimizers.SGD(kq.LR))
+    assert all(set(s["a"]) <= {"w", "grad"} for s in steps)
+
+
+def test_loss_scale_optimizer_reads_its_inner_optimizer():
+    steps = kq.train(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(kq.LR)))
+    pairs = kq.pairs(steps)
+    assert len(pairs) == kq.STEPS  # no overflow on this model: every step applied
+    for prev, cur in pairs:
+        t = cur["t"]
+        p, c = prev["a"], cur["a"]
+        eps_hat = 1e-7 / np.sqrt(1 - 0.999 ** t)
+        kq.close(c["w"] - p["w"], -kq.LR * c["m_hat"] / (c["v_rms"] + eps_hat), "step %d" % t)
+        kq.check_second_moment(p, c, kq.grad_from_m(p, c, 0.9, t), 0.999, t)
+
+
+def test_gradient_accumulation_corrects_with_the_real_step_count():
+    steps = kq.train(keras.optimizers.Adam(kq.LR, gradient_accumulation_steps=2))
+    # 6 micro-batches: 3 real updates; iterations counts those.
+    assert [s["t"] for s in steps] == [0, 0, 1, 1, 2, 2, 3]
+    pairs = kq.pairs(steps)
+    assert len(pairs) == 3
+    for prev, cur in pairs:
+        t = cur["t"]
+        p, c = prev["a"], cur["a"]
+        eps_hat = 1e-7 / np.sqrt(1 - 0.999 ** t)
+        kq.close(c["w"] - p["w"], -kq.LR * c["m_hat"] / (c["v_rms"] + eps_hat), "update %d" % t)
+        kq.check_second_moment(p, c, kq.grad_from_m(p, c, 0.9, t), 0.999, t)
+    # Between real updates neither weights nor moments move, and no grad is
+    # claimed (the averaged gradient is gone once applied).
+    for s in steps:
+        assert "grad" not in s["a"]
+    np.testing.assert_array_equal(steps[1]["a"]["w"], steps[0]["a"]["w"])
+    np.testing.assert_array_equal(steps[3]["a"]["m_hat"], steps[2]["a"]["m_hat"])
+
+
+def test_grad_exists_on_the_torch_backend_only():
+    steps = kq.train(keras.optimizers.Adam(kq.LR))
+    has = ["grad" in s["a"] for s in steps]
+    if BACKEND == "torch":
+        assert has == [False] + [True] * kq.STEPS  # none before the first step
+    else:
+        assert not any(has)
