@@ -18,6 +18,10 @@ BAD = [
     ("include", "("),
     ("exclude", "[a"),
     ("spectral", "everything"),
+    ("quantities", "gradient"),
+    ("quantities", ("grad", "adam_v")),
+    ("quantities", 3),
+    ("quantity_frames", ("weights",)),
 ]
 
 

@@ -372,7 +372,9 @@ def read_run(logdir):
       "structure": [(step, structure dict)],
       "wall_times": {weight_tag: {step: wall_time}},
       "units":    {weight_tag: {step: {"norm": float32 row, "update": float32 row}}},
-      "units_content": {weight_tag: units content dict}.
+      "units_content": {weight_tag: units content dict},
+      "qframes", "qstats", "qunits": the same of each quantity, keyed by
+        (weight_tag, quantity).
     """
     from tensorboard.backend.event_processing import event_accumulator as ea
     from tensorboard.util import tensor_util
@@ -380,12 +382,12 @@ def read_run(logdir):
     acc = ea.EventAccumulator(str(logdir), size_guidance={ea.TENSORS: 0})
     acc.Reload()
     out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {},
-           "units": {}, "units_content": {}}
+           "units": {}, "units_content": {}, "qframes": {}, "qstats": {}, "qunits": {}}
     for summary_tag in acc.Tags()["tensors"]:
-        parsed = fmt.parse_summary_tag(summary_tag)
+        parsed = fmt.parse_quantity_tag(summary_tag)
         if parsed is None:
             continue
-        kind, tag = parsed
+        kind, tag, quantity = parsed
         content = fmt.parse_content(acc.SummaryMetadata(summary_tag).plugin_data.content)
         for e in acc.Tensors(summary_tag):
             array = tensor_util.make_ndarray(e.tensor_proto)
@@ -395,6 +397,15 @@ def read_run(logdir):
                 tags, fields = fmt.parse_stats_table_header(fmt.stats_table_header(array))
                 for t, row in zip(tags, fmt.stats_table_cells(array, tags, fields)):
                     out["stats"].setdefault(t, {})[e.step] = fmt.stats_from_array(row, fields)
+            elif kind == fmt.KIND_QSTATS_TABLE:
+                keys, fields = fmt.parse_qstats_table_header(fmt.stats_table_header(array))
+                for key, row in zip(keys, fmt.stats_table_cells(array, keys, fields)):
+                    out["qstats"].setdefault(key, {})[e.step] = fmt.stats_from_array(row, fields)
+            elif kind == fmt.KIND_FRAME and quantity != fmt.WEIGHTS:
+                out["qframes"].setdefault((tag, quantity), {})[e.step] = fmt.decode_frame(array[0])
+            elif kind == fmt.KIND_UNITS and quantity != fmt.WEIGHTS:
+                out["qunits"].setdefault((tag, quantity), {})[e.step] = fmt.units_from_array(
+                    array, content["fields"])
             elif kind == fmt.KIND_FRAME:
                 out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
                 out["content"][tag] = content

@@ -148,3 +148,31 @@ def test_parse_summary_tag():
     assert fmt.parse_summary_tag("nnviz/units/x/bias") == ("units", "x/bias")
     assert fmt.parse_summary_tag("nnviz/structure") == ("structure", None)
     assert fmt.parse_summary_tag("dense/kernel/histogram") is None
+
+
+def test_quantity_tags_are_disk_series_an_older_reader_does_not_list():
+    assert fmt.frame_tag("a/kernel", "grad") == "nnviz/qframe/grad/a/kernel"
+    assert fmt.units_tag("a/kernel", "v_rms") == "nnviz/qunits/v_rms/a/kernel"
+    assert fmt.frame_tag("a/kernel") == "nnviz/frame/a/kernel"
+    assert fmt.parse_quantity_tag("nnviz/qframe/grad/a/kernel") == ("frame", "a/kernel", "grad")
+    assert fmt.parse_quantity_tag("nnviz/qunits/m_hat/x") == ("units", "x", "m_hat")
+    assert fmt.parse_quantity_tag("nnviz/frame/a/kernel") == ("frame", "a/kernel", "weights")
+    assert fmt.parse_quantity_tag("nnviz/qframe/bogus/x") is None
+    assert fmt.parse_summary_tag("nnviz/qframe/grad/a/kernel") is None  # weights only
+    for tag in (fmt.frame_tag("x", "grad"), fmt.units_tag("x", "grad")):
+        assert tag.startswith(fmt.DISK_PREFIXES)
+        # what an older reader lists and indexes: the weights' prefixes only
+        assert not tag.startswith((fmt.FRAME_PREFIX, fmt.UNITS_PREFIX, fmt.STATS_PREFIX))
+
+
+def test_quantities_stats_table_names_a_quantity_per_row():
+    value = fmt.stats_table_value(["a", "a"], [{"mean": 1.0}, {"mean": 2.0}],
+                                  quantities=["grad", "v_rms"])
+    assert value.tag == fmt.QSTATS_TABLE_TAG
+    header, cells = value.tensor.string_val
+    keys, fields = fmt.parse_qstats_table_header(header)
+    assert keys == [("a", "grad"), ("a", "v_rms")]
+    rows = np.frombuffer(cells, "<f8").reshape(2, len(fields))
+    assert rows[:, fields.index("mean")].tolist() == [1.0, 2.0]
+    with pytest.raises(fmt.FormatError, match="quantity per row"):
+        fmt.parse_qstats_table_header(fmt.stats_table_value(["a"], [{}]).tensor.string_val[0])

@@ -264,3 +264,42 @@ def test_a_structure_lost_to_a_failed_write_comes_with_the_next_snapshot(tmp_pat
     run = read_run(tmp_path)
     assert [(s, doc["model"]["name"]) for s, doc in run["structure"]] == [(1, "m")]
     assert steps_of(tmp_path) == [1]
+
+
+def test_quantities_are_measured_like_their_weight_against_their_own_history(tmp_path):
+    """A gradient beside a weight: its stats (update and init against the
+    gradient's own earlier snapshots), per-unit stats and frame equal what
+    the same values give as a weight; a quantity without frames has none;
+    quantities get no spectral stats; the weights' table is unchanged."""
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((5, 4)).astype("float32") for _ in range(3)]
+    writer = writer_lib.SnapshotWriter(str(tmp_path / "q"), spectral=True,
+                                       quantity_frames=("grad",))
+    plain = writer_lib.SnapshotWriter(str(tmp_path / "w"), spectral=False)
+    for step, g in enumerate(grads):
+        weights = _weights(step)
+        writer.write(step, weights + [
+            writer_lib.Weight("dense/kernel", g.copy(), "Dense", "dense", "float32", "grad"),
+            writer_lib.Weight("dense/kernel", np.abs(g), "Dense", "dense", "float32", "v_rms")])
+        plain.write(step, [writer_lib.Weight("dense/kernel", g.copy(), "Dense", "dense",
+                                             "float32")])
+    writer.close()
+    plain.close()
+    run, alone = read_run(tmp_path / "q"), read_run(tmp_path / "w")
+    assert sorted(run["stats"]) == ["dense/bias", "dense/kernel"]
+    assert run["stats"]["dense/kernel"][2]["sv_max"] is not None
+    assert sorted(run["qstats"]) == [("dense/kernel", "grad"), ("dense/kernel", "v_rms")]
+    for step in range(3):
+        got, want = run["qstats"][("dense/kernel", "grad")][step], alone["stats"]["dense/kernel"][step]
+        assert got == want
+        np.testing.assert_array_equal(run["qframes"][("dense/kernel", "grad")][step],
+                                      alone["frames"]["dense/kernel"][step])
+        for f in ("norm", "update"):
+            np.testing.assert_array_equal(run["qunits"][("dense/kernel", "grad")][step][f],
+                                          alone["units"]["dense/kernel"][step][f])
+    g2 = run["qstats"][("dense/kernel", "grad")][2]
+    assert g2["update_l2"] == pytest.approx(np.linalg.norm(grads[2] - grads[1]), rel=1e-6)
+    assert g2["init_l2"] == pytest.approx(np.linalg.norm(grads[2] - grads[0]), rel=1e-6)
+    assert g2["sv_max"] is None
+    assert ("dense/kernel", "v_rms") not in run["qframes"]
+    assert sorted(run["qunits"]) == [("dense/kernel", "grad"), ("dense/kernel", "v_rms")]

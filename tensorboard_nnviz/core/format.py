@@ -39,6 +39,28 @@ Per snapshot step (version 3, instead of `nnviz/stats/T`):
   weight: reading a whole run's stats through TensorBoard's data provider
   costs per datum (docs/architecture.md, "Whole-run answers").
 
+Per weight tag `T`, per quantity `Q` recorded beside it (`grad`, `m_hat`,
+`v_rms`, `momentum`: `QUANTITIES`) and per snapshot step, in runs written
+now (docs/architecture.md, "Gradients and optimizer state"):
+
+- `nnviz/qframe/Q/T` (only for the quantities that get frames): the
+  quantity's frame, as the weight's frame (same layout and block), under
+  `nnviz_frames`, in an event of its own.
+- `nnviz/qunits/Q/T`: its per-unit stats, as the weight's, under
+  `nnviz_units`, in an event of its own.
+- `nnviz/qstats_table`: DATA_CLASS_TENSOR, in the snapshot's event right
+  after `nnviz/stats_table`: the stats of every quantity of that snapshot,
+  as the stats table, its JSON header naming `"tags"`, `"quantities"` (one
+  per row: row i is quantity `quantities[i]` of weight `tags[i]`) and
+  `"fields"`.
+
+Readers of format 3 written before quantities ignore all three: their
+frame and units listings take only the `nnviz/frame/` and `nnviz/units/`
+prefixes, their index only those records, and their stats only
+`nnviz/stats_table`, so an older plugin shows such a run's weights exactly
+as before and no quantity (the format version stays 3: nothing an older
+reader reads changed).
+
 Once per run:
 
 - `nnviz/structure`: DATA_CLASS_TENSOR, a rank-1 DT_STRING tensor holding
@@ -98,15 +120,27 @@ STATS_PREFIX = "nnviz/stats/"
 UNITS_PREFIX = "nnviz/units/"
 STRUCTURE_TAG = "nnviz/structure"
 STATS_TABLE_TAG = "nnviz/stats_table"
+# A quantity's frames and units: prefix, quantity, "/", weight tag.
+QFRAME_PREFIX = "nnviz/qframe/"
+QUNITS_PREFIX = "nnviz/qunits/"
+QSTATS_TABLE_TAG = "nnviz/qstats_table"
 # Series the plugin reads from disk: one value per event (record) in runs
 # written now; their summary tags begin with one of these.
-DISK_PREFIXES = (FRAME_PREFIX, UNITS_PREFIX)
+DISK_PREFIXES = (FRAME_PREFIX, UNITS_PREFIX, QFRAME_PREFIX, QUNITS_PREFIX)
+
+# What may be recorded of a weight: the weight itself, then the quantities
+# of the same shape beside it (docs/architecture.md, "Gradients and
+# optimizer state").
+WEIGHTS = "weights"
+QUANTITIES = ("grad", "m_hat", "v_rms", "momentum")
+ALL_QUANTITIES = (WEIGHTS,) + QUANTITIES
 
 KIND_FRAME = "frame"
 KIND_STATS = "stats"
 KIND_UNITS = "units"
 KIND_STRUCTURE = "structure"
 KIND_STATS_TABLE = "stats_table"
+KIND_QSTATS_TABLE = "qstats_table"
 
 # Rows of a units tensor written by this version (the content repeats them).
 UNIT_FIELDS = ("norm", "update")
@@ -157,33 +191,54 @@ class NewerFormatError(FormatError):
 # --- summary tags -----------------------------------------------------------
 
 
-def frame_tag(weight_tag):
-    return FRAME_PREFIX + weight_tag
+def frame_tag(weight_tag, quantity=WEIGHTS):
+    if quantity == WEIGHTS:
+        return FRAME_PREFIX + weight_tag
+    return QFRAME_PREFIX + quantity + "/" + weight_tag
 
 
 def stats_tag(weight_tag):
     return STATS_PREFIX + weight_tag
 
 
-def units_tag(weight_tag):
-    return UNITS_PREFIX + weight_tag
+def units_tag(weight_tag, quantity=WEIGHTS):
+    if quantity == WEIGHTS:
+        return UNITS_PREFIX + weight_tag
+    return QUNITS_PREFIX + quantity + "/" + weight_tag
 
 
 def parse_summary_tag(summary_tag):
-    """Returns `(kind, weight_tag)` for one of our summary tags, else None.
+    """Returns `(kind, weight_tag)` for one of our summary tags of a weight
+    (not of a quantity: `parse_quantity_tag`), else None.
 
-    `weight_tag` is None for the structure tag and the stats table.
+    `weight_tag` is None for the structure tag and the stats tables.
     """
+    parsed = parse_quantity_tag(summary_tag)
+    if parsed is None or parsed[2] != WEIGHTS:
+        return None
+    return parsed[:2]
+
+
+def parse_quantity_tag(summary_tag):
+    """Returns `(kind, weight_tag, quantity)` for one of our summary tags,
+    else None; `quantity` is `WEIGHTS` for the weight's own series and for
+    the structure and the weights' stats table, None for the quantities'
+    stats table (it holds several)."""
     if summary_tag == STRUCTURE_TAG:
-        return (KIND_STRUCTURE, None)
+        return (KIND_STRUCTURE, None, WEIGHTS)
     if summary_tag == STATS_TABLE_TAG:
-        return (KIND_STATS_TABLE, None)
-    if summary_tag.startswith(FRAME_PREFIX):
-        return (KIND_FRAME, summary_tag[len(FRAME_PREFIX) :])
-    if summary_tag.startswith(STATS_PREFIX):
-        return (KIND_STATS, summary_tag[len(STATS_PREFIX) :])
-    if summary_tag.startswith(UNITS_PREFIX):
-        return (KIND_UNITS, summary_tag[len(UNITS_PREFIX) :])
+        return (KIND_STATS_TABLE, None, WEIGHTS)
+    if summary_tag == QSTATS_TABLE_TAG:
+        return (KIND_QSTATS_TABLE, None, None)
+    for prefix, kind in ((FRAME_PREFIX, KIND_FRAME), (STATS_PREFIX, KIND_STATS),
+                         (UNITS_PREFIX, KIND_UNITS)):
+        if summary_tag.startswith(prefix):
+            return (kind, summary_tag[len(prefix):], WEIGHTS)
+    for prefix, kind in ((QFRAME_PREFIX, KIND_FRAME), (QUNITS_PREFIX, KIND_UNITS)):
+        if summary_tag.startswith(prefix):
+            quantity, _, tag = summary_tag[len(prefix):].partition("/")
+            if quantity in QUANTITIES and tag:
+                return (kind, tag, quantity)
     return None
 
 
@@ -355,7 +410,8 @@ def _string_vector(out, payload):
     _tensor(out, types_pb2.DT_STRING, [1]).string_val.append(payload)
 
 
-def frame_value(weight_tag, blob, content, out=None, plugin_name=FRAMES_PLUGIN_NAME):
+def frame_value(weight_tag, blob, content, out=None, plugin_name=FRAMES_PLUGIN_NAME,
+                quantity=WEIGHTS):
     """The `Summary.Value` of one frame (`blob` from `encode_frame`), built
     into `out` if given. The writer puts each in an event of its own.
     `blob` None: the tensor without its one string, which the writer
@@ -364,8 +420,8 @@ def frame_value(weight_tag, blob, content, out=None, plugin_name=FRAMES_PLUGIN_N
     `plugin_name=PLUGIN_NAME` writes a frame as earlier versions did (tests
     of old runs).
     """
-    out = _value(out, frame_tag(weight_tag), content, summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
-                 plugin_name)
+    out = _value(out, frame_tag(weight_tag, quantity), content,
+                 summary_pb2.DATA_CLASS_BLOB_SEQUENCE, plugin_name)
     if blob is None:
         _tensor(out.tensor, types_pb2.DT_STRING, [1])
     else:
@@ -436,21 +492,26 @@ def stats_from_array(array, fields):
     }
 
 
-def stats_table_value(weight_tags, rows, content=None, out=None):
+def stats_table_value(weight_tags, rows, content=None, out=None, quantities=None):
     """The `Summary.Value` of one snapshot's stats of every weight (built
-    into `out` if given).
+    into `out` if given), or, with `quantities`, of every quantity.
 
     Args:
       weight_tags: the weights, in the order of `rows`.
       rows: one mapping per weight of every name in `STAT_FIELDS` to a
         float or None.
+      quantities: the quantity of each row (`nnviz/qstats_table`), or None
+        for the weights' own table.
     """
-    header = json.dumps({"tags": list(weight_tags), "fields": list(STAT_FIELDS)},
-                        separators=(",", ":")).encode("utf-8")
+    doc = {"tags": list(weight_tags), "fields": list(STAT_FIELDS)}
+    if quantities is not None:
+        doc["quantities"] = list(quantities)
+    header = json.dumps(doc, separators=(",", ":")).encode("utf-8")
     cells = np.array([[math.nan if r.get(k) is None else float(r[k]) for k in STAT_FIELDS]
                       for r in rows], dtype="<f8").reshape(len(rows), len(STAT_FIELDS))
     content = content if content is not None else stats_table_content()
-    out = _value(out, STATS_TABLE_TAG, content, summary_pb2.DATA_CLASS_TENSOR)
+    tag = STATS_TABLE_TAG if quantities is None else QSTATS_TABLE_TAG
+    out = _value(out, tag, content, summary_pb2.DATA_CLASS_TENSOR)
     tensor = _tensor(out.tensor, types_pb2.DT_STRING, [2])
     tensor.string_val.append(header)
     tensor.string_val.append(cells.tobytes())
@@ -485,6 +546,21 @@ def parse_stats_table_header(header):
             and all(isinstance(x, str) for x in tags + fields)):
         raise FormatError("stats table header does not list tags and fields")
     return tags, fields
+
+
+def parse_qstats_table_header(header):
+    """`(rows, fields)` named by a quantities' stats table header, each row
+    a `(weight tag, quantity)` pair.
+
+    Raises:
+      FormatError: not a valid header, or rows of unknown quantities.
+    """
+    tags, fields = parse_stats_table_header(header)
+    quantities = json.loads(header.decode("utf-8")).get("quantities")
+    if not (isinstance(quantities, list) and len(quantities) == len(tags)
+            and all(isinstance(q, str) for q in quantities)):
+        raise FormatError("quantities' stats table header does not name a quantity per row")
+    return list(zip(tags, quantities)), fields
 
 
 def stats_table_cells(array, tags, fields):
@@ -547,7 +623,8 @@ def _float32_keeping_zero(values):
     return out
 
 
-def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_PLUGIN_NAME):
+def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_PLUGIN_NAME,
+                quantity=WEIGHTS):
     """The `Summary.Value` of one snapshot's per-unit stats (built into
     `out` if given). The writer puts each in an event of its own.
 
@@ -561,7 +638,8 @@ def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_P
     cells = np.empty((2, np.size(norm)), "<f4")
     cells[0] = _float32_keeping_zero(norm)
     cells[1] = np.nan if update is None else _float32_keeping_zero(update)
-    out = _value(out, units_tag(weight_tag), content, summary_pb2.DATA_CLASS_TENSOR, plugin_name)
+    out = _value(out, units_tag(weight_tag, quantity), content, summary_pb2.DATA_CLASS_TENSOR,
+                 plugin_name)
     _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
     return out
 

@@ -61,6 +61,13 @@ class NNVizCallback(keras.callbacks.Callback):
         every matrix at every snapshot (ResNet50: see the README, "Spectral
         stats", for the cost); `False` none; a number: CPU seconds per
         snapshot.
+      quantities: what to record beside each weight, each as the weight
+        is (stats, per-unit stats, frames if chosen): names from "grad",
+        "m_hat", "v_rms", "momentum" (README, "Gradients and optimizer
+        state", says which each backend has); `()` for the weights only.
+      quantity_frames: which of `quantities` also get frames: names, True
+        (all) or False (none). Default `("grad",)`: the README gives the
+        bytes each adds per snapshot.
 
     Raises:
       OSError: `log_dir` cannot be written (raised here, before training).
@@ -77,11 +84,14 @@ class NNVizCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, snapshot_freq="epoch", max_cells=65536, include=None,
-                 exclude=None, spectral="auto"):
+                 exclude=None, spectral="auto", quantities=recorder_lib.DEFAULT_QUANTITIES,
+                 quantity_frames=recorder_lib.DEFAULT_QUANTITY_FRAMES):
         super().__init__()
         # Every argument is checked here, before fit (recorder.py).
         self.recorder = recorder_lib.Recorder(recorder_lib.KERAS, log_dir, snapshot_freq,
-                                              max_cells, include, exclude, spectral)
+                                              max_cells, include, exclude, spectral,
+                                              quantities=quantities,
+                                              quantity_frames=quantity_frames)
         self.log_dir = self.recorder.log_dir
         self.snapshot_freq = snapshot_freq
         self.max_cells = self.recorder.max_cells

@@ -37,6 +37,9 @@ class NNVizCallback(Callback):
         `tensorboard_nnviz.torch.watch`: `"auto"` (default, a bounded CPU
         budget per snapshot), `True` (all, every snapshot), `False`, or CPU
         seconds per snapshot.
+      quantities, quantity_frames: what to record beside each weight at the
+        optimizer step, as for `tensorboard_nnviz.torch.watch` (default
+        the gradient and `v_rms`, frames of the gradient).
 
     Raises:
       OSError: an explicit `log_dir` cannot be written (raised here, before
@@ -54,11 +57,13 @@ class NNVizCallback(Callback):
     """
 
     def __init__(self, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
-                 exclude=None, spectral="auto"):
+                 exclude=None, spectral="auto", quantities=recorder_lib.DEFAULT_QUANTITIES,
+                 quantity_frames=recorder_lib.DEFAULT_QUANTITY_FRAMES):
         super().__init__()
         # Every argument is checked here, before fit (recorder.py).
         self._driver = nnviz_torch.Driver(recorder_lib.LIGHTNING, log_dir, snapshot_freq,
-                                          max_cells, include, exclude, spectral)
+                                          max_cells, include, exclude, spectral, quantities,
+                                          quantity_frames)
         self.log_dir = log_dir
 
     def on_train_start(self, trainer, pl_module):

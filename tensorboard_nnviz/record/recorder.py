@@ -28,6 +28,7 @@ import tempfile
 import warnings
 import weakref
 
+from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.record import budget as budget_lib
 from tensorboard_nnviz.record import eventfiles
 from tensorboard_nnviz.record import schedule as schedule_lib
@@ -41,6 +42,14 @@ KERAS = "tensorboard_nnviz.NNVizCallback"
 WATCH = "tensorboard_nnviz.torch.watch"
 LIGHTNING = "tensorboard_nnviz.lightning.NNVizCallback"
 TRANSFORMERS = "tensorboard_nnviz.transformers.NNVizCallback"
+
+# What is recorded beside each weight unless the user says otherwise: the
+# gradient and the RMS gradient the optimizer sees, stats and per-unit
+# stats (README, "Gradients and optimizer state").
+DEFAULT_QUANTITIES = ("grad", "v_rms")
+# Which of them also get frames by default: chosen by the bytes they add
+# per snapshot (README, "Gradients and optimizer state").
+DEFAULT_QUANTITY_FRAMES = ("grad",)
 
 
 class Source:
@@ -83,14 +92,27 @@ class Recorder:
       snapshot_freq, max_cells, include, exclude, spectral: as the front
         ends document them.
       epochs: whether the front end sees epochs (`snapshot_freq="epoch"`).
+      quantities: what to record beside each weight, names from
+        `format.QUANTITIES` ("grad", "m_hat", "v_rms", "momentum"); `()`
+        records the weights only. Kept as `self.quantities`, a tuple in
+        that order; a Source's `copy` returns one `writer.Weight` per
+        quantity it finds for a weight.
+      quantity_frames: which of `quantities` also get frames: True (all),
+        False (none), or names; those not recorded are ignored.
 
     Raises:
       ValueError: an invalid argument, naming `api`.
     """
 
     def __init__(self, api, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
-                 exclude=None, spectral="auto", epochs=True):
+                 exclude=None, spectral="auto", epochs=True, quantities=DEFAULT_QUANTITIES,
+                 quantity_frames=DEFAULT_QUANTITY_FRAMES):
         self.api = api
+        self.quantities = _checked(api, _quantities, quantities, "quantities")
+        frames = (self.quantities if quantity_frames is True else
+                  () if quantity_frames is False or quantity_frames is None else
+                  _checked(api, _quantities, quantity_frames, "quantity_frames"))
+        self.quantity_frames = tuple(q for q in self.quantities if q in frames)
         self.schedule = _checked(api, schedule_lib.parse, snapshot_freq)
         if self.schedule.per_epoch and not epochs:
             raise ValueError(
@@ -155,7 +177,8 @@ class Recorder:
             self._steps_dir = self.log_dir
         self.writer = writer_lib.SnapshotWriter(self.log_dir, self.max_cells,
                                                 state=self._writer_state, spectral=self.spectral,
-                                                name=self.api)
+                                                name=self.api,
+                                                quantity_frames=self.quantity_frames)
         if pool is not None:
             self.writer.pool = pool
 
@@ -264,6 +287,24 @@ def _checked(api, check, *args):
         return check(*args)
     except ValueError as e:
         raise ValueError("%s: %s" % (api, e)) from None
+
+
+def _quantities(value, name):
+    """Quantity names as a tuple in `format.QUANTITIES` order; a single
+    name may be given as a string."""
+    if value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else value
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ValueError("%s must be names from %s, got %r" % (name, fmt.QUANTITIES, value))
+    unknown = [q for q in names if q not in fmt.QUANTITIES]
+    if unknown:
+        raise ValueError("%s: unknown quantit%s %s; known: %s" % (
+            name, "ies" if len(unknown) > 1 else "y", ", ".join(repr(q) for q in unknown),
+            ", ".join(fmt.QUANTITIES)))
+    return tuple(q for q in fmt.QUANTITIES if q in names)
 
 
 def _positive_int(value):

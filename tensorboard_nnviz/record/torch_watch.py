@@ -30,7 +30,8 @@ __all__ = ["Watcher", "watch"]
 
 
 def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, include=None,
-          exclude=None, spectral="auto"):
+          exclude=None, spectral="auto", quantities=recorder_lib.DEFAULT_QUANTITIES,
+          quantity_frames=recorder_lib.DEFAULT_QUANTITY_FRAMES):
     """Records weight snapshots of `model` into `log_dir` for the nnviz tab.
 
     Takes the first snapshot (step 0) now, then one each time the step
@@ -81,6 +82,14 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
         until then); `True` every matrix at every snapshot (cost: the
         README, "Spectral stats"); `False` none; a number: CPU seconds per
         snapshot.
+      quantities: what to record beside each weight at the optimizer step
+        (read from `p.grad` and `optimizer.state[p]`; only with an
+        `optimizer`), each as the weight is (stats, per-unit stats, frames if chosen):
+        names from "grad", "m_hat", "v_rms", "momentum" (README,
+        "Gradients and optimizer state"); `()` for the weights only.
+      quantity_frames: which of `quantities` also get frames: names, True
+        (all) or False (none). Default `("grad",)`: the README gives the
+        bytes each adds per snapshot.
 
     Returns:
       A `Watcher`; `close()` it (or use it as a context manager) to write
@@ -105,7 +114,8 @@ def watch(model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536, in
     ```
     """
     watcher = Watcher(model, log_dir, optimizer=optimizer, snapshot_freq=snapshot_freq,
-                      max_cells=max_cells, include=include, exclude=exclude, spectral=spectral)
+                      max_cells=max_cells, include=include, exclude=exclude, spectral=spectral,
+                      quantities=quantities, quantity_frames=quantity_frames)
     watcher.snapshot()
     return watcher
 
@@ -138,10 +148,13 @@ class Watcher:
     """
 
     def __init__(self, model, log_dir, optimizer=None, snapshot_freq=100, max_cells=65536,
-                 include=None, exclude=None, start=0, allow_epochs=False, spectral="auto"):
+                 include=None, exclude=None, start=0, allow_epochs=False, spectral="auto",
+                 quantities=recorder_lib.DEFAULT_QUANTITIES,
+                 quantity_frames=recorder_lib.DEFAULT_QUANTITY_FRAMES):
         # Every argument is checked here, before anything is opened (recorder.py).
         recorder = recorder_lib.Recorder(recorder_lib.WATCH, log_dir, snapshot_freq, max_cells,
-                                         include, exclude, spectral, epochs=allow_epochs)
+                                         include, exclude, spectral, epochs=allow_epochs,
+                                         quantities=quantities, quantity_frames=quantity_frames)
         optimizer = real_optimizer(optimizer)
         self._start(recorder, model, None, optimizer, start, process_rank() == 0)
 
@@ -257,17 +270,20 @@ class Driver:
 
     Args:
       api: the callback's name for messages (`recorder.LIGHTNING`, ...).
-      log_dir, snapshot_freq, max_cells, include, exclude, spectral: the
-        callback's arguments.
+      log_dir, snapshot_freq, max_cells, include, exclude, spectral,
+        quantities, quantity_frames: the callback's arguments.
 
     Raises:
       OSError: an explicit `log_dir` cannot be written.
       ValueError: an invalid argument.
     """
 
-    def __init__(self, api, log_dir, snapshot_freq, max_cells, include, exclude, spectral):
+    def __init__(self, api, log_dir, snapshot_freq, max_cells, include, exclude, spectral,
+                 quantities=recorder_lib.DEFAULT_QUANTITIES,
+                 quantity_frames=recorder_lib.DEFAULT_QUANTITY_FRAMES):
         self.recorder = recorder_lib.Recorder(api, log_dir, snapshot_freq, max_cells, include,
-                                              exclude, spectral)
+                                              exclude, spectral, quantities=quantities,
+                                              quantity_frames=quantity_frames)
         if process_rank() == 0:
             self.recorder.check_log_dir()  # an explicit log_dir; the trainer's is known later
         self._watcher = None

@@ -53,8 +53,8 @@ class NNVizCallback(TrainerCallback):
         else `output_dir/runs/<time>_<host>`; 4.x: `args.logging_dir`);
         without that callback, the same rule.
       snapshot_freq: `"epoch"`, an int N, or `"log"`.
-      max_cells, include, exclude, spectral: as for
-        `tensorboard_nnviz.torch.watch`.
+      max_cells, include, exclude, spectral, quantities, quantity_frames:
+        as for `tensorboard_nnviz.torch.watch`.
 
     Raises:
       OSError: an explicit `log_dir` cannot be written (raised here, before
@@ -74,10 +74,12 @@ class NNVizCallback(TrainerCallback):
     """
 
     def __init__(self, log_dir=None, snapshot_freq="epoch", max_cells=65536, include=None,
-                 exclude=None, spectral="auto"):
+                 exclude=None, spectral="auto", quantities=recorder_lib.DEFAULT_QUANTITIES,
+                 quantity_frames=recorder_lib.DEFAULT_QUANTITY_FRAMES):
         # Every argument is checked here, before training (recorder.py).
         self._driver = nnviz_torch.Driver(recorder_lib.TRANSFORMERS, log_dir, snapshot_freq,
-                                          max_cells, include, exclude, spectral)
+                                          max_cells, include, exclude, spectral, quantities,
+                                          quantity_frames)
         self.log_dir = log_dir
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):

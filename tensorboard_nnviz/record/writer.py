@@ -55,8 +55,21 @@ from tensorboard_nnviz.record import stats as stats_lib
 
 logger = logging.getLogger(__name__)
 
-# One weight of a snapshot, as copied on the training thread.
-Weight = collections.namedtuple("Weight", "tag value layer_class layer_name dtype")
+class Weight(collections.namedtuple("Weight", "tag value layer_class layer_name dtype quantity",
+                                    defaults=(fmt.WEIGHTS,))):
+    """One weight of a snapshot, as copied on the training thread, or a
+    quantity of the same shape beside it (`quantity`: "grad", ...; the
+    weight itself is "weights"): same tag, layer class and layer name as
+    the weight, its own value."""
+
+    __slots__ = ()
+
+    @property
+    def key(self):
+        """The writer's key of its state and buffers: the tag for the
+        weight itself, (tag, quantity) for a quantity."""
+        return self.tag if self.quantity == fmt.WEIGHTS else (self.tag, self.quantity)
+
 
 _Snapshot = collections.namedtuple("_Snapshot", "step wall_time weights structure pooled")
 _STOP = object()
@@ -145,6 +158,9 @@ class SnapshotWriter:
         True (all, every snapshot), False (none), or seconds per snapshot.
       name: the API the user called (`recorder.WATCH`, ...), named in the
         writer's messages.
+      quantity_frames: the quantities (`Weight.quantity`) whose frames are
+        written besides their stats and per-unit stats; a weight's own
+        frame always is.
 
     Raises:
       LogDirError: the log_dir cannot be created or written.
@@ -152,13 +168,15 @@ class SnapshotWriter:
     """
 
     def __init__(self, log_dir, max_cells=65536, queue_size=1, state=None,
-                 event_writer_factory=None, spectral="auto", name="tensorboard_nnviz"):
+                 event_writer_factory=None, spectral="auto", name="tensorboard_nnviz",
+                 quantity_frames=()):
         self._scheduler = spectral_budget.scheduler_for(spectral)  # ValueError first
         self._last_wall_time = None  # of the previous snapshot (the budget's elapsed time)
         self._last_written = None  # (step, tags) of the last snapshot on disk
         self.spectral_cpu_seconds = 0.0  # of worker_cpu_seconds, on spectral stats
         self.log_dir = str(log_dir)
         self.name = name
+        self.quantity_frames = frozenset(quantity_frames)
         self.max_cells = int(max_cells)
         self.state = state if state is not None else {}
         self._factory = event_writer_factory or eventfiles.new_writer
@@ -281,10 +299,11 @@ class SnapshotWriter:
         self.snapshots_written += 1
         self._failures = 0
         self._lost_structure = None
-        self._last_written = (snap.step, [w.tag for w in snap.weights])
+        self._last_written = (snap.step, [w.tag for w in snap.weights
+                                          if w.quantity == fmt.WEIGHTS])
         for w, sumsq, tag_stats in zip(snap.weights, sumsqs, stats):
-            state = self.state[w.tag]
-            state.last_stats, state.last_spectral = tag_stats, w.tag in spectral
+            state = self.state[w.key]
+            state.last_stats, state.last_spectral = tag_stats, w.key in spectral
             self._advance(state, w, snap.pooled and isinstance(w.value, np.ndarray), sumsq)
 
     def _write_events(self, events):
@@ -345,11 +364,11 @@ class SnapshotWriter:
         if snap.structure is not None:  # written with the next snapshot instead
             self._lost_structure = snap.structure
         for w in snap.weights:
-            state = self.state.get(w.tag)
+            state = self.state.get(w.key)
             if state is not None and state.init is w.value:
-                del self.state[w.tag]
+                del self.state[w.key]
             if snap.pooled and isinstance(w.value, np.ndarray):
-                self.pool.give(w.tag, w.value)
+                self.pool.give(w.key, w.value)
 
     def _advance(self, state, w, pooled, sumsq):
         """Makes a written weight its tag's W_prev (update stats measure
@@ -361,11 +380,11 @@ class SnapshotWriter:
         old, old_pooled = state.prev, state.prev_pooled
         state.prev, state.prev_pooled = w.value, pooled
         if old_pooled and old is not state.init:  # W_0 stays for the init stats
-            self.pool.give(w.tag, old)
+            self.pool.give(w.key, old)
         elif pooled:
             # Nothing came back: stock a spare, its pages mapped here
             # rather than by the next copy on the training thread.
-            self.pool.give(w.tag, w.value.copy())
+            self.pool.give(w.key, w.value.copy())
 
     def _values(self, snap):
         """The snapshot's events, each as byte pieces for the event file
@@ -392,28 +411,38 @@ class SnapshotWriter:
             state = self._state(w)
             # Exact frames float32, block-reduced ones float16 (budget.py).
             encoding = budget.frame_encoding(state.layout["block"])
+            framed = w.quantity == fmt.WEIGHTS or w.quantity in self.quantity_frames
             # The stats, the unit sums and the frame: one pass (stats.py),
             # or measured by the processes holding its shards (sharded.py).
             measured = getattr(w.value, "measurement", None) or stats_lib.measure(
                 w.value, state.prev, state.init, state.layout["unit_axes"], state.prev_sumsq,
-                state.init_sumsq, layout=state.layout, frame_dtype=fmt.encoding_dtype(encoding))
+                state.init_sumsq, layout=state.layout if framed else None,
+                frame_dtype=fmt.encoding_dtype(encoding))
             sumsqs.append(measured.sumsq if measured.finite else None)
             stats.append(measured.stats)
-            frame_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
-            events.append(eventfiles.event_pieces(frame_event, [
-                (fmt.frame_value(w.tag, None, state.content),
-                 fmt.frame_pieces(measured.frame, encoding))]))
+            if framed:
+                frame_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
+                events.append(eventfiles.event_pieces(frame_event, [
+                    (fmt.frame_value(w.tag, None, state.content, quantity=w.quantity),
+                     fmt.frame_pieces(measured.frame, encoding))]))
             block, update = state.unit_block, measured.update
             units_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
             fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
                             None if update is None else stats_lib.block_units(update, block),
-                            state.units_content, out=units_event.summary.value.add())
+                            state.units_content, out=units_event.summary.value.add(),
+                            quantity=w.quantity)
             events.append(eventfiles.event_pieces(units_event))
         spectral = self._spectral(snap, stats, time.thread_time() - start)
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
-        if snap.weights:  # one table per snapshot: a datum per snapshot for the reader
-            fmt.stats_table_value([w.tag for w in snap.weights], stats,
-                                  out=event.summary.value.add())
+        weights = [i for i, w in enumerate(snap.weights) if w.quantity == fmt.WEIGHTS]
+        others = [i for i, w in enumerate(snap.weights) if w.quantity != fmt.WEIGHTS]
+        if weights:  # one table per snapshot: a datum per snapshot for the reader
+            fmt.stats_table_value([snap.weights[i].tag for i in weights],
+                                  [stats[i] for i in weights], out=event.summary.value.add())
+        if others:  # the quantities' table, after the weights' (format.py)
+            fmt.stats_table_value([snap.weights[i].tag for i in others],
+                                  [stats[i] for i in others], out=event.summary.value.add(),
+                                  quantities=[snap.weights[i].quantity for i in others])
         structure = snap.structure if snap.structure is not None else self._lost_structure
         if structure is not None:
             fmt.structure_value(structure, out=event.summary.value.add())
@@ -432,8 +461,8 @@ class SnapshotWriter:
             return set()
         elapsed = None if self._last_wall_time is None else snap.wall_time - self._last_wall_time
         self._last_wall_time = snap.wall_time
-        matrices = {w.tag: (w, s) for w, s in zip(snap.weights, stats)
-                    if self.state[w.tag].matrix is not None}
+        matrices = {w.key: (w, s) for w, s in zip(snap.weights, stats)
+                    if self.state[w.key].matrix is not None}
         done = set()
         with spectral_lib.blas_single_thread():
             for tag, (w, tag_stats) in list(matrices.items()):
@@ -465,7 +494,7 @@ class SnapshotWriter:
         """The tag's state (new for a new tag, shape, dtype or layer class)."""
         value = w.value
         key = (tuple(value.shape), str(w.dtype), w.layer_class)
-        state = self.state.get(w.tag)
+        state = self.state.get(w.key)
         if state is not None and state.key == key:
             return state
         layout = weight_layout(w, self.max_cells)
@@ -476,8 +505,10 @@ class SnapshotWriter:
         units = stats_lib.unit_count(value.shape, unit_axes)
         unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
         units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
-        state = self.state[w.tag] = _TagState(key, layout, content, units_content, unit_block,
-                                              init=value, matrix=matrix_plan(w, layout))
+        # A quantity gets no spectral stats (not a weight matrix).
+        matrix = matrix_plan(w, layout) if w.quantity == fmt.WEIGHTS else None
+        state = self.state[w.key] = _TagState(key, layout, content, units_content, unit_block,
+                                              init=value, matrix=matrix)
         return state
 
     def _discard_events(self):
