@@ -71,3 +71,80 @@ def check_second_moment(prev, cur, g, b2, t):
     v_prev = prev["v_rms"] ** 2 * (1 - b2 ** (t - 1)) if t > 1 else 0.0
     close(cur["v_rms"] ** 2 * (1 - b2 ** t), b2 * v_prev + (1 - b2) * g ** 2, "v at t=%d" % t)
 
+
+
+def live_quantities():
+    """A Keras callback holding, at NNVizCallback's hooks, each trained
+    weight's quantities computed here from the live optimizer (put it after
+    NNVizCallback): `values[t][(tag, name)]`, t = the inner optimizer's
+    iterations. Written from Keras's slot attributes directly, not through
+    the reader under test."""
+    from tensorboard_nnviz.record import structure
+
+    class Live(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.values = {}
+
+        def _record(self):
+            outer = self.model.optimizer
+            scaled = isinstance(outer, keras.optimizers.LossScaleOptimizer)
+            opt = outer.inner_optimizer if scaled else outer
+            t = int(keras.ops.convert_to_numpy(opt.iterations))
+            if t == 0:
+                return
+            # The scale of the last step's grads (growth every 2000 steps: not yet).
+            scale = float(keras.ops.convert_to_numpy(outer.dynamic_scale)) if scaled else 1.0
+            out = self.values.setdefault(t, {})
+            for r in structure.weight_refs(self.model):
+                if not r.variable.trainable:
+                    continue
+                i = opt._get_variable_index(r.variable)
+                if isinstance(opt, keras.optimizers.Adam):
+                    m = keras.ops.convert_to_numpy(opt._momentums[i]).astype(np.float64)
+                    v = keras.ops.convert_to_numpy(opt._velocities[i]).astype(np.float64)
+                    out[r.tag, "m_hat"] = m / (1 - opt.beta_1 ** t)
+                    out[r.tag, "v_rms"] = np.sqrt(v / (1 - opt.beta_2 ** t))
+                if isinstance(opt, keras.optimizers.SGD) and opt.momentum:
+                    out[r.tag, "momentum"] = keras.ops.convert_to_numpy(opt.momentums[i])
+                grad = getattr(r.variable.value, "grad", None)
+                if grad is not None and not opt.gradient_accumulation_steps:
+                    out[r.tag, "grad"] = grad.detach().numpy().astype(np.float64) / scale
+
+        def on_train_begin(self, logs=None):
+            self._record()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._record()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._record()
+
+    return Live()
+
+
+def assert_stats_close(stats, truth):
+    """`stats[tag][step]` (a written quantity's stats) equal numpy's on
+    `truth[step][tag]` to float32 rounding: the recorder computes a
+    quantity in float32 (m * 1/(1 - b1^t)), the truth is float64."""
+    import pytest
+
+    for tag, by_step in stats.items():
+        steps = sorted(by_step)
+        first = truth[steps[0]][tag]
+        for i, step in enumerate(steps):
+            s, q = by_step[step], truth[step][tag]
+            size = float(np.abs(q).max())
+            for field, value in (("mean", q.mean()), ("std", q.std()), ("min", q.min()),
+                                 ("max", q.max()), ("l2", np.linalg.norm(q)),
+                                 ("absmax", np.abs(q).max()), ("p01", np.percentile(q, 1)),
+                                 ("p99", np.percentile(q, 99))):
+                assert s[field] == pytest.approx(value, rel=1e-5, abs=1e-6 * size), (tag, step,
+                                                                                     field)
+            assert s["nan"] == 0 and s["inf"] == 0
+            assert s["init_l2"] == pytest.approx(np.linalg.norm(q - first), rel=1e-4,
+                                                 abs=1e-6 * size * np.sqrt(q.size))
+            if i:
+                prev = truth[steps[i - 1]][tag]
+                assert s["update_l2"] == pytest.approx(np.linalg.norm(q - prev), rel=1e-4,
+                                                       abs=1e-6 * size * np.sqrt(q.size))

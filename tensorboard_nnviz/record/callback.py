@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from tensorboard_nnviz.record import budget as budget_lib
+from tensorboard_nnviz.record import quantities_keras
 from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import sharded as sharded_lib
 from tensorboard_nnviz.record import structure as structure_lib
@@ -180,8 +181,9 @@ class NNVizCallback(keras.callbacks.Callback):
         fit starts with the weights the first one ended with)."""
         it = self._iterations() if iterations is None else iterations
         self._find_shards()
-        self.recorder.snapshot(_KerasModel(self.model, self.recorder.shards is not None), it,
-                               token=self._optimizer())
+        source = _KerasModel(self.model, self.recorder.shards is not None,
+                             self.recorder.quantities)
+        self.recorder.snapshot(source, it, token=self._optimizer())
 
     def _find_shards(self):
         """Gives the recorder a `sharded.ShardedStats` once the model has a
@@ -220,9 +222,10 @@ _Recorded = collections.namedtuple("_Recorded", structure_lib.WeightRef._fields 
 class _KerasModel(recorder_lib.Source):
     """A Keras model as the recorder sees it (recorder.Source)."""
 
-    def __init__(self, model, shards=False):
+    def __init__(self, model, shards=False, quantities=()):
         self.model = model
         self.shards = shards  # sharded weights measured where they lie (sharded.py)
+        self.quantities = quantities  # read beside each weight (quantities_keras.py)
 
     def key(self):
         return (id(self.model),) + tuple(map(id, self.model.weights))
@@ -236,21 +239,44 @@ class _KerasModel(recorder_lib.Source):
         return structure_lib.build_structure(self.model, refs)
 
     def copy(self, recorded, pool, writes=True):
+        reader = self._reader() if writes else None
         weights = []
         for r in recorded:
             value = getattr(r.variable, "value", r.variable)
-            if self.shards and _sharded_jax_array(value):
+            sharded = self.shards and _sharded_jax_array(value)
+            if sharded:
                 value = _own_shards(value, r.tag, pool.take)
             elif writes:
                 value = _copy_to_host(r.variable, r.tag, pool.take)
             else:
                 continue
             weights.append(writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, r.dtype))
+            if not sharded:  # a sharded weight's slots are sharded too: not read (README)
+                weights += _quantities(reader, r, pool.take)
         return weights
+
+    def _reader(self):
+        """The optimizer's quantities for this snapshot (one read of its
+        step count and scales), or None when none are recorded."""
+        if not self.quantities:
+            return None
+        return quantities_keras.Reader(getattr(self.model, "optimizer", None), self.quantities,
+                                       _host_view)
 
     def join(self, recorded):
         for r in recorded:
             _join_gather(r.variable)
+
+
+def _quantities(reader, r, take):
+    """`writer.Weight`s of the quantities `reader` finds for the recorded
+    weight `r` (README, "Gradients and optimizer state": which each
+    backend has), each copied into the pool under (tag, quantity)."""
+    if reader is None:
+        return []
+    found = reader.read(r.variable, lambda name, shape, dtype: take((r.tag, name), shape, dtype))
+    return [writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, value.dtype.name,
+                              quantity=name) for name, value in found]
 
 
 def _copy_to_host(variable, tag, take):

@@ -146,3 +146,90 @@ def test_grad_exists_on_the_torch_backend_only():
         assert has == [False] + [True] * kq.STEPS  # none before the first step
     else:
         assert not any(has)
+
+
+# --- the written run ------------------------------------------------------------------
+
+ALL = ("grad", "m_hat", "v_rms", "momentum")
+
+
+def _recorded(tmp_path, optimizer, **kwargs):
+    import keras_models as km
+    from runs import read_run
+
+    model, data = km.build("mlp")
+    model.compile(optimizer, "mse")
+    live = kq.live_quantities()
+    km.train_run(str(tmp_path), model=(model, data), epochs=2, steps=4, callbacks=[live],
+                 snapshot_freq=2, quantities=ALL, quantity_frames=True, **kwargs)
+    return read_run(tmp_path), live.values
+
+
+def _assert_quantities_match(run, values, expected_names):
+    """Each written quantity's stats and frames equal the live values at its
+    step; the run holds exactly `expected_names` for every trained weight."""
+    from runs import reference_frame
+
+    names = {q for _, q in run["qstats"]}
+    assert names == set(expected_names)
+    assert {tag for tag, _ in run["qstats"]} == set(run["stats"])  # every weight has them
+    for name in expected_names:
+        stats = {tag: s for (tag, q), s in run["qstats"].items() if q == name}
+        truth = {t: {tag: v[tag, name] for tag in stats} for t, v in values.items()}
+        steps = sorted(next(iter(stats.values())))
+        assert steps == [2, 4, 6, 8], name  # no quantity before the first step
+        kq.assert_stats_close(stats, truth)
+        frames = {tag: f for (tag, q), f in run["qframes"].items() if q == name}
+        assert sorted(frames) == sorted(stats)
+        for tag, by_step in frames.items():  # laid out as its weight, cell for cell
+            layout = run["content"][tag]["layout"]
+            for step, frame in by_step.items():
+                expected = reference_frame(truth[step][tag], layout)
+                np.testing.assert_allclose(frame, expected, rtol=1e-5,
+                                           atol=1e-6 * np.abs(expected).max())
+
+
+def test_written_adam_quantities_equal_the_live_optimizer(tmp_path):
+    run, values = _recorded(tmp_path, keras.optimizers.Adam(0.01))
+    expected = ("grad", "m_hat", "v_rms") if BACKEND == "torch" else ("m_hat", "v_rms")
+    _assert_quantities_match(run, values, expected)
+
+
+def test_written_sgd_momentum_equals_the_live_buffer(tmp_path):
+    run, values = _recorded(tmp_path, keras.optimizers.SGD(0.05, momentum=0.9))
+    _assert_quantities_match(run, values, ("grad", "momentum") if BACKEND == "torch"
+                             else ("momentum",))
+
+
+def test_written_loss_scale_quantities_are_the_inner_optimizers(tmp_path):
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01))
+    run, values = _recorded(tmp_path, opt)
+    expected = ("grad", "m_hat", "v_rms") if BACKEND == "torch" else ("m_hat", "v_rms")
+    _assert_quantities_match(run, values, expected)
+    # The grad is unscaled: of the order of the model's, not 2**15 times it.
+    if BACKEND == "torch":
+        assert max(s["absmax"] for (t, q), by in run["qstats"].items() if q == "grad"
+                   for s in by.values()) < 100
+
+
+def test_written_quantities_under_gradient_accumulation(tmp_path):
+    # 8 micro-batches, 2 per update: snapshots every 2 batches at updates 1..4.
+    run, values = _recorded(tmp_path, keras.optimizers.Adam(0.01, gradient_accumulation_steps=2))
+    by_step = {q: sorted(next(by for (t, n), by in run["qstats"].items() if n == q))
+               for q in ("m_hat", "v_rms")}
+    assert by_step == {"m_hat": [1, 2, 3, 4], "v_rms": [1, 2, 3, 4]}
+    assert {q for _, q in run["qstats"]} == {"m_hat", "v_rms"}  # no grad: it is gone
+    for name in ("m_hat", "v_rms"):
+        stats = {tag: s for (tag, q), s in run["qstats"].items() if q == name}
+        kq.assert_stats_close(stats,
+                                  {t: {tag: v[tag, name] for tag in stats}
+                                   for t, v in values.items()})
+
+
+def test_quantities_off_writes_weights_only(tmp_path):
+    import keras_models as km
+    from runs import read_run
+
+    km.train_run(str(tmp_path), epochs=1, steps=2, snapshot_freq=1, quantities=())
+    run = read_run(tmp_path)
+    assert run["stats"] and not run["qstats"] and not run["qframes"]
