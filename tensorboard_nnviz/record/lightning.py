@@ -68,7 +68,8 @@ class NNVizCallback(Callback):
 
     def on_train_start(self, trainer, pl_module):
         self._driver.start(pl_module, self.log_dir or default_log_dir(trainer),
-                           trainer.global_step, writes=trainer.global_rank == 0)
+                           trainer.global_step, writes=trainer.global_rank == 0,
+                           optimizers=trainer.optimizers)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._driver.advance_to(trainer.global_step)

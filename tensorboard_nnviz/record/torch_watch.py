@@ -21,6 +21,7 @@ import weakref
 import numpy as np
 import torch
 
+from tensorboard_nnviz.record import quantities_torch
 from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import sharded as sharded_lib
 from tensorboard_nnviz.record import structure_torch
@@ -159,7 +160,8 @@ class Watcher:
         self._start(recorder, model, None, optimizer, start, process_rank() == 0)
 
     @classmethod
-    def driven(cls, recorder, model, log_dir, start=0, writes=True, expected=None):
+    def driven(cls, recorder, model, log_dir, start=0, writes=True, expected=None,
+               optimizers=()):
         """A Watcher for a callback that counts the steps itself (`advance_to`
         its trainer's `global_step`).
 
@@ -170,15 +172,22 @@ class Watcher:
           writes: whether this process writes (the trainer's global zero);
             the others only measure their shards of sharded weights.
           expected: snapshots expected, for the budget line (or None).
+          optimizers: the trainer's optimizers (or wrappers of them), whose
+            state and gradients give the recorded quantities.
         """
         self = cls.__new__(cls)
-        self._start(recorder, model, log_dir, None, start, writes, expected)
+        self._start(recorder, model, log_dir, None, start, writes, expected, optimizers)
         return self
 
-    def _start(self, recorder, model, log_dir, optimizer, start, writes, expected=None):
+    def _start(self, recorder, model, log_dir, optimizer, start, writes, expected=None,
+               optimizers=()):
         self.recorder = recorder
         self.model = structure_torch.unwrap(model)
         self._source = _TorchModel(self.model)
+        self._source.quantities = recorder.quantities
+        found = [optimizer] if optimizer is not None else [real_optimizer(o) for o in optimizers]
+        self._source.optimizers = [o for o in found if o is not None]
+        self.skipped_steps = 0  # steps a fused optimizer skipped for inf/NaN grads
         self._count = int(start)  # optimizer steps completed
         self._budget = [expected]  # logged before the first snapshot, then emptied
         self._hook = None
@@ -217,6 +226,9 @@ class Watcher:
         self.advance_to(self._count + 1)
 
     def _on_optimizer_step(self, optimizer, args, kwargs):
+        if quantities_torch.skipped(optimizer):  # no step: the weights did not change
+            self.skipped_steps += 1
+            return
         self.advance_to(self._count + 1)
 
     def advance_to(self, count):
@@ -288,11 +300,12 @@ class Driver:
             self.recorder.check_log_dir()  # an explicit log_dir; the trainer's is known later
         self._watcher = None
 
-    def start(self, model, log_dir, start, writes, expected=None):
+    def start(self, model, log_dir, start, writes, expected=None, optimizers=()):
         """Training starts: the first snapshot. On every process: one writes,
-        but sharded weights (FSDP2) need every process to measure its shards."""
+        but sharded weights (FSDP2) need every process to measure its shards.
+        `optimizers`: the trainer's, for the recorded quantities."""
         self._watcher = Watcher.driven(self.recorder, model, log_dir, start=start, writes=writes,
-                                       expected=expected)
+                                       expected=expected, optimizers=optimizers)
         self._watcher.snapshot()
 
     def advance_to(self, global_step):
@@ -317,6 +330,8 @@ class _TorchModel(recorder_lib.Source):
     def __init__(self, model):
         self.model = model
         self.shards = False  # sharded weights measured where they lie (sharded.py)
+        self.quantities = ()  # recorded beside each parameter (quantities_torch.py)
+        self.optimizers = []  # whose gradients and state give them
 
     def key(self):
         model = self.model
@@ -331,8 +346,9 @@ class _TorchModel(recorder_lib.Source):
                                                structure_torch.fx_inbound(self.model))
 
     def copy(self, recorded, pool, writes=True):
+        groups = quantities_torch.groups_of(self.optimizers) if self.quantities else {}
         with torch.no_grad():
-            return copy_to_host(recorded, pool, writes, self.shards)
+            return copy_to_host(recorded, pool, writes, self.shards, self.quantities, groups)
 
     def join(self, recorded):
         """Another rank's part in a snapshot of sharded weights it gathers
@@ -424,8 +440,11 @@ class HostBufferPool(writer_lib.BufferPool):
         return torch.empty(shape, dtype=dtype, pin_memory=True)
 
 
-def copy_to_host(items, pool, writes=True, shards=False):
-    """One copy of each tensor into a buffer of `pool`: `writer.Weight`s.
+def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=None):
+    """One copy of each tensor into a buffer of `pool`: `writer.Weight`s,
+    each parameter's followed by one per quantity of `quantities` its
+    optimizer has for it (`quantities_torch.read` with `groups`; not for
+    sharded parameters).
 
     CPU tensors: one synchronous copy (torch's, multithreaded for large
     ones). CUDA tensors: one `non_blocking` copy each into pinned buffers,
@@ -439,6 +458,7 @@ def copy_to_host(items, pool, writes=True, shards=False):
     """
     devices = set()
     weights = []
+    finishing = []  # (host buffer, in-place function) once the copies landed
 
     def host(tensor, key):
         if tensor.device.type == "cuda":
@@ -462,8 +482,17 @@ def copy_to_host(items, pool, writes=True, shards=False):
         if writes:
             weights.append(writer_lib.Weight(e.tag, host(tensor, e.tag), e.layer_class, e.layer,
                                              e.dtype))
+            wanted = () if structure_torch.is_sharded(e.tensor) else quantities  # not done yet
+            for r in quantities_torch.read(e.tensor, wanted, groups or {}):
+                buf = host(r.tensor.detach(), (e.tag, r.quantity))
+                if r.finish is not None:
+                    finishing.append((buf, r.finish))
+                weights.append(writer_lib.Weight(e.tag, buf, e.layer_class, e.layer,
+                                                 str(buf.dtype), r.quantity))
     for device in devices:
         torch.cuda.current_stream(device).synchronize()
+    for buf, finish in finishing:
+        finish(torch.from_numpy(buf))
     return weights
 
 

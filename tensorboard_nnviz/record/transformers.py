@@ -11,10 +11,12 @@ global_step += 1
 on_step_end             weights after the step global_step counts: snapshots
 ```
 
-Weights are read at `on_step_end` (and `on_epoch_end`). The two
-optimizer-step events are where gradients and optimizer state are to be
-read, into the snapshot due at `global_step + 1` (docs/architecture.md,
-"Hugging Face Trainer"); nothing reads them yet.
+A snapshot due at `global_step + 1` is taken at `on_optimizer_step`: the
+weights are those `on_step_end` would see, and the gradients the step
+applied are still there (the Trainer zeroes them before `on_step_end`),
+with the optimizer's new state (docs/architecture.md, "Hugging Face
+Trainer"). Snapshots at an epoch's end (`on_epoch_end`) have the
+optimizer's state but no gradient.
 """
 
 import math
@@ -87,8 +89,13 @@ class NNVizCallback(TrainerCallback):
         log_dir = self.log_dir
         if writes and log_dir is None:
             log_dir = default_log_dir(args, _running_callbacks())
+        optimizer = kwargs.get("optimizer")
         self._driver.start(model, log_dir, state.global_step, writes=writes,
-                           expected=self._expected(state))
+                           expected=self._expected(state),
+                           optimizers=[] if optimizer is None else [optimizer])
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self._driver.advance_to(state.global_step + 1)  # the step being completed
 
     def on_step_end(self, args, state, control, **kwargs):
         self._driver.advance_to(state.global_step)

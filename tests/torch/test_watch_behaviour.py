@@ -148,7 +148,9 @@ def test_host_buffers_are_recycled(tmp_path):
     _loop(model, opt, 30)
     w.close()
     assert steps_of(tmp_path) == list(range(31))
-    assert 4 <= len(allocated) <= 4 * 4, len(allocated)
+    # 4 parameters and their gradients (plain SGD: no state), each at most
+    # W_0, W_prev, one queued, one being written and one being copied
+    assert 8 <= len(allocated) <= 8 * 5, len(allocated)
 
 
 def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
@@ -176,10 +178,10 @@ def test_pinned_mode_copies_only_into_buffers_it_allocated(tmp_path):
     w.recorder.writer.pool = pool
     _loop(model, opt, 20)
     w.close()
-    assert len(copied) == 20 * 4
+    assert len(copied) == 20 * 4 * 2  # each parameter and its gradient (plain SGD: no state)
     addresses = {t.data_ptr() for t in pinned}
     assert all(buf.ctypes.data in addresses for buf in copied)
-    assert len(pinned) <= 4 * 4, "recycled, not one per snapshot"
+    assert len(pinned) <= 8 * 5, "recycled, not one per snapshot"
     frames = read_run(tmp_path)["frames"]
     np.testing.assert_array_equal(frames["2/bias"][20], model[2].bias.detach().numpy()[None])
 
