@@ -25,9 +25,10 @@ says the same for users):
   under its momentum schedule; `m_hat` is the plain bias-corrected average.
 - Adamax: `m_hat` as Adam; `v_rms` = u, the decayed infinity norm
   max(b2 * u, |g|) as stored: an upper envelope of |g|, not an RMS.
-- RMSprop: `v_rms` = sqrt(v) as stored (no bias correction), also when
-  centered (the step then divides by sqrt(v - mean_g^2 + eps)); `momentum`
-  its momentum buffer, in parameter units, subtracted from the weight.
+- RMSprop: `v_rms` = sqrt(v) as stored (no bias correction); centered,
+  sqrt(v - mean_g^2): what the step divides by, without eps, as the
+  PyTorch recorder reads it. `momentum`: its momentum buffer, in parameter
+  units (it includes lr), subtracted from the weight.
 - SGD: `momentum` = its buffer m = mu * m - lr * g, in parameter units
   (it includes -lr), added to the weight: not PyTorch's gradient units.
 - `grad` (torch backend): the gradient the optimizer applied: divided by
@@ -56,7 +57,8 @@ _SLOTS = (
     (keras.optimizers.Nadam, _ADAM),
     (keras.optimizers.Adam, _ADAM),
     (keras.optimizers.Adamax, {"m_hat": ("_m", "m"), "v_rms": ("_u", "raw")}),
-    (keras.optimizers.RMSprop, {"v_rms": ("_velocities", "sqrt"), "momentum": ("_momentums", "raw")}),
+    (keras.optimizers.RMSprop, {"v_rms": ("_velocities", "sqrt"),
+                                "momentum": ("_momentums", "raw")}),
     (keras.optimizers.SGD, {"momentum": ("momentums", "raw")}),
 )
 
@@ -89,6 +91,7 @@ class Reader:
         self._slots = {}
         self._coef = {}
         self._grad = None  # (divide by, clip) when grads are read
+        self._centered = None  # centered RMSprop's mean gradients
         if not self._names or self._opt is None or not getattr(self._opt, "built", False):
             return
         self._t = int(np.asarray(keras.ops.convert_to_numpy(self._opt.iterations)))
@@ -111,6 +114,8 @@ class Reader:
             slots = getattr(self._opt, attr, None)
             if slots:  # SGD/RMSprop without momentum keep an empty list
                 found[name] = (slots,) + self._scale(how)
+        if "v_rms" in found and getattr(self._opt, "centered", False):
+            self._centered = self._opt._average_gradients  # v - mean_g^2, then sqrt
         return found
 
     def _scale(self, how):
@@ -135,14 +140,23 @@ class Reader:
             if name == "grad":
                 value = self._read_grad(variable, take)
             elif name in self._slots:
-                slots, mult, sqrt = self._slots[name]
-                value = _scaled(self._host_view(slots[index].value, slots[index]), mult, sqrt, name,
-                                take)
+                value = self._read_slot(name, index, take)
             else:
                 continue
             if value is not None:
                 out.append((name, value))
         return out
+
+    def _read_slot(self, name, index, take):
+        slots, mult, sqrt = self._slots[name]
+        view = self._host_view(slots[index].value, slots[index])
+        if name != "v_rms" or self._centered is None:
+            return _scaled(view, mult, sqrt, name, take)
+        buf = _scaled(view, 1.0, False, name, take)
+        mean = self._host_view(self._centered[index].value, self._centered[index])
+        buf -= np.square(mean)
+        np.maximum(buf, 0, out=buf)  # rounding can leave v a hair under mean^2
+        return np.sqrt(buf, out=buf)
 
     def _read_grad(self, variable, take):
         if self._grad is None:

@@ -7,6 +7,7 @@ test-torch target).
 """
 
 import keras
+import numpy as np
 import pytest
 
 import keras_quantities as kq
@@ -38,3 +39,13 @@ def test_torch_grad_follows_adams_first_moment():
     for prev, cur in kq.pairs(steps):
         kq.close(cur["a"]["grad"], kq.grad_from_m(prev["a"], cur["a"], 0.9, cur["t"]),
                  "step %d" % cur["t"])
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop_step_divides_by_v_rms(centered):
+    # What the step divides by, without eps (centered: sqrt(v - mean_g^2)).
+    steps = kq.train(keras.optimizers.RMSprop(kq.LR, centered=centered))
+    for prev, cur in kq.pairs(steps):
+        p, c = prev["a"], cur["a"]
+        expected = -kq.LR * c["grad"] / np.sqrt(c["v_rms"] ** 2 + 1e-7)
+        kq.close(c["w"] - p["w"], expected, "step %d" % cur["t"])
