@@ -14,6 +14,14 @@ an MLP on synthetic data with:
   nnviz   NNVizCallback(snapshot_freq="epoch")
   keras   keras.callbacks.TensorBoard(histogram_freq=1, write_images=True)
 
+and with --quantities also (what recording the optimizer's quantities adds):
+
+  weights NNVizCallback(quantities=()): the weights only
+  all     NNVizCallback(quantities=all four, quantity_frames=True)
+
+(`nnviz` itself records the default quantities: README, "Gradients and
+optimizer state"; on JAX and TensorFlow there is no `grad`.)
+
 on 784-1024-1024-10 (wide) and 784-64-64-10 (the TensorBoard tutorial's
 size). Overhead = fit time with the callback - fit time without, both by
 the wall clock and by this process's CPU time (the CPU figure is steadier
@@ -28,6 +36,7 @@ the table says so. Takes about 6 minutes per backend on 2 cores.
 
     python benchmarks/callback_overhead.py [--backends tensorflow,jax,torch]
         [--samples 10000] [--epochs 3] [--repeats 5] [--models ...] [--spectral auto]
+        [--quantities]
 """
 
 import argparse
@@ -47,6 +56,8 @@ import numpy as np  # noqa: E402
 
 MODELS = {"784-1024-1024-10": (1024, 1024), "784-64-64-10": (64, 64)}
 CONFIGS = ("none", "nnviz", "keras")
+QUANTITY_CONFIGS = ("weights", "all")  # --quantities
+ALL_QUANTITIES = ("grad", "m_hat", "v_rms", "momentum")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENVIRONMENTS = {"tensorflow": ".venv", "jax": ".venv-jax", "torch": ".venv-torch"}
 
@@ -74,6 +85,12 @@ def callbacks_for(config, logdir):
 
     if config == "nnviz":
         return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"])]
+    if config == "weights":
+        return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"],
+                              quantities=())]
+    if config == "all":
+        return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"],
+                              quantities=ALL_QUANTITIES, quantity_frames=True)]
     if config == "keras":
         return [keras.callbacks.TensorBoard(logdir, histogram_freq=1, write_images=True)]
     return []
@@ -156,6 +173,8 @@ def measure(args):
     backend = keras.backend.backend()
     unavailable = keras_tb_unavailable()
     configs = tuple(c for c in CONFIGS if not (c == "keras" and unavailable))
+    if args.quantities:
+        configs += QUANTITY_CONFIGS
     rng = np.random.default_rng(0)
     data = (rng.standard_normal((args.samples, 784)).astype("float32"),
             rng.integers(0, 10, args.samples))
@@ -192,6 +211,7 @@ def run_backend(backend, args):
                 "--samples", str(args.samples), "--batch", str(args.batch),
                 "--epochs", str(args.epochs), "--repeats", str(args.repeats),
                 "--models", args.models, "--spectral", args.spectral]
+        argv += ["--quantities"] if args.quantities else []
         subprocess.run(argv, check=True, env=dict(os.environ, KERAS_BACKEND=backend))
         with open(out.name) as f:
             return json.load(f)
@@ -249,6 +269,33 @@ def print_tables(runs, args):
             print("| %s | %s | %.2f s | %.3f s | %.1f%% | %s | %s | %s | %s |" % (
                 name, run["backend"], base, ours, 100 * ours / base, theirs_cell, ratio,
                 fmt_bytes(sizes[name + "|nnviz"]), their_bytes))
+    if args.quantities:
+        print_quantity_table(runs, names)
+
+
+def print_quantity_table(runs, names):
+    """What the optimizer's quantities add to the weights-only recording:
+    direct cost (hooks + worker CPU, min over runs) and bytes."""
+    print()
+    print("Quantities: direct cost (hooks + worker CPU, min over runs) and bytes written, "
+          "weights only vs the default quantities vs all four with frames.")
+    header = ("| model | backend | fit, no callback | weights only | default | all + frames | "
+              "default / weights | all / weights | bytes weights | bytes default | bytes all |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in names:
+        for run in runs:
+            res, sizes = run["results"], run["sizes"]
+            base = min(t[0] for t in res[name + "|none"])
+            cost = {c: min(t[2] + t[3] for t in res[name + "|" + c])
+                    for c in ("weights", "nnviz", "all")}
+            print("| %s | %s | %.2f s | %.3f s (%.1f%%) | %.3f s (%.1f%%) | %.3f s (%.1f%%) | "
+                  "%.2f | %.2f | %s | %s | %s |" % (
+                      (name, run["backend"], base)
+                      + sum(((cost[c], 100 * cost[c] / base) for c in ("weights", "nnviz", "all")),
+                            ())
+                      + (cost["nnviz"] / cost["weights"], cost["all"] / cost["weights"])
+                      + tuple(fmt_bytes(sizes[name + "|" + c]) for c in ("weights", "nnviz", "all"))))
 
 
 def main():
@@ -261,6 +308,8 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--spectral", default="auto",
                         help="NNVizCallback's spectral option: auto (default), True or False")
+    parser.add_argument("--quantities", action="store_true",
+                        help="also time NNVizCallback with no quantities and with all of them")
     parser.add_argument("--measure", metavar="OUT.json",
                         help="measure this process's backend only and write OUT.json "
                              "(what the driver runs in each environment)")

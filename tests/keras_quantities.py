@@ -148,3 +148,39 @@ def assert_stats_close(stats, truth):
                 prev = truth[steps[i - 1]][tag]
                 assert s["update_l2"] == pytest.approx(np.linalg.norm(q - prev), rel=1e-4,
                                                        abs=1e-6 * size * np.sqrt(q.size))
+
+
+DEPTH = 8
+
+
+def deep_mlp(logdir, healthy=False, steps=48, snapshot_freq=4):
+    """An 8-layer MLP (d0 … d7, then `out`) trained under Adam with
+    NNVizCallback's default quantities into `logdir`.
+
+    Sigmoid with Keras's default (Glorot) init: each layer shrinks the
+    gradient flowing back by its sigmoid's slope (at most 1/4), so the first
+    layers' gradient RMS ends orders of magnitude below the last ones'
+    (d0 about 1e-5 of `out`), while Adam's steps, scale-free, keep every
+    update ratio within a small factor. `healthy`: the twin with ReLU, He
+    init and LayerNorm after each layer, whose gradients stay of one order.
+    """
+    from tensorboard_nnviz import NNVizCallback
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 10)).astype("float32")
+    y = rng.standard_normal((64, 4)).astype("float32")
+    layers = [keras.Input((10,))]
+    for i in range(DEPTH):
+        if healthy:
+            layers += [keras.layers.Dense(16, activation="relu", kernel_initializer="he_normal",
+                                          name="d%d" % i),
+                       keras.layers.LayerNormalization(name="ln%d" % i)]
+        else:
+            layers.append(keras.layers.Dense(16, activation="sigmoid", name="d%d" % i))
+    layers.append(keras.layers.Dense(4, name="out"))
+    model = keras.Sequential(layers, name="healthy_twin" if healthy else "deep_sigmoid")
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.fit(x, y, batch_size=8, epochs=steps * 8 // len(x), verbose=0, shuffle=False,
+              callbacks=[NNVizCallback(str(logdir), snapshot_freq=snapshot_freq)])
+    return model
