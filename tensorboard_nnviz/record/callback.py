@@ -30,6 +30,8 @@ class NNVizCallback(keras.callbacks.Callback):
     Steps stay monotonic within `log_dir`: after a recompile, a new
     optimizer, or on a log_dir that already holds snapshots, they continue
     after the last step written there, and no step is written twice.
+    Beside each weight it records the optimizer's quantities of it
+    (`quantities`), read from the live optimizer at the snapshot.
 
     The training thread only copies weights to host memory; a background
     thread lays them out, measures and writes them. It runs on Keras's
@@ -65,7 +67,8 @@ class NNVizCallback(keras.callbacks.Callback):
       quantities: what to record beside each weight, each as the weight
         is (stats, per-unit stats, frames if chosen): names from "grad",
         "m_hat", "v_rms", "momentum" (README, "Gradients and optimizer
-        state", says which each backend has); `()` for the weights only.
+        state on Keras", says which each backend and optimizer has, and
+        their conventions); `()` for the weights only.
       quantity_frames: which of `quantities` also get frames: names, True
         (all) or False (none). Default `("grad",)`: the README gives the
         bytes each adds per snapshot.

@@ -1,8 +1,8 @@
 """What a Keras optimizer holds for each weight, as host arrays.
 
 The Keras callback records, beside each weight, the quantities
-`recorder.quantities` names (docs/architecture.md, "Gradients and
-optimizer state"): `m_hat`, `v_rms`, `momentum` from the optimizer's slots
+`recorder.quantities` names (docs/architecture.md, "Backends and
+distribution"): `m_hat`, `v_rms`, `momentum` from the optimizer's slots
 on every backend, and `grad` on the torch backend only (the one backend
 where the gradient outlives the train step, as `variable.value.grad`).
 
@@ -14,8 +14,8 @@ counts the real updates only (Keras divides its micro-step counter by the
 accumulation steps), and under a loss-scale wrapper leaves out the steps
 skipped for overflow.
 
-Conventions, per optimizer (the README, "Gradients and optimizer state",
-says the same for users):
+Conventions, per optimizer (the README, "Gradients and optimizer state on
+Keras", says the same for users):
 
 - Adam, AdamW (`m`, `v`; AMSGrad: `v_hat`), Nadam: `m_hat` = m / (1 - b1^t),
   `v_rms` = sqrt(v / (1 - b2^t)). Keras's Adam adds eps to sqrt(v) before
