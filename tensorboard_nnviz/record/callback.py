@@ -185,7 +185,7 @@ class NNVizCallback(keras.callbacks.Callback):
         it = self._iterations() if iterations is None else iterations
         self._find_shards()
         source = _KerasModel(self.model, self.recorder.shards is not None,
-                             self.recorder.quantities)
+                             self.recorder.quantities, self.recorder.warn_once)
         self.recorder.snapshot(source, it, token=self._optimizer())
 
     def _find_shards(self):
@@ -225,10 +225,11 @@ _Recorded = collections.namedtuple("_Recorded", structure_lib.WeightRef._fields 
 class _KerasModel(recorder_lib.Source):
     """A Keras model as the recorder sees it (recorder.Source)."""
 
-    def __init__(self, model, shards=False, quantities=()):
+    def __init__(self, model, shards=False, quantities=(), warn=logger.warning):
         self.model = model
         self.shards = shards  # sharded weights measured where they lie (sharded.py)
         self.quantities = quantities  # read beside each weight (quantities_keras.py)
+        self.warn = warn
 
     def key(self):
         return (id(self.model),) + tuple(map(id, self.model.weights))
@@ -254,32 +255,44 @@ class _KerasModel(recorder_lib.Source):
             else:
                 continue
             weights.append(writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, r.dtype))
-            if not sharded:  # a sharded weight's slots are sharded too: not read (README)
-                weights += _quantities(reader, r, pool.take)
+            if not sharded and reader is not None:  # a sharded weight's slots: not read (README)
+                weights += self._quantities(reader, r, pool.take)
         return weights
 
     def _reader(self):
         """The optimizer's quantities for this snapshot (one read of its
-        step count and scales), or None when none are recorded."""
+        step count and scales), or None when none are recorded or the
+        optimizer cannot be read (then the weights are recorded alone)."""
         if not self.quantities:
             return None
-        return quantities_keras.Reader(getattr(self.model, "optimizer", None), self.quantities,
-                                       _host_view)
+        try:
+            return quantities_keras.Reader(getattr(self.model, "optimizer", None),
+                                           self.quantities, _host_view)
+        except Exception as e:
+            self._failed(e)
+            return None
+
+    def _quantities(self, reader, r, take):
+        """`writer.Weight`s of the quantities `reader` finds for the recorded
+        weight `r`, each copied into the pool under (tag, quantity); none
+        if reading them fails (the weight is recorded all the same)."""
+        try:
+            found = reader.read(r.variable, lambda name, shape, dtype: take((r.tag, name), shape,
+                                                                             dtype))
+        except Exception as e:
+            self._failed(e)
+            return []
+        return [writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, value.dtype.name,
+                                  quantity=name) for name, value in found]
+
+    def _failed(self, e):
+        logger.debug("nnviz: optimizer quantities not read", exc_info=True)
+        self.warn("%s could not read the optimizer's quantities (%s: %s); the weights are "
+                  "recorded without them" % (recorder_lib.KERAS, type(e).__name__, e))
 
     def join(self, recorded):
         for r in recorded:
             _join_gather(r.variable)
-
-
-def _quantities(reader, r, take):
-    """`writer.Weight`s of the quantities `reader` finds for the recorded
-    weight `r` (README, "Gradients and optimizer state": which each
-    backend has), each copied into the pool under (tag, quantity)."""
-    if reader is None:
-        return []
-    found = reader.read(r.variable, lambda name, shape, dtype: take((r.tag, name), shape, dtype))
-    return [writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, value.dtype.name,
-                              quantity=name) for name, value in found]
 
 
 def _copy_to_host(variable, tag, take):

@@ -233,3 +233,21 @@ def test_quantities_off_writes_weights_only(tmp_path):
     km.train_run(str(tmp_path), epochs=1, steps=2, snapshot_freq=1, quantities=())
     run = read_run(tmp_path)
     assert run["stats"] and not run["qstats"] and not run["qframes"]
+
+
+def test_an_optimizer_we_cannot_read_leaves_the_weights_recorded(tmp_path, monkeypatch):
+    import keras_models as km
+    from runs import read_run
+
+    def unreadable(self, variable, take):
+        raise RuntimeError("a slot layout we do not know")
+
+    monkeypatch.setattr(kq.qk.Reader, "read", unreadable)
+    with pytest.warns(RuntimeWarning, match="could not read the optimizer's quantities"):
+        model, _, history = km.train_run(str(tmp_path), epochs=1, steps=2, snapshot_freq=1,
+                                         quantities=ALL)
+    assert len(history.history["loss"]) == 1  # training went on
+    run = read_run(tmp_path)
+    assert len(run["stats"]) == len(model.weights)
+    assert all(sorted(by) == [0, 1, 2] for by in run["stats"].values())
+    assert run["qstats"] == {}
