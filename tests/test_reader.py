@@ -96,6 +96,8 @@ def test_tags_describe_frames(reader, run):
         "layout": {"row_axes": [0, 1, 2], "col_axes": [3], "block": [1, 1], "groups": [],
                    "unit_axes": [3]},
         "steps": [0, 5, 10],
+        "quantities": ["weights"],  # a run without quantities
+        "frame_quantities": ["weights"],
     }
     (big,) = r.tags_impl(None, eid, "big")["tensors"]
     assert big["downsampled"] is True

@@ -89,9 +89,9 @@ def _nearest_free(steps, target, taken):
 
 
 def _is_snapshot_value(value):
-    kind = fmt.parse_summary_tag(value.tag)
+    kind = fmt.parse_quantity_tag(value.tag)  # a weight's or a quantity's
     return kind is not None and kind[0] in (fmt.KIND_FRAME, fmt.KIND_STATS, fmt.KIND_UNITS,
-                                            fmt.KIND_STATS_TABLE)
+                                            fmt.KIND_STATS_TABLE, fmt.KIND_QSTATS_TABLE)
 
 
 def run_dir(logdir, run):

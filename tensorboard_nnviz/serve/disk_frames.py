@@ -112,11 +112,11 @@ class DiskFrames:
                 for key in [k for k in table if k[0] == eid and k[1:] not in live]:
                     del table[key]
 
-    def one(self, ctx, eid, run, tag, recheck=False):
-        """The FrameSeries of weight `tag`, or None. TensorBoard is asked
-        only the first time (or on `recheck`): a tag's content never
-        changes, and the index finds new steps itself."""
-        summary_tag = fmt.frame_tag(tag)
+    def one(self, ctx, eid, run, tag, recheck=False, quantity=fmt.WEIGHTS):
+        """The FrameSeries of weight `tag` (or of its `quantity`), or None.
+        TensorBoard is asked only the first time (or on `recheck`): a tag's
+        content never changes, and the index finds new steps itself."""
+        summary_tag = fmt.frame_tag(tag, quantity)
         content = self._contents.get((eid, run, summary_tag))
         if content is None or recheck:
             listing = self.list(ctx, eid, runs=[run], tags=[summary_tag])
@@ -127,7 +127,7 @@ class DiskFrames:
         index = self._indexes.get(eid, run, refresh=recheck)
         entry = index and self._entry(eid, run, summary_tag, index)
         if entry is None:
-            return self._fallback.one(ctx, eid, run, tag, recheck)
+            return self._fallback.one(ctx, eid, run, tag, recheck, quantity)
         return entry
 
     def _entry(self, eid, run, summary_tag, index):
@@ -146,14 +146,16 @@ class DiskFrames:
         self._series[key] = (version, content, entry)
         return entry
 
-    def read(self, ctx, run, tag, step, location):
-        """The frame of `tag` at `step` in the record at `location`.
+    def read(self, ctx, run, tag, step, location, quantity=fmt.WEIGHTS):
+        """The frame of `tag` (its `quantity`) at `step` in the record at
+        `location`.
 
         Raises:
           NotFoundError: the event file is gone (the caller refreshes).
           DataError: the record is damaged.
         """
-        summary_tag = fmt.frame_tag(tag)
+        summary_tag = fmt.frame_tag(tag, quantity)
+        name = frames_lib.named(tag, quantity)
         key = (location, summary_tag)
         frame = self._cache.get(key)
         if frame is not None:
@@ -161,11 +163,11 @@ class DiskFrames:
         try:
             frame = frame_index.read_frame(location, summary_tag)
         except FileNotFoundError:
-            raise NotFoundError("weight %r of run %r: its event file is gone" % (tag, run))
+            raise NotFoundError("%s of run %r: its event file is gone" % (name, run))
         except OSError as e:
-            raise DataError("weight %r of run %r at step %d: cannot read its event file (%s)"
-                            % (tag, run, step, e.strerror or e))
+            raise DataError("%s of run %r at step %d: cannot read its event file (%s)"
+                            % (name, run, step, e.strerror or e))
         except (records.RecordError, fmt.FormatError, pb_message.DecodeError) as e:
-            raise DataError("weight %r of run %r at step %d: %s" % (tag, run, step, e))
+            raise DataError("%s of run %r at step %d: %s" % (name, run, step, e))
         self._cache.put(key, frame)
         return frame

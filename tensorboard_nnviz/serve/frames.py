@@ -36,10 +36,12 @@ from tensorboard_nnviz.serve.errors import DataError, NotFoundError
 
 def list_frames(blobs, ctx, eid, runs=None, tags=None):
     """{run: {summary tag: time series}} of the frame series `blobs` (a
-    `series.ProviderSeries` of blob sequences) lists."""
+    `series.ProviderSeries` of blob sequences) lists: the weights' frames,
+    and of a quantity's only those named in `tags`."""
     listing = blobs.list(ctx, eid, runs=runs, tags=tags)
     return {
-        run: {t: s for t, s in by_tag.items() if t.startswith(fmt.FRAME_PREFIX)}
+        run: {t: s for t, s in by_tag.items()
+              if t.startswith(fmt.FRAME_PREFIX) or (tags is not None and t in tags)}
         for run, by_tag in listing.items()
     }
 
@@ -79,10 +81,11 @@ class ProviderFrames:
         """Drops cached series of `eid` not in `live` ((run, tag) pairs: a deleted run)."""
         self._cache.forget_unless(lambda key: key[0] != eid or key[1:] in live)
 
-    def one(self, ctx, eid, run, tag, recheck=False):
-        """The FrameSeries of weight `tag`, or None if the run has no such
-        frame series (the provider is asked only past the recheck window)."""
-        summary_tag = fmt.frame_tag(tag)
+    def one(self, ctx, eid, run, tag, recheck=False, quantity=fmt.WEIGHTS):
+        """The FrameSeries of weight `tag` (or of its `quantity`), or None if
+        the run has no such frame series (the provider is asked only past
+        the recheck window)."""
+        summary_tag = fmt.frame_tag(tag, quantity)
         cached = self._cache.peek((eid, run, summary_tag))
         if (not recheck and cached is not None
                 and self._clock() - cached[1] < self._recheck_seconds):
@@ -93,15 +96,17 @@ class ProviderFrames:
             return None
         return self.series(ctx, eid, listing, listed_at)[(run, summary_tag)]
 
-    def read(self, ctx, run, tag, step, location):
-        """The frame of `tag` at `step`, stored at `location` (a blob key).
+    def read(self, ctx, run, tag, step, location, quantity=fmt.WEIGHTS):
+        """The frame of `tag` (its `quantity`) at `step`, stored at
+        `location` (a blob key).
 
         Raises:
           tensorboard.errors.NotFoundError: the blob is gone (TensorBoard
             purged it: a restarted run); the caller lists again.
           DataError: the blob cannot be decoded.
         """
-        return decode_blob(run, tag, step, self._provider.read_blob(ctx, blob_key=location))
+        return decode_blob(run, tag, step, self._provider.read_blob(ctx, blob_key=location),
+                           quantity)
 
 
 class Frames:
@@ -148,17 +153,18 @@ class Frames:
             for key in [k for k in self._owner if k[0] == eid and k[1:] not in live]:
                 del self._owner[key]
 
-    def one(self, ctx, eid, run, tag, recheck=False):
-        """The FrameSeries of weight `tag` of `run`, or None."""
-        key = (eid, run, fmt.frame_tag(tag))
+    def one(self, ctx, eid, run, tag, recheck=False, quantity=fmt.WEIGHTS):
+        """The FrameSeries of weight `tag` of `run` (or of its `quantity`),
+        or None."""
+        key = (eid, run, fmt.frame_tag(tag, quantity))
         owner = self._owner.get(key)
         if owner is not None:
-            entry = owner.one(ctx, eid, run, tag, recheck)
+            entry = owner.one(ctx, eid, run, tag, recheck, quantity)
             if entry is not None:
                 return entry
         for source in self._sources:
             if source is not owner:
-                entry = source.one(ctx, eid, run, tag, recheck)
+                entry = source.one(ctx, eid, run, tag, recheck, quantity)
                 if entry is not None:
                     with self._lock:
                         self._owner[key] = source
@@ -184,9 +190,16 @@ def step_index(run, tag, entry, step):
     return i
 
 
-def decode_blob(run, tag, step, blob):
+def decode_blob(run, tag, step, blob, quantity=fmt.WEIGHTS):
     """The float32 frame of a blob; DataError if it cannot be decoded."""
     try:
         return fmt.decode_frame(blob)
     except fmt.FormatError as e:
-        raise DataError("weight %r of run %r at step %d: %s" % (tag, run, step, e))
+        raise DataError("%s of run %r at step %d: %s" % (named(tag, quantity), run, step, e))
+
+
+def named(tag, quantity=fmt.WEIGHTS):
+    """How messages name weight `tag`, or one of its quantities."""
+    if quantity == fmt.WEIGHTS:
+        return "weight %r" % tag
+    return "%s of weight %r" % (quantity, tag)

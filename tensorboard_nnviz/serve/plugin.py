@@ -98,7 +98,9 @@ class NNVizPlugin(base_plugin.TBPlugin):
         run = http.string_param(request, "run")
         tag = http.string_param(request, "tag", required=False)
         fields = http.fields_param(request)
-        answer = self._reader.stats_impl(ctx, eid, run, tag, fields, arrays=True)
+        quantity = _quantity(request)
+        answer = self._reader.stats_impl(ctx, eid, run, tag, fields, arrays=True,
+                                         quantity=quantity)
         return http.json_response(request, answer)
 
     @http.route
@@ -107,7 +109,7 @@ class NNVizPlugin(base_plugin.TBPlugin):
         run = http.string_param(request, "run")
         tag = http.string_param(request, "tag")
         step = http.int_param(request, "step", required=False)
-        frame, served = self._reader.frame_impl(ctx, eid, run, tag, step)
+        frame, served = self._reader.frame_impl(ctx, eid, run, tag, step, _quantity(request))
         return http.frame_response(request, frame, served)
 
     @http.route
@@ -116,7 +118,7 @@ class NNVizPlugin(base_plugin.TBPlugin):
         run = http.string_param(request, "run")
         tag = http.string_param(request, "tag")
         stat = http.string_param(request, "stat")
-        cells, block, _ = self._reader.units_impl(ctx, eid, run, tag, stat)
+        cells, block, _ = self._reader.units_impl(ctx, eid, run, tag, stat, _quantity(request))
         return http.units_response(request, cells, block)
 
     @http.route
@@ -152,6 +154,11 @@ def direct_logdir(context):
         return None
     path = os.path.realpath(os.path.expanduser(logdir))
     return path if os.path.isdir(path) else None
+
+
+def _quantity(request):
+    """The `quantity` parameter (default the weights); the reader checks it."""
+    return http.string_param(request, "quantity", required=False) or fmt.WEIGHTS
 
 
 def _context(request):

@@ -46,6 +46,23 @@ def _context(ctx):
     return ctx if ctx is not None else tb_context.RequestContext()
 
 
+def _no_quantity(run, tag, quantity, stats):
+    """Raises the error for a weight without stats of `quantity`: the
+    quantities' table is damaged (422), or it was not recorded (404)."""
+    if stats.quantities_error:
+        raise DataError(stats.quantities_error)
+    if tag in stats.tags:
+        raise NotFoundError("run %r has no %s recorded for weight %r" % (run, quantity, tag))
+    raise NotFoundError("run %r has no weight tag %r" % (run, tag))
+
+
+def check_quantity(quantity):
+    """Raises BadRequestError unless `quantity` is a quantity's name."""
+    if quantity not in fmt.ALL_QUANTITIES:
+        raise BadRequestError("parameter 'quantity' must be one of %s, got %r"
+                              % (", ".join(fmt.ALL_QUANTITIES), str(quantity)[:100]))
+
+
 class NNVizReader:
     """Answers the nnviz HTTP API from a TensorBoard `DataProvider`.
 
@@ -113,12 +130,29 @@ class NNVizReader:
         ):
             raise NotFoundError("unknown run %r (no nnviz data)" % run)
 
-    def _frame_series(self, ctx, eid, run, tag, recheck=False):
-        entry = self._frames.one(ctx, eid, run, tag, recheck)
+    def _frame_series(self, ctx, eid, run, tag, recheck=False, quantity=fmt.WEIGHTS):
+        entry = self._frames.one(ctx, eid, run, tag, recheck, quantity)
         if entry is None:
             self._check_run(ctx, eid, run)
-            raise NotFoundError("run %r has no weight tag %r" % (run, tag))
+            if quantity == fmt.WEIGHTS or self._frames.one(ctx, eid, run, tag) is None:
+                raise NotFoundError("run %r has no weight tag %r" % (run, tag))
+            if quantity in self._quantities_of(ctx, eid, run).get(tag, ()):
+                raise NotFoundError(
+                    "%s of weight %r of run %r was recorded without frames (its stats and "
+                    "per-unit stats are there; record frames with quantity_frames)"
+                    % (quantity, tag, run))
+            raise NotFoundError("run %r has no %s recorded for weight %r" % (run, quantity, tag))
         return entry
+
+    def _quantities_of(self, ctx, eid, run):
+        """{weight tag: [quantity]} of the quantities recorded beside the
+        run's weights (their per-unit series: every quantity has one)."""
+        found = {}
+        for summary_tag in sorted(self._disk_units.list(ctx, eid, run)):
+            parsed = fmt.parse_quantity_tag(summary_tag)
+            if parsed is not None and parsed[2] != fmt.WEIGHTS:
+                found.setdefault(parsed[1], set()).add(parsed[2])
+        return {tag: [q for q in fmt.QUANTITIES if q in qs] for tag, qs in found.items()}
 
     # --- routes -------------------------------------------------------------
 
@@ -154,56 +188,82 @@ class NNVizReader:
         if not listing.get(run):
             self._check_run(ctx, eid, run)
         series = self._frames.series(ctx, eid, listing, listed_at)
+        quantities = self._quantities_of(ctx, eid, run)
+        framed = self._framed_quantities(ctx, eid, run, quantities)
         tensors = []
         for summary_tag in sorted(listing.get(run, {})):
             _, tag = fmt.parse_summary_tag(summary_tag)
-            tensors.append(decode.tag_info(tag, series[(run, summary_tag)]))
+            info = decode.tag_info(tag, series[(run, summary_tag)])
+            info["quantities"] = [fmt.WEIGHTS] + quantities.get(tag, [])
+            info["frame_quantities"] = [fmt.WEIGHTS] + [q for q in quantities.get(tag, [])
+                                                        if (tag, q) in framed]
+            tensors.append(info)
         return {"tensors": tensors}
 
-    def frame_impl(self, ctx, eid, run, tag, step=None):
-        """Returns `(frame, step_served)`: the float32 2-D frame of `tag` at
-        the largest snapshot step ≤ `step` (the latest when None)."""
-        return self._frame(_context(ctx), eid, run, tag, step, recheck=False)
+    def _framed_quantities(self, ctx, eid, run, quantities):
+        """{(weight tag, quantity)} of `quantities` that have frames."""
+        wanted = {fmt.frame_tag(t, q): (t, q) for t, qs in quantities.items() for q in qs}
+        if not wanted:
+            return set()
+        listing, _ = self._frames.list(ctx, eid, runs=[run], tags=list(wanted))
+        return {wanted[t] for t in listing.get(run, {}) if t in wanted}
 
-    def _frame(self, ctx, eid, run, tag, step, recheck):
-        entry = self._frame_series(ctx, eid, run, tag, recheck)
+    def frame_impl(self, ctx, eid, run, tag, step=None, quantity=fmt.WEIGHTS):
+        """Returns `(frame, step_served)`: the float32 2-D frame of `tag`
+        (or of its `quantity`) at the largest snapshot step ≤ `step` (the
+        latest when None)."""
+        check_quantity(quantity)
+        return self._frame(_context(ctx), eid, run, tag, step, recheck=False, quantity=quantity)
+
+    def _frame(self, ctx, eid, run, tag, step, recheck, quantity=fmt.WEIGHTS):
+        entry = self._frame_series(ctx, eid, run, tag, recheck, quantity)
         i = frames_lib.step_index(run, tag, entry, step)
         try:
-            frame = entry.source.read(ctx, run, tag, entry.steps[i], entry.locations[i])
+            frame = entry.source.read(ctx, run, tag, entry.steps[i], entry.locations[i], quantity)
         except tb_errors.NotFoundError:
             if recheck:
                 raise
             # The cached location went stale (e.g. TensorBoard purged steps
             # of a restarted run): re-list once and answer from fresh data.
-            return self._frame(ctx, eid, run, tag, step, recheck=True)
+            return self._frame(ctx, eid, run, tag, step, recheck=True, quantity=quantity)
         return frame, entry.steps[i]
 
-    def stats_impl(self, ctx, eid, run, tag=None, fields=None, arrays=False):
+    def stats_impl(self, ctx, eid, run, tag=None, fields=None, arrays=False,
+                   quantity=fmt.WEIGHTS):
         """Stats columns of one tag, or {tag: columns} of every tag of `run`;
         only the stats named in `fields` (with steps and wall times) when
         given (an unknown name: BadRequestError). With `arrays`, each column
         is a numpy array, NaN where undefined (for http.json_response).
+        `quantity`: the stats of that quantity of the weights (every tag
+        that has it), not of the weights.
 
         With every tag, a series that cannot be decoded becomes
         {"error": message}; the others are served.
         """
+        check_quantity(quantity)
         ctx = _context(ctx)
         stats = self._stats_of_run(ctx, eid, run) if tag is None else self._stats_of_tag(ctx, eid, run, tag)
         if fields is not None:
             run_stats.check_fields(fields, stats.known_fields())
+        error = stats.error if quantity == fmt.WEIGHTS else stats.quantities_error
+        of = stats.of(quantity)
         if tag is not None:
-            found = stats.tags.get(tag)
+            found = of.get(tag)
             if found is None:
-                if stats.error:
-                    raise DataError(stats.error)
+                if quantity != fmt.WEIGHTS:
+                    _no_quantity(run, tag, quantity, stats)
+                if error:
+                    raise DataError(error)
                 raise NotFoundError("run %r has no stats for weight %r" % (run, tag))
             if isinstance(found, str):
                 raise DataError(found)
             return found.answer(fields, arrays)
-        if stats.error and not stats.tags:
-            raise DataError(stats.error)
+        if error and not of:
+            raise DataError(error)
+        if not of and quantity != fmt.WEIGHTS:
+            raise NotFoundError("run %r has no %s recorded" % (run, quantity))
         return {t: {"error": s} if isinstance(s, str) else s.answer(fields, arrays)
-                for t, s in stats.tags.items()}
+                for t, s in of.items()}
 
     def _stats_of_run(self, ctx, eid, run):
         """run_stats.RunStats of `run` (NotFoundError: no such run)."""
@@ -211,7 +271,8 @@ class NNVizReader:
         # run with a stats table lists the table, and once the per-weight
         # stats of the weights it names (a run continued across format 3).
         older = self._older_stats.get((eid, run), [])
-        listing = self._list_tensors(ctx, eid, run, tags=[fmt.STATS_TABLE_TAG] + older)
+        listing = self._list_tensors(ctx, eid, run,
+                                     tags=[fmt.STATS_TABLE_TAG, fmt.QSTATS_TABLE_TAG] + older)
         if fmt.STATS_TABLE_TAG not in listing:  # written before format 3, or no stats yet
             listing = self._list_tensors(ctx, eid, run)
             if not listing:
@@ -264,28 +325,32 @@ class NNVizReader:
 
     # --- per-unit stats and findings ------------------------------------------
 
-    def units_impl(self, ctx, eid, run, tag, stat):
-        """Per-unit `stat` ("norm" or "update") of `tag` at every snapshot.
+    def units_impl(self, ctx, eid, run, tag, stat, quantity=fmt.WEIGHTS):
+        """Per-unit `stat` ("norm" or "update") of `tag` (or of its
+        `quantity`) at every snapshot.
 
         Returns:
           `(cells, block, steps)`: float32 (rows, cols), one row per step of
-          `stats_impl(run, tag)` (same order), one column per `block`
-          consecutive units; NaN where undefined (an update at the first
-          snapshot, a step without unit data).
+          `stats_impl(run, tag, quantity=quantity)` (same order), one column
+          per `block` consecutive units; NaN where undefined (an update at
+          the first snapshot, a step without unit data).
         """
         ctx = _context(ctx)
         if stat not in UNIT_STATS:
             raise BadRequestError(
                 "parameter 'stat' must be one of %s, got %r" % (", ".join(UNIT_STATS), stat[:100]))
-        units_tag = fmt.units_tag(tag)
+        check_quantity(quantity)
+        units_tag = fmt.units_tag(tag, quantity)
         stats = self._stats_of_tag(ctx, eid, run, tag)
         # Units of runs written before format 3 are `nnviz` tensor series;
         # of runs written now, rows on disk (`_units_of`).
         listing = self._list_tensors(ctx, eid, run, tags=[units_tag])
         series = self._units_of(ctx, eid, run, [units_tag], listing).get(units_tag)
-        if series is None or not isinstance(stats.tags.get(tag), run_stats.TagStats):
+        if series is None or not isinstance(stats.of(quantity).get(tag), run_stats.TagStats):
+            if quantity != fmt.WEIGHTS:
+                _no_quantity(run, tag, quantity, stats)
             self._no_units(run, tag, stats)
-        steps = stats.tags[tag].steps.tolist()
+        steps = stats.of(quantity)[tag].steps.tolist()
         if series.error:
             raise DataError("per-unit stats of weight %r of run %r: %s" % (tag, run, series.error))
         return series.cells(stat, steps), series.block, steps

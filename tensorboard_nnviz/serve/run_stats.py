@@ -4,7 +4,8 @@ as the run grows (see docs/architecture.md, "Whole-run answers").
 `RunStatsCache.get` answers `RunStats` for one run: {weight tag: `TagStats`}
 read from the run's stats table (format version 3: one datum per snapshot)
 and from per-weight stats series (versions 1 and 2), merged by step when a
-run has both. Only what is new since the last call is decoded: when the
+run has both; and the stats of each quantity recorded beside the weights
+(gradients, optimizer state) from the quantities' table. Only what is new since the last call is decoded: when the
 datums TensorBoard returns begin with the ones decoded before (same steps,
 same wall times), the rest are appended; anything else (a restart that
 rewrote steps) is decoded again from the start.
@@ -109,12 +110,21 @@ class RunStats:
       tags: {weight tag: TagStats or an error message (str)}.
       version: the lowest format version among the run's stats series.
       error: why the stats table cannot be read (None when it can).
+      quantities: {quantity: {weight tag: TagStats}} of the quantities
+        recorded beside the weights (none in runs without).
+      quantities_error: why the quantities' table cannot be read, or None.
     """
 
-    def __init__(self, tags, version, error=None):
+    def __init__(self, tags, version, error=None, quantities=None, quantities_error=None):
         self.tags = tags
         self.version = version
         self.error = error
+        self.quantities = quantities or {}
+        self.quantities_error = quantities_error
+
+    def of(self, quantity):
+        """{weight tag: TagStats or error} of `quantity` ("weights": `tags`)."""
+        return self.tags if quantity == fmt.WEIGHTS else self.quantities.get(quantity, {})
 
     def known_fields(self):
         """Every stat field this run can answer."""
@@ -174,9 +184,11 @@ def _vectors_stats(content, datums, lineage=None):
 
 class _Table:
     """The decoded stats table of one run: the (step, wall time) of each
-    datum decoded so far, and TagStats per weight."""
+    datum decoded so far, and TagStats per weight (per (weight, quantity)
+    for the quantities' table: `parse` is `format.parse_qstats_table_header`)."""
 
-    def __init__(self):
+    def __init__(self, parse=fmt.parse_stats_table_header):
+        self.parse = parse
         self.steps = np.zeros(0, np.int64)
         self.wall_times = np.zeros(0, np.float64)
         self.tags = {}
@@ -189,10 +201,10 @@ class _Table:
         walls = np.array([d.wall_time for d in datums], dtype=np.float64)
         n = len(self.steps)
         if n <= len(steps) and np.array_equal(steps[:n], self.steps) and np.array_equal(walls[:n], self.wall_times):
-            out, new = _Table(), datums[n:]
+            out, new = _Table(self.parse), datums[n:]
             out.tags, out.skipped = dict(self.tags), self.skipped
         else:
-            out, new = _Table(), datums
+            out, new = _Table(self.parse), datums
         out.steps, out.wall_times = steps, walls
         out._append(new)
         return out
@@ -205,7 +217,7 @@ class _Table:
                 h = fmt.stats_table_header(d.numpy)
                 if h != header:
                     self._append_group(group, names)
-                    group, header, names = [], h, fmt.parse_stats_table_header(h)
+                    group, header, names = [], h, self.parse(h)
                 group.append((d, fmt.stats_table_cells(d.numpy, *names)))
             except fmt.FormatError as e:
                 self.skipped += 1
@@ -275,26 +287,55 @@ class RunStatsCache:
                 del self._runs[key]
 
 
+class _TableState:
+    """One stats table series of a run (the weights' or the quantities'),
+    decoded and extended as it grows."""
+
+    def __init__(self, summary_tag, parse, label):
+        self.summary_tag, self.parse, self.label = summary_tag, parse, label
+        self.stamp = None
+        self.table = _Table(parse)
+        self.error = None
+
+    def update(self, ctx, eid, run, series, read, stamp):
+        if series is None:
+            self.stamp, self.table, self.error = None, _Table(self.parse), None
+            return
+        if stamp(series) == self.stamp:
+            return
+        try:
+            fmt.parse_content(series.plugin_content)
+        except fmt.FormatError as e:
+            self.stamp, self.table = stamp(series), _Table(self.parse)
+            self.error = "%s of run %r: %s" % (self.label, run, e)
+            return
+        datums = read(ctx, eid, run, [self.summary_tag]).get(self.summary_tag, [])
+        self.table = self.table.extend(_in_step_order(datums))
+        self.stamp, self.error = stamp(series), None
+
+
 class _RunEntry:
     def __init__(self):
         self.lock = threading.Lock()
-        self.table_stamp = None
-        self.table = _Table()
-        self.table_error = None
+        self.weights = _TableState(fmt.STATS_TABLE_TAG, fmt.parse_stats_table_header, "stats")
+        self.quantities = _TableState(fmt.QSTATS_TABLE_TAG, fmt.parse_qstats_table_header,
+                                      "quantities' stats")
         self.series = {}  # per-weight summary tag -> (stamp, TagStats or error, version)
         self.answer = None
         self.answer_key = None
 
     def update(self, ctx, eid, run, listing, read, stamp):
         table = listing.get(fmt.STATS_TABLE_TAG)
+        qtable = listing.get(fmt.QSTATS_TABLE_TAG)
         vectors = {t: s for t, s in listing.items() if t.startswith(fmt.STATS_PREFIX)}
-        key = (None if table is None else stamp(table),
+        key = (None if table is None else stamp(table), None if qtable is None else stamp(qtable),
                tuple(sorted((t, stamp(s)) for t, s in vectors.items())))
         if key == self.answer_key:
             return self.answer
-        self._update_table(ctx, eid, run, table, read, stamp)
+        self.weights.update(ctx, eid, run, table, read, stamp)
+        self.quantities.update(ctx, eid, run, qtable, read, stamp)
         self._update_series(ctx, eid, run, vectors, read, stamp)
-        tags = dict(self.table.tags)
+        tags = dict(self.weights.table.tags)
         versions = [fmt.STATS_TABLE_VERSION] if table is not None else []
         for summary_tag, (_, stats, version) in self.series.items():
             tag = fmt.parse_summary_tag(summary_tag)[1]
@@ -302,26 +343,13 @@ class _RunEntry:
             if isinstance(stats, TagStats) and isinstance(tags.get(tag), TagStats):
                 stats = _merged(stats, tags[tag])
             tags[tag] = stats
+        quantities = {}
+        for (tag, quantity), stats in sorted(self.quantities.table.tags.items()):
+            quantities.setdefault(quantity, {})[tag] = stats
         self.answer = RunStats(dict(sorted(tags.items())), min(versions or [fmt.FORMAT_VERSION]),
-                               self.table_error)
+                               self.weights.error, quantities, self.quantities.error)
         self.answer_key = key
         return self.answer
-
-    def _update_table(self, ctx, eid, run, series, read, stamp):
-        if series is None:
-            self.table_stamp, self.table, self.table_error = None, _Table(), None
-            return
-        if stamp(series) == self.table_stamp:
-            return
-        try:
-            fmt.parse_content(series.plugin_content)
-        except fmt.FormatError as e:
-            self.table_stamp, self.table = stamp(series), _Table()
-            self.table_error = "stats of run %r: %s" % (run, e)
-            return
-        datums = read(ctx, eid, run, [fmt.STATS_TABLE_TAG]).get(fmt.STATS_TABLE_TAG, [])
-        self.table = self.table.extend(_in_step_order(datums))
-        self.table_stamp, self.table_error = stamp(series), None
 
     def _update_series(self, ctx, eid, run, listing, read, stamp):
         stale = {t: s for t, s in listing.items()
