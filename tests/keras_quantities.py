@@ -5,6 +5,7 @@ tests/torch/test_keras_torch_grads.py)."""
 import keras
 import numpy as np
 
+from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.record import quantities_keras as qk
 from tensorboard_nnviz.record.callback import _host_view
 
@@ -22,7 +23,7 @@ class Trace(keras.callbacks.Callback):
     def _record(self):
         model = self.model
         opt = qk.inner_optimizer(model.optimizer)
-        reader = qk.Reader(model.optimizer, qk.NAMES, _host_view)
+        reader = qk.Reader(model.optimizer, fmt.QUANTITIES, _host_view)
         entry = {"t": int(keras.ops.convert_to_numpy(opt.iterations))}
         for layer in model.layers:
             k = layer.kernel

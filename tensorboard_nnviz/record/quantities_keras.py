@@ -40,16 +40,12 @@ A quantity an optimizer does not have for a weight (other optimizers, no
 step yet, a weight it does not train) is left out.
 """
 
-import logging
-
 import keras
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from tensorboard_nnviz.core import format as fmt
 
-NAMES = ("grad", "m_hat", "v_rms", "momentum")
-
-# Slot lists by optimizer class: (class name, {quantity: (slot list, how)}).
+# Slot lists by optimizer class: (class, {quantity: (slot list attribute, how)}).
 # `how`: "m" bias-corrected by b1, "v" sqrt after b2's correction, "sqrt"
 # sqrt as stored, "raw" as stored. First match wins (AdamW is an Adam).
 _ADAM = {"m_hat": ("_momentums", "m"), "v_rms": ("_velocities", "v")}
@@ -79,7 +75,7 @@ class Reader:
 
     Args:
       optimizer: the model's optimizer (None: nothing is read).
-      names: the quantities wanted, a subset of `NAMES`.
+      names: the quantities wanted, names from `format.QUANTITIES`.
       host_view: `host_view(value, variable)` -> numpy array sharing the
         backend's memory where it can (the callback's).
     """
@@ -87,9 +83,8 @@ class Reader:
     def __init__(self, optimizer, names, host_view):
         self._host_view = host_view
         self._opt = inner_optimizer(optimizer) if optimizer is not None else None
-        self._names = tuple(n for n in NAMES if n in names)
+        self._names = tuple(n for n in fmt.QUANTITIES if n in names)
         self._slots = {}
-        self._coef = {}
         self._grad = None  # (divide by, clip) when grads are read
         self._centered = None  # centered RMSprop's mean gradients
         if not self._names or self._opt is None or not getattr(self._opt, "built", False):
@@ -127,8 +122,8 @@ class Reader:
         return 1.0, how == "sqrt"
 
     def read(self, variable, take):
-        """`[(name, host array)]` of `variable`'s quantities, in `NAMES`
-        order, each copied into `take(name, shape, dtype)`."""
+        """`[(name, host array)]` of `variable`'s quantities, in
+        `format.QUANTITIES` order, each copied into `take(name, shape, dtype)`."""
         if not self._slots and self._grad is None:
             return []
         try:

@@ -150,7 +150,7 @@ def test_grad_exists_on_the_torch_backend_only():
 
 # --- the written run ------------------------------------------------------------------
 
-ALL = ("grad", "m_hat", "v_rms", "momentum")
+ALL = kq.fmt.QUANTITIES
 
 
 def _recorded(tmp_path, optimizer, **kwargs):
