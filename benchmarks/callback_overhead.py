@@ -217,6 +217,25 @@ def run_backend(backend, args):
             return json.load(f)
 
 
+def print_header(header):
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+
+
+def rows(runs, names):
+    """(model name, run, its results, its sizes, fit time without a
+    callback), model by model, backend by backend."""
+    for name in names:
+        for run in runs:
+            res = run["results"]
+            yield name, run, res, run["sizes"], min(t[0] for t in res[name + "|none"])
+
+
+def direct_cost(res, name, config):
+    """Hooks + worker CPU of `config` on model `name`, min over runs."""
+    return min(t[2] + t[3] for t in res[name + "|" + config])
+
+
 def pct(x, base):
     return "%+.1f%%" % (100 * x / base)
 
@@ -228,10 +247,8 @@ def print_tables(runs, args):
           "runs each; load average %s" % (
               args.samples, args.batch, args.epochs, args.repeats,
               ", ".join("%.1f (%s)" % (r["load"], r["backend"]) for r in runs)))
-    header = ("| model | backend | clock | fit, no callback | NNViz overhead | "
-              "Keras TB overhead | NNViz / Keras | NNViz / fit |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    print_header("| model | backend | clock | fit, no callback | NNViz overhead | "
+                 "Keras TB overhead | NNViz / Keras | NNViz / fit |")
     for name in names:
         for run in runs:
             res = {k: v for k, v in run["results"].items()}
@@ -251,24 +268,19 @@ def print_tables(runs, args):
     print()
     print("Direct cost, min over runs: time inside each callback's hooks on the training "
           "thread, plus our writer thread's CPU time (Keras's callback works in its hooks).")
-    header = ("| model | backend | fit, no callback | NNViz hooks + worker | NNViz / fit | "
-              "Keras TB hooks | NNViz / Keras | bytes NNViz | bytes Keras TB |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for name in names:
-        for run in runs:
-            res, sizes = run["results"], run["sizes"]
-            base = min(t[0] for t in res[name + "|none"])
-            ours = min(t[2] + t[3] for t in res[name + "|nnviz"])
-            if run["keras_tb_unavailable"]:
-                theirs_cell, ratio, their_bytes = "cannot run", "n/a", "n/a"
-            else:
-                theirs = min(t[2] for t in res[name + "|keras"])
-                theirs_cell, ratio = "%.3f s" % theirs, "%.3f" % (ours / theirs)
-                their_bytes = fmt_bytes(sizes[name + "|keras"])
-            print("| %s | %s | %.2f s | %.3f s | %.1f%% | %s | %s | %s | %s |" % (
-                name, run["backend"], base, ours, 100 * ours / base, theirs_cell, ratio,
-                fmt_bytes(sizes[name + "|nnviz"]), their_bytes))
+    print_header("| model | backend | fit, no callback | NNViz hooks + worker | NNViz / fit | "
+                 "Keras TB hooks | NNViz / Keras | bytes NNViz | bytes Keras TB |")
+    for name, run, res, sizes, base in rows(runs, names):
+        ours = direct_cost(res, name, "nnviz")
+        if run["keras_tb_unavailable"]:
+            theirs_cell, ratio, their_bytes = "cannot run", "n/a", "n/a"
+        else:
+            theirs = min(t[2] for t in res[name + "|keras"])
+            theirs_cell, ratio = "%.3f s" % theirs, "%.3f" % (ours / theirs)
+            their_bytes = fmt_bytes(sizes[name + "|keras"])
+        print("| %s | %s | %.2f s | %.3f s | %.1f%% | %s | %s | %s | %s |" % (
+            name, run["backend"], base, ours, 100 * ours / base, theirs_cell, ratio,
+            fmt_bytes(sizes[name + "|nnviz"]), their_bytes))
     if args.quantities:
         print_quantity_table(runs, names)
 
@@ -279,23 +291,16 @@ def print_quantity_table(runs, names):
     print()
     print("Quantities: direct cost (hooks + worker CPU, min over runs) and bytes written, "
           "weights only vs the default quantities vs all four with frames.")
-    header = ("| model | backend | fit, no callback | weights only | default | all + frames | "
-              "default / weights | all / weights | bytes weights | bytes default | bytes all |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for name in names:
-        for run in runs:
-            res, sizes = run["results"], run["sizes"]
-            base = min(t[0] for t in res[name + "|none"])
-            cost = {c: min(t[2] + t[3] for t in res[name + "|" + c])
-                    for c in ("weights", "nnviz", "all")}
-            print("| %s | %s | %.2f s | %.3f s (%.1f%%) | %.3f s (%.1f%%) | %.3f s (%.1f%%) | "
-                  "%.2f | %.2f | %s | %s | %s |" % (
-                      (name, run["backend"], base)
-                      + sum(((cost[c], 100 * cost[c] / base) for c in ("weights", "nnviz", "all")),
-                            ())
-                      + (cost["nnviz"] / cost["weights"], cost["all"] / cost["weights"])
-                      + tuple(fmt_bytes(sizes[name + "|" + c]) for c in ("weights", "nnviz", "all"))))
+    print_header("| model | backend | fit, no callback | weights only | default | all + frames | "
+                 "default / weights | all / weights | bytes weights | bytes default | bytes all |")
+    configs = ("weights", "nnviz", "all")
+    for name, run, res, sizes, base in rows(runs, names):
+        cost = {c: direct_cost(res, name, c) for c in configs}
+        print("| %s | %s | %.2f s | %s | %.2f | %.2f | %s |" % (
+            name, run["backend"], base,
+            " | ".join("%.3f s (%.1f%%)" % (cost[c], 100 * cost[c] / base) for c in configs),
+            cost["nnviz"] / cost["weights"], cost["all"] / cost["weights"],
+            " | ".join(fmt_bytes(sizes[name + "|" + c]) for c in configs)))
 
 
 def main():

@@ -68,6 +68,17 @@ def grad_from_m(prev, cur, b1, t):
     return (cur["m_hat"] * (1 - b1 ** t) - b1 * m_prev) / (1 - b1)
 
 
+def check_adam_step(prev, cur, t, what="step", amsgrad=False):
+    """Keras's Adam step from the quantities alone: it adds eps to sqrt(v)
+    before the bias correction, so the step is
+    lr * m_hat / (v_rms + eps / sqrt(1 - b2^t)); and v follows the g that m
+    implies (not under AMSGrad, whose v_rms is of the running max)."""
+    eps_hat = 1e-7 / np.sqrt(1 - 0.999 ** t)
+    close(cur["w"] - prev["w"], -LR * cur["m_hat"] / (cur["v_rms"] + eps_hat), "%s %d" % (what, t))
+    if not amsgrad:
+        check_second_moment(prev, cur, grad_from_m(prev, cur, 0.9, t), 0.999, t)
+
+
 def check_second_moment(prev, cur, g, b2, t):
     v_prev = prev["v_rms"] ** 2 * (1 - b2 ** (t - 1)) if t > 1 else 0.0
     close(cur["v_rms"] ** 2 * (1 - b2 ** t), b2 * v_prev + (1 - b2) * g ** 2, "v at t=%d" % t)
@@ -80,48 +91,39 @@ def live_quantities():
     NNVizCallback): `values[t][(tag, name)]`, t = the inner optimizer's
     iterations. Written from Keras's slot attributes directly, not through
     the reader under test."""
+    import keras_models as km
     from tensorboard_nnviz.record import structure
 
-    class Live(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.values = {}
+    values = {}
 
-        def _record(self):
-            outer = self.model.optimizer
-            scaled = isinstance(outer, keras.optimizers.LossScaleOptimizer)
-            opt = outer.inner_optimizer if scaled else outer
-            t = int(keras.ops.convert_to_numpy(opt.iterations))
-            if t == 0:
-                return
-            # The scale of the last step's grads (growth every 2000 steps: not yet).
-            scale = float(keras.ops.convert_to_numpy(outer.dynamic_scale)) if scaled else 1.0
-            out = self.values.setdefault(t, {})
-            for r in structure.weight_refs(self.model):
-                if not r.variable.trainable:
-                    continue
-                i = opt._get_variable_index(r.variable)
-                if isinstance(opt, keras.optimizers.Adam):
-                    m = keras.ops.convert_to_numpy(opt._momentums[i]).astype(np.float64)
-                    v = keras.ops.convert_to_numpy(opt._velocities[i]).astype(np.float64)
-                    out[r.tag, "m_hat"] = m / (1 - opt.beta_1 ** t)
-                    out[r.tag, "v_rms"] = np.sqrt(v / (1 - opt.beta_2 ** t))
-                if isinstance(opt, keras.optimizers.SGD) and opt.momentum:
-                    out[r.tag, "momentum"] = keras.ops.convert_to_numpy(opt.momentums[i])
-                grad = getattr(r.variable.value, "grad", None)
-                if grad is not None and not opt.gradient_accumulation_steps:
-                    out[r.tag, "grad"] = grad.detach().numpy().astype(np.float64) / scale
+    def record(model):
+        outer = model.optimizer
+        scaled = isinstance(outer, keras.optimizers.LossScaleOptimizer)
+        opt = outer.inner_optimizer if scaled else outer
+        t = int(keras.ops.convert_to_numpy(opt.iterations))
+        if t == 0:
+            return
+        # The scale of the last step's grads (growth every 2000 steps: not yet).
+        scale = float(keras.ops.convert_to_numpy(outer.dynamic_scale)) if scaled else 1.0
+        out = values.setdefault(t, {})
+        for r in structure.weight_refs(model):
+            if not r.variable.trainable:
+                continue
+            i = opt._get_variable_index(r.variable)
+            if isinstance(opt, keras.optimizers.Adam):
+                m = keras.ops.convert_to_numpy(opt._momentums[i]).astype(np.float64)
+                v = keras.ops.convert_to_numpy(opt._velocities[i]).astype(np.float64)
+                out[r.tag, "m_hat"] = m / (1 - opt.beta_1 ** t)
+                out[r.tag, "v_rms"] = np.sqrt(v / (1 - opt.beta_2 ** t))
+            if isinstance(opt, keras.optimizers.SGD) and opt.momentum:
+                out[r.tag, "momentum"] = keras.ops.convert_to_numpy(opt.momentums[i])
+            grad = getattr(r.variable.value, "grad", None)
+            if grad is not None and not opt.gradient_accumulation_steps:
+                out[r.tag, "grad"] = grad.detach().numpy().astype(np.float64) / scale
 
-        def on_train_begin(self, logs=None):
-            self._record()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self._record()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._record()
-
-    return Live()
+    callback = km.at_hooks(record)
+    callback.values = values
+    return callback
 
 
 def assert_stats_close(stats, truth):
