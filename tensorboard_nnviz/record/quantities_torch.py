@@ -4,9 +4,10 @@ and optimizer state"; conventions in the README).
 
 Read in the optimizer's step post-hook (or right after the step), so
 `p.grad` is the gradient the step applied: unscaled by a GradScaler (which
-unscales in place before calling `step`; a fused optimizer unscales inside
-its kernel, so its `grad_scale` divides it here), all-reduced by DDP,
-accumulated over micro-batches. `optimizer.state[p]` already holds this
+unscales in place before calling `step`; a fused optimizer is handed the
+scale and its kernel writes the unscaled gradients back in place: checked
+on CPU by tests/torch/test_gradients.py), all-reduced by DDP, accumulated
+over micro-batches. `optimizer.state[p]` already holds this
 step's moments.
 
 - `grad`: `p.grad`.
@@ -65,6 +66,8 @@ def read(p, wanted, groups):
         return []
     opt, group = found
     state = opt.state.get(p) or {}
+    if "step" in state and not _step(state):
+        state = {}  # made before any step (Adagrad's accumulator): nothing seen yet
     out = []
     for quantity in wanted:
         reading = _reading(quantity, p, opt, group, state)
@@ -75,7 +78,8 @@ def read(p, wanted, groups):
 
 def _reading(quantity, p, opt, group, state):
     if quantity == "grad":
-        return _grad(p, opt)
+        grad = p.grad
+        return None if grad is None or grad.is_sparse else Reading(quantity, grad)
     if _is_adam(opt):
         return _adam(quantity, group, state)
     if quantity == "momentum" and isinstance(state.get("momentum_buffer"), torch.Tensor):
@@ -91,17 +95,6 @@ def _reading(quantity, p, opt, group, state):
 
 def _is_adam(opt):
     return isinstance(opt, (torch.optim.Adam, torch.optim.AdamW))
-
-
-def _grad(p, opt):
-    grad = p.grad
-    if grad is None or grad.is_sparse:
-        return None
-    scale = getattr(opt, "grad_scale", None)  # a fused step under a GradScaler
-    if isinstance(scale, torch.Tensor):
-        inverse = 1.0 / float(scale)
-        return Reading("grad", grad, lambda host: host.mul_(inverse))
-    return Reading("grad", grad)
 
 
 def _adam(quantity, group, state):

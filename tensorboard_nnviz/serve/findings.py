@@ -28,6 +28,8 @@ EXPLODING = "exploding"
 FROZEN = "frozen"
 DEAD_UNITS = "dead_units"
 ALPHA = "alpha"
+VANISHING_GRADIENTS = "vanishing_gradients"
+EXPLODING_GRADIENTS = "exploding_gradients"
 
 # ||W|| past this multiple of its first value is exploding.
 GROWTH_LIMIT = 100.0
@@ -47,6 +49,24 @@ ALPHA_LOW = 2.0
 ALPHA_HIGH = 6.0
 ALPHA_WINDOW = 0.25
 MIN_ALPHA_VALUES = 2
+# vanishing_gradients: a tensor's gradient level (the median RMS over the
+# last half of the run, >= MIN_STILL_SNAPSHOTS snapshots) more than
+# VANISH_ORDERS orders of magnitude below the model's (the
+# VANISH_REFERENCE quantile of the tensors' levels, so neither the largest
+# tensor nor the vanishing ones set it), or below ADAM_EPS: then eps
+# dominates Adam's denominator and its step is no longer scale-free
+# (http_api.md, /findings: the runs these limits were checked on).
+VANISH_ORDERS = 3.0
+VANISH_REFERENCE = 0.75
+ADAM_EPS = 1e-8
+# exploding_gradients: a snapshot's gradient RMS more than GRAD_JUMP times
+# the tensor's running level (the median of its GRAD_HISTORY..GRAD_WINDOW
+# snapshots before).
+GRAD_JUMP = 10.0
+GRAD_HISTORY = 3
+GRAD_WINDOW = 8
+# The quantities that measure a gradient, the first a run has is used.
+GRADIENT_QUANTITIES = ("grad", "v_rms")
 # `frozen` and `dead_units` need at least this many snapshots of stillness.
 MIN_STILL_SNAPSHOTS = 2
 # Weights the optimizer does not train, by name, for runs whose structure
@@ -323,7 +343,7 @@ def needs_units(columns, structure):
             and _maybe_dead(c)]
 
 
-def compute(columns, structure=None, units=None):
+def compute(columns, structure=None, units=None, gradients=None):
     """The findings of one run, from scratch.
 
     Args:
@@ -332,6 +352,8 @@ def compute(columns, structure=None, units=None):
       structure: the run's structure document, or None.
       units: {tag: per-unit update series (see `_dead_units`)} for the tags
         `needs_units` named; a tag left out is not checked for dead units.
+      gradients: `(quantity, {tag: stats columns})` of the run's gradient
+        quantity (`GRADIENT_QUANTITIES`: `/stats?run=R&quantity=Q`), or None.
 
     Returns:
       A list of findings (dicts), ordered.
@@ -351,10 +373,104 @@ def compute(columns, structure=None, units=None):
             "span": (steps[0], steps[-1], len(steps)),
             "dead": _dead_units(tag, c, units[tag]) if checks_dead else None,
         }))
-    return assemble(entries)
+    extra = []
+    if gradients is not None:
+        quantity, grads = gradients
+        levels = {t: (np.asarray(c["steps"], np.int64), rms_of(c["mean"], c["std"]))
+                  for t, c in grads.items() if _usable(c)}
+        extra = gradient_findings(quantity, levels, structure)
+    return assemble(entries, extra)
 
 
-def assemble(entries):
+# --- gradients ------------------------------------------------------------------------
+
+
+def rms_of(mean, std):
+    """Per-snapshot RMS of a tensor, sqrt(mean² + std²) (std over all
+    entries), from stats columns (None or NaN: undefined, NaN)."""
+    mean = np.array([np.nan if v is None else v for v in mean], np.float64)
+    std = np.array([np.nan if v is None else v for v in std], np.float64)
+    return np.sqrt(mean * mean + std * std)
+
+
+def gradient_findings(quantity, levels, structure):
+    """`vanishing_gradients` and `exploding_gradients` of a run.
+
+    Args:
+      quantity: the gradient quantity measured ("grad" or "v_rms").
+      levels: {tag: (steps, per-snapshot RMS, NaN where undefined)}.
+      structure: the run's structure, for model order and what is trained.
+    """
+    judged = [(t, levels[t]) for t, meta in model_order(levels, structure)
+              if meta["trainable"] is not False and not is_embedding(meta)
+              and len(levels[t][0])]
+    found = _vanishing(quantity, judged)
+    if quantity == "grad":  # v_rms is a running average: a spike hardly shows
+        found += [f for f in (_grad_jump(t, steps, rms) for t, (steps, rms) in judged) if f]
+    return found
+
+
+def _vanishing(quantity, judged):
+    window_levels = {}
+    for tag, (steps, rms) in judged:
+        middle = (steps[0] + steps[-1]) / 2.0
+        window = rms[(steps > middle) & ~np.isnan(rms)]
+        if len(window) >= MIN_STILL_SNAPSHOTS:
+            window_levels[tag] = (float(np.median(window)), int(steps[steps > middle][0]),
+                                  int(steps[-1]))
+    if not window_levels:
+        return []
+    with np.errstate(divide="ignore"):
+        logs = np.log10([lv for lv, _, _ in window_levels.values()])
+    reference = float(np.quantile(logs, VANISH_REFERENCE)) if len(logs) > 1 else None
+    found = []
+    for tag, (level, first, last) in window_levels.items():
+        with np.errstate(divide="ignore"):
+            log = np.log10(level)
+        below = None if reference is None else reference - log
+        if below is not None and below > VANISH_ORDERS:
+            message = ("%s: gradient RMS %s over the last half of the run (steps %s to %s), "
+                       "%s orders of magnitude below the model's (%s)"
+                       % (tag, _num(level), _step(first), _step(last),
+                          "over 300" if below == np.inf else "%.1f" % below,
+                          _num(10 ** reference)))
+        elif level < ADAM_EPS:
+            message = ("%s: gradient RMS %s over the last half of the run (steps %s to %s), "
+                       "below Adam's eps (%g): its step is no longer scale-free"
+                       % (tag, _num(level), _step(first), _step(last), ADAM_EPS))
+        else:
+            continue
+        if quantity != "grad":
+            message += " (from the optimizer's %s)" % quantity
+        found.append(_finding(VANISHING_GRADIENTS, WARNING, tag, first, last, message,
+                              value=level))
+    return found
+
+
+def _grad_jump(tag, steps, rms):
+    """The first snapshot whose gradient RMS jumped GRAD_JUMP× above the
+    median of the tensor's defined values before it (GRAD_HISTORY to
+    GRAD_WINDOW of them); last_step: the last such snapshot."""
+    hits, history = [], []
+    for step, value in zip(steps.tolist(), rms.tolist()):
+        if value != value:  # NaN: undefined
+            continue
+        if len(history) >= GRAD_HISTORY:
+            level = float(np.median(history[-GRAD_WINDOW:]))
+            if level > 0 and value > GRAD_JUMP * level:
+                hits.append((step, value, level))
+        history.append(value)
+    if not hits:
+        return None
+    step, value, level = hits[0]
+    message = ("%s: gradient RMS %s at step %s, %s× its running level (%s, the median of the "
+               "snapshots before)" % (tag, _num(value), _step(step), _num(value / level),
+                                     _num(level)))
+    return _finding(EXPLODING_GRADIENTS, WARNING, tag, step, hits[-1][0], message,
+                    value=value / level)
+
+
+def assemble(entries, extra=()):
     """The ordered findings of a run from what each weight showed.
 
     Args:
@@ -363,6 +479,8 @@ def assemble(entries):
         "dead": a finding or None (dead: only where `needs_units` named the
         tag), "still": True/False/None (see `_still`), "span": (first step,
         last step, snapshots)}. The findings in it are copied, not changed.
+      extra: findings of the run as a whole (`gradient_findings`), ordered
+        with the rest.
     """
     rank = {tag: i for i, (tag, _, _) in enumerate(entries)}
     found = []
@@ -387,6 +505,7 @@ def assemble(entries):
     nothing_learns = bool(frozen) and not any(s is False for s in still.values())
     for tag in frozen:
         found.append(_frozen(tag, span[tag], ERROR if nothing_learns else WARNING))
+    found.extend(dict(f) for f in extra)
     found.sort(key=lambda f: (SEVERITIES.index(f["severity"]), f["first_step"],
                               rank.get(f["tag"], len(rank)), f["kind"]))
     _name_the_first_nonfinite(found)

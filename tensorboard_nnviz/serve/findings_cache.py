@@ -265,4 +265,17 @@ class _RunFindings:
                     units = self.units[tag] = _UnitsFold(usable[tag].lineage)
                 units.extend(usable[tag].steps, series[tag])
             entries.append((tag, meta, self.tags[tag].kinds(tag, usable[tag], units)))
-        return F.assemble(entries)
+        return F.assemble(entries, gradient_findings(stats, structure))
+
+
+def gradient_findings(stats, structure):
+    """`findings.gradient_findings` of a run's `run_stats.RunStats`, from
+    its first gradient quantity (from scratch: two columns per tensor)."""
+    for quantity in F.GRADIENT_QUANTITIES:
+        tags = {t: s for t, s in stats.quantities.get(quantity, {}).items()
+                if not isinstance(s, str) and len(s)}
+        if tags:
+            levels = {t: (s.steps, np.sqrt(s.column("mean") ** 2 + s.column("std") ** 2))
+                      for t, s in tags.items()}
+            return F.gradient_findings(quantity, levels, structure)
+    return []
