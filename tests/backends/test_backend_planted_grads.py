@@ -55,6 +55,21 @@ def test_the_planted_fault_is_real_and_the_weights_hide_it(runs):
     assert max(ratios) < 4 * min(ratios)  # Adam's steps: every layer looks alike
 
 
+def test_vanishing_gradients_names_the_first_layers_first(runs):
+    _, findings = runs
+    found = [f for f in findings("deep_sigmoid") if f["kind"] == "vanishing_gradients"]
+    assert found and all(f["severity"] == "warning" for f in found)
+    layers = []
+    for f in found:
+        layer = f["tag"].split("/")[0]
+        if layer not in layers:
+            layers.append(layer)
+    # The first layers, in order from the first, and none of the last ones.
+    assert layers == LAYERS[:len(layers)], layers
+    assert 1 <= len(layers) <= kq.DEPTH - 2, layers
+    assert not any(f["kind"] == "exploding_gradients" for f in findings("deep_sigmoid"))
+
+
 def test_the_healthy_twin_raises_no_gradient_finding(runs):
     logdir, findings = runs
     rms = _last_rms(read_run(logdir / "healthy_twin"), "v_rms")
