@@ -12,7 +12,10 @@ minimum of several runs of each, this times a plain PyTorch training loop
 with, every `--every` optimizer steps (and at step 0):
 
   none       no logging
-  nnviz      watch(model, log_dir, optimizer=opt, snapshot_freq=every)
+  nnviz      watch(model, log_dir, optimizer=opt, snapshot_freq=every): the
+             weights, and beside them the default quantities (the gradient
+             with its frames, v_rms)
+  weights    the same with quantities=(): the weights only
   histogram  SummaryWriter(log_dir).add_histogram(name, param, step) for
              every parameter (torch.utils.tensorboard)
 
@@ -42,7 +45,8 @@ from callback_overhead import dir_bytes  # benchmarks/, the Keras twin of this o
 from tensorboard_nnviz.record import torch_watch as nnviz_torch
 from tensorboard_nnviz.record.budget import format_bytes
 
-CONFIGS = ("none", "nnviz", "histogram")
+CONFIGS = ("none", "nnviz", "weights", "histogram")
+NNVIZ = {"nnviz": {}, "weights": {"quantities": ()}}  # watch's arguments of each
 
 
 def mlp():
@@ -92,11 +96,11 @@ def run_loop(build, config, data, args):
     advance = nnviz_torch.Watcher.advance_to
     try:
         start, cpu = time.perf_counter(), time.process_time()
-        if config == "nnviz":
+        if config in NNVIZ:
             nnviz_torch.Watcher.advance_to = spent.timed(advance)  # the hook's work
             watcher = spent.timed(nnviz_torch.watch)(model, log_dir, optimizer=opt,
                                                      snapshot_freq=args.every,
-                                                     spectral=args.spectral)
+                                                     spectral=args.spectral, **NNVIZ[config])
         elif config == "histogram":
             from torch.utils.tensorboard import SummaryWriter
 
@@ -151,7 +155,7 @@ def main():
     results = {(m, c): [] for m in names for c in CONFIGS}
     sizes, steps = {}, 0
     for rep in range(args.repeats):
-        order = CONFIGS[rep % 3:] + CONFIGS[:rep % 3]
+        order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]
         for name in names:
             for config in order:
                 gc.collect()
@@ -168,36 +172,43 @@ def main():
           % (args.samples, args.batch, args.epochs, steps, snapshots, args.every, args.repeats,
              torch.__version__, torch.get_num_threads(),
              " ".join("%.1f" % v for v in os.getloadavg())))
-    header = ("| model | clock | loop, no logging | nnviz overhead | add_histogram overhead | "
-              "nnviz / add_histogram | nnviz / loop |")
+    header = ("| model | nnviz records | clock | loop, no logging | nnviz overhead | "
+              "add_histogram overhead | nnviz / add_histogram | nnviz / loop |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in names:
-        for i, clock, pick in ((0, "wall, min", min), (1, "CPU, min", min),
-                               (0, "wall, median", statistics.median)):
-            base = pick([t[i] for t in results[(name, "none")]])
-            ours = pick([t[i] for t in results[(name, "nnviz")]]) - base
-            theirs = pick([t[i] for t in results[(name, "histogram")]]) - base
-            ratio = "%.3f" % (ours / theirs) if theirs > 0 else "n/a"
-            print("| %s | %s | %.2f s | %+.3f s (%+.1f%%) | %+.2f s (%+.0f%%) | %s | %+.1f%% |" % (
-                name, clock, base, ours, 100 * ours / base, theirs, 100 * theirs / base, ratio,
-                100 * ours / base))
+        for config in NNVIZ:
+            for i, clock, pick in ((0, "wall, min", min), (1, "CPU, min", min),
+                                   (0, "wall, median", statistics.median)):
+                base = pick([t[i] for t in results[(name, "none")]])
+                ours = pick([t[i] for t in results[(name, config)]]) - base
+                theirs = pick([t[i] for t in results[(name, "histogram")]]) - base
+                ratio = "%.3f" % (ours / theirs) if theirs > 0 else "n/a"
+                print("| %s | %s | %s | %.2f s | %+.3f s (%+.1f%%) | %+.2f s (%+.0f%%) | %s | "
+                      "%+.1f%% |" % (name, _label(config), clock, base, ours, 100 * ours / base,
+                                     theirs, 100 * theirs / base, ratio, 100 * ours / base))
     print()
     print("Direct cost, min over runs, as CPU time: the training thread's inside watch / its "
           "hook / close, plus our writer thread's; the training thread's inside add_histogram "
           "and SummaryWriter.close (its writer thread's protobuf and checksum work is not "
           "counted: this favours add_histogram).")
-    header = ("| model | loop CPU, no logging | nnviz calls + worker | add_histogram calls | "
-              "nnviz / add_histogram | nnviz / loop | bytes nnviz | bytes add_histogram |")
+    header = ("| model | nnviz records | loop CPU, no logging | nnviz calls + worker | "
+              "add_histogram calls | nnviz / add_histogram | nnviz / loop | bytes nnviz | "
+              "bytes add_histogram |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in names:
-        base = min(t[1] for t in results[(name, "none")])
-        ours = min(t[3] + t[4] for t in results[(name, "nnviz")])
-        theirs = min(t[3] for t in results[(name, "histogram")])
-        print("| %s | %.2f s | %.3f s | %.3f s | %.3f | %.2f%% | %s | %s |" % (
-            name, base, ours, theirs, ours / theirs, 100 * ours / base,
-            format_bytes(sizes[(name, "nnviz")]), format_bytes(sizes[(name, "histogram")])))
+        for config in NNVIZ:
+            base = min(t[1] for t in results[(name, "none")])
+            ours = min(t[3] + t[4] for t in results[(name, config)])
+            theirs = min(t[3] for t in results[(name, "histogram")])
+            print("| %s | %s | %.2f s | %.3f s | %.3f s | %.3f | %.2f%% | %s | %s |" % (
+                name, _label(config), base, ours, theirs, ours / theirs, 100 * ours / base,
+                format_bytes(sizes[(name, config)]), format_bytes(sizes[(name, "histogram")])))
+
+
+def _label(config):
+    return "weights + grad, v_rms" if config == "nnviz" else "weights only"
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ ADAM_EPS = 1e-8
 # exploding_gradients: a snapshot's gradient RMS more than GRAD_JUMP times
 # the tensor's running level (the median of its GRAD_HISTORY..GRAD_WINDOW
 # snapshots before).
-GRAD_JUMP = 10.0
+GRAD_JUMP = 20.0
 GRAD_HISTORY = 3
 GRAD_WINDOW = 8
 # The quantities that measure a gradient, the first a run has is used.

@@ -115,6 +115,7 @@ def planted(tmp_path_factory):
     runs = {}
     for name, make, kwargs in (("vanishing", G.sigmoid_mlp, {}),
                                ("healthy", G.healthy_mlp, {}),
+                               ("healthy_each_step", G.healthy_mlp, {"snapshot_freq": 1}),
                                ("spike", G.healthy_mlp, {"spike_at": 80})):
         model = make()
         G.train(model, root / name, **kwargs)
@@ -129,8 +130,8 @@ def _findings(tb, run, kinds=(F.VANISHING_GRADIENTS, F.EXPLODING_GRADIENTS)):
 @pytest.fixture(scope="module", params=[False, True], ids=["python", "rustboard"])
 def tb(request, planted):
     with TensorBoardServer(planted[0], load_fast=request.param) as server:
-        server.wait_for(lambda: len(server.get_json("runs")["runs"]) == 3)
-        for run in ("vanishing", "healthy", "spike"):  # loaded to the end
+        server.wait_for(lambda: len(server.get_json("runs")["runs"]) == 4)
+        for run in ("vanishing", "healthy", "healthy_each_step", "spike"):  # loaded to the end
             server.wait_for(lambda: _loaded(server, run))
         yield server
 
@@ -173,10 +174,11 @@ def test_a_gradient_spike_is_exploding_gradients_at_that_step(tb):
 
 def test_the_healthy_twin_raises_neither(tb):
     assert _findings(tb, "healthy") == []
+    assert _findings(tb, "healthy_each_step") == []  # every mini-batch's noise in view
 
 
 def test_findings_equal_a_fresh_computation_over_the_http_answers(tb):
-    for run in ("vanishing", "spike", "healthy"):
+    for run in ("vanishing", "spike", "healthy", "healthy_each_step"):
         columns = tb.get_json("stats", {"run": run})
         grads = tb.get_json("stats", {"run": run, "quantity": "grad"})
         structure = tb.get_json("structure", {"run": run})

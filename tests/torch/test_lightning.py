@@ -4,6 +4,7 @@ import os
 
 import lightning
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator as ea
@@ -181,3 +182,22 @@ def test_snapshots_queued_when_training_raises_are_written(tmp_path):
     assert sorted(run["frames"]["fc/weight"]) == [0, 1, 2, 3, 4]
     expected = reference_frame(rec.weights[4]["fc/weight"], run["content"]["fc/weight"]["layout"])
     np.testing.assert_array_equal(run["frames"]["fc/weight"][4], expected.astype(np.float32))
+
+
+def test_gradients_and_adams_moments_beside_the_weights(tmp_path):
+    """The callback reads the trainer's optimizer: at each snapshot the
+    gradient the step applied and Adam's bias-corrected v, as the trainer's
+    optimizer holds them after its last step."""
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    model, _ = _fit([NNVizCallback(snapshot_freq=2, quantities=("grad", "v_rms"))], logger)
+    run = read_run(logger.log_dir)
+    assert sorted(run["qstats"][("fc/weight", "grad")]) == [2, 4, 6]  # none at step 0
+    assert ("bn/running_mean", "grad") not in run["qstats"]  # a buffer has no gradient
+    grad = model.fc.weight.grad.numpy().astype(np.float64)
+    assert run["qstats"][("fc/weight", "grad")][6]["l2"] == pytest.approx(np.linalg.norm(grad),
+                                                                         rel=1e-6)
+    state = model.trainer.optimizers[0].state[model.fc.weight]
+    v_rms = np.sqrt(state["exp_avg_sq"].numpy().astype(np.float64)
+                    / (1 - 0.999 ** float(state["step"])))
+    assert run["qstats"][("fc/weight", "v_rms")][6]["max"] == pytest.approx(v_rms.max(), rel=1e-6)
+    assert sorted(run["qframes"]) == sorted(k for k in run["qstats"] if k[1] == "grad")

@@ -287,3 +287,36 @@ def _has_nnviz(path):
 def test_bad_arguments_are_refused_when_the_callback_is_made(tmp_path):
     assert_refused_when_made(NNVizCallback, "tensorboard_nnviz.transformers.NNVizCallback",
                              tmp_path)
+
+
+class GradTruth(TrainerCallback):
+    """Each parameter's gradient as the optimizer step applied it (after
+    NNVizCallback's hook: callbacks run in the order given)."""
+
+    def __init__(self):
+        self.grads = {}
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.grads[state.global_step + 1] = {
+            n.replace(".", "/"): p.grad.detach().numpy().astype(np.float64)
+            for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradients_are_the_accumulated_ones_the_step_applied(tmp_path):
+    """Accumulating 2 micro-batches: each snapshot's gradient is the one the
+    optimizer step applied (before the Trainer zeroes it), every step."""
+    grads = GradTruth()
+    args = TrainingArguments(str(tmp_path / "out"), per_device_train_batch_size=2,
+                             gradient_accumulation_steps=2, num_train_epochs=1,
+                             learning_rate=0.01, save_strategy="no", use_cpu=True,
+                             disable_tqdm=True, seed=0, report_to="none")
+    Trainer(model=gpt2(), args=args, train_dataset=Tokens(),
+            callbacks=[NNVizCallback(tmp_path / "run", snapshot_freq=1), grads]).train()
+    run = read_run(tmp_path / "run")
+    recorded = {k: v for k, v in run["qstats"].items() if k[1] == "grad"}
+    assert recorded and {s for by_step in recorded.values() for s in by_step} == {1, 2, 3, 4}
+    for (tag, _), by_step in recorded.items():
+        for step, got in by_step.items():
+            assert got["l2"] == pytest.approx(np.linalg.norm(grads.grads[step][tag]), rel=1e-5,
+                                              abs=1e-12), (tag, step)
+    assert {q for _, q in run["qstats"]} == {"grad", "v_rms"}
