@@ -67,8 +67,8 @@ class NNVizCallback(keras.callbacks.Callback):
       quantities: what to record beside each weight, each as the weight
         is (stats, per-unit stats, frames if chosen): names from "grad",
         "m_hat", "v_rms", "momentum" (README, "Gradients and optimizer
-        state on Keras", says which each backend and optimizer has, and
-        their conventions); `()` for the weights only.
+        state", says which each backend and optimizer has, and their
+        conventions); `()` for the weights only.
       quantity_frames: which of `quantities` also get frames: names, True
         (all) or False (none). Default `("grad",)`: the README gives the
         bytes each adds per snapshot.

@@ -14,8 +14,8 @@ counts the real updates only (Keras divides its micro-step counter by the
 accumulation steps), and under a loss-scale wrapper leaves out the steps
 skipped for overflow.
 
-Conventions, per optimizer (the README, "Gradients and optimizer state on
-Keras", says the same for users):
+Conventions, per optimizer (the README, "Gradients and optimizer
+state", its Keras part, says the same for users):
 
 - Adam, AdamW (`m`, `v`; AMSGrad: `v_hat`), Nadam: `m_hat` = m / (1 - b1^t),
   `v_rms` = sqrt(v / (1 - b2^t)). Keras's Adam adds eps to sqrt(v) before

@@ -79,7 +79,7 @@ def test_stats_and_structure_served(tb, trained):
 def test_optimizer_quantities_served(tb, trained):
     # The default quantities: v_rms on every backend, grad where the backend
     # keeps it (torch); frames of grad only (README, "Gradients and
-    # optimizer state on Keras").
+    # optimizer state").
     _, _, run = trained
     on_torch = keras.backend.backend() == "torch"
     kernel = {t["tag"]: t for t in tb.get_json("tags", {"run": RUN})["tensors"]}["dense/kernel"]
