@@ -27,10 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import callback_overhead  # noqa: E402  (benchmarks/, this script's folder)
+
 MODELS = {"784-1024-1024-10": (1024, 1024), "784-64-64-10": (64, 64)}
 CONFIGS = {"weights": ((), False), "default": (None, None),
            "all": (("grad", "m_hat", "v_rms", "momentum"), True)}
-HOOKS = ("on_train_begin", "on_train_batch_end", "on_epoch_end", "on_train_end")
 
 
 def fit(hidden, config, steps, data):
@@ -50,20 +51,7 @@ def fit(hidden, config, steps, data):
     logdir = tempfile.mkdtemp(prefix="nnviz_q_")
     cb = NNVizCallback(logdir, snapshot_freq=1, spectral=False, **kwargs)
     spent = {"hooks": 0.0, "worker": 0.0}
-    for name in HOOKS:
-        hook = getattr(cb, name)
-
-        def timed(*args, _hook=hook, _name=name, **kw):
-            writer = cb.recorder.writer
-            start = time.thread_time()
-            try:
-                return _hook(*args, **kw)
-            finally:
-                spent["hooks"] += time.thread_time() - start
-                if _name == "on_train_end" and writer is not None:
-                    spent["worker"] += writer.worker_cpu_seconds
-
-        setattr(cb, name, timed)
+    callback_overhead.instrument(cb, spent, clock=time.thread_time)
     x, y = data
     try:
         model.fit(x[:128 * steps], y[:128 * steps], batch_size=128, epochs=1, verbose=0,
