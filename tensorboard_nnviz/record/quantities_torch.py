@@ -25,9 +25,12 @@ NAdam's m correction, Adamax's infinity norm), and a parameter without
 state (before its first step, frozen) gives what it has.
 """
 
+import logging
 import math
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Reading", "read"]
 
@@ -74,6 +77,18 @@ def read(p, wanted, groups):
         if reading is not None:
             out.append(reading)
     return out
+
+
+def read_safely(p, wanted, groups):
+    """`read`, or nothing for a parameter whose optimizer state we cannot
+    read (an optimizer of unexpected conventions): its weight is still
+    recorded, and the snapshot is not lost."""
+    try:
+        return read(p, wanted, groups)
+    except Exception:
+        logger.warning("nnviz: could not read the optimizer's state of a parameter",
+                       exc_info=True)
+        return []
 
 
 def _reading(quantity, p, opt, group, state):

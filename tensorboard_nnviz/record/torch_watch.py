@@ -185,7 +185,8 @@ class Watcher:
         self.model = structure_torch.unwrap(model)
         self._source = _TorchModel(self.model)
         self._source.quantities = recorder.quantities
-        found = [optimizer] if optimizer is not None else [real_optimizer(o) for o in optimizers]
+        found = ([optimizer] if optimizer is not None
+                 else [_optimizer_or_none(o) for o in optimizers])
         self._source.optimizers = [o for o in found if o is not None]
         self.skipped_steps = 0  # steps a fused optimizer skipped for inf/NaN grads
         self._count = int(start)  # optimizer steps completed
@@ -394,6 +395,15 @@ def real_optimizer(optimizer):
         % (recorder_lib.WATCH, type(optimizer).__name__))
 
 
+def _optimizer_or_none(optimizer):
+    """A trainer's optimizer unwrapped (`real_optimizer`), or None for one
+    we cannot read: its quantities are then not recorded, training goes on."""
+    try:
+        return real_optimizer(optimizer)
+    except ValueError:
+        return None
+
+
 # --- the copy to host ---------------------------------------------------------------
 
 # numpy has no bfloat16 or float8: those are widened to float32 by the copy.
@@ -483,7 +493,7 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
             weights.append(writer_lib.Weight(e.tag, host(tensor, e.tag), e.layer_class, e.layer,
                                              e.dtype))
             wanted = () if structure_torch.is_sharded(e.tensor) else quantities  # not done yet
-            for r in quantities_torch.read(e.tensor, wanted, groups or {}):
+            for r in quantities_torch.read_safely(e.tensor, wanted, groups or {}):
                 buf = host(r.tensor.detach(), (e.tag, r.quantity))
                 if r.finish is not None:
                     finishing.append((buf, r.finish))
