@@ -89,3 +89,24 @@ def test_snapshots_equal_the_single_process_runs_weights(runs):
             np.testing.assert_allclose(w, alone[step][tag], rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(frame, reference["frames"][tag][step], rtol=1e-5, atol=1e-6)
     assert not np.allclose(truth[6]["0/weight"], truth[0]["0/weight"])
+
+
+def test_gradients_are_the_all_reduced_ones(runs):
+    """DDP: rank 0 records the gradient the step applied, all-reduced: the
+    average of the two half batches', which is the single process's full
+    batch gradient up to float rounding. FSDP2: its gradients are DTensor
+    shards, not recorded yet (README, "Gradients and optimizer state")."""
+    single, out, _, _ = runs
+    run, reference = read_run(out / "run"), read_run(single / "run")
+    assert sorted(reference["qstats"]) == [(t, "grad") for t in ("0/bias", "0/weight", "3/bias",
+                                                                 "3/weight")]
+    if "fsdp" in out.name:
+        assert run["qstats"] == {}
+        return
+    assert sorted(run["qstats"]) == sorted(reference["qstats"])
+    for key, by_step in run["qstats"].items():
+        assert sorted(by_step) == [2, 4, 6]
+        for step, got in by_step.items():
+            want = reference["qstats"][key][step]
+            for field in ("l2", "mean", "max", "min"):
+                assert got[field] == pytest.approx(want[field], rel=1e-4, abs=1e-7), (key, step)
