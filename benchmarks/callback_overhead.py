@@ -14,6 +14,14 @@ an MLP on synthetic data with:
   nnviz   NNVizCallback(snapshot_freq="epoch")
   keras   keras.callbacks.TensorBoard(histogram_freq=1, write_images=True)
 
+and with --quantities also (what recording the optimizer's quantities adds):
+
+  weights NNVizCallback(quantities=()): the weights only
+  all     NNVizCallback(quantities=all four, quantity_frames=True)
+
+(`nnviz` itself records the default quantities: README, "Gradients and
+optimizer state"; on JAX and TensorFlow there is no `grad`.)
+
 on 784-1024-1024-10 (wide) and 784-64-64-10 (the TensorBoard tutorial's
 size). Overhead = fit time with the callback - fit time without, both by
 the wall clock and by this process's CPU time (the CPU figure is steadier
@@ -28,6 +36,7 @@ the table says so. Takes about 6 minutes per backend on 2 cores.
 
     python benchmarks/callback_overhead.py [--backends tensorflow,jax,torch]
         [--samples 10000] [--epochs 3] [--repeats 5] [--models ...] [--spectral auto]
+        [--quantities]
 """
 
 import argparse
@@ -47,6 +56,8 @@ import numpy as np  # noqa: E402
 
 MODELS = {"784-1024-1024-10": (1024, 1024), "784-64-64-10": (64, 64)}
 CONFIGS = ("none", "nnviz", "keras")
+QUANTITY_CONFIGS = ("weights", "all")  # --quantities
+ALL_QUANTITIES = ("grad", "m_hat", "v_rms", "momentum")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENVIRONMENTS = {"tensorflow": ".venv", "jax": ".venv-jax", "torch": ".venv-torch"}
 
@@ -74,6 +85,12 @@ def callbacks_for(config, logdir):
 
     if config == "nnviz":
         return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"])]
+    if config == "weights":
+        return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"],
+                              quantities=())]
+    if config == "all":
+        return [NNVizCallback(logdir, snapshot_freq="epoch", spectral=SPECTRAL["spectral"],
+                              quantities=ALL_QUANTITIES, quantity_frames=True)]
     if config == "keras":
         return [keras.callbacks.TensorBoard(logdir, histogram_freq=1, write_images=True)]
     return []
@@ -90,20 +107,21 @@ HOOKS = ("set_model", "on_train_begin", "on_epoch_begin", "on_epoch_end",
          "on_train_batch_begin", "on_train_batch_end", "on_train_end")
 
 
-def instrument(cb, spent):
-    """Adds the wall time of each of `cb`'s hooks (the training thread) to
-    spent["hooks"], and our writer's worker CPU time to spent["worker"]
-    (the two overlap where on_train_end waits for the worker: counted twice)."""
+def instrument(cb, spent, clock=time.perf_counter):
+    """Adds the time of each of `cb`'s hooks by `clock` (wall time; or
+    `time.thread_time`, the training thread's CPU) to spent["hooks"], and
+    our writer's worker CPU time to spent["worker"] (the two overlap where
+    on_train_end waits for the worker: counted twice)."""
     for name in HOOKS:
         hook = getattr(cb, name)
 
         def timed(*args, _hook=hook, _name=name, **kwargs):
             writer = getattr(getattr(cb, "recorder", None), "writer", None)
-            start = time.perf_counter()
+            start = clock()
             try:
                 return _hook(*args, **kwargs)
             finally:
-                spent["hooks"] += time.perf_counter() - start
+                spent["hooks"] += clock() - start
                 if _name == "on_train_end" and writer is not None:
                     spent["worker"] += writer.worker_cpu_seconds
 
@@ -156,6 +174,8 @@ def measure(args):
     backend = keras.backend.backend()
     unavailable = keras_tb_unavailable()
     configs = tuple(c for c in CONFIGS if not (c == "keras" and unavailable))
+    if args.quantities:
+        configs += QUANTITY_CONFIGS
     rng = np.random.default_rng(0)
     data = (rng.standard_normal((args.samples, 784)).astype("float32"),
             rng.integers(0, 10, args.samples))
@@ -192,9 +212,29 @@ def run_backend(backend, args):
                 "--samples", str(args.samples), "--batch", str(args.batch),
                 "--epochs", str(args.epochs), "--repeats", str(args.repeats),
                 "--models", args.models, "--spectral", args.spectral]
+        argv += ["--quantities"] if args.quantities else []
         subprocess.run(argv, check=True, env=dict(os.environ, KERAS_BACKEND=backend))
         with open(out.name) as f:
             return json.load(f)
+
+
+def print_header(header):
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+
+
+def rows(runs, names):
+    """(model name, run, its results, its sizes, fit time without a
+    callback), model by model, backend by backend."""
+    for name in names:
+        for run in runs:
+            res = run["results"]
+            yield name, run, res, run["sizes"], min(t[0] for t in res[name + "|none"])
+
+
+def direct_cost(res, name, config):
+    """Hooks + worker CPU of `config` on model `name`, min over runs."""
+    return min(t[2] + t[3] for t in res[name + "|" + config])
 
 
 def pct(x, base):
@@ -208,10 +248,8 @@ def print_tables(runs, args):
           "runs each; load average %s" % (
               args.samples, args.batch, args.epochs, args.repeats,
               ", ".join("%.1f (%s)" % (r["load"], r["backend"]) for r in runs)))
-    header = ("| model | backend | clock | fit, no callback | NNViz overhead | "
-              "Keras TB overhead | NNViz / Keras | NNViz / fit |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    print_header("| model | backend | clock | fit, no callback | NNViz overhead | "
+                 "Keras TB overhead | NNViz / Keras | NNViz / fit |")
     for name in names:
         for run in runs:
             res = {k: v for k, v in run["results"].items()}
@@ -231,24 +269,39 @@ def print_tables(runs, args):
     print()
     print("Direct cost, min over runs: time inside each callback's hooks on the training "
           "thread, plus our writer thread's CPU time (Keras's callback works in its hooks).")
-    header = ("| model | backend | fit, no callback | NNViz hooks + worker | NNViz / fit | "
-              "Keras TB hooks | NNViz / Keras | bytes NNViz | bytes Keras TB |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for name in names:
-        for run in runs:
-            res, sizes = run["results"], run["sizes"]
-            base = min(t[0] for t in res[name + "|none"])
-            ours = min(t[2] + t[3] for t in res[name + "|nnviz"])
-            if run["keras_tb_unavailable"]:
-                theirs_cell, ratio, their_bytes = "cannot run", "n/a", "n/a"
-            else:
-                theirs = min(t[2] for t in res[name + "|keras"])
-                theirs_cell, ratio = "%.3f s" % theirs, "%.3f" % (ours / theirs)
-                their_bytes = fmt_bytes(sizes[name + "|keras"])
-            print("| %s | %s | %.2f s | %.3f s | %.1f%% | %s | %s | %s | %s |" % (
-                name, run["backend"], base, ours, 100 * ours / base, theirs_cell, ratio,
-                fmt_bytes(sizes[name + "|nnviz"]), their_bytes))
+    print_header("| model | backend | fit, no callback | NNViz hooks + worker | NNViz / fit | "
+                 "Keras TB hooks | NNViz / Keras | bytes NNViz | bytes Keras TB |")
+    for name, run, res, sizes, base in rows(runs, names):
+        ours = direct_cost(res, name, "nnviz")
+        if run["keras_tb_unavailable"]:
+            theirs_cell, ratio, their_bytes = "cannot run", "n/a", "n/a"
+        else:
+            theirs = min(t[2] for t in res[name + "|keras"])
+            theirs_cell, ratio = "%.3f s" % theirs, "%.3f" % (ours / theirs)
+            their_bytes = fmt_bytes(sizes[name + "|keras"])
+        print("| %s | %s | %.2f s | %.3f s | %.1f%% | %s | %s | %s | %s |" % (
+            name, run["backend"], base, ours, 100 * ours / base, theirs_cell, ratio,
+            fmt_bytes(sizes[name + "|nnviz"]), their_bytes))
+    if args.quantities:
+        print_quantity_table(runs, names)
+
+
+def print_quantity_table(runs, names):
+    """What the optimizer's quantities add to the weights-only recording:
+    direct cost (hooks + worker CPU, min over runs) and bytes."""
+    print()
+    print("Quantities: direct cost (hooks + worker CPU, min over runs) and bytes written, "
+          "weights only vs the default quantities vs all four with frames.")
+    print_header("| model | backend | fit, no callback | weights only | default | all + frames | "
+                 "default / weights | all / weights | bytes weights | bytes default | bytes all |")
+    configs = ("weights", "nnviz", "all")
+    for name, run, res, sizes, base in rows(runs, names):
+        cost = {c: direct_cost(res, name, c) for c in configs}
+        print("| %s | %s | %.2f s | %s | %.2f | %.2f | %s |" % (
+            name, run["backend"], base,
+            " | ".join("%.3f s (%.1f%%)" % (cost[c], 100 * cost[c] / base) for c in configs),
+            cost["nnviz"] / cost["weights"], cost["all"] / cost["weights"],
+            " | ".join(fmt_bytes(sizes[name + "|" + c]) for c in configs)))
 
 
 def main():
@@ -261,6 +314,8 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--spectral", default="auto",
                         help="NNVizCallback's spectral option: auto (default), True or False")
+    parser.add_argument("--quantities", action="store_true",
+                        help="also time NNVizCallback with no quantities and with all of them")
     parser.add_argument("--measure", metavar="OUT.json",
                         help="measure this process's backend only and write OUT.json "
                              "(what the driver runs in each environment)")

@@ -277,6 +277,24 @@ def record_runs(families, mktemp, epochs=1, steps=4, **callback_kwargs):
     return runs
 
 
+def at_hooks(record):
+    """A Keras callback calling `record(model)` at NNVizCallback's hooks:
+    train begin, after every batch and at each epoch end."""
+    keras = _keras()
+
+    class AtHooks(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            record(self.model)
+
+        def on_train_batch_end(self, batch, logs=None):
+            record(self.model)
+
+        def on_epoch_end(self, epoch, logs=None):
+            record(self.model)
+
+    return AtHooks()
+
+
 def recorder():
     """A Keras callback recording the true weights at NNVizCallback's hooks.
 
@@ -284,29 +302,15 @@ def recorder():
     `{tag: np.ndarray}` at train begin, after every batch and at each epoch
     end (a later hook at the same iteration overwrites the same values).
     """
-    keras = _keras()
     from tensorboard_nnviz.record import structure
 
-    class Recorder(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.weights = {}
+    weights = {}
 
-        def _record(self):
-            if not self.model.weights:
-                return
-            it = int(np.asarray(self.model.optimizer.iterations))
-            self.weights[it] = {
-                r.tag: np.array(r.variable) for r in structure.weight_refs(self.model)
-            }
+    def record(model):
+        if model.weights:
+            it = int(np.asarray(model.optimizer.iterations))
+            weights[it] = {r.tag: np.array(r.variable) for r in structure.weight_refs(model)}
 
-        def on_train_begin(self, logs=None):
-            self._record()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self._record()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._record()
-
-    return Recorder()
+    callback = at_hooks(record)
+    callback.weights = weights
+    return callback

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from tensorboard_nnviz.record import budget as budget_lib
+from tensorboard_nnviz.record import quantities_keras
 from tensorboard_nnviz.record import recorder as recorder_lib
 from tensorboard_nnviz.record import sharded as sharded_lib
 from tensorboard_nnviz.record import structure as structure_lib
@@ -29,6 +30,8 @@ class NNVizCallback(keras.callbacks.Callback):
     Steps stay monotonic within `log_dir`: after a recompile, a new
     optimizer, or on a log_dir that already holds snapshots, they continue
     after the last step written there, and no step is written twice.
+    Beside each weight it records the optimizer's quantities of it
+    (`quantities`), read from the live optimizer at the snapshot.
 
     The training thread only copies weights to host memory; a background
     thread lays them out, measures and writes them. It runs on Keras's
@@ -64,7 +67,8 @@ class NNVizCallback(keras.callbacks.Callback):
       quantities: what to record beside each weight, each as the weight
         is (stats, per-unit stats, frames if chosen): names from "grad",
         "m_hat", "v_rms", "momentum" (README, "Gradients and optimizer
-        state", says which each backend has); `()` for the weights only.
+        state", says which each backend and optimizer has, and their
+        conventions); `()` for the weights only.
       quantity_frames: which of `quantities` also get frames: names, True
         (all) or False (none). Default `("grad",)`: the README gives the
         bytes each adds per snapshot.
@@ -180,8 +184,9 @@ class NNVizCallback(keras.callbacks.Callback):
         fit starts with the weights the first one ended with)."""
         it = self._iterations() if iterations is None else iterations
         self._find_shards()
-        self.recorder.snapshot(_KerasModel(self.model, self.recorder.shards is not None), it,
-                               token=self._optimizer())
+        source = _KerasModel(self.model, self.recorder.shards is not None,
+                             self.recorder.quantities, self.recorder.warn_once)
+        self.recorder.snapshot(source, it, token=self._optimizer())
 
     def _find_shards(self):
         """Gives the recorder a `sharded.ShardedStats` once the model has a
@@ -220,9 +225,11 @@ _Recorded = collections.namedtuple("_Recorded", structure_lib.WeightRef._fields 
 class _KerasModel(recorder_lib.Source):
     """A Keras model as the recorder sees it (recorder.Source)."""
 
-    def __init__(self, model, shards=False):
+    def __init__(self, model, shards=False, quantities=(), warn=logger.warning):
         self.model = model
         self.shards = shards  # sharded weights measured where they lie (sharded.py)
+        self.quantities = quantities  # read beside each weight (quantities_keras.py)
+        self.warn = warn
 
     def key(self):
         return (id(self.model),) + tuple(map(id, self.model.weights))
@@ -236,17 +243,52 @@ class _KerasModel(recorder_lib.Source):
         return structure_lib.build_structure(self.model, refs)
 
     def copy(self, recorded, pool, writes=True):
+        reader = self._reader() if writes else None
         weights = []
         for r in recorded:
             value = getattr(r.variable, "value", r.variable)
-            if self.shards and _sharded_jax_array(value):
+            sharded = self.shards and _sharded_jax_array(value)
+            if sharded:
                 value = _own_shards(value, r.tag, pool.take)
             elif writes:
                 value = _copy_to_host(r.variable, r.tag, pool.take)
             else:
                 continue
             weights.append(writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, r.dtype))
+            if not sharded and reader is not None:  # a sharded weight's slots: not read (README)
+                weights += self._quantities(reader, r, pool.take)
         return weights
+
+    def _reader(self):
+        """The optimizer's quantities for this snapshot (one read of its
+        step count and scales), or None when none are recorded or the
+        optimizer cannot be read (then the weights are recorded alone)."""
+        if not self.quantities:
+            return None
+        try:
+            return quantities_keras.Reader(getattr(self.model, "optimizer", None),
+                                           self.quantities, _host_view)
+        except Exception as e:
+            self._failed(e)
+            return None
+
+    def _quantities(self, reader, r, take):
+        """`writer.Weight`s of the quantities `reader` finds for the recorded
+        weight `r`, each copied into the pool under (tag, quantity); none
+        if reading them fails (the weight is recorded all the same)."""
+        try:
+            found = reader.read(r.variable, lambda name, shape, dtype: take((r.tag, name), shape,
+                                                                             dtype))
+        except Exception as e:
+            self._failed(e)
+            return []
+        return [writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, value.dtype.name,
+                                  quantity=name) for name, value in found]
+
+    def _failed(self, e):
+        logger.debug("nnviz: optimizer quantities not read", exc_info=True)
+        self.warn("%s could not read the optimizer's quantities (%s: %s); the weights are "
+                  "recorded without them" % (recorder_lib.KERAS, type(e).__name__, e))
 
     def join(self, recorded):
         for r in recorded:

@@ -404,10 +404,27 @@ def gradient_findings(quantity, levels, structure):
     judged = [(t, levels[t]) for t, meta in model_order(levels, structure)
               if meta["trainable"] is not False and not is_embedding(meta)
               and len(levels[t][0])]
-    found = _vanishing(quantity, judged)
+    cancelled = _biases_into_batchnorm(structure)
+    found = _vanishing(quantity, [(t, level) for t, level in judged if t not in cancelled])
     if quantity == "grad":  # v_rms is a running average: a spike hardly shows
         found += [f for f in (_grad_jump(t, steps, rms) for t, (steps, rms) in judged) if f]
     return found
+
+
+def _biases_into_batchnorm(structure):
+    """Tags of the biases of layers that feed only BatchNorm layers: BatchNorm
+    subtracts each feature's batch mean, so their gradient is zero up to
+    rounding by construction (a bias that does nothing, not a gradient that
+    vanished)."""
+    layers = (structure or {}).get("layers") or []
+    feeds = {}
+    for layer in layers:
+        for source in layer.get("inbound") or []:
+            feeds.setdefault(source, []).append(str(layer.get("class") or ""))
+    into_bn = [layer for layer in layers if feeds.get(layer.get("path"))
+               and all("BatchNorm" in c for c in feeds[layer.get("path")])]
+    return {w.get("tag") for layer in into_bn for w in layer.get("weights") or []
+            if str(w.get("tag", "")).endswith("bias")}
 
 
 def _vanishing(quantity, judged):
@@ -415,7 +432,9 @@ def _vanishing(quantity, judged):
     for tag, (steps, rms) in judged:
         middle = (steps[0] + steps[-1]) / 2.0
         window = rms[(steps > middle) & ~np.isnan(rms)]
-        if len(window) >= MIN_STILL_SNAPSHOTS:
+        # A gradient of exactly zero does not reach the weight at all: the
+        # weight stays still and `frozen` says so.
+        if len(window) >= MIN_STILL_SNAPSHOTS and np.median(window) > 0:
             window_levels[tag] = (float(np.median(window)), int(steps[steps > middle][0]),
                                   int(steps[-1]))
     if not window_levels:

@@ -6,6 +6,7 @@ In the JAX and torch environments TensorFlow is not installed
 the plugin without it.
 """
 
+import keras
 import numpy as np
 import pytest
 
@@ -24,7 +25,9 @@ RUN = "run"
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     rec = km.recorder()
-    km.train_run(str(root / RUN), model="conv2d", epochs=1, steps=3, snapshot_freq=1,
+    model, data = km.build("conv2d")
+    model.compile(keras.optimizers.Adam(0.01), "mse")  # optimizer state to serve
+    km.train_run(str(root / RUN), model=(model, data), epochs=1, steps=3, snapshot_freq=1,
                  callbacks=[rec])
     return root, rec.weights, read_run(root / RUN)
 
@@ -71,3 +74,20 @@ def test_stats_and_structure_served(tb, trained):
     assert stats["update_l2"][0] is None and stats["update_l2"][3] > 0
     layers = tb.get_json("structure", {"run": RUN})["layers"]
     assert [layer["path"] for layer in layers] == ["conv2d", "pool", "dense"]
+
+
+def test_optimizer_quantities_served(tb, trained):
+    # The default quantities: v_rms on every backend, grad where the backend
+    # keeps it (torch); frames of grad only (README, "Gradients and
+    # optimizer state").
+    _, _, run = trained
+    on_torch = keras.backend.backend() == "torch"
+    kernel = {t["tag"]: t for t in tb.get_json("tags", {"run": RUN})["tensors"]}["dense/kernel"]
+    assert kernel["quantities"] == (["weights", "grad", "v_rms"] if on_torch
+                                    else ["weights", "v_rms"])
+    assert kernel["frame_quantities"] == (["weights", "grad"] if on_torch else ["weights"])
+    stats = tb.get_json("stats", {"run": RUN, "tag": "dense/kernel", "quantity": "v_rms"})
+    assert stats["steps"] == [1, 2, 3]  # none before the first step
+    expected = run["qstats"]["dense/kernel", "v_rms"]
+    np.testing.assert_allclose(stats["l2"], [expected[s]["l2"] for s in (1, 2, 3)], rtol=1e-6)
+    assert tb.get("stats", {"run": RUN, "tag": "dense/kernel", "quantity": "m_hat"}).status == 404
