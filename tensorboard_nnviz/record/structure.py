@@ -257,7 +257,7 @@ def positive_number(value):
     """`value` as a float if it is a finite number > 0, else None."""
     try:
         value = float(value)
-    except (TypeError, ValueError):
+    except Exception:  # an optimizer's attribute, whatever it holds: never costs a snapshot
         return None
     return value if 0 < value < float("inf") else None
 
