@@ -288,8 +288,22 @@ def test_below_the_default_eps_only_for_runs_that_did_not_record_their_optimizer
     # A damaged entry is no eps either, never an error.
     for bad in ({"class": "Adam", "epsilon": "1e-4"}, {"class": "Adam", "epsilon": -1.0},
                 {"class": "Adam", "epsilon": True}, {"class": "Adam"}):
-        assert F.optimizer_epsilon(with_optimizer(bad)) == (None, "Adam")
-    assert F.optimizer_epsilon({"model": {"optimizer": "Adam"}}) == (F.ADAM_EPS, None)
+        assert F.optimizer_epsilon(with_optimizer(bad)) == (None, "Adam has no eps")
+    assert F.optimizer_epsilon({"model": {"optimizer": "Adam"}})[0] == F.ADAM_EPS
+
+
+def test_eps_under_the_square_root_sets_a_floor_of_its_root():
+    # Keras's RMSprop divides by sqrt(v + eps): v_rms under sqrt(1e-6) = 1e-3
+    # is below that floor; torch's adds eps to sqrt(v).
+    levels = gradient_levels(5e-4)
+    keras_rms = with_optimizer({"class": "RMSprop", "epsilon": 1e-6})
+    found = F.gradient_findings("v_rms", levels, keras_rms)
+    assert len(found) == 3
+    assert "below the square root of its optimizer's eps (RMSprop, sqrt(1e-06) = 0.001)" in \
+        found[0]["message"]
+    torch_rms = with_optimizer({"class": "RMSprop", "epsilon": 1e-6})
+    torch_rms["model"]["framework"] = "torch"
+    assert F.gradient_findings("v_rms", levels, torch_rms) == []
 
 
 def test_a_spike_of_v_rms_is_exploding_gradients_from_the_optimizer_state():

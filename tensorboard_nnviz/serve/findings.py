@@ -417,17 +417,32 @@ def gradient_findings(quantity, levels, structure):
     return found
 
 
+# Optimizers that add eps under the square root, sqrt(v + eps) (by the
+# structure's framework, "keras" when it names none): the floor on v_rms is
+# then sqrt(eps). The others add it to sqrt(v) or sqrt(v_hat).
+EPS_UNDER_SQRT = {("keras", "RMSprop"), ("keras", "Adagrad"), ("keras", "Adadelta"),
+                  ("torch", "Adadelta")}
+
+
 def optimizer_epsilon(structure):
-    """`(eps, optimizer class)` the "below eps" test compares with: the
-    run's recorded optimizer and its eps (eps None: the optimizer has none,
-    e.g. SGD, and nothing is compared), else `(ADAM_EPS, None)` for a run
-    that did not record its optimizer (written before it was recorded)."""
-    optimizer = ((structure or {}).get("model") or {}).get("optimizer")
+    """`(floor, said)`: what the "below eps" test compares a gradient RMS
+    with, and how the message names it. The run's recorded optimizer's eps
+    (its square root for EPS_UNDER_SQRT); floor None when that optimizer
+    has no eps (SGD: nothing is compared); ADAM_EPS for a run that did not
+    record its optimizer (written before it was recorded)."""
+    model = (structure or {}).get("model") or {}
+    optimizer = model.get("optimizer")
     if not isinstance(optimizer, dict):
-        return ADAM_EPS, None
+        return ADAM_EPS, "Adam's eps (%g)" % ADAM_EPS
+    name = str(optimizer.get("class") or "optimizer")
     eps = optimizer.get("epsilon")
-    valid = isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < np.inf
-    return (float(eps) if valid else None), str(optimizer.get("class") or "optimizer")
+    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < np.inf):
+        return None, "%s has no eps" % name
+    if (model.get("framework") or "keras", name) in EPS_UNDER_SQRT:
+        floor = float(np.sqrt(eps))
+        return floor, "the square root of its optimizer's eps (%s, sqrt(%g) = %g)" % (name, eps,
+                                                                                      floor)
+    return float(eps), "its optimizer's eps (%s, %g)" % (name, eps)
 
 
 def _biases_into_batchnorm(structure):
@@ -447,8 +462,8 @@ def _biases_into_batchnorm(structure):
 
 
 def _vanishing(quantity, judged, epsilon):
-    """`epsilon`: `(eps, optimizer class or None)` (`optimizer_epsilon`)."""
-    eps, optimizer = epsilon
+    """`epsilon`: `(floor or None, how it is named)` (`optimizer_epsilon`)."""
+    eps, said = epsilon
     window_levels = {}
     for tag, (steps, rms) in judged:
         middle = (steps[0] + steps[-1]) / 2.0
@@ -475,11 +490,9 @@ def _vanishing(quantity, judged, epsilon):
                           "over 300" if below == np.inf else "%.1f" % below,
                           _num(10 ** reference)))
         elif eps is not None and level < eps:
-            whose = ("its optimizer's eps (%s, %g)" % (optimizer, eps) if optimizer
-                     else "Adam's eps (%g)" % eps)
             message = ("%s: gradient RMS %s over the last half of the run (steps %s to %s), "
                        "below %s: its step is no longer scale-free"
-                       % (tag, _num(level), _step(first), _step(last), whose))
+                       % (tag, _num(level), _step(first), _step(last), said))
         else:
             continue
         if quantity != "grad":
