@@ -156,7 +156,7 @@ def assert_stats_close(stats, truth):
 DEPTH = 8
 
 
-def deep_mlp(logdir, healthy=False, steps=48, snapshot_freq=4):
+def deep_mlp(logdir, healthy=False, steps=48, snapshot_freq=4, spike_at=None):
     """An 8-layer MLP (d0 … d7, then `out`) trained under Adam with
     NNVizCallback's default quantities into `logdir`.
 
@@ -166,13 +166,19 @@ def deep_mlp(logdir, healthy=False, steps=48, snapshot_freq=4):
     (d0 about 1e-5 of `out`), while Adam's steps, scale-free, keep every
     update ratio within a small factor. `healthy`: the twin with ReLU, He
     init and LayerNorm after each layer, whose gradients stay of one order.
+    `spike_at`: a fresh batch at every step (one epoch), the targets of the
+    batch of step `spike_at` multiplied by 1e4: one gradient spike, which
+    Adam applies with a bounded step.
     """
     from tensorboard_nnviz import NNVizCallback
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 10)).astype("float32")
-    y = rng.standard_normal((64, 4)).astype("float32")
+    rows = 64 if spike_at is None else 8 * steps
+    x = rng.standard_normal((rows, 10)).astype("float32")
+    y = rng.standard_normal((rows, 4)).astype("float32")
+    if spike_at is not None:
+        y[8 * (spike_at - 1):8 * spike_at] *= 1e4
     layers = [keras.Input((10,))]
     for i in range(DEPTH):
         if healthy:
@@ -184,6 +190,31 @@ def deep_mlp(logdir, healthy=False, steps=48, snapshot_freq=4):
     layers.append(keras.layers.Dense(4, name="out"))
     model = keras.Sequential(layers, name="healthy_twin" if healthy else "deep_sigmoid")
     model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.fit(x, y, batch_size=8, epochs=steps * 8 // len(x), verbose=0, shuffle=False,
+              callbacks=[NNVizCallback(str(logdir), snapshot_freq=snapshot_freq)])
+    return model
+
+
+def small_gradients(logdir, epsilon, steps=24, snapshot_freq=4):
+    """A 3-layer tanh MLP under Adam(epsilon=`epsilon`) whose loss is the
+    MSE × 1e-5: every layer's gradient RMS (and v_rms) lies near 1e-6,
+    within an order of the others', below eps 1e-4 and above the defaults
+    (Keras 1e-7, torch 1e-8)."""
+    from tensorboard_nnviz import NNVizCallback
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 10)).astype("float32")
+    y = rng.standard_normal((64, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((10,)),
+                              keras.layers.Dense(16, activation="tanh", name="d0"),
+                              keras.layers.Dense(16, activation="tanh", name="d1"),
+                              keras.layers.Dense(4, name="out")], name="small_gradients")
+
+    def loss(y_true, y_pred):
+        return 1e-5 * keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    model.compile(keras.optimizers.Adam(1e-3, epsilon=epsilon), loss)
     model.fit(x, y, batch_size=8, epochs=steps * 8 // len(x), verbose=0, shuffle=False,
               callbacks=[NNVizCallback(str(logdir), snapshot_freq=snapshot_freq)])
     return model

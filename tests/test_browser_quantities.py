@@ -80,11 +80,12 @@ def test_selector_offers_what_the_run_recorded_and_shows_the_live_gradient(panel
     rows, cols, frame = drawn_frame(panel)
     np.testing.assert_array_equal(frame, truth["grad"][qr.FIRST_TAG].T)
     assert any("/frame?" in u and "quantity=grad" in u for u in panel.requests)
-    # On a log scale of |x| with Adam's ε (torch's default: the run does not record it) marked.
+    # On a log scale of |x| with Adam's ε marked: the one the run recorded, not a default.
     legend = panel.frame.locator("#legend")
     assert legend.get_attribute("data-log") == "true"
     assert panel.frame.locator("#legend .tick.mark").text_content() == "ε"
-    assert "ε = 1e-8: torch's default for Adam" in legend.text_content()
+    assert "ε = 1e-8: the run's Adam's" in legend.text_content()
+    assert "default" not in legend.text_content()
     # The charts: the gradient's RMS, on a log axis with ε marked below it.
     rms = qr.rms(truth["grad"][qr.FIRST_TAG])
     assert chart_value(panel, "rms") == pytest.approx(rms, rel=6e-3)

@@ -127,7 +127,8 @@ def test_structure_written_with_the_first_snapshot(family_runs):
     assert layers["out"]["weights"][0] == {
         "name": "kernel", "tag": "out/kernel", "shape": [8, 2], "dtype": "float32", "trainable": True}
     assert doc["model"] == {"name": "branchy", "class": "Functional", "params": 82,
-                            "trainable_params": 82}
+                            "trainable_params": 82,
+                            "optimizer": {"class": "SGD", "epsilon": None}}  # SGD has no eps
 
 
 def test_subclassed_model_gets_its_first_snapshot_after_the_first_batch(family_runs):
@@ -186,6 +187,26 @@ def test_recompile_with_a_new_optimizer_continues_after_the_last_step(tmp_path):
     km.compile_model(model)  # iterations restart at 0
     _fit(model, x, y, [cb], epochs=1)
     assert steps_of(tmp_path) == [0, 4, 8, 9, 13]
+
+
+def test_structure_names_the_optimizer_and_its_eps_again_after_a_recompile(tmp_path):
+    import keras
+    from tensorboard_nnviz import NNVizCallback
+
+    model, (x, y) = km.build("mlp")
+    model.compile(keras.optimizers.Adam(1e-3, epsilon=1e-3), "mse")
+    cb = NNVizCallback(str(tmp_path))
+    _fit(model, x, y, [cb], epochs=1)
+    km.compile_model(model)  # SGD, without eps: written again
+    _fit(model, x, y, [cb], epochs=1)
+    # Through the loss-scale wrapper to the optimizer that holds eps.
+    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3, epsilon=1e-5)),
+                  "mse")
+    _fit(model, x, y, [cb], epochs=1)
+    run = read_run(tmp_path)
+    assert [(s, doc["model"]["optimizer"]) for s, doc in run["structure"]] == [
+        (0, {"class": "Adam", "epsilon": 1e-3}), (5, {"class": "SGD", "epsilon": None}),
+        (10, {"class": "Adam", "epsilon": 1e-5})]
 
 
 def test_new_callback_on_an_existing_log_dir_continues_after_its_last_step(tmp_path):

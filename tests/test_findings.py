@@ -245,3 +245,73 @@ def test_alpha_gaps_left_by_the_budget_are_skipped():
 
 def test_alpha_of_a_non_trainable_weight_is_not_judged():
     assert alpha_found([9.0] * 9, trainable=False) == []
+
+
+# --- gradients ------------------------------------------------------------------------
+
+
+def gradient_levels(level, tags=("a/kernel", "b/kernel", "c/kernel"), steps=range(10, 90, 10)):
+    """{tag: (steps, RMS)}: every tensor's gradient RMS at `level` throughout."""
+    import numpy as np
+
+    steps = np.asarray(list(steps), np.int64)
+    return {t: (steps, np.full(len(steps), level)) for t in tags}
+
+
+def with_optimizer(optimizer):
+    doc = structure(("a/kernel", True), ("b/kernel", True), ("c/kernel", True))
+    if optimizer is not None:
+        doc["model"]["optimizer"] = optimizer
+    return doc
+
+
+def test_below_eps_is_judged_by_the_recorded_eps_else_the_default():
+    # 5e-6 everywhere: no tensor is orders below the others; only eps can flag it.
+    levels = gradient_levels(5e-6)
+    adam = with_optimizer({"class": "Adam", "epsilon": 1e-4})
+    found = F.gradient_findings("v_rms", levels, adam)
+    assert kinds(found) == [(F.VANISHING_GRADIENTS, F.WARNING, t, 50)
+                            for t in ("a/kernel", "b/kernel", "c/kernel")]
+    assert "below its optimizer's eps (Adam, 0.0001)" in found[0]["message"]
+    assert "(from the optimizer's v_rms)" in found[0]["message"]
+    assert F.gradient_findings("v_rms", levels, with_optimizer(None)) == []  # default 1e-8
+    assert F.gradient_findings("v_rms", levels, with_optimizer(
+        {"class": "Adam", "epsilon": 1e-7})) == []
+
+
+def test_below_the_default_eps_only_for_runs_that_did_not_record_their_optimizer():
+    levels = gradient_levels(1e-9)
+    old = F.gradient_findings("grad", levels, with_optimizer(None))
+    assert len(old) == 3 and "below Adam's eps (1e-08)" in old[0]["message"]
+    # SGD has no eps: its step is proportional to the gradient anyway.
+    assert F.gradient_findings("grad", levels, with_optimizer({"class": "SGD", "epsilon": None})) == []
+    # A damaged entry is no eps either, never an error.
+    for bad in ({"class": "Adam", "epsilon": "1e-4"}, {"class": "Adam", "epsilon": -1.0},
+                {"class": "Adam", "epsilon": True}, {"class": "Adam"}):
+        assert F.optimizer_epsilon(with_optimizer(bad)) == (None, "Adam has no eps")
+    assert F.optimizer_epsilon({"model": {"optimizer": "Adam"}})[0] == F.ADAM_EPS
+
+
+def test_eps_under_the_square_root_sets_a_floor_of_its_root():
+    # Keras's RMSprop divides by sqrt(v + eps): v_rms under sqrt(1e-6) = 1e-3
+    # is below that floor; torch's adds eps to sqrt(v).
+    levels = gradient_levels(5e-4)
+    keras_rms = with_optimizer({"class": "RMSprop", "epsilon": 1e-6})
+    found = F.gradient_findings("v_rms", levels, keras_rms)
+    assert len(found) == 3
+    assert "below the square root of its optimizer's eps (RMSprop, sqrt(1e-06) = 0.001)" in \
+        found[0]["message"]
+    torch_rms = with_optimizer({"class": "RMSprop", "epsilon": 1e-6})
+    torch_rms["model"]["framework"] = "torch"
+    assert F.gradient_findings("v_rms", levels, torch_rms) == []
+
+
+def test_a_spike_of_v_rms_is_exploding_gradients_from_the_optimizer_state():
+    levels = gradient_levels(1e-3)
+    steps, rms = levels["b/kernel"]
+    rms[4:] = [0.3, 0.28, 0.27, 0.26]  # a gross spike stays in v_rms's running mean
+    found = F.gradient_findings("v_rms", levels, with_optimizer({"class": "Adam", "epsilon": 1e-7}))
+    assert kinds(found) == [(F.EXPLODING_GRADIENTS, F.WARNING, "b/kernel", 50)]
+    assert found[0]["message"].endswith("(from the optimizer's v_rms)")
+    rms[4:] = 1.5e-2  # 15×: under the limit
+    assert F.gradient_findings("v_rms", levels, None) == []

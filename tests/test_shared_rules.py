@@ -9,6 +9,7 @@ import pytest
 
 from tensorboard_nnviz.cli import render
 from tensorboard_nnviz.core import layout as layout_lib
+from tensorboard_nnviz.serve import findings
 
 with open(os.path.join(os.path.dirname(__file__), "fixtures", "shared_rules.json")) as f:
     RULES = json.load(f)
@@ -44,3 +45,10 @@ def test_exploded_steps_saturate(case):
 def test_non_finite_colours_are_the_panels():
     colors = RULES["special_colors"]["colors"]
     assert {k: {"css": v[0], "label": v[1]} for k, v in render.SPECIAL_COLORS.items()} == colors
+
+
+@pytest.mark.parametrize("case", RULES["epsilon_floor"]["cases"], ids=str)
+def test_the_floor_a_recorded_optimizers_eps_sets(case):
+    floor, _ = findings.optimizer_epsilon({"model": case["model"]})
+    assert floor == (None if case["floor"] is None else pytest.approx(case["floor"], rel=1e-12))
+

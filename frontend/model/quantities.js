@@ -98,20 +98,34 @@ export function rmsAtStep(series, step) {
   return i < 0 ? null : rmsAt(series, i);
 }
 
+// Optimizers that divide by √(v + ε), by framework ('keras' when the
+// structure names none): ε's floor on v_rms is then √ε (findings.EPS_UNDER_SQRT,
+// the same rule; tests/fixtures/shared_rules.json, "epsilon_floor").
+const EPS_UNDER_SQRT = new Set(['keras/RMSprop', 'keras/Adagrad', 'keras/Adadelta', 'torch/Adadelta']);
+
 // Adam's ε where the run does not say: the frameworks' defaults
 // (torch.optim.Adam eps=1e-8; keras.optimizers.Adam epsilon=1e-7).
 export const EPSILON_DEFAULTS = {torch: 1e-8, keras: 1e-7};
 
 /**
  * Adam's ε for a run: {value, recorded, text}. Read from the structure's
- * `model.optimizer.epsilon` when a recorder wrote it; otherwise the
- * framework's default (`model.framework` 'torch', else Keras), said so in
- * `text`: the run does not record which optimizer, or which ε, it used.
+ * `model.optimizer` when a recorder wrote it (docs/architecture.md,
+ * "Gradients and optimizer state"): its `epsilon` (√ε for EPS_UNDER_SQRT),
+ * or value null when that optimizer has none (SGD: nothing to mark). Otherwise, for runs written
+ * before the optimizer was recorded, the framework's default
+ * (`model.framework` 'torch', else Keras), said so in `text`.
  */
 export function adamEpsilon(structure) {
   const model = (structure && structure.model) || {};
-  const eps = model.optimizer && model.optimizer.epsilon;
-  if (typeof eps === 'number' && eps > 0) return {value: eps, recorded: true, text: `ε = ${eps} (the run's optimizer)`};
+  const optimizer = model.optimizer;
+  if (optimizer && typeof optimizer === 'object') {
+    const name = typeof optimizer.class === 'string' ? optimizer.class : 'optimizer';
+    const eps = optimizer.epsilon;
+    if (!(typeof eps === 'number' && eps > 0 && eps < Infinity)) return {value: null, recorded: true, text: `the run's ${name} has no ε`};
+    if (!EPS_UNDER_SQRT.has(`${model.framework || 'keras'}/${name}`)) return {value: eps, recorded: true, text: `ε = ${eps}: the run's ${name}'s`};
+    const floor = Math.sqrt(eps);
+    return {value: floor, recorded: true, text: `√ε = ${floor}: the run's ${name} adds its ε = ${eps} under the square root`};
+  }
   const torch = model.framework === 'torch';
   const value = torch ? EPSILON_DEFAULTS.torch : EPSILON_DEFAULTS.keras;
   return {value, recorded: false,

@@ -137,7 +137,7 @@ export class StatCharts {
       el('div', {class: 'chart-values'}, readouts.map((r) => r.node)),
     ]);
     if (range.empty) card.appendChild(el('div', {class: 'note', text: 'no values (undefined until a second snapshot)'}));
-    if (range.log && stat.epsilon && epsilon && !range.markShown && !range.empty) {
+    if (range.log && stat.epsilon && epsilon && epsilon.value !== null && !range.markShown && !range.empty) {
       card.appendChild(el('div', {class: 'note eps-note', text: `${epsilon.text}: far below these values`}));
     }
     this.root.appendChild(card);

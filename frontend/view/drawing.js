@@ -145,10 +145,11 @@ export class TensorDrawing {
     const counts = this.paint(results, scale);
     const what = log ? 'log |x|, bottom at the 1st percentile of |x| shown, or ε when near' :
       settings.colorKind === 'magnitude' ? '|x|' : 'signed, centred on 0';
-    const eps = log ? `; ε marked: ${epsilon.text}` : '';
+    const marked = log && epsilon.value !== null;
+    const eps = !log ? '' : marked ? `; ε marked: ${epsilon.text}` : `; ${epsilon.text}`;
     this.nodes.legend.hidden = !results.some((r) => r.ok);
     renderLegend(this.nodes.legend, {scale, cmap: app.cmap, note: `Colour scale (${what}): ${note}${eps}.`, counts,
-      marks: colourScaleMarks(scale, log ? {value: epsilon.value, label: 'ε'} : null)});
+      marks: colourScaleMarks(scale, marked ? {value: epsilon.value, label: 'ε'} : null)});
     app.lastDrawnIndex = index;
     this.record(started, results.some((r) => r.ok), step);
   }

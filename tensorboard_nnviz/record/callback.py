@@ -232,12 +232,16 @@ class _KerasModel(recorder_lib.Source):
         self.warn = warn
 
     def key(self):
-        return (id(self.model),) + tuple(map(id, self.model.weights))
+        # The optimizer too: a recompile with another one writes the structure again.
+        optimizer = getattr(self.model, "optimizer", None)
+        return (id(self.model), id(optimizer)) + tuple(map(id, self.model.weights))
 
     def tensors(self):
         refs = structure_lib.weight_refs(self.model)
         recordable = [_Recorded(*r, structure_lib.dtype_name(r.variable)) for r in refs]
-        return refs, structure_lib.signature(refs), recordable
+        optimizer = structure_lib.optimizer_summary(getattr(self.model, "optimizer", None))
+        signature = (structure_lib.signature(refs), tuple(sorted((optimizer or {}).items())))
+        return refs, signature, recordable
 
     def structure(self, refs):
         return structure_lib.build_structure(self.model, refs)

@@ -10,13 +10,21 @@ root's name for some model kinds and not for others.
 
 The structure document (`GET /structure` in http_api.md):
 
-    {"model": {"name", "class", "params", "trainable_params"},
+    {"model": {"name", "class", "params", "trainable_params",
+               "optimizer": {"class", "epsilon"}},
      "layers": [{"path", "class", "params", "trainable", "inbound": [path],
                  "output_shape", "weights": [{"name", "tag", "shape", "dtype",
                                               "trainable"}]}]}
 
 A weight's `trainable` says whether the optimizer trains it (the variable
 and every layer around it trainable); a layer's says the layer's own flag.
+
+`model.optimizer` (when the model has one) is the optimizer that holds the
+slots, through a `LossScaleOptimizer` to its inner optimizer: its class
+name and its `epsilon` (null for an optimizer without one, e.g. SGD). The
+gradient findings and the panel's ε mark read it (docs/architecture.md,
+"Gradients and optimizer state"); runs written before it was recorded
+have no `optimizer` and fall back to the framework's default.
 
 `layers` lists every layer of the tree in model order, depth first (a
 nested model comes right before its own layers), as `model.layers` does at
@@ -233,6 +241,27 @@ def _inbound_map(model):
     return order, inbound
 
 
+def optimizer_summary(optimizer):
+    """`{"class", "epsilon"}` of the optimizer that holds the slots (through
+    any loss-scale wrapper), or None without an optimizer. `epsilon` is
+    None when the optimizer has none (or not a plain number)."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    if optimizer is None:
+        return None
+    return {"class": type(optimizer).__name__,
+            "epsilon": positive_number(getattr(optimizer, "epsilon", None))}
+
+
+def positive_number(value):
+    """`value` as a float if it is a finite number > 0, else None."""
+    try:
+        value = float(value)
+    except Exception:  # an optimizer's attribute, whatever it holds: never costs a snapshot
+        return None
+    return value if 0 < value < float("inf") else None
+
+
 def build_structure(model, refs=None):
     """The structure document of `model` (a JSON-able dict)."""
     refs = weight_refs(model) if refs is None else refs
@@ -271,9 +300,15 @@ def build_structure(model, refs=None):
             "trainable_params": _count(
                 r.variable for r in refs if getattr(r.variable, "trainable", True)
             ),
+            **_optimizer_entry(getattr(model, "optimizer", None)),
         },
         "layers": layers,
     }
+
+
+def _optimizer_entry(optimizer):
+    summary = optimizer_summary(optimizer)
+    return {} if summary is None else {"optimizer": summary}
 
 
 def _trainable_ids(model, refs):

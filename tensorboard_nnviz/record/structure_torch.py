@@ -23,6 +23,8 @@ module of `named_modules()` in order, below the root, with its path, class
 name, parameter count (parameters only, as torch counts them), `trainable`
 (whether any of its parameters requires grad), `inbound` and its own
 weights with a per-weight `trainable` (`requires_grad`; buffers never).
+`model.optimizer` names the optimizer whose steps are recorded (`watch`'s,
+the trainer's first) and its `eps` (`optimizer_summary`).
 `inbound` comes from `torch.fx` symbolic tracing when the model traces: the
 modules whose outputs feed each module call (through functions such as
 `torch.flatten` or `+`). fx treats torch's own modules (Linear, LSTM,
@@ -40,6 +42,7 @@ import warnings
 import torch
 
 from tensorboard_nnviz.core import layout_torch
+from tensorboard_nnviz.record import structure
 
 # Path parts of wrappers that hold the real module as an attribute.
 WRAPPER_PARTS = frozenset({"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
@@ -208,9 +211,24 @@ def fx_inbound(root):
     return inbound
 
 
-def build_structure(root, items, inbound=None):
-    """The structure document of `root` (unwrapped) and its `entries`."""
+def optimizer_summary(optimizers):
+    """`{"class", "epsilon"}` of the first of `optimizers` (the real ones,
+    unwrapped), as Keras's (structure.optimizer_summary): `epsilon` from
+    its first parameter group's `eps`, None where it has none (SGD) or
+    not one number (Adafactor's pair). None without an optimizer."""
+    if not optimizers:
+        return None
+    optimizer = optimizers[0]
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    return {"class": type(optimizer).__name__,
+            "epsilon": structure.positive_number(groups[0].get("eps"))}
+
+
+def build_structure(root, items, inbound=None, optimizers=()):
+    """The structure document of `root` (unwrapped) and its `entries`;
+    `optimizers`: those whose steps are recorded (`optimizer_summary`)."""
     inbound = inbound or {}
+    summary = optimizer_summary(optimizers)
     by_layer = collections.defaultdict(list)
     for e in items:
         by_layer[e.layer].append(e)
@@ -242,6 +260,7 @@ def build_structure(root, items, inbound=None):
             "params": _params(root),
             "trainable_params": sum(p.numel() for p in root.parameters()
                                     if p.requires_grad and not is_lazy(p)),
+            **({"optimizer": summary} if summary else {}),
         },
         "layers": layers,
     }

@@ -344,7 +344,8 @@ class _TorchModel(recorder_lib.Source):
 
     def structure(self, items):
         return structure_torch.build_structure(self.model, items,
-                                               structure_torch.fx_inbound(self.model))
+                                               structure_torch.fx_inbound(self.model),
+                                               self.optimizers)
 
     def copy(self, recorded, pool, writes=True):
         groups = quantities_torch.groups_of(self.optimizers) if self.quantities else {}

@@ -53,9 +53,11 @@ MIN_ALPHA_VALUES = 2
 # last half of the run, >= MIN_STILL_SNAPSHOTS snapshots) more than
 # VANISH_ORDERS orders of magnitude below the model's (the
 # VANISH_REFERENCE quantile of the tensors' levels, so neither the largest
-# tensor nor the vanishing ones set it), or below ADAM_EPS: then eps
-# dominates Adam's denominator and its step is no longer scale-free
-# (http_api.md, /findings: the runs these limits were checked on).
+# tensor nor the vanishing ones set it), or below the optimizer's eps: then
+# eps dominates Adam's denominator and its step is no longer scale-free
+# (http_api.md, /findings: the runs these limits were checked on). The eps
+# is the run's (the structure's `model.optimizer.epsilon`); ADAM_EPS,
+# torch's default, for runs that did not record their optimizer.
 VANISH_ORDERS = 3.0
 VANISH_REFERENCE = 0.75
 ADAM_EPS = 1e-8
@@ -405,10 +407,42 @@ def gradient_findings(quantity, levels, structure):
               if meta["trainable"] is not False and not is_embedding(meta)
               and len(levels[t][0])]
     cancelled = _biases_into_batchnorm(structure)
-    found = _vanishing(quantity, [(t, level) for t, level in judged if t not in cancelled])
-    if quantity == "grad":  # v_rms is a running average: a spike hardly shows
-        found += [f for f in (_grad_jump(t, steps, rms) for t, (steps, rms) in judged) if f]
+    found = _vanishing(quantity, [(t, level) for t, level in judged if t not in cancelled],
+                       optimizer_epsilon(structure))
+    # From v_rms (Keras on TensorFlow and JAX record no `grad`), a running
+    # mean square: one step's gradient g moves it by (1 - b2) g², so a
+    # GRAD_JUMP× jump of v_rms takes a gradient about GRAD_JUMP / sqrt(1 - b2)
+    # times its level (630× at b2 = 0.999): only gross spikes show.
+    found += [f for f in (_grad_jump(t, steps, rms, quantity) for t, (steps, rms) in judged) if f]
     return found
+
+
+# Optimizers that add eps under the square root, sqrt(v + eps) (by the
+# structure's framework, "keras" when it names none): the floor on v_rms is
+# then sqrt(eps). The others add it to sqrt(v) or sqrt(v_hat).
+EPS_UNDER_SQRT = {("keras", "RMSprop"), ("keras", "Adagrad"), ("keras", "Adadelta"),
+                  ("torch", "Adadelta")}
+
+
+def optimizer_epsilon(structure):
+    """`(floor, said)`: what the "below eps" test compares a gradient RMS
+    with, and how the message names it. The run's recorded optimizer's eps
+    (its square root for EPS_UNDER_SQRT); floor None when that optimizer
+    has no eps (SGD: nothing is compared); ADAM_EPS for a run that did not
+    record its optimizer (written before it was recorded)."""
+    model = (structure or {}).get("model") or {}
+    optimizer = model.get("optimizer")
+    if not isinstance(optimizer, dict):
+        return ADAM_EPS, "Adam's eps (%g)" % ADAM_EPS
+    name = str(optimizer.get("class") or "optimizer")
+    eps = optimizer.get("epsilon")
+    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < np.inf):
+        return None, "%s has no eps" % name
+    if (model.get("framework") or "keras", name) in EPS_UNDER_SQRT:
+        floor = float(np.sqrt(eps))
+        return floor, "the square root of its optimizer's eps (%s, sqrt(%g) = %g)" % (name, eps,
+                                                                                      floor)
+    return float(eps), "its optimizer's eps (%s, %g)" % (name, eps)
 
 
 def _biases_into_batchnorm(structure):
@@ -427,7 +461,9 @@ def _biases_into_batchnorm(structure):
             if str(w.get("tag", "")).endswith("bias")}
 
 
-def _vanishing(quantity, judged):
+def _vanishing(quantity, judged, epsilon):
+    """`epsilon`: `(floor or None, how it is named)` (`optimizer_epsilon`)."""
+    eps, said = epsilon
     window_levels = {}
     for tag, (steps, rms) in judged:
         middle = (steps[0] + steps[-1]) / 2.0
@@ -453,10 +489,10 @@ def _vanishing(quantity, judged):
                        % (tag, _num(level), _step(first), _step(last),
                           "over 300" if below == np.inf else "%.1f" % below,
                           _num(10 ** reference)))
-        elif level < ADAM_EPS:
+        elif eps is not None and level < eps:
             message = ("%s: gradient RMS %s over the last half of the run (steps %s to %s), "
-                       "below Adam's eps (%g): its step is no longer scale-free"
-                       % (tag, _num(level), _step(first), _step(last), ADAM_EPS))
+                       "below %s: its step is no longer scale-free"
+                       % (tag, _num(level), _step(first), _step(last), said))
         else:
             continue
         if quantity != "grad":
@@ -466,7 +502,7 @@ def _vanishing(quantity, judged):
     return found
 
 
-def _grad_jump(tag, steps, rms):
+def _grad_jump(tag, steps, rms, quantity):
     """The first snapshot whose gradient RMS jumped GRAD_JUMP× above the
     median of the tensor's defined values before it (GRAD_HISTORY to
     GRAD_WINDOW of them); last_step: the last such snapshot."""
@@ -485,6 +521,8 @@ def _grad_jump(tag, steps, rms):
     message = ("%s: gradient RMS %s at step %s, %s× its running level (%s, the median of the "
                "snapshots before)" % (tag, _num(value), _step(step), _num(value / level),
                                      _num(level)))
+    if quantity != "grad":
+        message += " (from the optimizer's %s)" % quantity
     return _finding(EXPLODING_GRADIENTS, WARNING, tag, step, hits[-1][0], message,
                     value=value / level)
 

@@ -64,8 +64,13 @@ test('layers whose gradient RMS spans decades are coloured on a log scale, first
 });
 
 test("Adam's ε: the run's own when recorded, else the framework's default, said so", () => {
-  assert.deepEqual(adamEpsilon({model: {optimizer: {epsilon: 1e-6}}}),
-      {value: 1e-6, recorded: true, text: "ε = 0.000001 (the run's optimizer)"});
+  const recorded = adamEpsilon({model: {framework: 'torch', optimizer: {class: 'Adam', epsilon: 1e-4}}});
+  assert.deepEqual(recorded, {value: 1e-4, recorded: true, text: "ε = 0.0001: the run's Adam's"});
+  assert.doesNotMatch(recorded.text, /default/);
+  assert.equal(adamEpsilon({model: {optimizer: {class: 'Adam', epsilon: 1e-7}}}).value, 1e-7);
+  // An optimizer without ε (SGD): nothing to mark, and no default put in its place.
+  assert.deepEqual(adamEpsilon({model: {framework: 'torch', optimizer: {class: 'SGD', epsilon: null}}}),
+      {value: null, recorded: true, text: "the run's SGD has no ε"});
   const torch = adamEpsilon({model: {framework: 'torch'}});
   assert.equal(torch.value, 1e-8);
   assert.equal(torch.recorded, false);

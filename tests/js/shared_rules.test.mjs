@@ -6,6 +6,7 @@ import {readFileSync} from 'node:fs';
 import {groupSpans, separators} from '../../frontend/model/layout.js';
 import {robustBound} from '../../frontend/model/scale.js';
 import {SPECIAL_COLORS} from '../../frontend/model/colors.js';
+import {adamEpsilon} from '../../frontend/model/quantities.js';
 
 const RULES = JSON.parse(readFileSync(new URL('../fixtures/shared_rules.json', import.meta.url)));
 
@@ -32,4 +33,13 @@ test('non-finite colours', () => {
     assert.equal(v.css, '#' + v.rgb.map((x) => x.toString(16).padStart(2, '0')).join(''), k);
   }
   assert.deepEqual(colors, RULES.special_colors.colors);
+});
+
+test("the floor a recorded optimizer's eps sets", () => {
+  for (const c of RULES.epsilon_floor.cases) {
+    const got = adamEpsilon({model: c.model});
+    assert.ok(got.recorded, JSON.stringify(c.model));
+    if (c.floor === null) assert.equal(got.value, null, JSON.stringify(c.model));
+    else assert.ok(Math.abs(got.value - c.floor) <= 1e-12 * c.floor, JSON.stringify(c.model));
+  }
 });

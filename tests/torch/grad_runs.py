@@ -45,18 +45,20 @@ def healthy_mlp():
     return torch.nn.Sequential(*layers)
 
 
-def train(model, log_dir, steps=120, snapshot_freq=10, spike_at=None, lr=1e-3, **watch_kwargs):
-    """Adam on a small classification task, `watch`ed; with `spike_at`, the
-    loss of that step is multiplied by 1e4 (a gradient spike the optimizer
-    applies: Adam's step barely changes, the gradient jumps)."""
+def train(model, log_dir, steps=120, snapshot_freq=10, spike_at=None, lr=1e-3, eps=1e-8,
+          loss_factor=1.0, **watch_kwargs):
+    """Adam(lr, eps=`eps`) on a small classification task, `watch`ed; with
+    `spike_at`, the loss of that step is multiplied by 1e4 (a gradient spike
+    the optimizer applies: Adam's step barely changes, the gradient jumps);
+    every step's loss by `loss_factor` (small gradients throughout)."""
     x, y = _data()
-    opt = torch.optim.Adam(model.parameters(), lr)
+    opt = torch.optim.Adam(model.parameters(), lr, eps=eps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     with watch(model, log_dir, optimizer=opt, snapshot_freq=snapshot_freq, **watch_kwargs) as w:
         for step in range(1, steps + 1):
             i = (step * 32) % len(x)
             opt.zero_grad()
-            loss = loss_fn(model(x[i:i + 32]), y[i:i + 32])
+            loss = loss_fn(model(x[i:i + 32]), y[i:i + 32]) * loss_factor
             if step == spike_at:
                 loss = loss * 1e4
             loss.backward()

@@ -177,6 +177,40 @@ def test_the_healthy_twin_raises_neither(tb):
     assert _findings(tb, "healthy_each_step") == []  # every mini-batch's noise in view
 
 
+def test_below_eps_is_judged_by_the_eps_the_run_recorded(tmp_path):
+    from tensorboard_nnviz.cli import local_provider
+
+    # The healthy twin's gradients (within an order of each other) × 1e-4:
+    # between torch's default eps and the 1e-4 the run uses.
+    G.train(G.healthy_mlp(), tmp_path / "eps", steps=60, eps=1e-4, loss_factor=1e-4)
+    reader, _, eid = local_provider.local_reader(str(tmp_path))
+    structure = reader.structure_impl(None, eid, "eps")
+    assert structure["model"]["optimizer"] == {"class": "Adam", "epsilon": 1e-4}
+    found = [f for f in reader.findings_impl(None, eid, "eps")["findings"]
+             if f["kind"] in (F.VANISHING_GRADIENTS, F.EXPLODING_GRADIENTS)]
+    weights = G.linear_tags(G.healthy_mlp())
+    assert {f["tag"] for f in found} >= set(weights)  # every layer, by eps alone
+    assert all("below its optimizer's eps (Adam, 0.0001)" in f["message"] for f in found)
+    assert all(1e-8 < f["value"] < 1e-4 for f in found)
+    # Without the recorded optimizer (a run written before), torch's default
+    # 1e-8 is the bar: nothing is below it.
+    columns = reader.stats_impl(None, eid, "eps", quantity="grad")
+    levels = {t: (np.asarray(c["steps"]), F.rms_of(c["mean"], c["std"]))
+              for t, c in columns.items()}
+    del structure["model"]["optimizer"]
+    assert F.gradient_findings("grad", levels, structure) == []
+
+
+def test_the_structure_names_an_optimizer_without_eps_as_such(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with watch(model, str(tmp_path), optimizer=opt, snapshot_freq=1):
+        model(torch.randn(4, 3)).sum().backward()
+        opt.step()
+    [(_, doc)] = read_run(tmp_path)["structure"]
+    assert doc["model"]["optimizer"] == {"class": "SGD", "epsilon": None}
+
+
 def test_findings_equal_a_fresh_computation_over_the_http_answers(tb):
     for run in ("vanishing", "spike", "healthy", "healthy_each_step"):
         columns = tb.get_json("stats", {"run": run})

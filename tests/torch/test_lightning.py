@@ -201,3 +201,5 @@ def test_gradients_and_adams_moments_beside_the_weights(tmp_path):
                     / (1 - 0.999 ** float(state["step"])))
     assert run["qstats"][("fc/weight", "v_rms")][6]["max"] == pytest.approx(v_rms.max(), rel=1e-6)
     assert sorted(run["qframes"]) == sorted(k for k in run["qstats"] if k[1] == "grad")
+    # The trainer's optimizer, named in the structure with its eps (torch's default here).
+    assert run["structure"][0][1]["model"]["optimizer"] == {"class": "Adam", "epsilon": 1e-8}

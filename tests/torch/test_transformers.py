@@ -320,3 +320,6 @@ def test_gradients_are_the_accumulated_ones_the_step_applied(tmp_path):
             assert got["l2"] == pytest.approx(np.linalg.norm(grads.grads[step][tag]), rel=1e-5,
                                               abs=1e-12), (tag, step)
     assert {q for _, q in run["qstats"]} == {"grad", "v_rms"}
+    # The Trainer's optimizer (AdamW, its adam_epsilon) in the structure.
+    assert run["structure"][0][1]["model"]["optimizer"] == {"class": "AdamW",
+                                                            "epsilon": args.adam_epsilon}
