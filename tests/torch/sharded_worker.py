@@ -1,7 +1,7 @@
 """One process of the FSDP2 test (test_sharded.py), or the single-process reference.
 
     python sharded_worker.py single OUT OPTIMIZER
-    python sharded_worker.py fsdp OUT OPTIMIZER RANK WORLD PORT
+    python sharded_worker.py fsdp OUT OPTIMIZER RANK WORLD PORT [hide]
 
 Trains the same small model of the families FSDP2 shards in practice
 (Embedding, MultiheadAttention, LayerNorm, Linear) on the same 8 sequences
@@ -15,6 +15,10 @@ unevenly and with empty shards at 4 ranks). Rank 0 (or the single
 process) saves the whole weights after each step to OUT/truth.npz (FSDP2:
 `full_tensor()`, outside the recorder); the event files go to OUT/run
 (the same directory for every rank: only rank 0 may write there).
+
+With `hide`, rank 1 hides the momentum buffer of `hidden.weight` from the
+recorder at step HIDDEN_AT (as an optimizer without state yet for it):
+the ranks must agree to record none of that quantity at that step.
 """
 
 import os
@@ -30,6 +34,7 @@ STEPS = 6
 SAMPLES, LENGTH, VOCAB, DIM = 8, 6, 50, 16
 MAX_CELLS = 200  # the embedding, attention and first linear weights: block-reduced frames
 QUANTITIES = ("grad", "m_hat", "v_rms", "momentum")
+HIDDEN_AT = 4
 
 
 class Model(nn.Module):
@@ -66,8 +71,28 @@ def optimizer(name, params):
     return torch.optim.Adam(params, lr=0.01, eps=1e-3)
 
 
-def train(net, x, y, out_dir, opt_name, rank=0):
+def hide_momentum(net, opt):
+    """Hides `hidden.weight`'s momentum buffer during the snapshot of step
+    HIDDEN_AT (a step hook that runs before the recorder's); returns the
+    function that puts it back after the step."""
+    hidden, stash, steps = net.hidden.weight, {}, [0]
+
+    def hook(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == HIDDEN_AT:
+            stash["buf"] = opt.state[hidden].pop("momentum_buffer")
+
+    def restore():
+        if "buf" in stash:
+            opt.state[hidden]["momentum_buffer"] = stash.pop("buf")
+
+    opt.register_step_post_hook(hook)
+    return restore
+
+
+def train(net, x, y, out_dir, opt_name, rank=0, hide=False):
     opt = optimizer(opt_name, net.parameters())
+    restore = hide_momentum(net, opt) if hide else (lambda: None)
     truth = {}
 
     def keep(step):
@@ -87,6 +112,7 @@ def train(net, x, y, out_dir, opt_name, rank=0):
             opt.zero_grad()
             nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
+            restore()
             keep(step)
     if rank == 0:
         torch_models.save_steps(os.path.join(out_dir, "truth.npz"), truth)
@@ -109,7 +135,8 @@ def main(argv):
             fully_shard(layer)
         fully_shard(net)
         part = slice(rank * SAMPLES // world, (rank + 1) * SAMPLES // world)
-        train(net, x[part], y[part], out_dir, opt_name, rank)
+        train(net, x[part], y[part], out_dir, opt_name, rank,
+              hide=rank == 1 and argv[6:] == ["hide"])
         torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()

@@ -56,19 +56,23 @@ def singles(tmp_path_factory):
     return single
 
 
-@pytest.fixture(scope="module", params=[(2, "sgd"), (4, "sgd"), (2, "adam")],
-                ids=lambda p: "%d_ranks_%s" % p)
-def fsdp(request, tmp_path_factory):
-    world, opt = request.param
-    out = tmp_path_factory.mktemp("fsdp%d_%s" % (world, opt))
+def _run_fsdp(out, world, opt, *extra):
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, WORKER, "fsdp", str(out), opt, str(rank),
-                               str(world), port], env=_env(), stdout=subprocess.PIPE,
+                               str(world), port, *extra], env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for rank in range(world)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * world, outputs
     assert "Traceback" not in "".join(outputs) and "nnviz" not in "".join(outputs), outputs
+
+
+@pytest.fixture(scope="module", params=[(2, "sgd"), (4, "sgd"), (2, "adam")],
+                ids=lambda p: "%d_ranks_%s" % p)
+def fsdp(request, tmp_path_factory):
+    world, opt = request.param
+    out = tmp_path_factory.mktemp("fsdp%d_%s" % (world, opt))
+    _run_fsdp(out, world, opt)
     return Fsdp(out, opt)
 
 
@@ -134,6 +138,23 @@ def test_quantities_equal_a_single_process_run(fsdp, singles):
         checks.assert_runs_equal(got, quantity_view(single, quantity), rtol=2e-4, atol=2e-5,
                                  fields=FIELDS, skip=SKIP[fsdp.opt])
     assert run["qcontent"][("embed/weight", "grad")]["layout"]["block"] != [1, 1]
+
+
+def test_ranks_agree_on_a_quantity_one_of_them_lacks(tmp_path, singles):
+    """Rank 1's optimizer has no momentum for `hidden.weight` at one
+    snapshot (rank 0's has): no rank measures it there, every rank still
+    enters the same collectives (no hang, no warning), and the rest of
+    that snapshot is recorded as usual."""
+    _run_fsdp(tmp_path, 2, "sgd", "hide")
+    run, single = read_run(tmp_path / "run"), singles("sgd")
+    hidden = ("hidden/weight", "momentum")
+    assert sorted(run["qstats"][hidden]) == [s for s in STEPS[1:] if s != worker.HIDDEN_AT]
+    assert sorted(run["qstats"]) == sorted(single["qstats"])
+    for key, by_step in run["qstats"].items():
+        if key != hidden:
+            assert sorted(by_step) == STEPS[1:], key
+    got, want = (r["qstats"][("hidden/weight", "grad")][worker.HIDDEN_AT] for r in (run, single))
+    assert got["l2"] == pytest.approx(want["l2"], rel=2e-4)
 
 
 def test_only_rank_0_writes(fsdp):
