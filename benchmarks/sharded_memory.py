@@ -12,7 +12,10 @@ root, SGD on random data for STEPS steps, a snapshot at every step
   gathered  watch, each weight gathered whole on every rank (the path
             before record/sharded.py, forced by reporting the fused
             kernel unavailable)
-  sharded   watch, shards measured where they lie
+  sharded   watch, shards measured where they lie (weights only, as
+            `gathered`, which records no quantity of a sharded parameter)
+  grad      `sharded` with the gradient too (quantities=("grad",), the
+            default's one quantity under SGD), measured shard by shard
 
 Every mode loads numba and the fused kernel first (a one-time cost, the
 same at any N, printed apart), then resets the process's peak RSS
@@ -45,7 +48,8 @@ import tempfile
 import time
 
 LAYERS, WIDTH = 16, 1024
-MODES = ("none", "gathered", "sharded")
+MODES = ("none", "gathered", "sharded", "grad")
+RECORDED = ("gathered", "sharded", "grad")
 FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
@@ -62,7 +66,7 @@ def worker(mode, out, rank, world, port, steps):
     figures = {"pass_s": 0.0, "shard_bytes": 0, "coll_s": 0.0, "coll_bytes": 0, "snapshots": 0}
     if mode == "gathered":
         sharded_lib.available = lambda: False
-    if mode == "sharded":
+    if mode == "sharded":  # the per-snapshot figures: the weights alone
         _instrument(sharded_lib, torch_watch, figures)
     before = _status("VmRSS")
     _warm_kernel()
@@ -80,7 +84,8 @@ def worker(mode, out, rank, world, port, steps):
     watcher = None
     if mode != "none":
         watcher = torch_watch.watch(net, os.path.join(out, "run"), optimizer=opt, snapshot_freq=1,
-                                    spectral=False)
+                                    spectral=False,
+                                    quantities=("grad",) if mode == "grad" else ())
     for _ in range(steps):
         opt.zero_grad()
         net(x).square().mean().backward()
@@ -201,14 +206,14 @@ def main(argv):
     for malloc, env in (("malloc as it comes", None), ("mmap threshold fixed", FIXED)):
         for world in args.worlds:
             results = {mode: run(mode, world, args.steps, env) for mode in MODES}
-            for mode in ("gathered", "sharded"):
+            for mode in RECORDED:
                 added[malloc, mode, world] = (
                     results[mode]["peak_kib"] - results["none"]["peak_kib"]) / 1024
             figures.setdefault(world, results["sharded"])
         print("\nrank 0's peak RSS over training added by recording (MiB), %s" % malloc)
         print("%-12s" % "processes" + "".join("%10d" % w for w in args.worlds)
               + ("%10s" % ("%d -> %d" % (args.worlds[0], args.worlds[-1]))))
-        for mode in ("gathered", "sharded"):
+        for mode in RECORDED:
             row = [added[malloc, mode, w] for w in args.worlds]
             print("%-12s" % mode + "".join("%10.0f" % v for v in row) + "%10.2f" % (row[-1] / row[0]))
     print("\nnumba and the fused kernel, loaded once per process: %.0f MiB of peak RSS"

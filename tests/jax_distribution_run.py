@@ -33,6 +33,7 @@ import sys
 import numpy as np
 
 SAMPLES, BATCH, FREQ = 32, 8, 2  # 4 steps, snapshots at 0, 2, 4
+QUANTITIES = ("m_hat", "v_rms")  # Adam's, with frames
 
 
 VOCAB = 20
@@ -56,7 +57,10 @@ def build():
     h = keras.layers.Dense(8, activation="tanh", name="dense")(h)
     y = keras.layers.Dense(4, name="dense_1")(h)
     model = keras.Model(x, y, name="sharded")
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    # Adam, for its slots (the quantities m_hat and v_rms, sharded as their
+    # weights); a large epsilon, so rounding of a near-zero gradient is not
+    # turned into a step.
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-3), loss="mse")
     return model
 
 
@@ -120,11 +124,14 @@ def devices(out):
             return np.array(value)  # JAX's own gather
 
         record = Record(whole)
-        callback = NNVizCallback(os.path.join(out, name), snapshot_freq=FREQ, spectral=True)
+        callback = NNVizCallback(os.path.join(out, name), snapshot_freq=FREQ, spectral=True,
+                                 quantities=QUANTITIES, quantity_frames=True)
         model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
                   callbacks=[callback, record.callback])
         # Sharded weights are measured where they lie, not gathered.
         assert (callback.recorder.shards is not None) == (name == "model"), name
+        if name == "model":  # and so are their slots
+            assert ("dense/kernel", "m_hat") in callback.recorder.shards.state
         np.savez(os.path.join(out, name + ".npz"),
                  **{"%s@%d" % key: value for key, value in record.values.items()})
         with open(os.path.join(out, name + ".json"), "w") as f:
@@ -177,7 +184,8 @@ def processes(out, process_id, port):
 
     record = Record(local_shards)
     x, y = data()
-    callback = NNVizCallback(os.path.join(out, "run"), snapshot_freq=FREQ)
+    callback = NNVizCallback(os.path.join(out, "run"), snapshot_freq=FREQ,
+                             quantities=QUANTITIES)
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
               callbacks=[callback, record.callback])
     # dense/kernel was measured where it lies: no process gathered it.

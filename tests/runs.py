@@ -373,8 +373,8 @@ def read_run(logdir):
       "wall_times": {weight_tag: {step: wall_time}},
       "units":    {weight_tag: {step: {"norm": float32 row, "update": float32 row}}},
       "units_content": {weight_tag: units content dict},
-      "qframes", "qstats", "qunits": the same of each quantity, keyed by
-        (weight_tag, quantity).
+      "qframes", "qstats", "qunits", "qcontent", "qunits_content": the same
+        of each quantity, keyed by (weight_tag, quantity) (`quantity_view`).
     """
     from tensorboard.backend.event_processing import event_accumulator as ea
     from tensorboard.util import tensor_util
@@ -382,7 +382,8 @@ def read_run(logdir):
     acc = ea.EventAccumulator(str(logdir), size_guidance={ea.TENSORS: 0})
     acc.Reload()
     out = {"frames": {}, "stats": {}, "content": {}, "structure": [], "wall_times": {},
-           "units": {}, "units_content": {}, "qframes": {}, "qstats": {}, "qunits": {}}
+           "units": {}, "units_content": {}, "qframes": {}, "qstats": {}, "qunits": {},
+           "qcontent": {}, "qunits_content": {}}
     for summary_tag in acc.Tags()["tensors"]:
         parsed = fmt.parse_quantity_tag(summary_tag)
         if parsed is None:
@@ -403,9 +404,11 @@ def read_run(logdir):
                     out["qstats"].setdefault(key, {})[e.step] = fmt.stats_from_array(row, fields)
             elif kind == fmt.KIND_FRAME and quantity != fmt.WEIGHTS:
                 out["qframes"].setdefault((tag, quantity), {})[e.step] = fmt.decode_frame(array[0])
+                out["qcontent"][(tag, quantity)] = content
             elif kind == fmt.KIND_UNITS and quantity != fmt.WEIGHTS:
                 out["qunits"].setdefault((tag, quantity), {})[e.step] = fmt.units_from_array(
                     array, content["fields"])
+                out["qunits_content"][(tag, quantity)] = content
             elif kind == fmt.KIND_FRAME:
                 out["frames"].setdefault(tag, {})[e.step] = fmt.decode_frame(array[0])
                 out["content"][tag] = content
@@ -425,3 +428,13 @@ def steps_of(run):
     directory, or what `read_run` read from it."""
     run = run if isinstance(run, dict) else read_run(run)
     return sorted({s for frames in run["frames"].values() for s in frames})
+
+
+def quantity_view(run, quantity):
+    """One quantity of a `read_run` result shaped as the weights are
+    ("frames", "stats", "units", "content", "units_content" keyed by tag),
+    for the checks written for weights."""
+    names = {"frames": "qframes", "stats": "qstats", "units": "qunits", "content": "qcontent",
+             "units_content": "qunits_content"}
+    return {name: {tag: v for (tag, q), v in run[key].items() if q == quantity}
+            for name, key in names.items()}

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import snapshot_checks as checks
-from runs import read_run
+from tensorboard_nnviz.core import format as fmt
+from runs import quantity_view, read_run
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(TESTS, "jax_distribution_run.py")
@@ -108,6 +109,29 @@ def test_sharded_weights_equal_the_gathered_path_within_float32_rounding(devices
             assert run["stats"][tag][step]["sv_max"] > 0, (tag, step)
 
 
+def test_sharded_quantities_equal_one_device(devices_out):
+    """Adam's m_hat and v_rms of the sharded weights (its slots are sharded
+    as they are), measured block by block: stats, units and frames as one
+    device records them from whole slots, from the first step on."""
+    run, single = read_run(devices_out / "model"), read_run(devices_out / "single")
+    want = sorted((tag, q) for tag in single["frames"] for q in ("m_hat", "v_rms"))
+    assert sorted(single["qstats"]) == want and sorted(run["qstats"]) == want
+    fields = [f for f in fmt.STAT_FIELDS if f != "units_still"]
+    # The attention's key bias has a gradient of 0 up to rounding (softmax
+    # ignores it): its moments are that rounding, and their ratios (update
+    # over norm, ...) compare noise to noise. Its frames and units are still
+    # compared, absolutely.
+    noise = {("mha/key/bias", f) for f in fields}
+    for quantity in ("m_hat", "v_rms"):
+        got = quantity_view(run, quantity)
+        assert all(sorted(frames) == STEPS[1:] for frames in got["frames"].values())
+        checks.assert_runs_equal(got, quantity_view(single, quantity), rtol=1e-4, atol=1e-6,
+                                 fields=fields, skip=noise)
+        for step in STEPS[1:]:
+            assert got["stats"]["mha/key/bias"][step]["l2"] < 1e-5
+            assert got["stats"]["dense/kernel"][step]["l2"] > 1e-3
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -154,3 +178,7 @@ def test_two_processes_one_writer_and_the_other_process_shards(tmp_path):
         for step, frame in frames.items():
             weights.setdefault(step, {})[tag] = _unlayout(frame, run["content"][tag])
     checks.assert_stats_match(run, weights)
+    # Adam's slots of dense/kernel, sharded across both processes, measured
+    # there too (their values: test_sharded_quantities_equal_one_device).
+    for quantity in ("m_hat", "v_rms"):
+        assert sorted(run["qstats"][("dense/kernel", quantity)]) == STEPS[1:], quantity

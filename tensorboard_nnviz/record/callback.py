@@ -41,7 +41,7 @@ class NNVizCallback(keras.callbacks.Callback):
     rank 0 under `torch.distributed`. A weight sharded over devices (a
     `LayoutMap` of `ModelParallel` on JAX) is measured block by block where
     it lies, and the processes combine their sums: none holds it whole
-    (README, "Sharded weights").
+    (README, "Sharded weights"); so are its optimizer slots' quantities.
 
     Args:
       log_dir: directory for the event files (one TensorBoard run), e.g.
@@ -247,7 +247,8 @@ class _KerasModel(recorder_lib.Source):
         return structure_lib.build_structure(self.model, refs)
 
     def copy(self, recorded, pool, writes=True):
-        reader = self._reader() if writes else None
+        # Every process reads the slots of sharded weights (their blocks).
+        reader = self._reader() if writes or self.shards else None
         weights = []
         for r in recorded:
             value = getattr(r.variable, "value", r.variable)
@@ -259,9 +260,29 @@ class _KerasModel(recorder_lib.Source):
             else:
                 continue
             weights.append(writer_lib.Weight(r.tag, value, r.layer_class, r.layer_name, r.dtype))
-            if not sharded and reader is not None:  # a sharded weight's slots: not read (README)
+            if reader is None:
+                continue
+            if sharded:
+                weights += self._sharded_quantities(reader, r, pool.take)
+            elif writes:
                 weights += self._quantities(reader, r, pool.take)
         return weights
+
+    def _sharded_quantities(self, reader, r, take):
+        """`writer.Weight`s of the sharded weight `r`'s slot quantities, this
+        process's blocks of each (`sharded.Sharded`, pool keys
+        ((tag, quantity), start)): measured where they lie, as the weight."""
+        dtypes = {}
+
+        def own(array, name):
+            dtypes[name] = np.dtype(array.dtype).name  # the same on every process
+            return _own_shards(array, (r.tag, name), take)
+
+        # No try: every process must list the same quantities (a failure
+        # here is the snapshot's, reported by the recorder, on every process).
+        return [writer_lib.Weight(r.tag, blocks, r.layer_class, r.layer_name, dtypes[name],
+                                  quantity=name)
+                for name, blocks in reader.read_blocks(r.variable, own)]
 
     def _reader(self):
         """The optimizer's quantities for this snapshot (one read of its

@@ -142,6 +142,37 @@ class Reader:
                 out.append((name, value))
         return out
 
+    def read_blocks(self, variable, own):
+        """`[(name, blocks)]` of a sharded `variable`'s slot quantities
+        (JAX `ModelParallel`: its slots are sharded as it is), in
+        `format.QUANTITIES` order: `own(array, name)` copies this process's
+        blocks of a slot (a `sharded.Sharded`), scaled here in place block
+        by block. Decided from what every process shares (the optimizer,
+        its step count), so every process lists the same."""
+        if not self._slots:
+            return []
+        try:
+            index = self._opt._get_variable_index(variable)
+        except KeyError:
+            return []
+        out = []
+        for name in self._names:
+            if name not in self._slots:
+                continue  # grad: the torch backend only, never sharded
+            slots, mult, sqrt = self._slots[name]
+            blocks = own(slots[index].value, name)
+            centered = name == "v_rms" and self._centered is not None
+            means = ({s.start: s.data for s in own(self._centered[index].value, "v_rms/mean").shards}
+                     if centered else {})
+            for shard in blocks.shards:
+                data = shard.data
+                if centered:
+                    data -= np.square(means[shard.start])
+                    np.maximum(data, 0, out=data)
+                _scale_in_place(data, 1.0 if centered else mult, sqrt or centered)
+            out.append((name, blocks))
+        return out
+
     def _read_slot(self, name, index, take):
         slots, mult, sqrt = self._slots[name]
         view = self._host_view(slots[index].value, slots[index])
@@ -175,6 +206,13 @@ def _scaled(view, mult, sqrt, name, take):
     if sqrt:
         np.sqrt(buf, out=buf)
     return buf
+
+
+def _scale_in_place(buf, mult, sqrt):
+    if mult != 1.0:
+        np.multiply(buf, mult, out=buf, casting="unsafe")
+    if sqrt:
+        np.sqrt(buf, out=buf)
 
 
 def _torch_host(tensor):

@@ -10,7 +10,14 @@ combine the buffers, and the chief finishes them into the weight's stats,
 units and frame (`stats.finish`) and hands them to its writer. No process
 holds more of a weight than its own blocks.
 
-Per bucket of weights (at most `BUCKET_ENTRIES` entries of partial
+A quantity of a sharded parameter (its gradient, the optimizer's moments:
+docs/architecture.md, "Gradients and optimizer state") is measured the
+same way, against its own previous and first snapshot, keyed by
+`writer.Weight.key`. First, once per snapshot, the processes agree which
+quantities exist (`_agree`): one a process lacks for the blocks it holds
+(an optimizer without state yet) is measured by none.
+
+Then, per bucket of weights (at most `BUCKET_ENTRIES` entries of partial
 buffers), in the same order on every process:
 
 1. the tensor sums, summed everywhere, and the minima and maxima, maxed
@@ -72,14 +79,17 @@ class Sharded:
       shards: the `Shard`s this process counts (none when other processes
         hold all of it, or replicas of its blocks).
       cut: the axes the sharding cuts, the same on every process.
+      missing: a quantity this process lacks for blocks it holds (its
+        optimizer has no state for them yet): no process measures it.
     """
 
-    __slots__ = ("shape", "shards", "cut")
+    __slots__ = ("shape", "shards", "cut", "missing")
 
-    def __init__(self, shape, shards, cut):
+    def __init__(self, shape, shards, cut, missing=False):
         self.shape = tuple(int(d) for d in shape)
         self.shards = list(shards)
         self.cut = frozenset(int(a) for a in cut)
+        self.missing = bool(missing)
 
     @property
     def ndim(self):
@@ -248,17 +258,19 @@ class ShardedStats:
     def _snapshot(self, writer, step, weights, structure, pool):
         try:
             measured = self._measure([w for w in weights if isinstance(w.value, Sharded)], pool)
-            if writer is not None:
-                weights = [w._replace(value=measured[w.tag]) if isinstance(w.value, Sharded)
-                           else w for w in weights]
+            if writer is not None:  # without the quantities `_agree` dropped
+                weights = [w._replace(value=measured[w.key]) if isinstance(w.value, Sharded)
+                           else w for w in weights
+                           if not isinstance(w.value, Sharded) or w.key in measured]
                 writer.write(step, weights, structure, pooled=True)
         except Exception as e:  # a bug of ours, or a collective that failed
             self._report(e)
 
     def _measure(self, weights, pool):
-        """{tag: Measured} of the sharded `weights` on the chief ({} elsewhere)."""
+        """{key: Measured} of the sharded `weights` on the chief ({} elsewhere)."""
+        weights = self._agree(weights)
         tags = [self._tag(w) for w in weights]
-        turns = self._turns.choose([w.tag for w, t in zip(weights, tags) if t.gram])
+        turns = self._turns.choose([w.key for w, t in zip(weights, tags) if t.gram])
         out = {}
         bucket, entries = [], 0
         for w, t in zip(weights, tags):
@@ -268,22 +280,36 @@ class ShardedStats:
                 out.update(self._combine(bucket))
                 bucket, entries = [], 0
         for w, t in zip(weights, tags):
-            if w.tag in turns:
+            if w.key in turns:
                 gram = self._gram(t, w.value.shards)
-                if w.tag in out:
-                    out[w.tag].gram = gram
+                if w.key in out:
+                    out[w.key].gram = gram
             self._advance(w, t, pool)
         return out
 
+    def _agree(self, weights):
+        """`weights` without the quantities some process lacks (`missing`),
+        on every process alike: one collective when there are quantities
+        (the same candidates everywhere: the same model and optimizer)."""
+        quantities = [i for i, w in enumerate(weights) if w.quantity != fmt.WEIGHTS]
+        if not quantities:
+            return weights
+        missing = self.collectives.max_all(
+            np.array([float(weights[i].value.missing) for i in quantities]))
+        dropped = {i for i, m in zip(quantities, missing) if m}
+        return [w for i, w in enumerate(weights) if i not in dropped]
+
     def _tag(self, w):
-        """The weight's `_Tag` (new for a new tag, shape, dtype or layer class)."""
+        """The weight's (or quantity's) `_Tag` (new for a new key, shape,
+        dtype or layer class); a quantity's layout has its cell budget and
+        no spectrum, as the writer's (writer._state)."""
         value = w.value
         key = (value.shape, str(w.dtype), w.layer_class)
-        t = self.state.get(w.tag)
+        t = self.state.get(w.key)
         if t is None or t.key != key:
-            layout = writer_lib.weight_layout(w, self.max_cells)
-            matrix = writer_lib.matrix_plan(w, layout)
-            t = self.state[w.tag] = _Tag(
+            layout = writer_lib.weight_layout(w, budget.cell_budget(w.quantity, self.max_cells))
+            matrix = writer_lib.matrix_plan(w, layout) if w.quantity == fmt.WEIGHTS else None
+            t = self.state[w.key] = _Tag(
                 key, layout, stats_lib.fused_plan(value.shape, layout["unit_axes"], layout),
                 int(np.prod(value.shape)),
                 fmt.encoding_dtype(budget.frame_encoding(layout["block"])), matrix,
@@ -292,7 +318,7 @@ class ShardedStats:
 
     def _combine(self, items):
         """Steps 1–3 of the module docstring for `items` [(Weight, _Tag)]:
-        {tag: Measured} on the chief."""
+        {key: Measured} on the chief."""
         acc_size, mins, maxs = stats_lib.partial_entries()
         sizes = [stats_lib.partial_size(t.plan, t.size) for _, t in items]
         bounds = np.cumsum([0] + sizes)
@@ -333,7 +359,7 @@ class ShardedStats:
             value = next(centred) if shift is not None else None
             measurement = stats_lib.finish(part, t.plan, t.compared, lambda _, v=value: v,
                                            _NOTHING, t.frame_dtype)
-            out[w.tag] = Measured(w.value.shape, measurement)
+            out[w.key] = Measured(w.value.shape, measurement)
         return out
 
     def _accumulate(self, part, w, t):
@@ -372,7 +398,7 @@ class ShardedStats:
             if not t.snapshots:
                 t.init[shard.start] = shard.data
             elif old is not None and old is not t.init.get(shard.start):
-                pool.give((w.tag, shard.start), old)
+                pool.give((w.key, shard.start), old)
         t.snapshots += 1
 
     def _report(self, error):

@@ -454,8 +454,10 @@ class HostBufferPool(writer_lib.BufferPool):
 def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=None):
     """One copy of each tensor into a buffer of `pool`: `writer.Weight`s,
     each parameter's followed by one per quantity of `quantities` its
-    optimizer has for it (`quantities_torch.read` with `groups`; not for
-    sharded parameters).
+    optimizer has for it (`quantities_torch.read` with `groups`). A sharded
+    parameter measured where it lies is followed by one per quantity of
+    `quantities` whatever its optimizer has (`_sharded_quantities`), on
+    every rank; a gathered one by none.
 
     CPU tensors: one synchronous copy (torch's, multithreaded for large
     ones). CUDA tensors: one `non_blocking` copy each into pinned buffers,
@@ -467,6 +469,8 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
     gathered whole by every rank (`full_tensor()`, a collective). Without
     `writes` (another rank writes) only those are taken.
     """
+    # Keys of `pool`: a weight's tag, a quantity's (tag, quantity) (as
+    # `writer.Weight.key`), with the block's start for a shard.
     devices = set()
     weights = []
     finishing = []  # (host buffer, in-place function) once the copies landed
@@ -488,12 +492,14 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
                 mine = [] if local is None else [sharded_lib.Shard(start, host(local, (e.tag, start)))]
                 weights.append(writer_lib.Weight(e.tag, sharded_lib.Sharded(tensor.shape, mine, cut),
                                                  e.layer_class, e.layer, e.dtype))
+                weights.extend(_sharded_quantities(e, tensor, local, quantities, groups or {}, host,
+                                                   finishing))
                 continue
             tensor = tensor.full_tensor()  # every rank gathers it (a collective)
         if writes:
             weights.append(writer_lib.Weight(e.tag, host(tensor, e.tag), e.layer_class, e.layer,
                                              e.dtype))
-            wanted = () if structure_torch.is_sharded(e.tensor) else quantities  # not done yet
+            wanted = () if structure_torch.is_sharded(e.tensor) else quantities  # gathered: none
             for r in quantities_torch.read_safely(e.tensor, wanted, groups or {}):
                 buf = host(r.tensor.detach(), (e.tag, r.quantity))
                 if r.finish is not None:
@@ -505,6 +511,43 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
     for buf, finish in finishing:
         finish(torch.from_numpy(buf))
     return weights
+
+
+def _sharded_quantities(e, param, local, quantities, groups, host, finishing):
+    """A `writer.Weight` of a `sharded.Sharded` per quantity of `quantities`
+    for the sharded parameter of entry `e` (`local`: this rank's block of
+    it, or None), this rank's block of the optimizer's DTensor copied by
+    `host` (its finishing step queued on `finishing`).
+
+    Every rank gives the same list (parameter and optimizer are the same
+    everywhere), so the ranks enter the same collectives; a quantity this
+    rank lacks for a block it holds (no state yet, a placement other than
+    the parameter's shards) is `missing`, and no rank measures it
+    (`sharded.ShardedStats._agree`)."""
+    if id(e.tensor) not in groups:
+        return []
+    holds = local is not None and local.numel() > 0
+    out = []
+    for quantity in quantities:
+        readings = quantities_torch.read_safely(e.tensor, (quantity,), groups)
+        tensor = readings[0].tensor.detach() if readings else None
+        block = (_own_block(tensor) if tensor is not None and structure_torch.is_sharded(tensor)
+                 and tuple(tensor.shape) == tuple(param.shape) else None)
+        dtype = _HOST_DTYPES.get(param.dtype if tensor is None else tensor.dtype, np.float32)
+        if block is None:
+            value = sharded_lib.Sharded(param.shape, [], (), missing=holds)
+        else:
+            start, mine, cut = block
+            shards = []
+            if mine is not None:
+                buf = host(mine, ((e.tag, quantity), start))
+                shards.append(sharded_lib.Shard(start, buf))
+                if readings[0].finish is not None:
+                    finishing.append((buf, readings[0].finish))
+            value = sharded_lib.Sharded(param.shape, shards, cut)
+        out.append(writer_lib.Weight(e.tag, value, e.layer_class, e.layer, np.dtype(dtype).name,
+                                     quantity))
+    return out
 
 
 def _own_block(tensor):
