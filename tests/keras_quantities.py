@@ -7,6 +7,7 @@ import numpy as np
 
 from tensorboard_nnviz.core import format as fmt
 from tensorboard_nnviz.record import quantities_keras as qk
+from tensorboard_nnviz.record import structure
 from tensorboard_nnviz.record.callback import _host_view
 
 LR = 0.01
@@ -22,7 +23,7 @@ class Trace(keras.callbacks.Callback):
 
     def _record(self):
         model = self.model
-        opt = qk.inner_optimizer(model.optimizer)
+        opt = structure.inner_optimizer(model.optimizer)
         reader = qk.Reader(model.optimizer, fmt.QUANTITIES, _host_view)
         entry = {"t": int(keras.ops.convert_to_numpy(opt.iterations))}
         for layer in model.layers:
@@ -92,7 +93,6 @@ def live_quantities():
     iterations. Written from Keras's slot attributes directly, not through
     the reader under test."""
     import keras_models as km
-    from tensorboard_nnviz.record import structure
 
     values = {}
 

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 
 from tensorboard_nnviz.core import format as fmt
+from tensorboard_nnviz.record import structure
 
 # Slot lists by optimizer class: (class, {quantity: (slot list attribute, how)}).
 # `how`: "m" bias-corrected by b1, "v" sqrt after b2's correction, "sqrt"
@@ -57,13 +58,6 @@ _SLOTS = (
                                 "momentum": ("_momentums", "raw")}),
     (keras.optimizers.SGD, {"momentum": ("momentums", "raw")}),
 )
-
-
-def inner_optimizer(optimizer):
-    """The optimizer that holds the slots: through any loss-scale wrapper."""
-    while hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
-    return optimizer
 
 
 class Reader:
@@ -82,7 +76,7 @@ class Reader:
 
     def __init__(self, optimizer, names, host_view):
         self._host_view = host_view
-        self._opt = inner_optimizer(optimizer) if optimizer is not None else None
+        self._opt = structure.inner_optimizer(optimizer) if optimizer is not None else None
         self._names = tuple(n for n in fmt.QUANTITIES if n in names)
         self._slots = {}
         self._grad = None  # (divide by, clip) when grads are read

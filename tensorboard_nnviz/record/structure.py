@@ -241,12 +241,18 @@ def _inbound_map(model):
     return order, inbound
 
 
+def inner_optimizer(optimizer):
+    """The optimizer that holds the slots: through any loss-scale wrapper."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
 def optimizer_summary(optimizer):
     """`{"class", "epsilon"}` of the optimizer that holds the slots (through
     any loss-scale wrapper), or None without an optimizer. `epsilon` is
     None when the optimizer has none (or not a plain number)."""
-    while hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
+    optimizer = inner_optimizer(optimizer)
     if optimizer is None:
         return None
     return {"class": type(optimizer).__name__,
