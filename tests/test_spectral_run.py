@@ -113,8 +113,10 @@ def test_budget_skips_are_null_and_filled_at_later_snapshots(tmp_path):
     rng = np.random.default_rng(3)
     tags = ["l%d/kernel" % i for i in range(4)]
     values = {t: rng.standard_normal((200, 150)).astype("float32") for t in tags}
-    snapshots = [[writer_lib.Weight(t, values[t], "Dense", t.split("/")[0], "float32")
-                  for t in tags] for _ in range(10)]
+    # Each snapshot changes every weight (an unchanged one keeps its spectrum).
+    scales = [np.float32(1 + 0.01 * s) for s in range(10)]
+    snapshots = [[writer_lib.Weight(t, values[t] * scales[s], "Dense", t.split("/")[0], "float32")
+                  for t in tags] for s in range(10)]
     plan = spectral.plan({"row_axes": [0], "col_axes": [1]}, (200, 150), "Dense", "kernel")
     with spectral.blas_single_thread():  # as the writer runs it
         one = min(cpu_seconds(lambda: spectral.compute(values["l0/kernel"], plan)) for _ in range(5))
@@ -128,7 +130,35 @@ def test_budget_skips_are_null_and_filled_at_later_snapshots(tmp_path):
     for t in tags:
         for s in filled[t]:
             assert stats[t][s]["sv_max"] == pytest.approx(
-                np.linalg.norm(values[t].astype(float), 2), rel=1e-9)
+                np.linalg.norm((values[t] * scales[s]).astype(float), 2), rel=1e-9)
+
+
+def test_an_unchanged_matrix_keeps_its_spectrum_without_computing_it(tmp_path):
+    """A frozen matrix beside one that trains and costs more than "auto"'s
+    budget: after its first snapshot the frozen one has its spectrum at
+    every snapshot, copied (its weights are the same), while the trained
+    one has nulls between its ends; the writer computed the frozen one once."""
+    rng = np.random.default_rng(4)
+    frozen = rng.standard_normal((120, 90)).astype("float32")
+    trained = rng.standard_normal((1024, 1024)).astype("float32")
+    snapshots = [[writer_lib.Weight("frozen/kernel", frozen.copy(), "Dense", "frozen", "float32"),
+                  writer_lib.Weight("trained/kernel", trained * np.float32(1 + 0.1 * s), "Dense",
+                                    "trained", "float32")] for s in range(6)]
+    computed = []
+    real = writer_lib._spectral_metrics
+    writer_lib._spectral_metrics = lambda tag, *a: computed.append(tag) or real(tag, *a)
+    try:
+        stats = write_and_read(tmp_path, snapshots, spectral="auto")
+    finally:
+        writer_lib._spectral_metrics = real
+    want = np.linalg.norm(frozen.astype(float), 2)
+    assert [stats["frozen/kernel"][s]["sv_max"] for s in range(6)] == pytest.approx([want] * 6,
+                                                                                    rel=1e-9)
+    assert len({stats["frozen/kernel"][s]["alpha"] for s in range(6)}) == 1
+    assert computed.count("frozen/kernel") == 1, computed
+    trained_sv = [stats["trained/kernel"][s]["sv_max"] for s in range(6)]
+    assert trained_sv[0] is not None and trained_sv[-1] is not None  # the ends
+    assert None in trained_sv[1:-1], trained_sv  # the budget skipped it between
 
 
 @pytest.mark.parametrize("bad", ["sometimes", -1.0, 0, [1]])

@@ -463,7 +463,9 @@ class SnapshotWriter:
         self._last_wall_time = snap.wall_time
         matrices = {w.key: (w, s) for w, s in zip(snap.weights, stats)
                     if self.state[w.key].matrix is not None}
-        done = set()
+        done = self._unchanged_spectra(matrices)
+        for tag in done:
+            del matrices[tag]
         with spectral_lib.blas_single_thread():
             for tag, (w, tag_stats) in list(matrices.items()):
                 if not isinstance(w.value, np.ndarray):  # sharded: sharded.py chose (its Gram)
@@ -488,6 +490,31 @@ class SnapshotWriter:
                 done.add(tag)
                 if self._scheduler.overspent():
                     break  # the estimates were low (first snapshots): the rest wait
+        return done
+
+    def _unchanged_spectra(self, matrices):
+        """Fills in the spectral stats of the matrices that did not change
+        since the last snapshot written, when that snapshot had them (a
+        frozen layer): the same weights have the same spectrum, so it is
+        copied, not computed, and costs no budget.
+
+        Args:
+          matrices: {tag: (Weight, its stats dict)} of this snapshot.
+
+        Returns:
+          The set of tags filled in.
+        """
+        done = set()
+        for tag, (w, tag_stats) in matrices.items():
+            state = self.state[tag]
+            # update_absmax = max |W - W_prev| (None without W_prev) picks
+            # the candidates; it passes over NaN entries, so the weights
+            # themselves are compared (equal arrays hold no NaN).
+            if (state.last_spectral and isinstance(w.value, np.ndarray)
+                    and tag_stats.get("update_absmax") == 0
+                    and np.array_equal(w.value, state.prev)):
+                tag_stats.update((f, state.last_stats.get(f)) for f in spectral_lib.FIELDS)
+                done.add(tag)
         return done
 
     def _state(self, w):
