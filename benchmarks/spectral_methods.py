@@ -12,6 +12,9 @@ Spectrum methods (eigenvalues of WᵀW, pooled over the slices):
   gram64-loop    eigvalsh of the smaller Gram matrix, float64, one slice at a time
   gram64-batch   the same, all slices of a tensor in one (k, m, m) call  (spectral.eigenvalues)
   gram32-batch   the same in float32
+  gram64-2stage  gram64-loop with LAPACK's two-stage eigensolver
+                 (dsyevd_2stage, through ctypes from the OpenBLAS in numpy's
+                 Linux wheel; left out where that library is not found)
   power          sv_max only: block power iteration (8 vectors, to 1e-7)
                  on the Gram matrices, batched; stable_rank from ‖W‖_F²
 
@@ -131,8 +134,43 @@ def power_sv_max(w, p, block=8, tol=1e-7, max_iter=200):
     return float(lam.max()), fro
 
 
+def _lapacke_2stage():
+    """LAPACKE's dsyevd_2stage from the OpenBLAS bundled with numpy's wheel
+    (Linux), or None: the two-stage tridiagonal reduction (a band matrix by
+    level-3 BLAS, then bulge chasing), which numpy does not expose."""
+    import ctypes
+    import glob
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
+                                  "libscipy_openblas64_*.so"))
+    try:
+        fn = ctypes.CDLL(libs[0]).scipy_LAPACKE_dsyevd_2stage64_
+    except (IndexError, OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, ctypes.c_int64, ctypes.c_void_p,
+                   ctypes.c_int64, ctypes.c_void_p]
+    return fn
+
+
+def gram64_2stage(w, p, _fn=[]):
+    if not _fn:
+        _fn.append(_lapacke_2stage())
+    x = spectral.matrices(w, p).astype(np.float64)
+    out = []
+    for s in x:
+        g = np.ascontiguousarray(s.T @ s if s.shape[0] >= s.shape[1] else s @ s.T)
+        evals = np.empty(g.shape[0])
+        info = _fn[0](101, b"N", b"L", g.shape[0], g.ctypes.data, g.shape[0], evals.ctypes.data)
+        assert info == 0, info
+        out.append(evals)
+    return np.sort(np.maximum(np.concatenate(out), 0.0))
+
+
 METHODS = [("svd64", svd64), ("svd32-batch", svd32_batch), ("gram64-loop", gram64_loop),
            ("gram64-batch", gram64_batch), ("gram32-batch", gram32_batch)]
+if _lapacke_2stage() is not None:
+    METHODS.append(("gram64-2stage", gram64_2stage))
 
 
 def full_scan_alpha(evals):
