@@ -118,7 +118,8 @@ def instrument(cb, spent, clock=time.perf_counter):
     the worker to finish: that wait is in "hooks" and the worker's CPU
     during it in "worker", so hooks + worker counts it twice, while hooks +
     worker_training counts each second once (the CPU the worker took from
-    training while it ran, then the wall time training waited at the end)."""
+    training while it ran, then the wall time training waited at the end).
+    Of the worker's CPU, the spectral stats' goes to spent["spectral"]."""
     for name in HOOKS:
         hook = getattr(cb, name)
 
@@ -133,17 +134,18 @@ def instrument(cb, spent, clock=time.perf_counter):
                 spent["hooks"] += clock() - start
                 if _name == "on_train_end" and writer is not None:
                     spent["worker"] += writer.worker_cpu_seconds
+                    spent["spectral"] += writer.spectral_cpu_seconds
 
         setattr(cb, name, timed)
 
 
 def time_fit(hidden, config, data, args):
     """(wall s, CPU s, hook s, worker CPU s, worker CPU s before
-    on_train_end) of one fit, and the bytes written."""
+    on_train_end, of it spectral CPU s) of one fit, and the bytes written."""
     x, y = data
     model = build(hidden)
     logdir = tempfile.mkdtemp(prefix="nnviz_bench_")
-    spent = {"hooks": 0.0, "worker": 0.0, "worker_training": 0.0}
+    spent = {"hooks": 0.0, "worker": 0.0, "worker_training": 0.0, "spectral": 0.0}
     try:
         start, cpu = time.perf_counter(), time.process_time()
         cbs = callbacks_for(config, logdir)  # construction counts as a hook
@@ -153,7 +155,7 @@ def time_fit(hidden, config, data, args):
         model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, callbacks=cbs)
         # fit returns after on_train_end: our writer has drained by then.
         times = (time.perf_counter() - start, time.process_time() - cpu,
-                 spent["hooks"], spent["worker"], spent["worker_training"])
+                 spent["hooks"], spent["worker"], spent["worker_training"], spent["spectral"])
         return times, dir_bytes(logdir)
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
@@ -207,7 +209,7 @@ def measure(args):
                 results["%s|%s" % (name, config)].append(t)
                 sizes["%s|%s" % (name, config)] = size
                 print("  %s run %d %-18s %-6s %7.2f s wall %7.2f s CPU %6.3f s in hooks "
-                      "%6.3f s worker CPU (%6.3f s before on_train_end)"
+                      "%6.3f s worker CPU (%6.3f s before on_train_end, %6.3f s spectral)"
                       % ((backend, rep + 1, name, config) + t), flush=True)
     return {"backend": backend, "keras_tb_unavailable": unavailable, "results": results,
             "sizes": sizes, "load": os.getloadavg()[0]}
