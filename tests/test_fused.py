@@ -122,3 +122,20 @@ def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
         finished = [S.finish(buf, plan, {"update": prev, "init": init}, None, w)
                     for buf in (combined, whole)]
         assert_agree(finished[0], finished[1], np.zeros(1), "shards")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 8193, 20000, S.SAMPLE_SIZE])
+@pytest.mark.parametrize("kind", ["normal", "ties", "sorted", "nonfinite", "zeros"])
+def test_compiled_percentiles_equal_the_numpy_paths(n, kind):
+    v = np.random.default_rng(n).standard_normal(n)
+    if kind == "ties":
+        v = np.round(v * 2)
+    elif kind == "sorted":
+        v = np.sort(v)
+    elif kind == "nonfinite":
+        v[::5] = np.nan
+        v[1::7] = np.inf
+    elif kind == "zeros":
+        v[: n // 2] = 0.0
+    finite = bool(np.isfinite(v).all())
+    assert S._fused_percentiles(v, finite) == S._percentiles(v, finite)

@@ -463,6 +463,91 @@ def centred_sumsq(x, lut, shift):
     return total
 
 
+@njit(nogil=True, cache=True)
+def _pair(values, k):
+    """The k-th and (k+1)-th smallest of `values` (the k-th twice when it
+    is the last); reorders `values`."""
+    part = np.partition(values, k)
+    return part[k], part[k + 1:].min() if k + 1 < values.size else part[k]
+
+
+@njit(nogil=True, cache=True)
+def _ranked(values, los):
+    """The los[i]-th and (los[i]+1)-th smallest of `values` (at most their
+    number), for ranks near either end, as stats._ranked: the values beyond
+    a cut read off a sorted strided subsample are a few hundred per end,
+    and holding as many as a rank needs proves they hold it, so only those
+    are partitioned."""
+    n = values.size
+    out = np.empty(2 * los.size)
+    if n > 8192:
+        sub = values[::n // 1024]
+        need_lo = need_hi = 0
+        for k in los:
+            if k < n // 2:
+                need_lo = max(need_lo, k + 2)
+            else:
+                need_hi = max(need_hi, n - k)
+        at_lo = min(sub.size - 1, 2 * need_lo * sub.size // n + 8)
+        at_hi = sub.size - 1 - min(sub.size - 1, 2 * need_hi * sub.size // n + 8)
+        sub = np.partition(sub, np.array([at_lo, at_hi]))
+        cut_lo, cut_hi = sub[at_lo], sub[at_hi]
+        # Room for twice the expected count (fresh pages per call cost more
+        # than the scan); more than that, the cuts were wrong: all of them.
+        room = min(n, 4 * (need_lo + need_hi) + 32 * (n // sub.size) + 64)
+        low = np.empty(room)
+        high = np.empty(room)
+        nl = nh = 0
+        for j in range(n):
+            v = values[j]
+            if v <= cut_lo:
+                if nl < room:
+                    low[nl] = v
+                nl += 1
+            if v >= cut_hi:
+                if nh < room:
+                    high[nh] = v
+                nh += 1
+        if need_lo <= nl <= room and need_hi <= nh <= room:
+            for i, k in enumerate(los):
+                if k < n // 2:
+                    out[2 * i], out[2 * i + 1] = _pair(low[:nl], k)
+                else:
+                    out[2 * i], out[2 * i + 1] = _pair(high[:nh], k - n + nh)
+            return out
+    for i, k in enumerate(los):
+        out[2 * i], out[2 * i + 1] = _pair(values, k)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def percentiles(sample, finite, out):
+    """out[0], out[1] = p01, p99 of the finite entries of `sample`
+    (`finite`: known to be all finite; NaN: none), numpy's linear
+    interpolation, as stats._percentiles."""
+    values = sample
+    if not finite:
+        values = np.empty(sample.size)
+        n = 0
+        for j in range(sample.size):
+            if np.isfinite(sample[j]):
+                values[n] = sample[j]
+                n += 1
+        values = values[:n]
+    n = values.size
+    if n == 0:
+        out[0] = out[1] = np.nan
+        return
+    ranks = np.array([(n - 1) * 0.01, (n - 1) * 0.99])
+    los = np.floor(ranks).astype(np.int64)
+    ranked = _ranked(values, los)
+    for i in range(2):
+        a, b = ranked[2 * i], ranked[2 * i + 1]
+        t = ranks[i] - los[i]
+        # numpy's _lerp: exact at both ends.
+        out[i] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+
+
 # --- the plan (plain Python) -------------------------------------------------------
 
 _MAX_TABLE = 1 << 16  # a row over several axes: tables of at most this many entries
