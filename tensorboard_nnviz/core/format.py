@@ -615,12 +615,12 @@ def structure_from_array(array):
 _TINY32 = np.float32(np.finfo(np.float32).smallest_subnormal)
 
 
-def _float32_keeping_zero(values):
+def _float32_keeping_zero(values, out):
+    """out[:] = values in float32, a positive value rounded to 0 stored as `_TINY32`."""
     values = np.asarray(values)
-    out = values.astype(np.float32)
-    if np.count_nonzero(out == 0) != np.count_nonzero(values == 0):  # rare: check
+    out[...] = values
+    if not out.all():  # some 0 (rare but for frozen units): which were not 0
         out[(out == 0) & (values > 0)] = _TINY32
-    return out
 
 
 def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_PLUGIN_NAME,
@@ -636,8 +636,11 @@ def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_P
         (tests of old runs).
     """
     cells = np.empty((2, np.size(norm)), "<f4")
-    cells[0] = _float32_keeping_zero(norm)
-    cells[1] = np.nan if update is None else _float32_keeping_zero(update)
+    _float32_keeping_zero(norm, cells[0])
+    if update is None:
+        cells[1] = np.nan
+    else:
+        _float32_keeping_zero(update, cells[1])
     out = _value(out, units_tag(weight_tag, quantity), content, summary_pb2.DATA_CLASS_TENSOR,
                  plugin_name)
     _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()

@@ -136,7 +136,8 @@ class EventFile:
 
     def write_pieces(self, pieces):
         """Writes one record whose data is the concatenation of `pieces` (bytes)."""
-        length = struct.pack("<Q", sum(len(p) for p in pieces))
+        pieces = _joined_small(pieces)
+        length = struct.pack("<Q", sum(map(len, pieces)))
         crc = 0
         for p in pieces:
             crc = fast_crc.extend(crc, p)
@@ -153,6 +154,24 @@ class EventFile:
 
 
 _BUFFER = 1 << 16
+_SMALL = 1 << 12  # pieces up to this size are joined: one checksum and write call for them
+
+
+def _joined_small(pieces):
+    """`pieces` with each run of small pieces joined into one (a frame's
+    cells stay as they are: never copied)."""
+    out, run = [], []
+    for p in pieces:
+        if len(p) <= _SMALL:
+            run.append(p)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(p)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def _varint(n):
