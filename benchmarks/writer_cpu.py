@@ -75,9 +75,10 @@ def memory_pass(weights, repeats=15):
     return min(cpu), min(wall), statistics.median(wall)
 
 
-def worker_cpu(weights, snapshots, spectral=False, numpy_path=False):
+def worker_cpu(weights, snapshots, spectral=False, numpy_path=False, after_first=None):
     """Worker CPU seconds of each snapshot after the first (which has no
-    previous snapshot to compare with)."""
+    previous snapshot to compare with); `after_first` is called once the
+    first is written."""
     from tensorboard_nnviz.record import stats as stats_lib
     from tensorboard_nnviz.record import writer as writer_lib
 
@@ -100,6 +101,8 @@ def worker_cpu(weights, snapshots, spectral=False, numpy_path=False):
             writer.flush()  # the worker flushes the event file: written by then
             if step:
                 per_snapshot.append(time.process_time() - before)
+            elif after_first is not None:
+                after_first()
     finally:
         writer.close()
         if numpy_path:
@@ -125,12 +128,11 @@ def split(weights, spectral, snapshots=3):
 
     stats_lib.measure = timed
     try:
-        times = worker_cpu(weights, snapshots, spectral)
+        # The first snapshot (no prev, new tags) is not counted on either side.
+        times = worker_cpu(weights, snapshots, spectral, after_first=lambda: spent.__setitem__(0, 0.0))
     finally:
         stats_lib.measure = original
-    # The first snapshot (no prev) is measured too: scale to the timed ones.
-    share = snapshots / (snapshots + 1.0)
-    return spent[0] * share / snapshots, sum(times) / snapshots
+    return spent[0] / snapshots, sum(times) / snapshots
 
 
 def measure(models, snapshots, spectral, numpy_path=False):

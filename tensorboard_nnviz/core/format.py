@@ -635,16 +635,23 @@ def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_P
       plugin_name: `PLUGIN_NAME` writes them as earlier versions did
         (tests of old runs).
     """
+    cells = units_cells(norm, update)
+    out = _value(out, units_tag(weight_tag, quantity), content, summary_pb2.DATA_CLASS_TENSOR,
+                 plugin_name)
+    _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
+    return out
+
+
+def units_cells(norm, update):
+    """The float32 (2, columns) tensor of a units value: norms, then
+    updates (NaN when None); a positive value never stored as 0."""
     cells = np.empty((2, np.size(norm)), "<f4")
     _float32_keeping_zero(norm, cells[0])
     if update is None:
         cells[1] = np.nan
     else:
         _float32_keeping_zero(update, cells[1])
-    out = _value(out, units_tag(weight_tag, quantity), content, summary_pb2.DATA_CLASS_TENSOR,
-                 plugin_name)
-    _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
-    return out
+    return cells
 
 
 def units_array_of(value):

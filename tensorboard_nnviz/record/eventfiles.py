@@ -190,7 +190,42 @@ def _field(number, pieces):
 
 
 # Field numbers of TensorBoard's protos the pieces are made of.
-_EVENT_SUMMARY, _SUMMARY_VALUE, _VALUE_TENSOR, _TENSOR_STRING_VAL = 5, 1, 8, 8
+_EVENT_SUMMARY, _SUMMARY_VALUE, _VALUE_TENSOR = 5, 1, 8
+# The fields of a TensorProto a payload goes in: its one string (a frame's
+# blob), or its raw content (a units tensor).
+STRING_VAL, TENSOR_CONTENT = 8, 4
+
+
+class ValueTemplate:
+    """A `Summary.Value` serialized once, written at every snapshot around
+    a new payload: its bytes without its tensor, and its tensor's (dtype,
+    shape) without the payload, which goes in the tensor's `field`
+    (`STRING_VAL` or `TENSOR_CONTENT`). Takes `value` (clears its tensor).
+    """
+
+    __slots__ = ("value", "tensor", "field")
+
+    def __init__(self, value, field):
+        self.tensor = value.tensor.SerializeToString()
+        value.ClearField("tensor")
+        self.value = value.SerializeToString()
+        self.field = field
+
+    def pieces(self, payload):
+        """The value with `payload` (byte pieces) as a Summary's value field."""
+        tensor = [self.tensor] + _field(self.field, list(payload))
+        return _field(_SUMMARY_VALUE, [self.value] + _field(_VALUE_TENSOR, tensor))
+
+
+def event_head(step, wall_time):
+    """An event's step and wall time, serialized (shared by a snapshot's events)."""
+    return event_pb2.Event(wall_time=wall_time, step=step).SerializeToString()
+
+
+def value_event_pieces(head, template, payload):
+    """An event of one value as byte pieces: `head` (`event_head`), then
+    `template` holding `payload` (byte pieces)."""
+    return [head] + _field(_EVENT_SUMMARY, template.pieces(payload))
 
 
 def event_pieces(event, blobs=()):
@@ -202,14 +237,10 @@ def event_pieces(event, blobs=()):
     its number, its length and its bytes, and a message's fields may come
     in any order, so the blobs' bytes never go through a proto or a join.
     """
-    head = event_pb2.Event(wall_time=event.wall_time, step=event.step).SerializeToString()
     summary = [event.summary.SerializeToString()]
     for value, pieces in blobs:
-        tensor = [value.tensor.SerializeToString()] + _field(_TENSOR_STRING_VAL, list(pieces))
-        value.ClearField("tensor")
-        summary += _field(_SUMMARY_VALUE, [value.SerializeToString()]
-                          + _field(_VALUE_TENSOR, tensor))
-    return [head] + _field(_EVENT_SUMMARY, summary)
+        summary += ValueTemplate(value, STRING_VAL).pieces(pieces)
+    return [event_head(event.step, event.wall_time)] + _field(_EVENT_SUMMARY, summary)
 
 
 def read_file_events(path):
