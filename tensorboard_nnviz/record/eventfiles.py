@@ -154,6 +154,7 @@ class EventFile:
 
 
 _BUFFER = 1 << 16
+_BYTES = [bytes((n,)) for n in range(0x80)]
 _SMALL = 1 << 12  # pieces up to this size are joined: one checksum and write call for them
 
 
@@ -175,6 +176,8 @@ def _joined_small(pieces):
 
 
 def _varint(n):
+    if n <= 0x7F:
+        return _BYTES[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -183,10 +186,15 @@ def _varint(n):
     return bytes(out)
 
 
+def _key(number):
+    """The key of a length-delimited protobuf field (its length follows)."""
+    return _varint(number << 3 | 2)
+
+
 def _field(number, pieces):
     """A length-delimited protobuf field whose value is the concatenation
     of `pieces`, as pieces."""
-    return [_varint(number << 3 | 2) + _varint(sum(len(p) for p in pieces))] + pieces
+    return [_key(number) + _varint(sum(map(len, pieces)))] + pieces
 
 
 # Field numbers of TensorBoard's protos the pieces are made of.
@@ -203,18 +211,23 @@ class ValueTemplate:
     (`STRING_VAL` or `TENSOR_CONTENT`). Takes `value` (clears its tensor).
     """
 
-    __slots__ = ("value", "tensor", "field")
+    __slots__ = ("value", "tensor")
 
     def __init__(self, value, field):
-        self.tensor = value.tensor.SerializeToString()
+        # The tensor's bytes end with the payload field's key; its length follows.
+        self.tensor = value.tensor.SerializeToString() + _key(field)
         value.ClearField("tensor")
-        self.value = value.SerializeToString()
-        self.field = field
+        self.value = value.SerializeToString() + _key(_VALUE_TENSOR)
 
     def pieces(self, payload):
-        """The value with `payload` (byte pieces) as a Summary's value field."""
-        tensor = [self.tensor] + _field(self.field, list(payload))
-        return _field(_SUMMARY_VALUE, [self.value] + _field(_VALUE_TENSOR, tensor))
+        """The value holding `payload` (byte pieces) as a Summary's value
+        field: one piece of the fields' keys and lengths around the value's
+        bytes, then the payload's pieces as they are."""
+        payload = list(payload)
+        size = sum(map(len, payload))
+        tensor = self.tensor + _varint(size)
+        value = self.value + _varint(len(tensor) + size) + tensor
+        return [_key(_SUMMARY_VALUE) + _varint(len(value) + size) + value] + payload
 
 
 def event_head(step, wall_time):
@@ -225,7 +238,9 @@ def event_head(step, wall_time):
 def value_event_pieces(head, template, payload):
     """An event of one value as byte pieces: `head` (`event_head`), then
     `template` holding `payload` (byte pieces)."""
-    return [head] + _field(_EVENT_SUMMARY, template.pieces(payload))
+    pieces = template.pieces(payload)
+    size = sum(map(len, pieces))
+    return [head + _key(_EVENT_SUMMARY) + _varint(size) + pieces[0]] + pieces[1:]
 
 
 def event_pieces(event, blobs=()):
