@@ -51,8 +51,8 @@ MAX_ENTRIES = (MAX, UPDATE + DMAX, INIT + DMAX)
 
 # The plan (int64): how `accumulate` walks a tensor (see `plan`).
 (P_SIZE, P_RS, P_CS, P_US, P_GROUP, P_BR, P_BC, P_CB, P_ROWS, P_UNITS, P_CELLS,
- P_LEAD, P_KEY, P_LINES, P_R0, P_C0, P_U0) = range(17)
-PLAN_HEAD = 17  # then, per leading axis: its size, row step, col step, unit step
+ P_LEAD, P_KEY, P_LINES, P_R0, P_C0, P_U0, P_DIRECT) = range(18)
+PLAN_HEAD = 18  # then, per leading axis: its size, row step, col step, unit step
 # P_R0, P_C0, P_U0: the layout row, column and unit of the first entry (not
 # 0 for a shard: a block of the tensor, `plan`'s `start`).
 US_TABLE = -1  # P_US: each entry's unit is in the tables
@@ -61,6 +61,9 @@ US_TABLE = -1  # P_US: each entry's unit is in the tables
 # (a row along one side, every row of the tensor with the same cells along
 # it). P_LINES lines: one per key when rows of a key are not consecutive.
 KEY_EXACT, KEY_ROW, KEY_COL = range(3)
+# P_DIRECT: a row's entries fall one each into consecutive frame cells (it
+# runs along a row of cells, and cells are as wide as its step): the row
+# adds into the frame itself, with no line to flush.
 
 _CHUNK = 1 << 14  # entries per chunk of rows whose stats are checked for NaN/Inf
 _MIN_INNER = 64  # a row spans the last axes up to at least this many entries
@@ -345,8 +348,9 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     idx = np.zeros(lead, np.int64)
     r0, c0, u0 = plan[P_R0], plan[P_C0], plan[P_U0]
     sums = np.empty(11)
-    keyed, nlines = plan[P_KEY], plan[P_LINES]
-    lines = np.zeros((nlines, size))
+    keyed, nlines, direct = plan[P_KEY], plan[P_LINES], plan[P_DIRECT] != 0
+    lines = np.zeros((0 if direct else nlines, size))
+    line = lines[0] if not direct else frame[:0]
     line_r = np.full(nlines, -1, np.int64)  # a row of each line: where it sits
     line_c = np.zeros(nlines, np.int64)
     key_r = key_c = -1
@@ -361,7 +365,10 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
         sums[3] = -np.inf
         for row in range(start, stop):
             li = 0
-            if ncells:
+            if direct:
+                cell = rowcell[np.uint64(r0)] + colcell[np.uint64(c0)]
+                line = frame[cell:cell + size]
+            elif ncells:
                 kr, kc = r0, c0
                 if keyed == KEY_ROW:
                     kr, kc = rowcell[np.uint64(r0)] // plan[P_CB], 0
@@ -377,7 +384,8 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
                     line_r[0] = -1
                 if line_r[li] < 0:
                     line_r[li], line_c[li] = r0, c0
-            line = lines[li]
+            if not direct:
+                line = lines[li]
             lo = row * size
             xs, ps = x[lo:lo + size], p[lo:lo + size]
             nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
@@ -673,7 +681,7 @@ def plan(shape, row_axes, col_axes, unit_axes, block=None, start=None, local=Non
         size *= local[-k]
     lead = ndim - k
     origin = [int(np.dot(start, st)) for st in (rs, cs, us)]
-    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1] + origin
+    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1] + origin + [0]
     tables = _NO_TABLES
     if k > 1:
         index = np.indices(local[lead:]).reshape(k, -1)
@@ -697,6 +705,7 @@ def plan(shape, row_axes, col_axes, unit_axes, block=None, start=None, local=Non
         covered = (_covered(rows, br), _covered(cols, bc))
         if k == 1:
             head[P_KEY], head[P_LINES] = _lines(local[:lead], rs[:lead], cs[:lead], head, cells)
+            head[P_DIRECT] = int(head[P_RS] == 0 and head[P_CS] == bc)
     outer = [[local[a], rs[a], cs[a], us[a]] for a in range(lead)]
     array = np.array(head + [v for axis in outer for v in axis], np.int64)
     return Plan(array, np.ascontiguousarray(tables), cells, units, frame_shape, covered)
