@@ -249,15 +249,42 @@ def _add_units(xs, ps, lut, u0, us, du, norm, upd):
         upd[u] += d * d
 
 
+@njit(nogil=True, fastmath=_FAST, inline="always")
+def _sum_runs(line, run, cells):
+    """cells[j] += the sum of the j-th run of `run` entries of `line`."""
+    for j in range(cells.size):
+        total = 0.0
+        for t in range(run):
+            total += line[j * run + t]
+        cells[j] += total
+
+
 @njit(nogil=True, cache=True, fastmath=_FAST)
 def _add_runs(line, run, frame, cell, step):
     """frame[cell + j * step] += the sum of the j-th run of `run` entries
-    of `line` (the last run: what is left), for every j. Offset by offset
-    across the runs: loops LLVM vectorises, runs being a few entries."""
+    of `line` (the last run: what is left), for every j. Consecutive cells
+    (step 1): cell by cell, the common runs compiled each with their
+    length known, so LLVM vectorises their strided reads; otherwise offset
+    by offset across the runs."""
     full = line.size // run
-    for t in range(run):
-        for j in range(full):
-            frame[np.uint64(cell + j * step)] += line[j * run + t]
+    if step == 1:
+        cells = frame[np.uint64(cell):np.uint64(cell + full)]
+        if run == 2:
+            _sum_runs(line, 2, cells)
+        elif run == 3:
+            _sum_runs(line, 3, cells)
+        elif run == 4:
+            _sum_runs(line, 4, cells)
+        elif run == 6:
+            _sum_runs(line, 6, cells)
+        elif run == 8:
+            _sum_runs(line, 8, cells)
+        else:
+            _sum_runs(line, run, cells)
+    else:
+        for t in range(run):
+            for j in range(full):
+                frame[np.uint64(cell + j * step)] += line[j * run + t]
     if full * run < line.size:
         total = 0.0
         for j in range(full * run, line.size):
