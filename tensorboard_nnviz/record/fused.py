@@ -474,7 +474,9 @@ def _put_impl(out, r, c, v):
     return put
 
 
-@njit(nogil=True, cache=True)
+# numpy's error model: no check for a zero divisor (a cell covers at least
+# one entry), which would stop LLVM vectorising the divisions.
+@njit(nogil=True, cache=True, error_model="numpy")
 def frame_means(sums, rows_covered, cols_covered, out):
     """out[r, c] = the mean of the cell from its sum and how many layout
     rows and columns it covers, rounded once to float32 (and from there
