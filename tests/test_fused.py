@@ -140,7 +140,7 @@ def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
         assert_agree(finished[0], finished[1], np.zeros(1), "shards")
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 8193, 20000, S.SAMPLE_SIZE])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 2048, 6300, 6500, 8193, 20000, S.SAMPLE_SIZE])
 @pytest.mark.parametrize("kind", ["normal", "ties", "sorted", "nonfinite", "zeros"])
 def test_compiled_percentiles_equal_the_numpy_paths(n, kind):
     v = np.random.default_rng(n).standard_normal(n)

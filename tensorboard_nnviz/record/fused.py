@@ -552,9 +552,47 @@ def _ranked(values, los):
                 else:
                     out[2 * i], out[2 * i + 1] = _pair(high[:nh], k - n + nh)
             return out
+    if _near_ends(n, los) <= _FEW:
+        for i, k in enumerate(los):
+            nxt = min(k + 1, n - 1)
+            if k < n // 2:
+                ends = _smallest(values, min(n, k + 2), 1.0)
+                out[2 * i], out[2 * i + 1] = ends[k], ends[nxt]
+            else:  # the k-th smallest is the (n - 1 - k)-th largest
+                ends = _smallest(values, n - k, -1.0)
+                out[2 * i], out[2 * i + 1] = -ends[n - 1 - k], -ends[n - 1 - nxt]
+        return out
     for i, k in enumerate(los):
         out[2 * i], out[2 * i + 1] = _pair(values, k)
     return out
+
+
+_FEW = 64  # ranks this near an end: kept by insertion in one read
+
+
+@njit(nogil=True, cache=True)
+def _near_ends(n, los):
+    """How many values the rank farthest from its end needs kept."""
+    most = 0
+    for k in los:
+        most = max(most, min(n, k + 2) if k < n // 2 else n - k)
+    return most
+
+
+@njit(nogil=True, cache=True)
+def _smallest(values, m, sign):
+    """The m smallest of sign * values, ascending: a sorted buffer that a
+    value below its last is inserted into (few are, m being small)."""
+    best = np.full(m, np.inf)
+    for j in range(values.size):
+        v = sign * values[j]
+        if v < best[m - 1]:
+            i = m - 1
+            while i > 0 and best[i - 1] > v:
+                best[i] = best[i - 1]
+                i -= 1
+            best[i] = v
+    return best
 
 
 @njit(nogil=True, cache=True)
