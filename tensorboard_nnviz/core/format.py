@@ -507,8 +507,9 @@ def stats_table_value(weight_tags, rows, content=None, out=None, quantities=None
     if quantities is not None:
         doc["quantities"] = list(quantities)
     header = json.dumps(doc, separators=(",", ":")).encode("utf-8")
-    cells = np.array([[math.nan if r.get(k) is None else float(r[k]) for k in STAT_FIELDS]
-                      for r in rows], dtype="<f8").reshape(len(rows), len(STAT_FIELDS))
+    # numpy reads a None as NaN in a float array.
+    cells = np.array([list(map(r.get, STAT_FIELDS)) for r in rows],
+                     dtype="<f8").reshape(len(rows), len(STAT_FIELDS))
     content = content if content is not None else stats_table_content()
     tag = STATS_TABLE_TAG if quantities is None else QSTATS_TABLE_TAG
     out = _value(out, tag, content, summary_pb2.DATA_CLASS_TENSOR)

@@ -178,6 +178,8 @@ def _joined_small(pieces):
 def _varint(n):
     if n <= 0x7F:
         return _BYTES[n]
+    if n <= 0x3FFF:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -202,6 +204,7 @@ _EVENT_SUMMARY, _SUMMARY_VALUE, _VALUE_TENSOR = 5, 1, 8
 # The fields of a TensorProto a payload goes in: its one string (a frame's
 # blob), or its raw content (a units tensor).
 STRING_VAL, TENSOR_CONTENT = 8, 4
+_SUMMARY_VALUE_KEY, _EVENT_SUMMARY_KEY = _key(_SUMMARY_VALUE), _key(_EVENT_SUMMARY)
 
 
 class ValueTemplate:
@@ -227,7 +230,7 @@ class ValueTemplate:
         size = sum(map(len, payload))
         tensor = self.tensor + _varint(size)
         value = self.value + _varint(len(tensor) + size) + tensor
-        return [_key(_SUMMARY_VALUE) + _varint(len(value) + size) + value] + payload
+        return [_SUMMARY_VALUE_KEY + _varint(len(value) + size) + value] + payload
 
 
 def event_head(step, wall_time):
@@ -240,7 +243,7 @@ def value_event_pieces(head, template, payload):
     `template` holding `payload` (byte pieces)."""
     pieces = template.pieces(payload)
     size = sum(map(len, pieces))
-    return [head + _key(_EVENT_SUMMARY) + _varint(size) + pieces[0]] + pieces[1:]
+    return [head + _EVENT_SUMMARY_KEY + _varint(size) + pieces[0]] + pieces[1:]
 
 
 def event_pieces(event, blobs=()):
