@@ -19,15 +19,19 @@ weights and machine state. "numpy" is the current writer on its numpy path
 (stats.py's fallback when numba is missing), in this process. Printed side
 by side, as ratios:
 
-    python benchmarks/writer_cpu.py [--before REV] [--snapshots 8] [--models resnet50,mlp]
-                                    [--spectral auto]
+    python benchmarks/writer_cpu.py [--before REV] [--snapshots 8] [--rounds 3]
+                                    [--models resnet50,mlp] [--spectral auto]
+
+Each round measures the three sides one after the other, and the figures
+are the minimum (and median) over every round's snapshots: on a shared
+machine, load that comes and goes then weighs on each side alike.
 
 `--spectral` is the writer's `spectral=` option on every side (default
 False: the recording itself; "auto" adds the budgeted spectral stats).
 
 Also prints the split of the current worker's time (stats with units,
-frames, the rest) from a profile of the same snapshots. Takes about two
-minutes on 2 shared cores. Not part of `make test`.
+frames, the rest) from a profile of the same snapshots. Takes about a
+minute per round on 2 shared cores. Not part of `make test`.
 """
 
 import argparse
@@ -75,9 +79,10 @@ def memory_pass(weights, repeats=15):
     return min(cpu), min(wall), statistics.median(wall)
 
 
-def worker_cpu(weights, snapshots, spectral=False, numpy_path=False):
+def worker_cpu(weights, snapshots, spectral=False, numpy_path=False, after_first=None):
     """Worker CPU seconds of each snapshot after the first (which has no
-    previous snapshot to compare with)."""
+    previous snapshot to compare with); `after_first` is called once the
+    first is written."""
     from tensorboard_nnviz.record import stats as stats_lib
     from tensorboard_nnviz.record import writer as writer_lib
 
@@ -100,6 +105,8 @@ def worker_cpu(weights, snapshots, spectral=False, numpy_path=False):
             writer.flush()  # the worker flushes the event file: written by then
             if step:
                 per_snapshot.append(time.process_time() - before)
+            elif after_first is not None:
+                after_first()
     finally:
         writer.close()
         if numpy_path:
@@ -125,12 +132,11 @@ def split(weights, spectral, snapshots=3):
 
     stats_lib.measure = timed
     try:
-        times = worker_cpu(weights, snapshots, spectral)
+        # The first snapshot (no prev, new tags) is not counted on either side.
+        times = worker_cpu(weights, snapshots, spectral, after_first=lambda: spent.__setitem__(0, 0.0))
     finally:
         stats_lib.measure = original
-    # The first snapshot (no prev) is measured too: scale to the timed ones.
-    share = snapshots / (snapshots + 1.0)
-    return spent[0] * share / snapshots, sum(times) / snapshots
+    return spent[0] / snapshots, sum(times) / snapshots
 
 
 def measure(models, snapshots, spectral, numpy_path=False):
@@ -141,7 +147,21 @@ def measure(models, snapshots, spectral, numpy_path=False):
         times = worker_cpu(weights, snapshots, spectral, numpy_path)
         out[name] = {"bytes": int(sum(w.nbytes for _, w, _, _ in weights)), "tensors": len(weights),
                      "pass_cpu": cpu_pass, "pass_wall": wall_pass, "pass_wall_median": wall_median,
-                     "worker_min": min(times), "worker_median": statistics.median(times)}
+                     "worker_min": min(times), "worker_median": statistics.median(times),
+                     "times": times}
+    return out
+
+
+def merged(rounds):
+    """`measure`'s answers of several rounds as one: the fastest pass, and
+    the minimum and median over every round's snapshots."""
+    out = {}
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds]
+        times = [t for r in runs for t in r.get("times", [r["worker_min"]])]
+        out[name] = dict(runs[0], pass_cpu=min(r["pass_cpu"] for r in runs),
+                         pass_wall=min(r["pass_wall"] for r in runs),
+                         worker_min=min(times), worker_median=statistics.median(times))
     return out
 
 
@@ -167,6 +187,8 @@ def main():
     parser.add_argument("--before", default=None,
                         help="git revision to compare with (default: merge base with main)")
     parser.add_argument("--snapshots", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of before / numpy / fused, alternating")
     parser.add_argument("--models", default="resnet50,mlp")
     parser.add_argument("--spectral", default="False",
                         help="the writer's spectral option on every side (False, True, auto)")
@@ -182,12 +204,20 @@ def main():
         return
     rev = args.before or subprocess.run(["git", "-C", REPO, "merge-base", "HEAD", "main"], check=True,
                                         capture_output=True, text=True).stdout.strip()
-    old = before(rev, models, args.snapshots, args.spectral)
-    numpy = measure(models, args.snapshots, spectral, numpy_path=True)
-    new = measure(models, args.snapshots, spectral)
-    print("load average %.1f %.1f %.1f; %d snapshots each, spectral=%s, worker CPU per snapshot "
-          "(min / median), memory pass = np.add.reduce over the same bytes (fastest of 15)"
-          % (os.getloadavg() + (args.snapshots, spectral)))
+    # Rounds alternate the sides, so load that comes and goes (a shared
+    # machine) weighs on each alike; the minimum is the least disturbed.
+    rounds = {"old": [], "numpy": [], "new": []}
+    loads = []
+    for _ in range(args.rounds):
+        rounds["old"].append(before(rev, models, args.snapshots, args.spectral))
+        rounds["numpy"].append(measure(models, args.snapshots, spectral, numpy_path=True))
+        rounds["new"].append(measure(models, args.snapshots, spectral))
+        loads.append(os.getloadavg()[0])
+    old, numpy, new = (merged(rounds[k]) for k in ("old", "numpy", "new"))
+    print("load average %.1f-%.1f over %d rounds; %d snapshots each per round, spectral=%s, worker "
+          "CPU per snapshot (min / median over the rounds), memory pass = np.add.reduce over the "
+          "same bytes (fastest of 15 per round)"
+          % (min(loads), max(loads), args.rounds, args.snapshots, spectral))
     header = ("| model | tensors | MB | pass CPU | before %s | ÷ pass | now, numpy path | ÷ pass | "
               "now, fused | ÷ pass | fused / before |" % rev[:7])
     print(header)

@@ -71,6 +71,33 @@ def test_event_pieces_are_the_event_serialized(tmp_path):
         np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5)
 
 
+@pytest.mark.parametrize("columns", [3, 40, 5000])  # lengths of one, two and three bytes
+def test_value_templates_hold_each_snapshots_payload_as_the_proto_would(columns):
+    """The writer's per-tag templates: a frame and a units value serialized
+    once, each snapshot's payload spliced in, read back as the protos."""
+    from tensorboard_nnviz.core import format as fmt
+
+    frame = np.linspace(-1, 1, columns * 2, dtype=np.float32).reshape(2, columns)
+    content = fmt.frame_content(shape=frame.shape, dtype="float32", layout={}, rows=2, cols=columns)
+    units_content = fmt.units_content(unit_axes=[1], units=columns, block=1)
+    norm, update = np.linspace(0, 2, columns), np.linspace(0, 1e-3, columns)
+    head = eventfiles.event_head(7, 3.25)
+    frame_template = eventfiles.ValueTemplate(fmt.frame_value("d/kernel", None, content),
+                                              eventfiles.STRING_VAL)
+    units_template = fmt.units_value("d/kernel", np.zeros(columns), None, units_content)
+    units_template.tensor.ClearField("tensor_content")
+    units_template = eventfiles.ValueTemplate(units_template, eventfiles.TENSOR_CONTENT)
+    for template, payload, value in [
+            (frame_template, fmt.frame_pieces(frame),
+             fmt.frame_value("d/kernel", fmt.encode_frame(frame), content)),
+            (units_template, [fmt.units_cells(norm, update).tobytes()],
+             fmt.units_value("d/kernel", norm, update, units_content))]:
+        want = event_pb2.Event(step=7, wall_time=3.25, summary=summary_pb2.Summary(value=[value]))
+        got = event_pb2.Event.FromString(b"".join(
+            eventfiles.value_event_pieces(head, template, payload)))
+        assert got == want
+
+
 def test_read_last_step_finds_the_last_nnviz_snapshot(tmp_path):
     write_synthetic_run(str(tmp_path), [0, 4, 9])
     assert eventfiles.read_last_step(str(tmp_path)) == 9

@@ -39,6 +39,8 @@ def test_every_keras_family_every_dtype(family):
 PLANTED = [
     ("Dense", "kernel", (300, 700), 65536),
     ("Dense", "kernel", (300, 700), 4096),
+    ("Dense", "kernel", (300, 200), 65536),  # rows straight into the frame
+    ("Conv2D", "kernel", (3, 3, 96, 64), 20000),  # the same, cells a kernel column wide
     ("Conv2D", "kernel", (3, 3, 96, 64), 65536),
     ("Conv2D", "kernel", (3, 3, 96, 64), 2000),
     ("Conv2D", "kernel", (5, 5, 20, 30), 700),
@@ -63,6 +65,20 @@ def test_planted_shapes(cls, name, shape, max_cells):
             fused, numpy = both(w, prev, init, layout, frame_dtype)
             assert_agree(fused, numpy, w, label)
             assert_float64(fused, w, prev, init, label)
+
+
+def test_rows_straight_into_the_frame_and_through_lines_both_taken():
+    """PLANTED holds rows that add into the frame itself (one cell per
+    entry: an exact Dense frame, a Keras conv whose cells are a kernel
+    column wide) and rows that go through lines (cells of several
+    entries): both ways are checked above."""
+    from tensorboard_nnviz.record import fused
+
+    direct = set()
+    for cls, name, shape, max_cells in PLANTED:
+        layout = layout_of(cls, "layer/" + name, shape, "layer", max_cells)
+        direct.add(bool(S.fused_plan(shape, layout["unit_axes"], layout).plan[fused.P_DIRECT]))
+    assert direct == {True, False}
 
 
 def test_a_zero_update_is_exactly_zero_and_a_tiny_one_is_not():
@@ -122,3 +138,20 @@ def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
         finished = [S.finish(buf, plan, {"update": prev, "init": init}, None, w)
                     for buf in (combined, whole)]
         assert_agree(finished[0], finished[1], np.zeros(1), "shards")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 2048, 6300, 6500, 8193, 20000, S.SAMPLE_SIZE])
+@pytest.mark.parametrize("kind", ["normal", "ties", "sorted", "nonfinite", "zeros"])
+def test_compiled_percentiles_equal_the_numpy_paths(n, kind):
+    v = np.random.default_rng(n).standard_normal(n)
+    if kind == "ties":
+        v = np.round(v * 2)
+    elif kind == "sorted":
+        v = np.sort(v)
+    elif kind == "nonfinite":
+        v[::5] = np.nan
+        v[1::7] = np.inf
+    elif kind == "zeros":
+        v[: n // 2] = 0.0
+    finite = bool(np.isfinite(v).all())
+    assert S._fused_percentiles(v, finite) == S._percentiles(v, finite)

@@ -507,8 +507,9 @@ def stats_table_value(weight_tags, rows, content=None, out=None, quantities=None
     if quantities is not None:
         doc["quantities"] = list(quantities)
     header = json.dumps(doc, separators=(",", ":")).encode("utf-8")
-    cells = np.array([[math.nan if r.get(k) is None else float(r[k]) for k in STAT_FIELDS]
-                      for r in rows], dtype="<f8").reshape(len(rows), len(STAT_FIELDS))
+    # numpy reads a None as NaN in a float array.
+    cells = np.array([list(map(r.get, STAT_FIELDS)) for r in rows],
+                     dtype="<f8").reshape(len(rows), len(STAT_FIELDS))
     content = content if content is not None else stats_table_content()
     tag = STATS_TABLE_TAG if quantities is None else QSTATS_TABLE_TAG
     out = _value(out, tag, content, summary_pb2.DATA_CLASS_TENSOR)
@@ -615,12 +616,12 @@ def structure_from_array(array):
 _TINY32 = np.float32(np.finfo(np.float32).smallest_subnormal)
 
 
-def _float32_keeping_zero(values):
+def _float32_keeping_zero(values, out):
+    """out[:] = values in float32, a positive value rounded to 0 stored as `_TINY32`."""
     values = np.asarray(values)
-    out = values.astype(np.float32)
-    if np.count_nonzero(out == 0) != np.count_nonzero(values == 0):  # rare: check
+    out[...] = values
+    if not out.all():  # some 0 (rare but for frozen units): which were not 0
         out[(out == 0) & (values > 0)] = _TINY32
-    return out
 
 
 def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_PLUGIN_NAME,
@@ -635,13 +636,23 @@ def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_P
       plugin_name: `PLUGIN_NAME` writes them as earlier versions did
         (tests of old runs).
     """
-    cells = np.empty((2, np.size(norm)), "<f4")
-    cells[0] = _float32_keeping_zero(norm)
-    cells[1] = np.nan if update is None else _float32_keeping_zero(update)
+    cells = units_cells(norm, update)
     out = _value(out, units_tag(weight_tag, quantity), content, summary_pb2.DATA_CLASS_TENSOR,
                  plugin_name)
     _tensor(out.tensor, types_pb2.DT_FLOAT, cells.shape).tensor_content = cells.tobytes()
     return out
+
+
+def units_cells(norm, update):
+    """The float32 (2, columns) tensor of a units value: norms, then
+    updates (NaN when None); a positive value never stored as 0."""
+    cells = np.empty((2, np.size(norm)), "<f4")
+    _float32_keeping_zero(norm, cells[0])
+    if update is None:
+        cells[1] = np.nan
+    else:
+        _float32_keeping_zero(update, cells[1])
+    return cells
 
 
 def units_array_of(value):

@@ -136,7 +136,8 @@ class EventFile:
 
     def write_pieces(self, pieces):
         """Writes one record whose data is the concatenation of `pieces` (bytes)."""
-        length = struct.pack("<Q", sum(len(p) for p in pieces))
+        pieces = _joined_small(pieces)
+        length = struct.pack("<Q", sum(map(len, pieces)))
         crc = 0
         for p in pieces:
             crc = fast_crc.extend(crc, p)
@@ -153,9 +154,32 @@ class EventFile:
 
 
 _BUFFER = 1 << 16
+_BYTES = [bytes((n,)) for n in range(0x80)]
+_SMALL = 1 << 12  # pieces up to this size are joined: one checksum and write call for them
+
+
+def _joined_small(pieces):
+    """`pieces` with each run of small pieces joined into one (a frame's
+    cells stay as they are: never copied)."""
+    out, run = [], []
+    for p in pieces:
+        if len(p) <= _SMALL:
+            run.append(p)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(p)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def _varint(n):
+    if n <= 0x7F:
+        return _BYTES[n]
+    if n <= 0x3FFF:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -164,14 +188,62 @@ def _varint(n):
     return bytes(out)
 
 
+def _key(number):
+    """The key of a length-delimited protobuf field (its length follows)."""
+    return _varint(number << 3 | 2)
+
+
 def _field(number, pieces):
     """A length-delimited protobuf field whose value is the concatenation
     of `pieces`, as pieces."""
-    return [_varint(number << 3 | 2) + _varint(sum(len(p) for p in pieces))] + pieces
+    return [_key(number) + _varint(sum(map(len, pieces)))] + pieces
 
 
 # Field numbers of TensorBoard's protos the pieces are made of.
-_EVENT_SUMMARY, _SUMMARY_VALUE, _VALUE_TENSOR, _TENSOR_STRING_VAL = 5, 1, 8, 8
+_EVENT_SUMMARY, _SUMMARY_VALUE, _VALUE_TENSOR = 5, 1, 8
+# The fields of a TensorProto a payload goes in: its one string (a frame's
+# blob), or its raw content (a units tensor).
+STRING_VAL, TENSOR_CONTENT = 8, 4
+_SUMMARY_VALUE_KEY, _EVENT_SUMMARY_KEY = _key(_SUMMARY_VALUE), _key(_EVENT_SUMMARY)
+
+
+class ValueTemplate:
+    """A `Summary.Value` serialized once, written at every snapshot around
+    a new payload: its bytes without its tensor, and its tensor's (dtype,
+    shape) without the payload, which goes in the tensor's `field`
+    (`STRING_VAL` or `TENSOR_CONTENT`). Takes `value` (clears its tensor).
+    """
+
+    __slots__ = ("value", "tensor")
+
+    def __init__(self, value, field):
+        # The tensor's bytes end with the payload field's key; its length follows.
+        self.tensor = value.tensor.SerializeToString() + _key(field)
+        value.ClearField("tensor")
+        self.value = value.SerializeToString() + _key(_VALUE_TENSOR)
+
+    def pieces(self, payload):
+        """The value holding `payload` (byte pieces) as a Summary's value
+        field: one piece of the fields' keys and lengths around the value's
+        bytes, then the payload's pieces as they are."""
+        payload = list(payload)
+        size = sum(map(len, payload))
+        tensor = self.tensor + _varint(size)
+        value = self.value + _varint(len(tensor) + size) + tensor
+        return [_SUMMARY_VALUE_KEY + _varint(len(value) + size) + value] + payload
+
+
+def event_head(step, wall_time):
+    """An event's step and wall time, serialized (shared by a snapshot's events)."""
+    return event_pb2.Event(wall_time=wall_time, step=step).SerializeToString()
+
+
+def value_event_pieces(head, template, payload):
+    """An event of one value as byte pieces: `head` (`event_head`), then
+    `template` holding `payload` (byte pieces)."""
+    pieces = template.pieces(payload)
+    size = sum(map(len, pieces))
+    return [head + _EVENT_SUMMARY_KEY + _varint(size) + pieces[0]] + pieces[1:]
 
 
 def event_pieces(event, blobs=()):
@@ -183,14 +255,10 @@ def event_pieces(event, blobs=()):
     its number, its length and its bytes, and a message's fields may come
     in any order, so the blobs' bytes never go through a proto or a join.
     """
-    head = event_pb2.Event(wall_time=event.wall_time, step=event.step).SerializeToString()
     summary = [event.summary.SerializeToString()]
     for value, pieces in blobs:
-        tensor = [value.tensor.SerializeToString()] + _field(_TENSOR_STRING_VAL, list(pieces))
-        value.ClearField("tensor")
-        summary += _field(_SUMMARY_VALUE, [value.SerializeToString()]
-                          + _field(_VALUE_TENSOR, tensor))
-    return [head] + _field(_EVENT_SUMMARY, summary)
+        summary += ValueTemplate(value, STRING_VAL).pieces(pieces)
+    return [event_head(event.step, event.wall_time)] + _field(_EVENT_SUMMARY, summary)
 
 
 def read_file_events(path):

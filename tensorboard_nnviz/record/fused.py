@@ -51,8 +51,8 @@ MAX_ENTRIES = (MAX, UPDATE + DMAX, INIT + DMAX)
 
 # The plan (int64): how `accumulate` walks a tensor (see `plan`).
 (P_SIZE, P_RS, P_CS, P_US, P_GROUP, P_BR, P_BC, P_CB, P_ROWS, P_UNITS, P_CELLS,
- P_LEAD, P_KEY, P_LINES, P_R0, P_C0, P_U0) = range(17)
-PLAN_HEAD = 17  # then, per leading axis: its size, row step, col step, unit step
+ P_LEAD, P_KEY, P_LINES, P_R0, P_C0, P_U0, P_DIRECT) = range(18)
+PLAN_HEAD = 18  # then, per leading axis: its size, row step, col step, unit step
 # P_R0, P_C0, P_U0: the layout row, column and unit of the first entry (not
 # 0 for a shard: a block of the tensor, `plan`'s `start`).
 US_TABLE = -1  # P_US: each entry's unit is in the tables
@@ -61,6 +61,9 @@ US_TABLE = -1  # P_US: each entry's unit is in the tables
 # (a row along one side, every row of the tensor with the same cells along
 # it). P_LINES lines: one per key when rows of a key are not consecutive.
 KEY_EXACT, KEY_ROW, KEY_COL = range(3)
+# P_DIRECT: a row's entries fall one each into consecutive frame cells (it
+# runs along a row of cells, and cells are as wide as its step): the row
+# adds into the frame itself, with no line to flush.
 
 _CHUNK = 1 << 14  # entries per chunk of rows whose stats are checked for NaN/Inf
 _MIN_INNER = 64  # a row spans the last axes up to at least this many entries
@@ -246,15 +249,42 @@ def _add_units(xs, ps, lut, u0, us, du, norm, upd):
         upd[u] += d * d
 
 
+@njit(nogil=True, fastmath=_FAST, inline="always")
+def _sum_runs(line, run, cells):
+    """cells[j] += the sum of the j-th run of `run` entries of `line`."""
+    for j in range(cells.size):
+        total = 0.0
+        for t in range(run):
+            total += line[j * run + t]
+        cells[j] += total
+
+
 @njit(nogil=True, cache=True, fastmath=_FAST)
 def _add_runs(line, run, frame, cell, step):
     """frame[cell + j * step] += the sum of the j-th run of `run` entries
-    of `line` (the last run: what is left), for every j. Offset by offset
-    across the runs: loops LLVM vectorises, runs being a few entries."""
+    of `line` (the last run: what is left), for every j. Consecutive cells
+    (step 1): cell by cell, the common runs compiled each with their
+    length known, so LLVM vectorises their strided reads; otherwise offset
+    by offset across the runs."""
     full = line.size // run
-    for t in range(run):
-        for j in range(full):
-            frame[np.uint64(cell + j * step)] += line[j * run + t]
+    if step == 1:
+        cells = frame[np.uint64(cell):np.uint64(cell + full)]
+        if run == 2:
+            _sum_runs(line, 2, cells)
+        elif run == 3:
+            _sum_runs(line, 3, cells)
+        elif run == 4:
+            _sum_runs(line, 4, cells)
+        elif run == 6:
+            _sum_runs(line, 6, cells)
+        elif run == 8:
+            _sum_runs(line, 8, cells)
+        else:
+            _sum_runs(line, run, cells)
+    else:
+        for t in range(run):
+            for j in range(full):
+                frame[np.uint64(cell + j * step)] += line[j * run + t]
     if full * run < line.size:
         total = 0.0
         for j in range(full * run, line.size):
@@ -345,8 +375,9 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     idx = np.zeros(lead, np.int64)
     r0, c0, u0 = plan[P_R0], plan[P_C0], plan[P_U0]
     sums = np.empty(11)
-    keyed, nlines = plan[P_KEY], plan[P_LINES]
-    lines = np.zeros((nlines, size))
+    keyed, nlines, direct = plan[P_KEY], plan[P_LINES], plan[P_DIRECT] != 0
+    lines = np.zeros((0 if direct else nlines, size))
+    line = lines[0] if not direct else frame[:0]
     line_r = np.full(nlines, -1, np.int64)  # a row of each line: where it sits
     line_c = np.zeros(nlines, np.int64)
     key_r = key_c = -1
@@ -361,7 +392,10 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
         sums[3] = -np.inf
         for row in range(start, stop):
             li = 0
-            if ncells:
+            if direct:
+                cell = rowcell[np.uint64(r0)] + colcell[np.uint64(c0)]
+                line = frame[cell:cell + size]
+            elif ncells:
                 kr, kc = r0, c0
                 if keyed == KEY_ROW:
                     kr, kc = rowcell[np.uint64(r0)] // plan[P_CB], 0
@@ -377,7 +411,8 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
                     line_r[0] = -1
                 if line_r[li] < 0:
                     line_r[li], line_c[li] = r0, c0
-            line = lines[li]
+            if not direct:
+                line = lines[li]
             lo = row * size
             xs, ps = x[lo:lo + size], p[lo:lo + size]
             nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
@@ -439,7 +474,9 @@ def _put_impl(out, r, c, v):
     return put
 
 
-@njit(nogil=True, cache=True)
+# numpy's error model: no check for a zero divisor (a cell covers at least
+# one entry), which would stop LLVM vectorising the divisions.
+@njit(nogil=True, cache=True, error_model="numpy")
 def frame_means(sums, rows_covered, cols_covered, out):
     """out[r, c] = the mean of the cell from its sum and how many layout
     rows and columns it covers, rounded once to float32 (and from there
@@ -461,6 +498,129 @@ def centred_sumsq(x, lut, shift):
             d = v - shift
             total += d * d
     return total
+
+
+@njit(nogil=True, cache=True)
+def _pair(values, k):
+    """The k-th and (k+1)-th smallest of `values` (the k-th twice when it
+    is the last); reorders `values`."""
+    part = np.partition(values, k)
+    return part[k], part[k + 1:].min() if k + 1 < values.size else part[k]
+
+
+@njit(nogil=True, cache=True)
+def _ranked(values, los):
+    """The los[i]-th and (los[i]+1)-th smallest of `values` (at most their
+    number), for ranks near either end, as stats._ranked: the values beyond
+    a cut read off a sorted strided subsample are a few hundred per end,
+    and holding as many as a rank needs proves they hold it, so only those
+    are partitioned."""
+    n = values.size
+    out = np.empty(2 * los.size)
+    if n > 8192:
+        sub = values[::n // 1024]
+        need_lo = need_hi = 0
+        for k in los:
+            if k < n // 2:
+                need_lo = max(need_lo, k + 2)
+            else:
+                need_hi = max(need_hi, n - k)
+        at_lo = min(sub.size - 1, 2 * need_lo * sub.size // n + 8)
+        at_hi = sub.size - 1 - min(sub.size - 1, 2 * need_hi * sub.size // n + 8)
+        sub = np.partition(sub, np.array([at_lo, at_hi]))
+        cut_lo, cut_hi = sub[at_lo], sub[at_hi]
+        # Room for twice the expected count (fresh pages per call cost more
+        # than the scan); more than that, the cuts were wrong: all of them.
+        room = min(n, 4 * (need_lo + need_hi) + 32 * (n // sub.size) + 64)
+        low = np.empty(room)
+        high = np.empty(room)
+        nl = nh = 0
+        for j in range(n):
+            v = values[j]
+            if v <= cut_lo:
+                if nl < room:
+                    low[nl] = v
+                nl += 1
+            if v >= cut_hi:
+                if nh < room:
+                    high[nh] = v
+                nh += 1
+        if need_lo <= nl <= room and need_hi <= nh <= room:
+            for i, k in enumerate(los):
+                if k < n // 2:
+                    out[2 * i], out[2 * i + 1] = _pair(low[:nl], k)
+                else:
+                    out[2 * i], out[2 * i + 1] = _pair(high[:nh], k - n + nh)
+            return out
+    if _near_ends(n, los) <= _FEW:
+        for i, k in enumerate(los):
+            nxt = min(k + 1, n - 1)
+            if k < n // 2:
+                ends = _smallest(values, min(n, k + 2), 1.0)
+                out[2 * i], out[2 * i + 1] = ends[k], ends[nxt]
+            else:  # the k-th smallest is the (n - 1 - k)-th largest
+                ends = _smallest(values, n - k, -1.0)
+                out[2 * i], out[2 * i + 1] = -ends[n - 1 - k], -ends[n - 1 - nxt]
+        return out
+    for i, k in enumerate(los):
+        out[2 * i], out[2 * i + 1] = _pair(values, k)
+    return out
+
+
+_FEW = 64  # ranks this near an end: kept by insertion in one read
+
+
+@njit(nogil=True, cache=True)
+def _near_ends(n, los):
+    """How many values the rank farthest from its end needs kept."""
+    most = 0
+    for k in los:
+        most = max(most, min(n, k + 2) if k < n // 2 else n - k)
+    return most
+
+
+@njit(nogil=True, cache=True)
+def _smallest(values, m, sign):
+    """The m smallest of sign * values, ascending: a sorted buffer that a
+    value below its last is inserted into (few are, m being small)."""
+    best = np.full(m, np.inf)
+    for j in range(values.size):
+        v = sign * values[j]
+        if v < best[m - 1]:
+            i = m - 1
+            while i > 0 and best[i - 1] > v:
+                best[i] = best[i - 1]
+                i -= 1
+            best[i] = v
+    return best
+
+
+@njit(nogil=True, cache=True)
+def percentiles(sample, finite, out):
+    """out[0], out[1] = p01, p99 of the finite entries of `sample`
+    (`finite`: known to be all finite; NaN: none), numpy's linear
+    interpolation, as stats._percentiles."""
+    values = sample
+    if not finite:
+        values = np.empty(sample.size)
+        n = 0
+        for j in range(sample.size):
+            if np.isfinite(sample[j]):
+                values[n] = sample[j]
+                n += 1
+        values = values[:n]
+    n = values.size
+    if n == 0:
+        out[0] = out[1] = np.nan
+        return
+    ranks = np.array([(n - 1) * 0.01, (n - 1) * 0.99])
+    los = np.floor(ranks).astype(np.int64)
+    ranked = _ranked(values, los)
+    for i in range(2):
+        a, b = ranked[2 * i], ranked[2 * i + 1]
+        t = ranks[i] - los[i]
+        # numpy's _lerp: exact at both ends.
+        out[i] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 # --- the plan (plain Python) -------------------------------------------------------
@@ -588,7 +748,7 @@ def plan(shape, row_axes, col_axes, unit_axes, block=None, start=None, local=Non
         size *= local[-k]
     lead = ndim - k
     origin = [int(np.dot(start, st)) for st in (rs, cs, us)]
-    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1] + origin
+    head = [size, rs[-1], cs[-1], us[-1], 1, 1, 1, 0, 0, 0, 0, lead, KEY_EXACT, 1] + origin + [0]
     tables = _NO_TABLES
     if k > 1:
         index = np.indices(local[lead:]).reshape(k, -1)
@@ -612,6 +772,7 @@ def plan(shape, row_axes, col_axes, unit_axes, block=None, start=None, local=Non
         covered = (_covered(rows, br), _covered(cols, bc))
         if k == 1:
             head[P_KEY], head[P_LINES] = _lines(local[:lead], rs[:lead], cs[:lead], head, cells)
+            head[P_DIRECT] = int(head[P_RS] == 0 and head[P_CS] == bc)
     outer = [[local[a], rs[a], cs[a], us[a]] for a in range(lead)]
     array = np.array(head + [v for axis in outer for v in axis], np.int64)
     return Plan(array, np.ascontiguousarray(tables), cells, units, frame_shape, covered)

@@ -289,9 +289,10 @@ class _Diff:
         self.other_sumsq = 0.0
 
 
-def _finish_moments(m, sample):
+def _finish_moments(m, sample, percentiles=_percentiles):
     # The sample holds NaN/Inf only if the tensor does.
-    """mean, std, ..., p01, p99 from `_Moments` and the percentile sample."""
+    """mean, std, ..., p01, p99 from `_Moments` and the percentile sample
+    (`percentiles`: `_percentiles`, or the fused pass's twin)."""
     stats = {"nan": float(m.nan), "inf": float(m.inf)}
     if not m.n:
         return stats
@@ -309,7 +310,7 @@ def _finish_moments(m, sample):
         absmax=max(abs(m.min), abs(m.max)),
         zero_frac=m.zeros / m.n,
     )
-    stats["p01"], stats["p99"] = _percentiles(sample, finite=not (m.nan or m.inf))
+    stats["p01"], stats["p99"] = percentiles(sample, finite=not (m.nan or m.inf))
     return stats
 
 
@@ -567,7 +568,7 @@ def _measure_numpy(w, prev, init, unit_axes, prev_sumsq, init_sumsq):
     return _finish(m, diffs, units, _sample(flat), flat)
 
 
-def _finish(m, diffs, units, sample, flat):
+def _finish(m, diffs, units, sample, flat, percentiles=_percentiles):
     """The `Measurement` from the sums of either path; `flat`: the tensor,
     read again only when the sample missed every finite entry."""
     finite = m.nan == 0 and m.inf == 0
@@ -575,7 +576,7 @@ def _finish(m, diffs, units, sample, flat):
         flat = _as_numeric(flat).reshape(-1)
         sample = _sample(flat[np.isfinite(flat)])  # it missed them all
     stats = dict.fromkeys(nnviz_format.STAT_FIELDS)
-    stats.update(_finish_moments(m, sample))
+    stats.update(_finish_moments(m, sample, percentiles))
     for key, acc in diffs.items():
         stats.update(_finish_diff(key, acc))
     update = None
@@ -772,13 +773,21 @@ def finish(buf, plan, compared, centre, flat, frame_dtype=np.float32):
     sums = {"norm": buf[start:start + units]}
     if "update" in compared:
         sums["update"] = buf[start + units:start + 2 * units]
-    measured = _finish(m, diffs, sums, buf[start + 2 * units + cells:], flat)
+    measured = _finish(m, diffs, sums, buf[start + 2 * units + cells:], flat, _fused_percentiles)
     if not cells:
         return measured
     frame = np.empty(plan.frame_shape, frame_dtype)
     out = frame.view(np.uint16) if frame.dtype == np.float16 else frame
     kernel.frame_means(buf[start + 2 * units:start + 2 * units + cells], *plan.covered, out)
     return measured._replace(frame=frame)
+
+
+def _fused_percentiles(values, finite=False):
+    """`_percentiles`, compiled (fused.py): the same order statistics and
+    interpolation, without numpy's per-call overhead on small samples."""
+    out = np.empty(2)
+    _fused_kernel().percentiles(np.ascontiguousarray(values, np.float64), finite, out)
+    return tuple(None if math.isnan(v) else float(v) for v in out)
 
 
 def _moments(acc):

@@ -82,15 +82,16 @@ class LogDirError(OSError):
 class _TagState:
     """What the worker keeps per weight tag between snapshots."""
 
-    __slots__ = ("key", "layout", "content", "units_content", "unit_block", "prev", "init",
+    __slots__ = ("key", "layout", "frame_value", "units_value", "unit_block", "prev", "init",
                  "prev_pooled", "prev_sumsq", "init_sumsq", "matrix", "last_stats",
                  "last_spectral")
 
-    def __init__(self, key, layout, content, units_content, unit_block, init, matrix=None):
+    def __init__(self, key, layout, frame_value, units_value, unit_block, init, matrix=None):
         self.key = key  # (shape, dtype, layer_class): a new key resets the state
         self.layout = layout
-        self.content = content
-        self.units_content = units_content
+        # The frame and units values, serialized once (eventfiles.ValueTemplate).
+        self.frame_value = frame_value
+        self.units_value = units_value
         self.unit_block = unit_block  # units per stored column
         self.prev = None
         self.init = init
@@ -404,6 +405,7 @@ class SnapshotWriter:
         without reading the rest.
         """
         sumsqs, stats, events = [], [], []
+        head = eventfiles.event_head(snap.step, snap.wall_time)  # of every event here
         start = time.thread_time()
         for w in snap.weights:
             with self._pause:  # not while the training thread copies
@@ -421,17 +423,12 @@ class SnapshotWriter:
             sumsqs.append(measured.sumsq if measured.finite else None)
             stats.append(measured.stats)
             if framed:
-                frame_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
-                events.append(eventfiles.event_pieces(frame_event, [
-                    (fmt.frame_value(w.tag, None, state.content, quantity=w.quantity),
-                     fmt.frame_pieces(measured.frame, encoding))]))
+                events.append(eventfiles.value_event_pieces(
+                    head, state.frame_value, fmt.frame_pieces(measured.frame, encoding)))
             block, update = state.unit_block, measured.update
-            units_event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
-            fmt.units_value(w.tag, stats_lib.block_units(measured.norm, block),
-                            None if update is None else stats_lib.block_units(update, block),
-                            state.units_content, out=units_event.summary.value.add(),
-                            quantity=w.quantity)
-            events.append(eventfiles.event_pieces(units_event))
+            cells = fmt.units_cells(stats_lib.block_units(measured.norm, block),
+                                    None if update is None else stats_lib.block_units(update, block))
+            events.append(eventfiles.value_event_pieces(head, state.units_value, [cells.tobytes()]))
         spectral = self._spectral(snap, stats, time.thread_time() - start)
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         weights = [i for i, w in enumerate(snap.weights) if w.quantity == fmt.WEIGHTS]
@@ -532,9 +529,15 @@ class SnapshotWriter:
         units = stats_lib.unit_count(value.shape, unit_axes)
         unit_block = stats_lib.unit_block(units, fmt.MAX_UNITS)
         units_content = fmt.units_content(unit_axes=unit_axes, units=units, block=unit_block)
+        frame_value = eventfiles.ValueTemplate(
+            fmt.frame_value(w.tag, None, content, quantity=w.quantity), eventfiles.STRING_VAL)
+        units_value = fmt.units_value(w.tag, np.zeros(-(-units // unit_block)), None,
+                                      units_content, quantity=w.quantity)
+        units_value.tensor.ClearField("tensor_content")
+        units_value = eventfiles.ValueTemplate(units_value, eventfiles.TENSOR_CONTENT)
         # A quantity gets no spectral stats (not a weight matrix).
         matrix = matrix_plan(w, layout) if w.quantity == fmt.WEIGHTS else None
-        state = self.state[w.key] = _TagState(key, layout, content, units_content, unit_block,
+        state = self.state[w.key] = _TagState(key, layout, frame_value, units_value, unit_block,
                                               init=value, matrix=matrix)
         return state
 
