@@ -53,16 +53,17 @@ class _Datum:
         return self._numpy
 
 
-def _read(location):
-    """(wall time, table array) of the stats table record at `location`;
-    a damaged record gives an empty array (run_stats skips it, as a table
-    it cannot decode).
+def _read(location, files=None):
+    """(wall time, table array) of the stats table record at `location`
+    (read through `files`, a `frame_index.OpenFiles`, when given); a
+    damaged record gives None (run_stats skips it, as a table it cannot
+    decode).
 
     Raises:
       OSError: the file cannot be read.
     """
     try:
-        event = frame_index.read_event(location)
+        event = frame_index.read_event(location, files)
         for value in event.summary.value:
             if value.tag == fmt.STATS_TABLE_TAG:
                 return event.wall_time, tensor_util.make_ndarray(value.tensor)
@@ -101,21 +102,22 @@ class DiskTables:
         with self._lock:
             known = self._walls.get((eid, run), {})
         walls, datums = {}, []
-        for i, step in enumerate(steps):
-            location = locations[i]
-            wall = known.get(location)
-            if wall is None:
-                try:
-                    wall, table = _read(location)
-                except OSError as e:
-                    logger.warning("nnviz: cannot read %s: %s", location[0], e)
-                    return None  # the file went away: TensorBoard answers this time
-                if table is None:
-                    continue
-                datums.append(_Datum(step, wall, location, table))
-            else:
-                datums.append(_Datum(step, wall, location))
-            walls[location] = wall
+        with frame_index.OpenFiles() as files:
+            for i, step in enumerate(steps):
+                location = locations[i]
+                wall = known.get(location)
+                if wall is None:
+                    try:
+                        wall, table = _read(location, files)
+                    except OSError as e:
+                        logger.warning("nnviz: cannot read %s: %s", location[0], e)
+                        return None  # the file went away: TensorBoard answers this time
+                    if table is None:
+                        continue
+                    datums.append(_Datum(step, wall, location, table))
+                else:
+                    datums.append(_Datum(step, wall, location))
+                walls[location] = wall
         with self._lock:
             self._walls[(eid, run)] = walls
         return datums

@@ -535,19 +535,40 @@ def read_value(location, summary_tag):
     return event_records.value_of(_record_data(location), summary_tag)
 
 
-def read_event(location):
-    """The whole event in the record at `location` (as `read_value`)."""
-    return event_records.event_of(_record_data(location))
+def read_event(location, files=None):
+    """The whole event in the record at `location` (as `read_value`);
+    through `files` (an `OpenFiles`) when given."""
+    data = _record_data(location) if files is None else files.record_data(location)
+    return event_records.event_of(data)
 
 
 def _record_data(location):
-    path, offset, length = location
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        record = _pread(fd, records.record_size(length), offset)
-    finally:
-        os.close(fd)
-    return records.record_data(record)
+    with OpenFiles() as files:
+        return files.record_data(location)
+
+
+class OpenFiles:
+    """Positioned reads of records, each file opened once while in use
+    (a thousand stats tables of one file: one open, not a thousand)."""
+
+    def __init__(self):
+        self._fds = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def record_data(self, location):
+        """The checked data of the record at `location` (as `read_value`)."""
+        path, offset, length = location
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        return records.record_data(_pread(fd, records.record_size(length), offset))
 
 
 def read_frame(location, summary_tag):

@@ -262,7 +262,7 @@ class NNVizReader:
                 raise NotFoundError("run %r has no stats for weight %r" % (run, tag))
             if isinstance(found, str):
                 raise DataError(found)
-            return found.answer(fields, arrays)
+            return found.answer(fields, arrays, alone=True)
         if error and not of:
             raise DataError(error)
         if not of and quantity != fmt.WEIGHTS:
