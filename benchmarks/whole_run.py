@@ -10,8 +10,10 @@ with this checkout. Each is served by a real `tensorboard` running that
 revision's plugin, on the Python ingester and on RustBoard, and measured:
 
 - cold /findings: the first GET /findings?run=R after TensorBoard has
-  loaded every snapshot (nothing else asked before it but /runs), client
-  side, gzip accepted as a browser does;
+  loaded every snapshot and gone idle (nothing else asked before it but
+  /runs), client side, gzip accepted as a browser does; by then the
+  plugin has read the run's stats tables in the background, as
+  TensorBoard read the run (disk_stats.DiskTables.preread);
 - map first paint, in chromium (the panel's entry page), measured in the
   page from choosing the map to its first painted canvas:
   - "at page open": the map chosen the moment the panel's controls exist,
@@ -110,9 +112,15 @@ def timed_get(server, path):
 
 
 def loaded(server, snapshots):
-    """Waits until TensorBoard lists every snapshot, and one reload more."""
+    """Waits until the panel lists every snapshot and TensorBoard is done
+    loading the run (idle), and one reload more. /runs takes its steps from
+    the plugin's index of the event files, which is built while the Python
+    ingester still loads them: without the wait for idle, the page would be
+    measured beside that loading (what a user meets who opens the panel
+    the moment a run appears; not what is measured here)."""
     server.wait_for(lambda: any(len(r["steps"]) == snapshots for r in server.get_json("runs")["runs"]),
                     timeout=1800, interval=2.0)
+    server.wait_idle()
     time.sleep(RELOAD + 1)
 
 

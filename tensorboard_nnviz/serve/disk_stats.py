@@ -15,6 +15,13 @@ rules as for frames, so the last table of a step wins (docs/architecture.md,
 Where the index has no table (no direct path, a run of an earlier
 version) `read` answers None and run_stats reads through TensorBoard.
 
+Reading a long run's tables is most of its first /stats (1,000 positioned
+reads and protobuf parses for 1,000 snapshots). As TensorBoard loads runs
+in the background before anyone asks, so does the plugin: once the
+background thread has indexed the logdir's runs, `preread` reads their
+tables (the newest run first, up to PREREAD_BYTES in all), and they wait,
+by location, for the run's first `read`.
+
 This module imports neither Keras nor TensorFlow.
 """
 
@@ -29,6 +36,10 @@ from tensorboard_nnviz.core import records
 from tensorboard_nnviz.serve import frame_index
 
 logger = logging.getLogger(__name__)
+
+# Stats tables read ahead and not asked for yet, at most (record bytes,
+# over all runs): a run of 320 weights x 1,000 snapshots has 56 MB.
+PREREAD_BYTES = 64 << 20
 
 
 class _Datum:
@@ -85,6 +96,40 @@ class DiskTables:
         self._indexes = indexes
         self._lock = threading.Lock()
         self._walls = {}  # (eid, run) -> {location: wall time}
+        self._ahead = {}  # location -> (wall time, table) read by `preread`
+        self._ahead_bytes = 0
+
+    def preread(self, index):
+        """Reads the stats tables of a run just indexed (`index`), for its
+        first `read`, while PREREAD_BYTES allows."""
+        found = index.records(fmt.STATS_TABLE_TAG)
+        if found is None:
+            return
+        _, steps, locations = found
+        with frame_index.OpenFiles() as files:
+            for i in range(len(steps)):
+                location = locations[i]
+                with self._lock:
+                    if location in self._ahead:
+                        continue
+                    if self._ahead_bytes + location[2] > PREREAD_BYTES:
+                        return
+                try:
+                    wall, table = _read(location, files)
+                except OSError:
+                    return  # read on first use, if still there
+                if table is not None:
+                    with self._lock:
+                        self._ahead[location] = (wall, table)
+                        self._ahead_bytes += location[2]
+
+    def _read_ahead(self, location):
+        """(wall time, table) of `location` if `preread` read it, else None."""
+        with self._lock:
+            found = self._ahead.pop(location, None)
+            if found is not None:
+                self._ahead_bytes -= location[2]
+            return found
 
     def read(self, eid, run, series):
         """Every stats table of `run` in step order (one per step), as
@@ -106,7 +151,11 @@ class DiskTables:
             for i, step in enumerate(steps):
                 location = locations[i]
                 wall = known.get(location)
-                if wall is None:
+                ahead = self._read_ahead(location) if self._ahead else None
+                if ahead is not None and wall is None:
+                    wall, table = ahead
+                    datums.append(_Datum(step, wall, location, table))
+                elif wall is None:
                     try:
                         wall, table = _read(location, files)
                     except OSError as e:
