@@ -98,10 +98,23 @@ class DiskTables:
         self._walls = {}  # (eid, run) -> {location: wall time}
         self._ahead = {}  # location -> (wall time, table) read by `preread`
         self._ahead_bytes = 0
+        self._prereading = {}  # RunIndex -> Event set when its preread ends
 
     def preread(self, index):
         """Reads the stats tables of a run just indexed (`index`), for its
-        first `read`, while PREREAD_BYTES allows."""
+        first `read`, while PREREAD_BYTES allows. A `read` of the run
+        meanwhile waits for it (the same reads), so that none is left."""
+        done = threading.Event()
+        with self._lock:
+            self._prereading[index] = done
+        try:
+            self._preread(index)
+        finally:
+            with self._lock:
+                del self._prereading[index]
+            done.set()
+
+    def _preread(self, index):
         found = index.records(fmt.STATS_TABLE_TAG)
         if found is None:
             return
@@ -137,6 +150,10 @@ class DiskTables:
         `series` is TensorBoard's listing of the table: an index behind it
         is refreshed first."""
         index = self._indexes.get(eid, run)
+        with self._lock:
+            prereading = self._prereading.get(index)
+        if prereading is not None:
+            prereading.wait()
         found = index and index.records(fmt.STATS_TABLE_TAG)
         if index is not None and (found is None or not found[1] or found[1][-1] < series.max_step):
             index = self._indexes.get(eid, run, refresh=True)
