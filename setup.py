@@ -91,7 +91,7 @@ setup(
         # stdlib writes 14x slower (benchmarks/whole_run.py).
         "orjson>=3.9",
         # gzip of large answers (the map's stats: 15 MB of JSON) by ISA-L:
-        # 3.7x faster than zlib at level 1, and smaller (the README, "Whole-run
+        # 3x faster than zlib at level 1, and smaller (the README, "Whole-run
         # answers").
         "isal>=1.6",
     ],

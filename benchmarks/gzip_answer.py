@@ -15,11 +15,13 @@ import gzip
 import os
 import time
 
-from isal import igzip
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tensorboard_nnviz.cli.local_provider import local_data_provider
-from tensorboard_nnviz.serve import http
-from tensorboard_nnviz.serve.reader import NNVizReader
+from isal import igzip  # noqa: E402
+
+from tensorboard_nnviz.cli.local_provider import local_data_provider  # noqa: E402
+from tensorboard_nnviz.serve import http  # noqa: E402
+from tensorboard_nnviz.serve.reader import NNVizReader  # noqa: E402
 
 
 def best(f, repeat):

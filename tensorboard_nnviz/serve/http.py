@@ -4,8 +4,8 @@
   (TensorBoard's helper would write the string "NaN"), and a whole run's
   stats (millions of floats) take tens of milliseconds, not the stdlib's
   half second. Large answers are gzipped here by ISA-L (isal) at its
-  level 1: a quarter of zlib's time at level 1, in fewer bytes
-  (TensorBoard would use zlib at level 3).
+  level 1: a third of zlib's time at level 1, in fewer bytes
+  (TensorBoard would use zlib at level 3; benchmarks/gzip_answer.py).
 - Every error a route can meet becomes JSON `{"error": message}` with its
   status: a `tensorboard.errors.PublicError`, ours (errors.py) or one
   TensorBoard's data provider raised (TensorBoard itself would answer it as
