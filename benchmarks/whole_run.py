@@ -10,8 +10,10 @@ with this checkout. Each is served by a real `tensorboard` running that
 revision's plugin, on the Python ingester and on RustBoard, and measured:
 
 - cold /findings: the first GET /findings?run=R after TensorBoard has
-  loaded every snapshot (nothing else asked before it but /runs), client
-  side, gzip accepted as a browser does;
+  loaded every snapshot and gone idle (nothing else asked before it but
+  /runs), client side, gzip accepted as a browser does; by then the
+  plugin has read the run's stats tables in the background, as
+  TensorBoard read the run (disk_stats.DiskTables.preread);
 - map first paint, in chromium (the panel's entry page), measured in the
   page from choosing the map to its first painted canvas:
   - "at page open": the map chosen the moment the panel's controls exist,
@@ -25,7 +27,7 @@ revision's plugin, on the Python ingester and on RustBoard, and measured:
 Targets (issue 16): <= 1 s each on 320 x 1,000, both ingesters.
 
     .venv/bin/python benchmarks/whole_run.py [--tensors 320] [--snapshots 1000]
-        [--before REV] [--keep DIR]
+        [--before REV] [--keep DIR] [--repeat N]
 
 Takes about 10 minutes at 320 x 1,000 (writing the two runs: 2 minutes on
 2 cores; each of the eight TensorBoards loads a run of 200-300 MB).
@@ -35,6 +37,7 @@ import argparse
 import gzip
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,9 +113,15 @@ def timed_get(server, path):
 
 
 def loaded(server, snapshots):
-    """Waits until TensorBoard lists every snapshot, and one reload more."""
+    """Waits until the panel lists every snapshot and TensorBoard is done
+    loading the run (idle), and one reload more. /runs takes its steps from
+    the plugin's index of the event files, which is built while the Python
+    ingester still loads them: without the wait for idle, the page would be
+    measured beside that loading (what a user meets who opens the panel
+    the moment a run appears; not what is measured here)."""
     server.wait_for(lambda: any(len(r["steps"]) == snapshots for r in server.get_json("runs")["runs"]),
                     timeout=1800, interval=2.0)
+    server.wait_idle()
     time.sleep(RELOAD + 1)
 
 
@@ -216,6 +225,9 @@ def main():
     parser.add_argument("--snapshots", type=int, default=1000)
     parser.add_argument("--before", help="git revision to compare with (default: merge base with main)")
     parser.add_argument("--keep", help="write the runs here (reused when there already)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each side this many times, interleaved, on fresh TensorBoards; "
+                             "the table gives the medians (the load of shared cores moves single figures)")
     parser.add_argument("--write-run", nargs=3, metavar=("DIR", "TENSORS", "SNAPSHOTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_run:  # a subprocess writing one run with its revision's writer
@@ -247,21 +259,25 @@ def main():
         print("runs of %d tensors x %d snapshots (%s): before %.0f MB, after %.0f MB, written in %.0f s"
               % (args.tensors, args.snapshots, rev[:10], sizes["before"] / 1e6, sizes["after"] / 1e6,
                  time.perf_counter() - start))
-        results = {}
+        runs = {}
         with sync_playwright() as p:
             browser = chromium.launch(p)
             try:
-                for load_fast in (False, True):
-                    for name, code in sides.items():
-                        results[(load_fast, name)] = measure(code, os.path.join(root, name), args.snapshots,
-                                                             args.tensors, load_fast, browser)
-                        print("  %s, %s: %s" % ("RustBoard" if load_fast else "Python", name,
-                                                results[(load_fast, name)]), flush=True)
+                for _ in range(args.repeat):
+                    for load_fast in (False, True):
+                        for name, code in sides.items():
+                            one = measure(code, os.path.join(root, name), args.snapshots, args.tensors, load_fast,
+                                          browser)
+                            runs.setdefault((load_fast, name), []).append(one)
+                            print("  %s, %s: %s" % ("RustBoard" if load_fast else "Python", name,
+                                                    {k: round(v, 3) for k, v in one.items()}), flush=True)
             finally:
                 browser.close()
+        results = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in runs.items()}
         load = open("/proc/loadavg").read().split()[:3]
-        print("\nWhole-run answers, %d tensors x %d snapshots, load average %s"
-              % (args.tensors, args.snapshots, " ".join(load)))
+        print("\nWhole-run answers, %d tensors x %d snapshots, load average %s%s"
+              % (args.tensors, args.snapshots, " ".join(load),
+                 ", medians of %d" % args.repeat if args.repeat > 1 else ""))
         print("| ingester | | before | after | after / before | after / target (%.0f s) |" % TARGET_S)
         print("|---|---|---:|---:|---:|---:|")
         for load_fast in (False, True):

@@ -170,12 +170,23 @@ export class App {
   }
 
   async ensureLoaded() {
-    const loaded = await this.loader.ensureLoaded(this.wantedRuns());
+    const loaded = await this.loader.ensureLoaded(this.wantedRuns(), (run) => this.firstStats(run));
     if (loaded) this.drawing.forgetReferences();
     return loaded;
   }
 
   // --- stats, asked for by what each view shows -----------------------------------
+
+  /**
+   * The /stats queries of `run` the view on screen asks for that are known
+   * before its tags come, asked beside them: the map's, of the weights
+   * (another quantity is shown only if the tags offer it).
+   */
+  firstStats(run) {
+    const s = this.settings;
+    if (s.view !== 'map' || s.quantity !== 'weights' || !this.selected.includes(run)) return [];
+    return [{fields: mapFields(mapStat(s.mapStat)), quantity: 'weights'}];
+  }
 
   /**
    * The /stats answer `view` needs (`query`: {tag} or {fields}), as an entry

@@ -151,6 +151,31 @@ class TensorBoardServer:
         if self.load_fast and not self.data_server_running():
             raise RuntimeError("RustBoard (tensorboard-data-server) is not running:\n" + self.log())
 
+    def cpu_seconds(self):
+        """CPU seconds used so far by TensorBoard and its children (RustBoard)."""
+        procs = [psutil.Process(self._proc.pid)]
+        procs += procs[0].children(recursive=True)
+        total = 0.0
+        for p in procs:
+            try:
+                times = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    def wait_idle(self, cpu=0.1, seconds=2, timeout=1800):
+        """Waits until TensorBoard has used less than `cpu` of a core in
+        each of `seconds` consecutive seconds: done loading what it found."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < seconds:
+            if time.monotonic() > deadline:
+                raise TimeoutError("tensorboard stayed busy for %ss" % timeout)
+            before = self.cpu_seconds()
+            time.sleep(1.0)
+            quiet = quiet + 1 if self.cpu_seconds() - before < cpu else 0
+
     def stop(self):
         if self._proc is None:
             return

@@ -36,8 +36,8 @@ export class RunLoader {
    * `quantity`. Requested once; the entry settles to {done: true, value} or
    * {done: true, error}.
    */
-  stats(run, {tag = null, fields = null, quantity = 'weights'} = {}) {
-    const key = JSON.stringify([run, this.runData.get(run)?.stepsKey, tag, fields, quantity]);
+  stats(run, {tag = null, fields = null, quantity = 'weights'} = {}, runState = this.runData.get(run)?.stepsKey) {
+    const key = JSON.stringify([run, runState, tag, fields, quantity]);
     let entry = this.statsAnswers.get(key);
     if (!entry) {
       entry = {done: false, value: null, error: null};
@@ -84,9 +84,15 @@ export class RunLoader {
   /**
    * Loads one run's tags and structure, and asks for its findings (kept when
    * they come); a failed request is kept as that part's error, the rest is used.
+   * `first`: /stats queries the view on screen will ask for, known before
+   * the tags come (the map's): asked at once, beside the tags, and the
+   * findings once they have come (the server reads the run's stats for
+   * whichever comes first, and the view is what the user is waiting for).
    */
-  async loadRun(info) {
-    const findings = fetchFindings(info.run);
+  async loadRun(info, first = []) {
+    const asked = first.map((query) => this.stats(info.run, query, stepsKey(info)).promise);
+    const findings = asked.length ? Promise.allSettled(asked).then(() => fetchFindings(info.run)) :
+      fetchFindings(info.run);
     const [tags, structure] = await Promise.allSettled([fetchTags(info.run), fetchStructure(info.run)]);
     const data = {errors: {}, stepsKey: stepsKey(info), tensors: new Map(), structure: null,
       findings: null, rows: []};
@@ -107,10 +113,13 @@ export class RunLoader {
         });
   }
 
-  /** Loads the wanted runs not loaded yet or with new steps; true if any was. */
-  async ensureLoaded(wanted) {
+  /**
+   * Loads the wanted runs not loaded yet or with new steps; true if any was.
+   * `first(run)`: the /stats queries to ask at once for `run` (loadRun).
+   */
+  async ensureLoaded(wanted, first = () => []) {
     const stale = this.runs.filter((r) => this.needsLoad(r, wanted));
-    if (stale.length) await Promise.all(stale.map((r) => this.loadRun(r)));
+    if (stale.length) await Promise.all(stale.map((r) => this.loadRun(r, first(r.run))));
     return stale.length > 0;
   }
 }

@@ -51,9 +51,13 @@ export function nonfiniteAt(series, i) {
   return nan !== nan && inf !== inf ? NaN : (nan || 0) + (inf || 0);
 }
 
-/** nan + inf over the snapshots. */
+/** nan + inf over the snapshots (as nonfiniteAt at each). */
 export function nonfiniteColumn(series) {
-  return cached(series, ':nonfinite', () => Float64Array.from(series.steps, (_, i) => nonfiniteAt(series, i)));
+  return cached(series, ':nonfinite', () => {
+    const nan = seriesColumn(series, 'nan');
+    const inf = seriesColumn(series, 'inf');
+    return nan.map((n, i) => (n !== n && inf[i] !== inf[i] ? NaN : (n || 0) + (inf[i] || 0)));
+  });
 }
 
 /** ‖W_t − W_0‖ / ‖W_0‖ over the snapshots, ‖W_0‖ the L2 norm at the first one (NaN when it is 0 or unknown). */
@@ -126,13 +130,18 @@ export function mapFields(stat) {
 export function mapRows(inputs) {
   const stepSet = new Set();
   const found = [];
+  let added = [];
   for (const {run, rows, stats} of inputs) {
     const tags = [];
     for (const row of rows) {
       for (const w of row.weights) {
         if (!w.recorded) continue;
         const series = stats && stats[w.tag] && Array.isArray(stats[w.tag].steps) ? stats[w.tag] : null;
-        if (series) for (const s of series.steps) stepSet.add(s);
+        // Tags mostly share their steps: a list equal to the last one added adds nothing.
+        if (series && !sameSteps(series.steps, added)) {
+          for (const s of series.steps) stepSet.add(s);
+          added = series.steps;
+        }
         tags.push({run, tag: w.tag, layer: row.path, name: w.name, series});
       }
     }
@@ -149,12 +158,36 @@ export function mapRows(inputs) {
       const last = groups[groups.length - 1];
       if (last && last.layer === t.layer) last.end += 1;
       else groups.push({layer: t.layer, start: rows.length, end: rows.length + 1});
-      const cols = t.series ? Int32Array.from(t.series.steps, (s) => column.get(s)) : new Int32Array(0);
+      const cols = t.series ? columnsOf(t.series.steps, steps, column) : new Int32Array(0);
       rows.push({...t, cols});
     }
     runs.push({run, start, count: rows.length - start, groups});
   }
   return {steps, runs, rows};
+}
+
+function sameSteps(a, b) {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The column of each of a series' snapshot steps in `steps` (ascending,
+ * holding every one of them; `column`: step → column). Walked side by
+ * side while the series' steps ascend, as /stats gives them.
+ */
+function columnsOf(seriesSteps, steps, column) {
+  const cols = new Int32Array(seriesSteps.length);
+  let c = 0;
+  for (let i = 0; i < seriesSteps.length; i++) {
+    const s = seriesSteps[i];
+    while (c < steps.length && steps[c] < s) c++;
+    if (steps[c] !== s) c = column.get(s);
+    cols[i] = c;
+  }
+  return cols;
 }
 
 /**

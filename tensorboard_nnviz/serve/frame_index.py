@@ -31,6 +31,7 @@ This module imports neither Keras nor TensorFlow.
 
 import array
 import bisect
+import functools
 import logging
 import os
 import queue
@@ -396,7 +397,8 @@ class RunIndexes:
       logdir: the local logdir TensorBoard reads, or None (no run can be
         read: every caller falls back to TensorBoard).
       recheck_seconds, clock: the refresh window and monotonic seconds.
-      warm: index the logdir's runs in the background from the start.
+      warm: index the logdir's runs in the background from the start
+        (as `warm()`).
     """
 
     def __init__(self, logdir, recheck_seconds, clock, warm=False):
@@ -409,8 +411,15 @@ class RunIndexes:
         self._jobs = queue.Queue()
         self._queued = set()  # indexes waiting for the background thread
         self._worker = None
-        if warm and self._logdir is not None:
-            self._submit(self._warm)
+        if warm:
+            self.warm()
+
+    def warm(self, then=()):
+        """Indexes the logdir's runs in the background, the newest first,
+        up to WARM_RECORDS; then calls each of `then` with each index
+        built, in the same order (disk_stats reads the stats tables)."""
+        if self._logdir is not None:
+            self._submit(functools.partial(self._warm, tuple(then)))
 
     def get(self, eid, run, refresh=False, wait=True):
         """The index of `run` (a run TensorBoard listed: the caller checks),
@@ -479,16 +488,21 @@ class RunIndexes:
             except Exception:  # never let one run stop the thread
                 logger.exception("nnviz: indexing failed")
 
-    def _warm(self):
-        """Indexes the logdir's runs, the newest first, up to WARM_RECORDS."""
-        total = 0
+    def _warm(self, then):
+        """Indexes the logdir's runs, the newest first, up to WARM_RECORDS,
+        then hands each index to `then`."""
+        total, built = 0, []
         for path in _run_directories(self._logdir):
             with self._lock:
                 index = self._index_of(path)
             index.refresh()
+            built.append(index)
             total += index.record_count()
             if total >= WARM_RECORDS:
-                return
+                break
+        for index in built:
+            for step in then:
+                step(index)
 
 
 def _run_directories(logdir):
@@ -535,19 +549,40 @@ def read_value(location, summary_tag):
     return event_records.value_of(_record_data(location), summary_tag)
 
 
-def read_event(location):
-    """The whole event in the record at `location` (as `read_value`)."""
-    return event_records.event_of(_record_data(location))
+def read_event(location, files=None):
+    """The whole event in the record at `location` (as `read_value`);
+    through `files` (an `OpenFiles`) when given."""
+    data = _record_data(location) if files is None else files.record_data(location)
+    return event_records.event_of(data)
 
 
 def _record_data(location):
-    path, offset, length = location
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        record = _pread(fd, records.record_size(length), offset)
-    finally:
-        os.close(fd)
-    return records.record_data(record)
+    with OpenFiles() as files:
+        return files.record_data(location)
+
+
+class OpenFiles:
+    """Positioned reads of records, each file opened once while in use
+    (a thousand stats tables of one file: one open, not a thousand)."""
+
+    def __init__(self):
+        self._fds = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def record_data(self, location):
+        """The checked data of the record at `location` (as `read_value`)."""
+        path, offset, length = location
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        return records.record_data(_pread(fd, records.record_size(length), offset))
 
 
 def read_frame(location, summary_tag):

@@ -79,8 +79,9 @@ class NNVizReader:
         kept in memory are served).
       samples_per_plugin: samples per tag TensorBoard keeps, by plugin name
         (0: all), as TensorBoard's flag (default `format.SAMPLES_PER_PLUGIN`).
-      warm: index the runs of `logdir` in the background from the start
-        (the server does; frame_index.RunIndexes).
+      warm: index the runs of `logdir` in the background from the start,
+        then read their stats tables (the server does;
+        frame_index.RunIndexes, disk_stats.DiskTables.preread).
 
     Every `*_impl` takes the request's `RequestContext` (None: a default
     one, for callers outside a server) and experiment id.
@@ -100,7 +101,7 @@ class NNVizReader:
             return frames_lib.ProviderFrames(data_provider, plugin_name, recheck_seconds, clock,
                                              complete=samples[plugin_name] == 0)
 
-        indexes = frame_index.RunIndexes(logdir, recheck_seconds, clock, warm=warm)
+        indexes = frame_index.RunIndexes(logdir, recheck_seconds, clock)
         self._tensors = series_lib.ProviderSeries(data_provider, fmt.PLUGIN_NAME)
         self._frames = frames_lib.Frames([
             provider_frames(fmt.PLUGIN_NAME),  # runs of earlier versions
@@ -113,6 +114,8 @@ class NNVizReader:
             data_provider, indexes, complete=samples[fmt.UNITS_PLUGIN_NAME] == 0)
         self._lock = threading.Lock()
         self._disk_tables = disk_stats.DiskTables(indexes)
+        if warm:
+            indexes.warm(then=[self._disk_tables.preread])
         self._run_stats = run_stats.RunStatsCache(self._read_tensors, series_lib.stamp,
                                                   self._disk_tables.read)
         self._older_stats = {}  # (eid, run) with a stats table -> its per-weight stats series
@@ -262,7 +265,7 @@ class NNVizReader:
                 raise NotFoundError("run %r has no stats for weight %r" % (run, tag))
             if isinstance(found, str):
                 raise DataError(found)
-            return found.answer(fields, arrays)
+            return found.answer(fields, arrays, alone=True)
         if error and not of:
             raise DataError(error)
         if not of and quantity != fmt.WEIGHTS:

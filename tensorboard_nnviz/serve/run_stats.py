@@ -30,67 +30,166 @@ from tensorboard_nnviz.serve.errors import BadRequestError
 logger = logging.getLogger(__name__)
 
 
-class TagStats:
-    """Stats of one weight: `steps` (int64, ascending), `wall_times`,
-    `values` (float64, one row per step, one column per name in `fields`;
-    NaN where undefined)."""
+class _Block:
+    """Stats rows of one table header (the same rows of tags and the same
+    fields), in step order. Each snapshot's cells are kept as read until a
+    field is asked for; a field is then decoded for every tag at once
+    (one strided pass) and kept, so a request for one field never pays
+    for the others. Once every field is decoded the cells are let go.
+    A block of one tag's rows from a dense matrix (`dense`) is decoded
+    from the start."""
 
-    def __init__(self, steps, wall_times, values, fields, lineage=None):
-        self.steps = steps
-        self.wall_times = wall_times
-        self.values = values
+    def __init__(self, fields):
         self.fields = tuple(fields)
         self._index = {f: i for i, f in enumerate(self.fields)}
+        self._lock = threading.Lock()
+        self._cells = []  # (tags, fields) arrays of rows [self._cells_from, self._rows)
+        self._cells_from = 0
+        self._rows = 0
+        self._decoded = {}  # field -> (tags, rows decoded so far)
+
+    @classmethod
+    def dense(cls, values, fields):
+        """A block of one tag: `values` (rows, fields)."""
+        block = cls(fields)
+        block._rows = block._cells_from = len(values)
+        block._decoded = {f: values[:, i].reshape(1, -1) for i, f in enumerate(block.fields)}
+        return block
+
+    def __contains__(self, field):
+        return field in self._index
+
+    def index(self, field):
+        """The column of `field` in a row, or None."""
+        return self._index.get(field)
+
+    @property
+    def rows(self):
+        return self._rows
+
+    def append(self, cells):
+        """Adds rows: `cells`, one (tags, fields) array per snapshot."""
+        with self._lock:
+            self._cells.extend(cells)
+            self._rows += len(cells)
+
+    def tag_rows(self, row, start, count):
+        """(count, fields) float64: the rows [start, start + count) of the
+        tag at `row`, read from the cells (no field decoded for every tag)
+        while they are kept, else from the decoded fields."""
+        with self._lock:
+            if start >= self._cells_from:
+                cells = self._cells[start - self._cells_from : start - self._cells_from + count]
+                return np.array([c[row] for c in cells], dtype=np.float64).reshape(count, len(self.fields))
+        if not self.fields:
+            return np.zeros((count, 0))
+        return np.column_stack([self.field(f)[row, start : start + count] for f in self.fields])
+
+    def field(self, name):
+        """(tags, rows) float64 of field `name`, every row appended so far."""
+        with self._lock:
+            done = self._decoded.get(name)
+            have = 0 if done is None else done.shape[1]
+            if have < self._rows:
+                i = self._index[name]
+                new = np.stack([c[:, i] for c in self._cells[have - self._cells_from :]], axis=1)
+                done = new if done is None else np.concatenate([done, new], axis=1)
+                self._decoded[name] = done
+                if len(self._decoded) == len(self.fields) and all(
+                        d.shape[1] == self._rows for d in self._decoded.values()):
+                    self._cells, self._cells_from = [], self._rows
+            return done
+
+
+class TagStats:
+    """Stats of one weight: `steps` (int64, ascending), `wall_times`, and
+    per name in `fields` a float64 column, one value per step (NaN where
+    undefined), read by `column`. The columns come from `parts`: (block,
+    the tag's row in it, first block row, count), in step order; a field a
+    part's block lacks is NaN there."""
+
+    def __init__(self, steps, wall_times, values, fields, lineage=None, parts=None):
+        self.steps = steps
+        self.wall_times = wall_times
+        self.fields = tuple(fields)
+        self._index = {f: i for i, f in enumerate(self.fields)}
+        self._parts = parts if parts is not None else [(_Block.dense(values, fields), 0, 0, len(steps))]
         self.lineage = lineage if lineage is not None else object()
 
     def __len__(self):
         return len(self.steps)
 
+    @property
+    def values(self):
+        """(steps, fields) float64 of every field, as stored."""
+        if not self.fields:
+            return np.zeros((len(self.steps), 0))
+        return np.column_stack([self._stored(f) for f in self.fields])
+
+    def _stored(self, field):
+        pieces = [block.field(field)[row, start : start + count] if field in block else np.full(count, np.nan)
+                  for block, row, start, count in self._parts]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
     def column(self, field, start=0):
         """Values of `field` from row `start` on, non-finite as NaN (all NaN
         when the series has no such field)."""
-        i = self._index.get(field)
-        if i is None:
+        if field not in self._index:
             return np.full(len(self.steps) - start, np.nan)
-        column = self.values[start:, i]
+        column = self._stored(field)[start:]
         return np.where(np.isfinite(column), column, np.nan)
 
-    def answer(self, fields=None, arrays=False):
+    def answer(self, fields=None, arrays=False, alone=False):
         """The /stats columns: {"steps", "wall_times", <field>: [float or
         None]}, every field (and the spectral ones as null when absent), or
         only `fields`. With `arrays`, numpy arrays (NaN where undefined) for
-        a JSON writer that writes NaN as null: no Python float per value."""
+        a JSON writer that writes NaN as null: no Python float per value.
+        `alone`: this weight's answer is the only one asked for, so its
+        rows are read without decoding its fields for every weight."""
         if fields is None:
             fields = self.fields + tuple(f for f in fmt.SPECTRAL_FIELDS if f not in self._index)
-        if arrays:
-            out = {"steps": self.steps, "wall_times": self.wall_times}
-            for f in fields:
-                out[f] = np.ascontiguousarray(self.column(f))
-            return out
-        out = {"steps": self.steps.tolist(), "wall_times": self.wall_times.tolist()}
+        known = [f for f in fields if f in self._index]
+        stored = self._rows_alone(known) if alone else {f: self._stored(f) for f in known}
+        out = {"steps": self.steps, "wall_times": self.wall_times}
+        if not arrays:
+            out = {"steps": self.steps.tolist(), "wall_times": self.wall_times.tolist()}
         for f in fields:
-            i = self._index.get(f)
-            if i is None:
-                out[f] = [None] * len(self.steps)
-                continue
-            column = self.values[:, i]
-            if np.isfinite(column).all():
+            column = stored.get(f)
+            if column is None:
+                out[f] = np.full(len(self.steps), np.nan) if arrays else [None] * len(self.steps)
+            elif arrays:
+                out[f] = np.where(np.isfinite(column), column, np.nan)
+            elif np.isfinite(column).all():
                 out[f] = column.tolist()
             else:  # NaN and ±Inf → None
                 out[f] = [v if math.isfinite(v) else None for v in column.tolist()]
         return out
 
-    def extended(self, steps, wall_times, values, fields):
-        """These stats followed by more rows (same lineage); `fields` may
-        name columns this series lacks (added as NaN before)."""
-        if tuple(fields) != self.fields:
-            names = self.fields + tuple(f for f in fields if f not in self._index)
-            mine, new = _widen(self.values, self.fields, names), _widen(values, fields, names)
+    def _rows_alone(self, fields):
+        """{field: stored column} of `fields` (known ones), from this
+        weight's rows alone (`_Block.tag_rows`)."""
+        pieces = {f: [] for f in fields}
+        for block, row, start, count in self._parts:
+            rows = block.tag_rows(row, start, count)
+            for f in fields:
+                i = block.index(f)
+                pieces[f].append(np.full(count, np.nan) if i is None else rows[:, i])
+        return {f: p[0] if len(p) == 1 else np.concatenate(p) for f, p in pieces.items()}
+
+    def extended(self, steps, wall_times, part, fields):
+        """These stats followed by more rows (same lineage): `part` (block,
+        row, first block row, count) with columns `fields`, which may name
+        fields this series lacks (NaN before)."""
+        names = self.fields + tuple(f for f in fields if f not in self._index)
+        parts = list(self._parts)
+        block, row, start, count = part
+        last_block, last_row, last_start, last_count = parts[-1]
+        if last_block is block and last_row == row and last_start + last_count == start:
+            parts[-1] = (block, row, last_start, last_count + count)
         else:
-            names, mine, new = self.fields, self.values, values
-        return TagStats(np.concatenate([self.steps, steps]),
-                        np.concatenate([self.wall_times, wall_times]),
-                        np.concatenate([mine, new]), names, self.lineage)
+            parts.append(part)
+        return TagStats(np.concatenate([self.steps, steps]), np.concatenate([self.wall_times, wall_times]),
+                        None, names, self.lineage, parts)
 
 
 def _widen(values, fields, names):
@@ -193,6 +292,7 @@ class _Table:
         self.wall_times = np.zeros(0, np.float64)
         self.tags = {}
         self.skipped = 0  # datums that could not be decoded
+        self.block, self.header = None, None  # the block the last rows went to, and its header
 
     def extend(self, datums):
         """Decodes `datums` (the whole series, in step order) into a new
@@ -203,6 +303,7 @@ class _Table:
         if n <= len(steps) and np.array_equal(steps[:n], self.steps) and np.array_equal(walls[:n], self.wall_times):
             out, new = _Table(self.parse), datums[n:]
             out.tags, out.skipped = dict(self.tags), self.skipped
+            out.block, out.header = self.block, self.header
         else:
             out, new = _Table(self.parse), datums
         out.steps, out.wall_times = steps, walls
@@ -216,28 +317,33 @@ class _Table:
             try:
                 h = fmt.stats_table_header(d.numpy)
                 if h != header:
-                    self._append_group(group, names)
+                    self._append_group(group, header, names)
                     group, header, names = [], h, self.parse(h)
                 group.append((d, fmt.stats_table_cells(d.numpy, *names)))
             except fmt.FormatError as e:
                 self.skipped += 1
                 logger.warning("nnviz: stats table at step %d skipped: %s", d.step, e)
-        self._append_group(group, names)
+        self._append_group(group, header, names)
 
-    def _append_group(self, group, names):
+    def _append_group(self, group, header, names):
+        """Appends the rows of `group` (datums of one header) to the block
+        of that header, or to a new one; the cells stay undecoded."""
         if not group:
             return
         tags, fields = names
         steps = np.array([d.step for d, _ in group], dtype=np.int64)
         walls = np.array([d.wall_time for d, _ in group], dtype=np.float64)
-        cells = np.stack([c for _, c in group])  # (steps, tags, fields)
+        if self.block is None or self.header != header:
+            self.block, self.header = _Block(fields), header
+        start = self.block.rows
+        self.block.append([c for _, c in group])
         for j, tag in enumerate(tags):
-            rows = cells[:, j, :]
+            part = (self.block, j, start, len(group))
             old = self.tags.get(tag)
             if old is None:
-                self.tags[tag] = TagStats(steps, walls, rows, fields)
+                self.tags[tag] = TagStats(steps, walls, None, fields, parts=[part])
             else:
-                self.tags[tag] = old.extended(steps, walls, rows, fields)
+                self.tags[tag] = old.extended(steps, walls, part, fields)
 
 
 def _merged(a, b):

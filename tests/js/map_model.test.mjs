@@ -162,3 +162,20 @@ test('each stat names the /stats fields it reads; the map asks for those and nan
     assert.deepEqual([...part.values], [...full.values], stat.key);
   }
 });
+
+test('each snapshot in its step\'s column, whether tags share their steps or not', () => {
+  const shared = [0, 10, 20];
+  const stats = {
+    'conv/kernel': series(shared, {update_ratio: [null, 1, 2]}),
+    'conv/bias': series(shared, {update_ratio: [null, 3, 4]}), // the same list: adds no step
+    'dense/kernel': series([5, 20, 25], {update_ratio: [null, 5, 6]}), // steps of its own
+  };
+  const other = {'conv/kernel': series([20, 0, 15], {update_ratio: [7, null, 8]})}; // not ascending
+  const model = mapRows([{run: 'a', rows, stats}, {run: 'b', rows: layerRows(null, [tensors[0]]), stats: other}]);
+  assert.deepEqual(model.steps, [0, 5, 10, 15, 20, 25]);
+  assert.deepEqual(model.rows.map((r) => [...r.cols]), [[0, 2, 4], [0, 2, 4], [1, 4, 5], [4, 0, 3]]);
+  const n = model.steps.length;
+  const values = mapValues(model, mapStat('update_ratio')).values;
+  assert.equal(values[2 * n + 5], Math.log10(6));
+  assert.equal(values[3 * n + 3], Math.log10(8));
+});
