@@ -17,7 +17,11 @@ import functools
 import re
 
 import orjson
-from isal import igzip
+
+try:
+    from isal import igzip as _gzip
+except ImportError:  # a platform without its wheel: the stdlib's zlib, slower
+    import gzip as _gzip
 
 from tensorboard import errors as tb_errors
 from tensorboard.backend import http_util
@@ -45,7 +49,7 @@ def json_response(request, value, code=200):
     if len(body) < _GZIP_HERE:
         return http_util.Respond(request, body, JSON, code=code)
     # TensorBoard unzips it again for a client that does not accept gzip.
-    body = igzip.compress(body, compresslevel=1, mtime=0)
+    body = _gzip.compress(body, compresslevel=1, mtime=0)
     return http_util.Respond(request, body, JSON, code=code, content_encoding="gzip")
 
 
