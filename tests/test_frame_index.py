@@ -218,7 +218,8 @@ def test_a_growing_run_is_read_while_its_index_builds_in_the_background(tmp_path
 def test_the_logdir_is_indexed_in_the_background_from_the_start(tmp_path):
     write_synthetic_run(str(tmp_path / "logs" / "a"), [0, 1])
     write_synthetic_run(str(tmp_path / "logs" / "b" / "c"), [0, 5])
-    indexes = frame_index.RunIndexes(str(tmp_path / "logs"), recheck_seconds=1, clock=lambda: 0.0, warm=True)
+    indexes = frame_index.RunIndexes(str(tmp_path / "logs"), recheck_seconds=1, clock=lambda: 0.0)
+    indexes.warm()
     deadline = time.monotonic() + 30
     while not all(i.ready for i in list(indexes._by_dir.values())) or len(indexes._by_dir) < 2:
         assert time.monotonic() < deadline

@@ -44,19 +44,21 @@ export function fieldStat(key, label, scale, extra = {}) {
   return {key, label, scale, fields: [key], column: (series) => seriesColumn(series, key), ...extra};
 }
 
+/** nan + inf of one snapshot (NaN when neither was recorded). */
+function nonfinite(nan, inf) {
+  return nan !== nan && inf !== inf ? NaN : (nan || 0) + (inf || 0);
+}
+
 /** nan + inf at snapshot i (NaN when neither was recorded). */
 export function nonfiniteAt(series, i) {
-  const nan = seriesColumn(series, 'nan')[i];
-  const inf = seriesColumn(series, 'inf')[i];
-  return nan !== nan && inf !== inf ? NaN : (nan || 0) + (inf || 0);
+  return nonfinite(seriesColumn(series, 'nan')[i], seriesColumn(series, 'inf')[i]);
 }
 
 /** nan + inf over the snapshots (as nonfiniteAt at each). */
 export function nonfiniteColumn(series) {
   return cached(series, ':nonfinite', () => {
-    const nan = seriesColumn(series, 'nan');
     const inf = seriesColumn(series, 'inf');
-    return nan.map((n, i) => (n !== n && inf[i] !== inf[i] ? NaN : (n || 0) + (inf[i] || 0)));
+    return seriesColumn(series, 'nan').map((n, i) => nonfinite(n, inf[i]));
   });
 }
 

@@ -387,7 +387,7 @@ class RunIndexes:
     `recheck_seconds` unless asked.
 
     A run's first build is the long part (a long run's every record head),
-    so it can happen in the background: with `warm`, one thread indexes
+    so it can happen in the background: with `warm()`, one thread indexes
     the logdir's runs from the start (the newest first, until
     `WARM_RECORDS` records are indexed), and a request that does not wait
     (`get(..., wait=False)`: the listings) for a run not yet indexed gets
@@ -397,11 +397,9 @@ class RunIndexes:
       logdir: the local logdir TensorBoard reads, or None (no run can be
         read: every caller falls back to TensorBoard).
       recheck_seconds, clock: the refresh window and monotonic seconds.
-      warm: index the logdir's runs in the background from the start
-        (as `warm()`).
     """
 
-    def __init__(self, logdir, recheck_seconds, clock, warm=False):
+    def __init__(self, logdir, recheck_seconds, clock):
         self._logdir = None if logdir is None else os.path.realpath(logdir)
         self._recheck_seconds = recheck_seconds
         self._clock = clock
@@ -411,8 +409,6 @@ class RunIndexes:
         self._jobs = queue.Queue()
         self._queued = set()  # indexes waiting for the background thread
         self._worker = None
-        if warm:
-            self.warm()
 
     def warm(self, then=()):
         """Indexes the logdir's runs in the background, the newest first,
