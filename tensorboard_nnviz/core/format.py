@@ -646,13 +646,20 @@ def units_value(weight_tag, norm, update, content, out=None, plugin_name=UNITS_P
 def units_cells(norm, update):
     """The float32 (2, columns) tensor of a units value: norms, then
     updates (NaN when None); a positive value never stored as 0."""
-    cells = np.empty((2, np.size(norm)), "<f4")
-    _float32_keeping_zero(norm, cells[0])
-    if update is None:
-        cells[1] = np.nan
-    else:
-        _float32_keeping_zero(update, cells[1])
-    return cells
+    return units_cells_many([norm], [update])[0]
+
+
+def units_cells_many(norms, updates):
+    """`units_cells` of many weights, converted together: (2, columns)
+    views of one array (a snapshot's units in a few numpy calls)."""
+    sizes = [np.size(norm) for norm in norms]
+    cells = np.empty((2, sum(sizes)), "<f4")
+    _float32_keeping_zero(np.concatenate(norms, axis=None), cells[0])
+    _float32_keeping_zero(np.concatenate([np.full(size, np.nan) if update is None else update
+                                          for size, update in zip(sizes, updates)], axis=None),
+                          cells[1])
+    ends = np.cumsum(sizes).tolist()
+    return [cells[:, end - size:end] for end, size in zip(ends, sizes)]
 
 
 def units_array_of(value):

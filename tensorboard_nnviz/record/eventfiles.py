@@ -136,8 +136,16 @@ class EventFile:
 
     def write_pieces(self, pieces):
         """Writes one record whose data is the concatenation of `pieces` (bytes)."""
+        size = sum(map(len, pieces))
+        if size <= _JOINED:  # one join, one checksum and one write call
+            data = b"".join(pieces)
+            length = _LENGTH.pack(size)
+            self._file.write(b"".join((
+                length, records.FOOTER.pack(records.mask(fast_crc.extend(0, length))), data,
+                records.FOOTER.pack(records.mask(fast_crc.extend(0, data))))))
+            return
         pieces = _joined_small(pieces)
-        length = struct.pack("<Q", sum(map(len, pieces)))
+        length = _LENGTH.pack(size)
         crc = 0
         for p in pieces:
             crc = fast_crc.extend(crc, p)
@@ -154,8 +162,10 @@ class EventFile:
 
 
 _BUFFER = 1 << 16
+_LENGTH = struct.Struct("<Q")
 _BYTES = [bytes((n,)) for n in range(0x80)]
 _SMALL = 1 << 12  # pieces up to this size are joined: one checksum and write call for them
+_JOINED = 1 << 15  # records up to this size are joined whole (a small tensor's frame)
 
 
 def _joined_small(pieces):
@@ -214,23 +224,36 @@ class ValueTemplate:
     (`STRING_VAL` or `TENSOR_CONTENT`). Takes `value` (clears its tensor).
     """
 
-    __slots__ = ("value", "tensor")
+    __slots__ = ("value", "tensor", "_sized")
 
     def __init__(self, value, field):
         # The tensor's bytes end with the payload field's key; its length follows.
         self.tensor = value.tensor.SerializeToString() + _key(field)
         value.ClearField("tensor")
         self.value = value.SerializeToString() + _key(_VALUE_TENSOR)
+        self._sized = (None, None)  # (payload size, `event_head`) last made
+
+    def head(self, size):
+        """The value's bytes before a payload of `size` bytes, as a Summary's
+        value field: the fields' keys and lengths around the value's bytes."""
+        tensor = self.tensor + _varint(size)
+        value = self.value + _varint(len(tensor) + size) + tensor
+        return _SUMMARY_VALUE_KEY + _varint(len(value) + size) + value
 
     def pieces(self, payload):
         """The value holding `payload` (byte pieces) as a Summary's value
-        field: one piece of the fields' keys and lengths around the value's
-        bytes, then the payload's pieces as they are."""
+        field: its `head`, then the payload's pieces as they are."""
         payload = list(payload)
-        size = sum(map(len, payload))
-        tensor = self.tensor + _varint(size)
-        value = self.value + _varint(len(tensor) + size) + tensor
-        return [_SUMMARY_VALUE_KEY + _varint(len(value) + size) + value] + payload
+        return [self.head(sum(map(len, payload)))] + payload
+
+    def event_head(self, size):
+        """An event's bytes after its step and wall time and before a
+        payload of `size` bytes, when the event holds this value alone
+        (kept for the last size: a tag's payload size is fixed)."""
+        if self._sized[0] != size:
+            head = self.head(size)
+            self._sized = (size, _EVENT_SUMMARY_KEY + _varint(len(head) + size) + head)
+        return self._sized[1]
 
 
 def event_head(step, wall_time):
@@ -241,9 +264,7 @@ def event_head(step, wall_time):
 def value_event_pieces(head, template, payload):
     """An event of one value as byte pieces: `head` (`event_head`), then
     `template` holding `payload` (byte pieces)."""
-    pieces = template.pieces(payload)
-    size = sum(map(len, pieces))
-    return [head + _EVENT_SUMMARY_KEY + _varint(size) + pieces[0]] + pieces[1:]
+    return [head + template.event_head(sum(map(len, payload)))] + list(payload)
 
 
 def event_pieces(event, blobs=()):

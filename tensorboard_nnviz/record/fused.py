@@ -776,3 +776,68 @@ def plan(shape, row_axes, col_axes, unit_axes, block=None, start=None, local=Non
     outer = [[local[a], rs[a], cs[a], us[a]] for a in range(lead)]
     array = np.array(head + [v for axis in outer for v in axis], np.int64)
     return Plan(array, np.ascontiguousarray(tables), cells, units, frame_shape, covered)
+
+
+# --- many small tensors in one call ------------------------------------------------
+
+# Columns of `measure_many`'s index, one row per tensor: where its entries
+# start in x (and p, q) and how many; where its plan, tables (flat: rows,
+# columns, units; B_TABLES_N entries each), cells, partial buffer, frame
+# cells, unit sums (B_UNITS) and sampled positions start, and how many;
+# the frame's rows and columns (0: none), whose `covered` counts start at
+# B_COVERED (rows, then columns); whether it has an update (W_prev), and
+# whether to take its centred sum here (B_CENTRE).
+(B_X, B_N, B_PLAN, B_PLAN_N, B_TABLES, B_TABLES_N, B_CELLS, B_CELLS_N, B_BUF, B_BUF_N,
+ B_FRAME, B_ROWS, B_COLS, B_COVERED, B_UPDATE, B_UNITS, B_SAMPLE, B_SAMPLE_N,
+ B_CENTRE) = range(19)
+BATCH_COLUMNS = 19
+
+
+@njit(nogil=True, cache=True)
+def measure_many(x, p, q, lut, zero_tol, index, plans, tables, cells, covered, positions,
+                 bufs, acc, unit_sums, centred, pcts, still, frames):
+    """`accumulate` of tensors laid end to end in x (p, q: their W_prev and
+    W_0, or themselves), each into its own (empty) partial buffer in
+    `bufs`, and what finishing them needs beside it: the acc entries into
+    acc[t], the unit sums into `unit_sums` (per tensor, of W^2 then of
+    (W - W_prev)^2), with B_CENTRE sum (w - mean)^2 over the finite entries
+    into centred[t] (stats.py takes it where the mean dwarfs the spread),
+    p01 and p99 of its sample into pcts[t] (NaN: no finite entry), the
+    units whose update is exactly 0 into still[t], and the frame's means
+    into `frames` (float32, or float16 bits). The sample: the entries at
+    its sorted `positions`. One call for many small tensors, so the cost
+    of each is its entries, not a call's; a large tensor comes alone."""
+    for t in range(index.shape[0]):
+        at = index[t]
+        lo, n = at[B_X], at[B_N]
+        xs = x[lo:lo + n]
+        plan = plans[at[B_PLAN]:at[B_PLAN] + at[B_PLAN_N]]
+        units = plan[P_UNITS]
+        width = at[B_TABLES_N]
+        table = tables[at[B_TABLES]:at[B_TABLES] + 3 * width].reshape(3, width)
+        buf = bufs[at[B_BUF]:at[B_BUF] + at[B_BUF_N]]
+        buf[:] = 0.0  # stats.new_partial's
+        buf[MIN] = np.inf
+        buf[MAX] = -np.inf
+        ns = at[B_SAMPLE_N]
+        accumulate(xs, p[lo:lo + n], q[lo:lo + n], lut, zero_tol, plan, table,
+                   cells[at[B_CELLS]:at[B_CELLS] + at[B_CELLS_N]],
+                   positions[at[B_SAMPLE]:at[B_SAMPLE] + ns], buf)
+        acc[t] = buf[:ACC_SIZE]
+        unit_sums[at[B_UNITS]:at[B_UNITS] + 2 * units] = buf[ACC_SIZE:ACC_SIZE + 2 * units]
+        if at[B_CENTRE] and buf[N] > 0:
+            centred[t] = centred_sumsq(xs, lut, buf[SUM] / buf[N])
+        percentiles(buf[buf.size - ns:], buf[NAN] == 0 and buf[INF] == 0, pcts[t])
+        if at[B_UPDATE]:
+            zeros = 0
+            for u in range(ACC_SIZE + units, ACC_SIZE + 2 * units):
+                if buf[u] == 0.0:
+                    zeros += 1
+            still[t] = zeros
+        rows, cols = at[B_ROWS], at[B_COLS]
+        if rows * cols:
+            start = ACC_SIZE + 2 * units
+            c0 = at[B_COVERED]
+            frame_means(buf[start:start + rows * cols], covered[c0:c0 + rows],
+                        covered[c0 + rows:c0 + rows + cols],
+                        frames[at[B_FRAME]:at[B_FRAME] + rows * cols].reshape(rows, cols))

@@ -69,6 +69,7 @@ import collections
 import functools
 import logging
 import math
+import threading
 
 import numpy as np
 
@@ -289,47 +290,69 @@ class _Diff:
         self.other_sumsq = 0.0
 
 
-def _finish_moments(m, sample, percentiles=_percentiles):
-    # The sample holds NaN/Inf only if the tensor does.
-    """mean, std, ..., p01, p99 from `_Moments` and the percentile sample
-    (`percentiles`: `_percentiles`, or the fused pass's twin)."""
-    stats = {"nan": float(m.nan), "inf": float(m.inf)}
-    if not m.n:
-        return stats
-    mean = m.sum / m.n
-    if m.centred_sumsq is not None:
-        var = m.centred_sumsq / m.n - (mean - m.shift) ** 2
-    else:
-        var = m.sumsq / m.n - mean * mean
-    stats.update(
-        mean=mean,
-        std=math.sqrt(max(var, 0.0)),
-        min=m.min,
-        max=m.max,
-        l2=math.sqrt(m.sumsq),
-        absmax=max(abs(m.min), abs(m.max)),
-        zero_frac=m.zeros / m.n,
-    )
-    stats["p01"], stats["p99"] = percentiles(sample, finite=not (m.nan or m.inf))
-    return stats
+def _columns(items, cls):
+    """`cls` (`_Moments` or `_Diff`) whose fields are float64 arrays, one
+    entry per item of `items` (instances of `cls`); a centred sum not
+    taken is NaN."""
+    out = cls()
+    for field in vars(out):
+        values = [getattr(i, field) for i in items]
+        setattr(out, field, np.array([math.nan if v is None else v for v in values], np.float64))
+    return out
 
 
-def _finish_diff(key, d):
-    """`<key>_l2`, `<key>_absmax`, and update_ratio or init_cos, from `_Diff`."""
-    if not d.n:
-        return {}
-    l2 = math.sqrt(d.sumsq)
-    out = {key + "_l2": l2, key + "_absmax": d.absmax}
-    if key == "update":
-        out["update_ratio"] = l2 / math.sqrt(d.other_sumsq) if d.other_sumsq > 0 else None
-    else:
-        den = math.sqrt(d.w_sumsq) * math.sqrt(d.other_sumsq)
-        if den > 0:
-            # W.W0 from the three norms: ||W-W0||^2 = ||W||^2 + ||W0||^2 - 2 W.W0.
-            dot = (d.w_sumsq + d.other_sumsq - d.sumsq) / 2
-            out["init_cos"] = max(-1.0, min(1.0, dot / den))
-        else:
-            out["init_cos"] = None
+def _stats_rows(m, diffs, pcts, still):
+    """The stats dicts of k tensors from their sums, with array operations
+    (one definition for every path: a tensor alone is k = 1).
+
+    Args:
+      m: `_Moments` of float64 arrays (`_columns`): centred_sumsq NaN where
+        not taken.
+      diffs: {"update" / "init": (`_Diff` of arrays, bool array: compared)}.
+      pcts: (k, 2) p01, p99 of each tensor's sample (NaN: none).
+      still: units whose update is exactly 0 (NaN: no update).
+    """
+    n = m.n
+    ok = n > 0
+    values = {"nan": (m.nan, True), "inf": (m.inf, True)}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        count = np.where(ok, n, 1.0)
+        mean = m.sum / count
+        centred = ~np.isnan(m.centred_sumsq)
+        var = np.where(centred, m.centred_sumsq / count - np.square(mean - m.shift),
+                       m.sumsq / count - mean * mean)
+        low, high = np.abs(m.min), np.abs(m.max)
+        values.update(
+            mean=(mean, ok), std=(np.sqrt(np.where(var < 0.0, 0.0, var)), ok), min=(m.min, ok),
+            max=(m.max, ok), l2=(np.sqrt(m.sumsq), ok),
+            absmax=(np.where(high > low, high, low), ok), zero_frac=(m.zeros / count, ok),
+            p01=(pcts[:, 0], ok & ~np.isnan(pcts[:, 0])),
+            p99=(pcts[:, 1], ok & ~np.isnan(pcts[:, 1])))
+        for key, (d, compared) in diffs.items():
+            has = compared & (d.n > 0)
+            l2 = np.sqrt(d.sumsq)
+            values[key + "_l2"], values[key + "_absmax"] = (l2, has), (d.absmax, has)
+            if key == "update":
+                values["update_ratio"] = (l2 / np.sqrt(d.other_sumsq), has & (d.other_sumsq > 0))
+                values["units_still"] = (still, compared)
+            else:
+                den = np.sqrt(d.w_sumsq) * np.sqrt(d.other_sumsq)
+                # W.W0 from the three norms: ||W-W0||^2 = ||W||^2 + ||W0||^2 - 2 W.W0.
+                cos = (d.w_sumsq + d.other_sumsq - d.sumsq) / 2 / den
+                cos = np.where(cos < 1.0, cos, 1.0)
+                values["init_cos"] = (np.where(cos > -1.0, cos, -1.0), has & (den > 0))
+    fields = [f for f in nnviz_format.STAT_FIELDS if f in values]
+    table = np.empty((n.size, len(fields)))
+    defined = np.empty(table.shape, bool)
+    for j, f in enumerate(fields):
+        table[:, j], defined[:, j] = values[f]
+    blank = dict.fromkeys(nnviz_format.STAT_FIELDS)
+    out = []
+    for row, complete, ok in zip(table.tolist(), defined.all(axis=1).tolist(), defined.tolist()):
+        stats = blank.copy()
+        stats.update(zip(fields, row) if complete else
+                     ((f, v) for f, v, o in zip(fields, row, ok) if o))
+        out.append(stats)
     return out
 
 
@@ -441,8 +464,10 @@ def _fast_pass(x3, others, m, diffs, units, known_sumsq):
 
 
 def _needs_centring(m):
+    """|mean| > ~2 std (`_centre`), for m.n > 0: scalars or arrays."""
     mean = m.sum / m.n
-    return m.sumsq / m.n > 4 * max(m.sumsq / m.n - mean * mean, 0.0)
+    spread = m.sumsq / m.n - mean * mean
+    return m.sumsq / m.n > 4 * np.where(spread < 0.0, 0.0, spread)
 
 
 def _centre(m, x3, exact):
@@ -575,14 +600,15 @@ def _finish(m, diffs, units, sample, flat, percentiles=_percentiles):
     if not finite and m.n and not np.isfinite(sample).any():
         flat = _as_numeric(flat).reshape(-1)
         sample = _sample(flat[np.isfinite(flat)])  # it missed them all
-    stats = dict.fromkeys(nnviz_format.STAT_FIELDS)
-    stats.update(_finish_moments(m, sample, percentiles))
-    for key, acc in diffs.items():
-        stats.update(_finish_diff(key, acc))
-    update = None
+    # The sample holds NaN/Inf only if the tensor does.
+    pcts = percentiles(sample, finite=finite) if m.n else (None, None)
+    update, still = None, math.nan
     if "update" in units:
         update = np.sqrt(units["update"])
-        stats["units_still"] = float(np.count_nonzero(update == 0))
+        still = float(np.count_nonzero(update == 0))
+    diffs = {key: (_columns([d], _Diff), True) for key, d in diffs.items()}
+    stats = _stats_rows(_columns([m], _Moments), diffs,
+                        np.array([[math.nan if p is None else p for p in pcts]]), still)[0]
     return Measurement(stats, np.sqrt(units["norm"]), update, m.sumsq, finite)
 
 
@@ -627,14 +653,20 @@ def fused_plan(shape, unit_axes, layout=None, start=None, local=None):
     """The fused pass's `Plan` of a tensor (with `layout`, and its
     "block": the frame too); with `start` and `local`, of the shard that
     is the block of the tensor from index `start` of shape `local`."""
-    kernel = _fused_kernel()
     rows, cols, block = (), (), None
     if layout is not None:
-        rows, cols = tuple(layout["row_axes"]), tuple(layout["col_axes"])
-        block = tuple(int(b) for b in layout["block"])
+        rows, cols, block = (tuple(layout[k]) for k in ("row_axes", "col_axes", "block"))
+    tuples = lambda v: None if v is None else tuple(v)  # noqa: E731
+    return _plan(tuple(shape), tuple(unit_axes), rows, cols, block, tuples(start), tuples(local))
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(shape, unit_axes, rows, cols, block, start, local):
+    """`fused_plan`, cached by its arguments as tuples (numbers of any int
+    type: equal ints hash alike); fused.plan takes Python ints."""
     ints = lambda v: None if v is None else tuple(int(d) for d in v)  # noqa: E731
-    return kernel.plan(ints(shape), rows, cols, tuple(int(a) for a in unit_axes), block,
-                       ints(start), ints(local))
+    return _fused_kernel().plan(ints(shape), ints(rows), ints(cols), ints(unit_axes), ints(block),
+                                ints(start), ints(local))
 
 
 def partial_size(plan, n):
@@ -801,17 +833,178 @@ def _moments(acc):
 
 
 def _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype):
-    plan = fused_plan(x.shape, unit_axes, layout)
-    buf = new_partial(plan, x.size)
-    compared = {}
-    if prev is not None:
-        compared["update"] = prev.astype(x.dtype, copy=False)
-    if init is not None:
-        compared["init"] = init.astype(x.dtype, copy=False)
-    accumulate(buf, plan, x, compared.get("update"), compared.get("init"))
-    flat, lut = _kernel_input(kernel, x)
-    return finish(buf, plan, compared, lambda shift: kernel.centred_sumsq(flat, lut, shift), x,
-                  frame_dtype)
+    return _measure_batch(kernel, [Request(x, prev, init, unit_axes, layout, frame_dtype)],
+                          frame_dtype)[0]
+
+
+Request = collections.namedtuple("Request", "w prev init unit_axes layout frame_dtype",
+                                 defaults=(None, None, None, None, np.float32))
+Request.__doc__ = """One tensor for `measure_many`: `measure`'s arguments."""
+
+# Tensors up to this many entries are measured together (`measure_many`):
+# all of each is its percentile sample, and its units fit one column each.
+BATCH_SIZE = 1 << 14
+assert BATCH_SIZE <= min(SAMPLE_SIZE, nnviz_format.MAX_UNITS)
+
+
+def measure_many(requests):
+    """`measure` of each `Request`, the same `Measurement`s, with the small
+    tensors (up to `BATCH_SIZE` entries, of one dtype and frame dtype)
+    measured and finished together: one compiled call for all of them,
+    then array operations, so a BatchNormalization vector costs its
+    entries rather than a call's Python (docs/architecture.md, "The fused
+    pass")."""
+    out = [None] * len(requests)
+    kernel = _fused_kernel()
+    groups = {}
+    for i, r in enumerate(requests):
+        x = np.asarray(r.w)
+        if kernel is not None and 0 < x.size <= BATCH_SIZE and x.dtype.kind == "f":
+            groups.setdefault((x.dtype, np.dtype(r.frame_dtype)), []).append(i)
+    for (_, frame_dtype), members in groups.items():
+        try:
+            measured = _measure_batch(kernel, [requests[i] for i in members], frame_dtype)
+        except Exception:  # a compiler or platform failure: numpy from now on
+            _disable_fused()
+            break
+        for i, m in zip(members, measured):
+            out[i] = m
+    return [m if m is not None else measure(r.w, r.prev, r.init, r.unit_axes, layout=r.layout,
+                                            frame_dtype=r.frame_dtype)
+            for m, r in zip(out, requests)]
+
+
+def _measure_batch(kernel, requests, frame_dtype):
+    """The `Measurement`s of one tensor of any size, or of many small
+    ones (up to `BATCH_SIZE` entries, of one float dtype: all of each is
+    its sample) laid end to end, with one call of `fused.measure_many`."""
+    ws = [np.asarray(r.w) for r in requests]
+    compared = {key: [_comparable(getattr(r, key), w) for r, w in zip(requests, ws)]
+                for key in ("prev", "init")}
+    if len(ws) == 1:  # as it lies: no copy
+        x, lut = _kernel_input(kernel, ws[0])
+        p, q = (_kernel_input(kernel, getattr(requests[0], key).astype(ws[0].dtype, copy=False))[0]
+                if compared[key][0] else x for key in ("prev", "init"))
+        positions = sample_positions(x.size)
+    else:
+        x, lut = _kernel_input(kernel, np.concatenate(ws, axis=None))
+        p, q = (_kernel_input(kernel, np.concatenate(
+            [getattr(r, key) if c else w for r, w, c in zip(requests, ws, compared[key])],
+            axis=None, dtype=ws[0].dtype, casting="unsafe"))[0] for key in ("prev", "init"))
+        positions = _all_positions(BATCH_SIZE)
+    plans = tuple(fused_plan(w.shape, default_unit_axes(w.ndim) if r.unit_axes is None
+                             else r.unit_axes, r.layout) for r, w in zip(requests, ws))
+    batch = _batch_layout(kernel, plans, tuple(w.size for w in ws), tuple(compared["prev"]))
+    k = len(ws)
+    acc, unit_sums = np.empty((k, kernel.ACC_SIZE)), np.empty(batch.units)
+    centred, pcts, still = np.full(k, math.nan), np.full((k, 2), math.nan), np.full(k, math.nan)
+    frames = np.empty(batch.cells, frame_dtype)
+    kernel.measure_many(x, p, q, lut, ZERO_TOL, batch.index, *batch.parts, positions,
+                        _scratch(batch.buffers), acc, unit_sums, centred, pcts, still,
+                        frames.view(np.uint16) if frames.dtype == np.float16 else frames)
+    m = _moments_of(kernel, acc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m.shift = m.sum / m.n
+        centre = (m.n > 0) & _needs_centring(m)
+    if k == 1 and centre[0] and math.isnan(centred[0]):  # a large tensor: only when needed
+        centred[0] = kernel.centred_sumsq(x, lut, float(m.shift[0]))
+    m.centred_sumsq = np.where(centre, centred, math.nan)
+    finite = (m.nan == 0) & (m.inf == 0)
+    if k == 1 and not finite[0] and m.n[0] and math.isnan(pcts[0, 0]):
+        # The sample missed every finite entry: from all of them.
+        flat = _as_numeric(ws[0]).reshape(-1)
+        pcts[0] = _fused_percentiles(_sample(flat[np.isfinite(flat)]))
+    diffs = {}
+    for key, other in (("update", "prev"), ("init", "init")):
+        base = kernel.UPDATE if key == "update" else kernel.INIT
+        d = _Diff()
+        d.n, d.sumsq, d.absmax, d.w_sumsq, d.other_sumsq = (
+            acc[:, base + e] for e in (kernel.DN, kernel.DSQ, kernel.DMAX, kernel.DWSQ,
+                                       kernel.DOSQ))
+        diffs[key] = (d, np.array(compared[other]))
+    stats = _stats_rows(m, diffs, pcts, still)
+    roots = np.sqrt(unit_sums)
+    out = []
+    for st, sumsq, ok, (at, units, update, cell, shape) in zip(
+            stats, m.sumsq.tolist(), finite.tolist(), batch.slices):
+        frame = frames[cell:cell + shape[0] * shape[1]].reshape(shape) if shape[0] else None
+        out.append(Measurement(st, roots[at:at + units],
+                               roots[at + units:at + 2 * units] if update else None, sumsq, ok,
+                               frame))
+    return out
+
+
+def _comparable(other, w):
+    """Whether `other` (W_prev or W_0) is there to compare `w` with."""
+    return other is not None and other.shape == w.shape
+
+
+_BatchLayout = collections.namedtuple("_BatchLayout", "index parts buffers units cells slices")
+
+
+@functools.lru_cache(maxsize=1024)
+def _batch_layout(kernel, plans, sizes, updates):
+    """`fused.measure_many`'s index of tensors of these plans and sizes,
+    its plans, tables, cells and covered counts end to end, the entries of
+    the partial buffers, of the unit sums and of the frames, and per
+    tensor where its unit sums start, how many units, whether it has an
+    update, where its frame starts and its shape (fixed while the same
+    weights recur, so cached)."""
+    k = len(plans)
+    index = np.zeros((k, kernel.BATCH_COLUMNS), np.int64)
+    index[:, kernel.B_N] = sizes
+    index[:, kernel.B_PLAN_N] = [pl.plan.size for pl in plans]
+    index[:, kernel.B_TABLES_N] = [pl.tables.shape[1] for pl in plans]
+    index[:, kernel.B_CELLS_N] = [pl.cells.size for pl in plans]
+    index[:, kernel.B_ROWS], index[:, kernel.B_COLS] = np.array([pl.frame_shape for pl in plans]).T
+    index[:, kernel.B_SAMPLE_N] = [len(sample_positions(n)) for n in sizes]
+    index[:, kernel.B_UPDATE] = updates
+    index[:, kernel.B_CENTRE] = index[:, kernel.B_N] <= BATCH_SIZE  # in the cache: cheap
+    cells = index[:, kernel.B_ROWS] * index[:, kernel.B_COLS]
+    units = np.array([pl.units for pl in plans], np.int64)
+    index[:, kernel.B_BUF_N] = (kernel.ACC_SIZE + 2 * units + cells
+                                + index[:, kernel.B_SAMPLE_N])
+    ends = {}
+    for start, counts in ((kernel.B_X, index[:, kernel.B_N]),
+                          (kernel.B_PLAN, index[:, kernel.B_PLAN_N]),
+                          (kernel.B_TABLES, 3 * index[:, kernel.B_TABLES_N]),
+                          (kernel.B_CELLS, index[:, kernel.B_CELLS_N]),
+                          (kernel.B_BUF, index[:, kernel.B_BUF_N]), (kernel.B_FRAME, cells),
+                          (kernel.B_COVERED, index[:, kernel.B_ROWS] + index[:, kernel.B_COLS]),
+                          (kernel.B_UNITS, 2 * units)):
+        total = np.cumsum(counts)
+        index[1:, start] = total[:-1]
+        ends[start] = int(total[-1])
+    covered = [c for pl in plans if pl.covered is not None for c in pl.covered]
+    join = lambda arrays, dtype: np.concatenate(arrays or [np.zeros(0)]).astype(dtype)  # noqa: E731
+    parts = (join([pl.plan for pl in plans], np.int64),
+             join([pl.tables.reshape(-1) for pl in plans], np.int64),
+             join([pl.cells for pl in plans], np.int64), join(covered, np.float64))
+    slices = list(zip(index[:, kernel.B_UNITS].tolist(), units.tolist(), list(updates),
+                      index[:, kernel.B_FRAME].tolist(), [pl.frame_shape for pl in plans]))
+    return _BatchLayout(index, parts, ends[kernel.B_BUF], ends[kernel.B_UNITS],
+                        ends[kernel.B_FRAME], slices)
+
+
+_local = threading.local()
+
+
+def _scratch(size):
+    """A float64 array of at least `size` entries, this thread's, reused:
+    partial buffers filled and read within one call (pages mapped once)."""
+    buf = getattr(_local, "scratch", None)
+    if buf is None or buf.size < size:
+        buf = _local.scratch = np.empty(size)
+    return buf[:size]
+
+
+def _moments_of(kernel, acc):
+    """`_Moments` of arrays from the acc rows (k, ACC_SIZE) of partial buffers."""
+    m = _Moments()
+    m.n, m.sum, m.sumsq, m.min, m.max, m.zeros, m.nan, m.inf = (
+        acc[:, i] for i in (kernel.N, kernel.SUM, kernel.SUMSQ, kernel.MIN,
+                            kernel.MAX, kernel.ZEROS, kernel.NAN, kernel.INF))
+    return m
 
 
 def _fresh(x3, others):

@@ -407,28 +407,35 @@ class SnapshotWriter:
         sumsqs, stats, events = [], [], []
         head = eventfiles.event_head(snap.step, snap.wall_time)  # of every event here
         start = time.thread_time()
-        for w in snap.weights:
+        states = [self._state(w) for w in snap.weights]
+        # Exact frames float32, block-reduced ones float16 (budget.py).
+        encodings = [budget.frame_encoding(state.layout["block"]) for state in states]
+        framed = [w.quantity == fmt.WEIGHTS or w.quantity in self.quantity_frames
+                  for w in snap.weights]
+        small = self._measure_small(snap, states, encodings, framed)
+        measured = []
+        for i, w in enumerate(snap.weights):
             with self._pause:  # not while the training thread copies
                 pass
-            state = self._state(w)
-            # Exact frames float32, block-reduced ones float16 (budget.py).
-            encoding = budget.frame_encoding(state.layout["block"])
-            framed = w.quantity == fmt.WEIGHTS or w.quantity in self.quantity_frames
+            state = states[i]
             # The stats, the unit sums and the frame: one pass (stats.py),
             # or measured by the processes holding its shards (sharded.py).
-            measured = getattr(w.value, "measurement", None) or stats_lib.measure(
+            measured.append(small.get(i) or getattr(w.value, "measurement", None) or stats_lib.measure(
                 w.value, state.prev, state.init, state.layout["unit_axes"], state.prev_sumsq,
-                state.init_sumsq, layout=state.layout if framed else None,
-                frame_dtype=fmt.encoding_dtype(encoding))
-            sumsqs.append(measured.sumsq if measured.finite else None)
-            stats.append(measured.stats)
-            if framed:
+                state.init_sumsq, layout=state.layout if framed[i] else None,
+                frame_dtype=fmt.encoding_dtype(encodings[i])))
+        units = fmt.units_cells_many(
+            [stats_lib.block_units(m.norm, state.unit_block) for m, state in zip(measured, states)],
+            [None if m.update is None else stats_lib.block_units(m.update, state.unit_block)
+             for m, state in zip(measured, states)])
+        for i, m in enumerate(measured):
+            sumsqs.append(m.sumsq if m.finite else None)
+            stats.append(m.stats)
+            if framed[i]:
                 events.append(eventfiles.value_event_pieces(
-                    head, state.frame_value, fmt.frame_pieces(measured.frame, encoding)))
-            block, update = state.unit_block, measured.update
-            cells = fmt.units_cells(stats_lib.block_units(measured.norm, block),
-                                    None if update is None else stats_lib.block_units(update, block))
-            events.append(eventfiles.value_event_pieces(head, state.units_value, [cells.tobytes()]))
+                    head, states[i].frame_value, fmt.frame_pieces(m.frame, encodings[i])))
+            events.append(eventfiles.value_event_pieces(head, states[i].units_value,
+                                                        [units[i].tobytes()]))
         spectral = self._spectral(snap, stats, time.thread_time() - start)
         event = event_pb2.Event(step=snap.step, wall_time=snap.wall_time)
         weights = [i for i, w in enumerate(snap.weights) if w.quantity == fmt.WEIGHTS]
@@ -445,6 +452,24 @@ class SnapshotWriter:
             fmt.structure_value(structure, out=event.summary.value.add())
         events.append(eventfiles.event_pieces(event))
         return sumsqs, events, stats, spectral
+
+    def _measure_small(self, snap, states, encodings, framed):
+        """{index in snap.weights: Measurement} of its small host weights,
+        measured together (`stats.measure_many`): one call for all of
+        them, not one per BatchNormalization vector."""
+        chosen = [i for i, w in enumerate(snap.weights)
+                  if isinstance(w.value, np.ndarray) and w.value.size <= stats_lib.BATCH_SIZE]
+        if not chosen:
+            return {}
+        with self._pause:  # not while the training thread copies
+            pass
+        requests = []
+        for i in chosen:
+            state = states[i]
+            requests.append(stats_lib.Request(
+                snap.weights[i].value, state.prev, state.init, state.layout["unit_axes"],
+                state.layout if framed[i] else None, fmt.encoding_dtype(encodings[i])))
+        return dict(zip(chosen, stats_lib.measure_many(requests)))
 
     def _spectral(self, snap, stats, writer_seconds):
         """Fills the spectral fields of `stats` (one dict per weight of
