@@ -833,12 +833,13 @@ def _moments(acc):
 
 
 def _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype):
-    return _measure_batch(kernel, [Request(x, prev, init, unit_axes, layout, frame_dtype)],
-                          frame_dtype)[0]
+    run = _run(kernel, [Request(x, prev, init, unit_axes, layout=layout)], np.dtype(frame_dtype))
+    return _finish_runs(kernel, [run])[0]
 
 
-Request = collections.namedtuple("Request", "w prev init unit_axes layout frame_dtype",
-                                 defaults=(None, None, None, None, np.float32))
+Request = collections.namedtuple("Request", "w prev init unit_axes prev_sumsq init_sumsq layout "
+                                            "frame_dtype",
+                                 defaults=(None, None, None, None, None, None, np.float32))
 Request.__doc__ = """One tensor for `measure_many`: `measure`'s arguments."""
 
 # Tensors up to this many entries are measured together (`measure_many`):
@@ -847,41 +848,61 @@ BATCH_SIZE = 1 << 14
 assert BATCH_SIZE <= min(SAMPLE_SIZE, nnviz_format.MAX_UNITS)
 
 
-def measure_many(requests):
-    """`measure` of each `Request`, the same `Measurement`s, with the small
-    tensors (up to `BATCH_SIZE` entries, of one dtype and frame dtype)
-    measured and finished together: one compiled call for all of them,
-    then array operations, so a BatchNormalization vector costs its
-    entries rather than a call's Python (docs/architecture.md, "The fused
-    pass")."""
-    out = [None] * len(requests)
+def measure_many(requests, between=None):
+    """`measure` of each `Request`: the same `Measurement`s, cheaper. The
+    small tensors (up to `BATCH_SIZE` entries, of one float dtype and
+    frame dtype) are measured together, with one compiled call for all of
+    them; the others each with one call, as they lie; then all are
+    finished together with array operations. So a BatchNormalization
+    vector costs its entries rather than a call's Python
+    (docs/architecture.md, "The fused pass").
+
+    Args:
+      between: called before each large tensor (the writer waits there
+        while the training thread copies a snapshot).
+    """
     kernel = _fused_kernel()
-    groups = {}
+    groups, alone = {}, []
     for i, r in enumerate(requests):
         x = np.asarray(r.w)
-        if kernel is not None and 0 < x.size <= BATCH_SIZE and x.dtype.kind == "f":
+        if kernel is None or not x.size:
+            continue  # `measure`: the numpy path
+        if x.size <= BATCH_SIZE and x.dtype.kind == "f":
             groups.setdefault((x.dtype, np.dtype(r.frame_dtype)), []).append(i)
-    for (_, frame_dtype), members in groups.items():
-        try:
-            measured = _measure_batch(kernel, [requests[i] for i in members], frame_dtype)
-        except Exception:  # a compiler or platform failure: numpy from now on
-            _disable_fused()
-            break
-        for i, m in zip(members, measured):
+        else:
+            alone.append(i)
+    out = [None] * len(requests)
+    try:
+        runs = [(members, _run(kernel, [requests[i] for i in members], frame_dtype))
+                for (_, frame_dtype), members in groups.items()]
+        for i in alone:
+            if between is not None:
+                between()
+            runs.append(([i], _run(kernel, [requests[i]], np.dtype(requests[i].frame_dtype))))
+        measured = _finish_runs(kernel, [raw for _, raw in runs])
+        for i, m in zip([i for members, _ in runs for i in members], measured):
             out[i] = m
-    return [m if m is not None else measure(r.w, r.prev, r.init, r.unit_axes, layout=r.layout,
-                                            frame_dtype=r.frame_dtype)
-            for m, r in zip(out, requests)]
+    except Exception:  # a compiler or platform failure: numpy from now on
+        _disable_fused()
+        out = [None] * len(requests)
+    return [m if m is not None else measure(*r) for m, r in zip(out, requests)]
 
 
-def _measure_batch(kernel, requests, frame_dtype):
-    """The `Measurement`s of one tensor of any size, or of many small
-    ones (up to `BATCH_SIZE` entries, of one float dtype: all of each is
-    its sample) laid end to end, with one call of `fused.measure_many`."""
+# What `_run` leaves for `_finish_runs`: per tensor (rows of acc, centred,
+# pcts, still, and compared: {"prev", "init": bools}), its unit sums and
+# frames end to end with `slices` saying where, and the kernel's input.
+_Run = collections.namedtuple("_Run", "acc centred pcts still compared unit_sums frames slices "
+                                      "x lut w")
+
+
+def _run(kernel, requests, frame_dtype):
+    """One call of `fused.measure_many`: one tensor of any size, as it
+    lies, or many small ones (of one float dtype, each its own sample)
+    laid end to end. Returns a `_Run`."""
     ws = [np.asarray(r.w) for r in requests]
     compared = {key: [_comparable(getattr(r, key), w) for r, w in zip(requests, ws)]
                 for key in ("prev", "init")}
-    if len(ws) == 1:  # as it lies: no copy
+    if len(ws) == 1:
         x, lut = _kernel_input(kernel, ws[0])
         p, q = (_kernel_input(kernel, getattr(requests[0], key).astype(ws[0].dtype, copy=False))[0]
                 if compared[key][0] else x for key in ("prev", "init"))
@@ -902,18 +923,33 @@ def _measure_batch(kernel, requests, frame_dtype):
     kernel.measure_many(x, p, q, lut, ZERO_TOL, batch.index, *batch.parts, positions,
                         _scratch(batch.buffers), acc, unit_sums, centred, pcts, still,
                         frames.view(np.uint16) if frames.dtype == np.float16 else frames)
+    return _Run(acc, centred, pcts, still, compared, unit_sums, frames, batch.slices, x, lut,
+                ws[0] if k == 1 else None)
+
+
+def _finish_runs(kernel, runs):
+    """The `Measurement`s of the tensors of `runs` (`_Run`s), in order,
+    finished together."""
+    if not runs:
+        return []
+    acc = np.concatenate([r.acc for r in runs])
+    centred = np.concatenate([r.centred for r in runs])
+    pcts = np.concatenate([r.pcts for r in runs])
     m = _moments_of(kernel, acc)
     with np.errstate(divide="ignore", invalid="ignore"):
         m.shift = m.sum / m.n
         centre = (m.n > 0) & _needs_centring(m)
-    if k == 1 and centre[0] and math.isnan(centred[0]):  # a large tensor: only when needed
-        centred[0] = kernel.centred_sumsq(x, lut, float(m.shift[0]))
-    m.centred_sumsq = np.where(centre, centred, math.nan)
     finite = (m.nan == 0) & (m.inf == 0)
-    if k == 1 and not finite[0] and m.n[0] and math.isnan(pcts[0, 0]):
-        # The sample missed every finite entry: from all of them.
-        flat = _as_numeric(ws[0]).reshape(-1)
-        pcts[0] = _fused_percentiles(_sample(flat[np.isfinite(flat)]))
+    t = 0
+    for r in runs:  # what a large tensor's call left to do, when needed (rare)
+        if r.w is not None and centre[t] and math.isnan(centred[t]):
+            centred[t] = kernel.centred_sumsq(r.x, r.lut, float(m.shift[t]))
+        if r.w is not None and not finite[t] and m.n[t] and math.isnan(pcts[t, 0]):
+            # The sample missed every finite entry: from all of them.
+            flat = _as_numeric(r.w).reshape(-1)
+            pcts[t] = _fused_percentiles(_sample(flat[np.isfinite(flat)]))
+        t += len(r.acc)
+    m.centred_sumsq = np.where(centre, centred, math.nan)
     diffs = {}
     for key, other in (("update", "prev"), ("init", "init")):
         base = kernel.UPDATE if key == "update" else kernel.INIT
@@ -921,16 +957,17 @@ def _measure_batch(kernel, requests, frame_dtype):
         d.n, d.sumsq, d.absmax, d.w_sumsq, d.other_sumsq = (
             acc[:, base + e] for e in (kernel.DN, kernel.DSQ, kernel.DMAX, kernel.DWSQ,
                                        kernel.DOSQ))
-        diffs[key] = (d, np.array(compared[other]))
-    stats = _stats_rows(m, diffs, pcts, still)
-    roots = np.sqrt(unit_sums)
+        diffs[key] = (d, np.array([c for r in runs for c in r.compared[other]], bool))
+    stats = _stats_rows(m, diffs, pcts, np.concatenate([r.still for r in runs]))
+    rows = iter(zip(stats, m.sumsq.tolist(), finite.tolist()))
     out = []
-    for st, sumsq, ok, (at, units, update, cell, shape) in zip(
-            stats, m.sumsq.tolist(), finite.tolist(), batch.slices):
-        frame = frames[cell:cell + shape[0] * shape[1]].reshape(shape) if shape[0] else None
-        out.append(Measurement(st, roots[at:at + units],
-                               roots[at + units:at + 2 * units] if update else None, sumsq, ok,
-                               frame))
+    for r in runs:
+        roots = np.sqrt(r.unit_sums)
+        for (at, units, update, cell, shape), (st, sumsq, ok) in zip(r.slices, rows):
+            frame = r.frames[cell:cell + shape[0] * shape[1]].reshape(shape) if shape[0] else None
+            out.append(Measurement(st, roots[at:at + units],
+                                   roots[at + units:at + 2 * units] if update else None, sumsq,
+                                   ok, frame))
     return out
 
 

@@ -412,18 +412,17 @@ class SnapshotWriter:
         encodings = [budget.frame_encoding(state.layout["block"]) for state in states]
         framed = [w.quantity == fmt.WEIGHTS or w.quantity in self.quantity_frames
                   for w in snap.weights]
-        small = self._measure_small(snap, states, encodings, framed)
-        measured = []
-        for i, w in enumerate(snap.weights):
-            with self._pause:  # not while the training thread copies
-                pass
-            state = states[i]
-            # The stats, the unit sums and the frame: one pass (stats.py),
-            # or measured by the processes holding its shards (sharded.py).
-            measured.append(small.get(i) or getattr(w.value, "measurement", None) or stats_lib.measure(
-                w.value, state.prev, state.init, state.layout["unit_axes"], state.prev_sumsq,
-                state.init_sumsq, layout=state.layout if framed[i] else None,
-                frame_dtype=fmt.encoding_dtype(encodings[i])))
+        # The stats, the unit sums and the frame: one pass (stats.py), or
+        # measured by the processes holding its shards (sharded.py).
+        measured = [getattr(w.value, "measurement", None) for w in snap.weights]
+        local = [i for i, m in enumerate(measured) if m is None]
+        requests = [stats_lib.Request(
+            snap.weights[i].value, states[i].prev, states[i].init, states[i].layout["unit_axes"],
+            states[i].prev_sumsq, states[i].init_sumsq,
+            states[i].layout if framed[i] else None, fmt.encoding_dtype(encodings[i]))
+            for i in local]
+        for i, m in zip(local, stats_lib.measure_many(requests, between=self._wait)):
+            measured[i] = m
         units = fmt.units_cells_many(
             [stats_lib.block_units(m.norm, state.unit_block) for m, state in zip(measured, states)],
             [None if m.update is None else stats_lib.block_units(m.update, state.unit_block)
@@ -453,23 +452,10 @@ class SnapshotWriter:
         events.append(eventfiles.event_pieces(event))
         return sumsqs, events, stats, spectral
 
-    def _measure_small(self, snap, states, encodings, framed):
-        """{index in snap.weights: Measurement} of its small host weights,
-        measured together (`stats.measure_many`): one call for all of
-        them, not one per BatchNormalization vector."""
-        chosen = [i for i, w in enumerate(snap.weights)
-                  if isinstance(w.value, np.ndarray) and w.value.size <= stats_lib.BATCH_SIZE]
-        if not chosen:
-            return {}
-        with self._pause:  # not while the training thread copies
+    def _wait(self):
+        """Waits while the training thread copies a snapshot (`paused`)."""
+        with self._pause:
             pass
-        requests = []
-        for i in chosen:
-            state = states[i]
-            requests.append(stats_lib.Request(
-                snap.weights[i].value, state.prev, state.init, state.layout["unit_axes"],
-                state.layout if framed[i] else None, fmt.encoding_dtype(encodings[i])))
-        return dict(zip(chosen, stats_lib.measure_many(requests)))
 
     def _spectral(self, snap, stats, writer_seconds):
         """Fills the spectral fields of `stats` (one dict per weight of
