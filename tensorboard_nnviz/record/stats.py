@@ -547,25 +547,43 @@ def measure(w, prev=None, init=None, unit_axes=None, prev_sumsq=None, init_sumsq
     Returns:
       A `Measurement`.
     """
-    x = np.asarray(w)
-    if unit_axes is None:
-        unit_axes = default_unit_axes(x.ndim)
-    prev, init = (None if o is None or np.shape(o) != x.shape else np.asarray(o)
-                  for o in (prev, init))
+    request = Request(w, prev, init, unit_axes, prev_sumsq, init_sumsq, layout, frame_dtype)
+    x, unit_axes, prev, init = _normalised(request)
     kernel = _fused_kernel() if x.size else None
     if kernel is not None:
         try:
             return _measure_fused(kernel, x, prev, init, unit_axes, layout, frame_dtype)
         except Exception:  # a compiler or platform failure: numpy from now on
             _disable_fused()
-    measured = _measure_numpy(x, prev, init, unit_axes, prev_sumsq, init_sumsq)
-    if layout is None:
-        return measured
-    frame, _ = layout_lib.make_frame(x, layout, None, layout["block"])
-    return measured._replace(frame=frame.astype(frame_dtype, copy=False))
+    return _measure_numpy_many([request])[0]
 
 
-def _measure_numpy(w, prev, init, unit_axes, prev_sumsq, init_sumsq):
+def _normalised(request):
+    """(W as an array, its unit axes, W_prev and W_0 or None where absent
+    or of another shape) of a `Request`."""
+    x = np.asarray(request.w)
+    unit_axes = default_unit_axes(x.ndim) if request.unit_axes is None else request.unit_axes
+    prev, init = (None if o is None or np.shape(o) != x.shape else np.asarray(o)
+                  for o in (request.prev, request.init))
+    return x, unit_axes, prev, init
+
+
+def _measure_numpy_many(requests):
+    """`measure` on the numpy path for each `Request`, finished together."""
+    sums, frames = [], []
+    for r in requests:
+        x, unit_axes, prev, init = _normalised(r)
+        sums.append(_numpy_sums(x, prev, init, unit_axes, r.prev_sumsq, r.init_sumsq))
+        frame = None
+        if r.layout is not None:
+            frame, _ = layout_lib.make_frame(x, r.layout, None, r.layout["block"])
+            frame = frame.astype(r.frame_dtype, copy=False)
+        frames.append(frame)
+    return [m._replace(frame=f) for m, f in zip(_finish_all(sums), frames)]
+
+
+def _numpy_sums(w, prev, init, unit_axes, prev_sumsq, init_sumsq):
+    """(moments, diffs, unit sums, sample, flat) of the numpy path, for `_finish_all`."""
     x = _as_numeric(w)
     x3 = _unit_view(x, unit_axes)
     others, known = {}, {}
@@ -590,26 +608,38 @@ def _measure_numpy(w, prev, init, unit_axes, prev_sumsq, init_sumsq):
             _exact_pass(x3, others, m, diffs, units)
     _centre(m, x3, exact=not fast)
     flat = x.reshape(-1)
-    return _finish(m, diffs, units, _sample(flat), flat)
+    return m, diffs, units, _sample(flat), flat
 
 
 def _finish(m, diffs, units, sample, flat, percentiles=_percentiles):
     """The `Measurement` from the sums of either path; `flat`: the tensor,
     read again only when the sample missed every finite entry."""
-    finite = m.nan == 0 and m.inf == 0
-    if not finite and m.n and not np.isfinite(sample).any():
-        flat = _as_numeric(flat).reshape(-1)
-        sample = _sample(flat[np.isfinite(flat)])  # it missed them all
-    # The sample holds NaN/Inf only if the tensor does.
-    pcts = percentiles(sample, finite=finite) if m.n else (None, None)
-    update, still = None, math.nan
-    if "update" in units:
-        update = np.sqrt(units["update"])
-        still = float(np.count_nonzero(update == 0))
-    diffs = {key: (_columns([d], _Diff), True) for key, d in diffs.items()}
-    stats = _stats_rows(_columns([m], _Moments), diffs,
-                        np.array([[math.nan if p is None else p for p in pcts]]), still)[0]
-    return Measurement(stats, np.sqrt(units["norm"]), update, m.sumsq, finite)
+    return _finish_all([(m, diffs, units, sample, flat)], percentiles)[0]
+
+
+def _finish_all(items, percentiles=_percentiles):
+    """`_finish` of many (m, diffs, units, sample, flat), together."""
+    if not items:
+        return []
+    pcts, stills, updates, finite = [], [], [], []
+    for m, _, units, sample, flat in items:
+        finite.append(m.nan == 0 and m.inf == 0)
+        if not finite[-1] and m.n and not np.isfinite(sample).any():
+            flat = _as_numeric(flat).reshape(-1)
+            sample = _sample(flat[np.isfinite(flat)])  # it missed them all
+        # The sample holds NaN/Inf only if the tensor does.
+        p = percentiles(sample, finite=finite[-1]) if m.n else (None, None)
+        pcts.append([math.nan if v is None else v for v in p])
+        update = np.sqrt(units["update"]) if "update" in units else None
+        updates.append(update)
+        stills.append(math.nan if update is None else float(np.count_nonzero(update == 0)))
+    diffs = {key: (_columns([item[1].get(key, _Diff()) for item in items], _Diff),
+                   np.array([key in item[1] for item in items], bool))
+             for key in ("update", "init")}
+    stats = _stats_rows(_columns([item[0] for item in items], _Moments), diffs,
+                        np.array(pcts, np.float64).reshape(-1, 2), np.array(stills))
+    return [Measurement(st, np.sqrt(units["norm"]), update, m.sumsq, ok)
+            for st, (m, _, units, _, _), update, ok in zip(stats, items, updates, finite)]
 
 
 # --- the fused path --------------------------------------------------------------
@@ -885,7 +915,10 @@ def measure_many(requests, between=None):
     except Exception:  # a compiler or platform failure: numpy from now on
         _disable_fused()
         out = [None] * len(requests)
-    return [m if m is not None else measure(*r) for m, r in zip(out, requests)]
+    rest = [i for i, m in enumerate(out) if m is None]
+    for i, m in zip(rest, _measure_numpy_many([requests[i] for i in rest])):
+        out[i] = m
+    return out
 
 
 # What `_run` leaves for `_finish_runs`: per tensor (rows of acc, centred,
