@@ -75,7 +75,7 @@ print(*[b - a for a, b in zip(marks, marks[1:])], u.ru_utime + u.ru_stime, loade
 
 def run(code, env):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=REPO).stdout.split()
+                         check=True, cwd=env["NNVIZ_ROOT"]).stdout.split()
     return [float(v) for v in out[-2:]]
 
 
@@ -83,7 +83,8 @@ def split(env, scipy):
     """[import numba and fused.py, import scipy.linalg, numba's first use,
     loading our machine code, CPU in all, entry points loaded]."""
     out = subprocess.run([sys.executable, "-c", SPLIT.format(scipy=scipy)], env=env,
-                         capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
+                         capture_output=True, text=True, check=True,
+                         cwd=env["NNVIZ_ROOT"]).stdout.split()
     return [float(v) for v in out[-6:]]
 
 
@@ -106,7 +107,9 @@ def exported(rev):
 def measure(root, repeats):
     """(cold, cached, second dtype, split without scipy, split with), each
     the minimum over `repeats` fresh-process runs, for the package in `root`."""
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # `python -c` puts its working directory first on sys.path: the root too.
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               NNVIZ_ROOT=root)
     rows = []
     for _ in range(repeats):
         e = dict(env, NUMBA_CACHE_DIR=tempfile.mkdtemp(prefix="nnviz_numba_cache_"))
