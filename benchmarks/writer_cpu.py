@@ -247,7 +247,8 @@ def main():
     for name in models:
         measured, total = split(model_weights(name), spectral)
         p = new[name]["pass_cpu"]
-        print("  %-9s stats, units and frames (measure_many) %.0f ms (%.1f×), the rest %.0f ms (%.1f×)" % (
+        print("  %-9s stats, units and frames (measure_many) %.0f ms (%.1f×), the rest %.0f ms "
+              "(%.1f×)" % (
             name, measured * 1e3, measured / p, (total - measured) * 1e3, (total - measured) / p))
 
 

@@ -888,8 +888,9 @@ def measure_many(requests, between=None):
     (docs/architecture.md, "The fused pass").
 
     Args:
-      between: called before each large tensor (the writer waits there
-        while the training thread copies a snapshot).
+      between: called before each compiled call (each large tensor, each
+        batch of small ones): the writer waits there while the training
+        thread copies a snapshot.
     """
     kernel = _fused_kernel()
     groups, alone = {}, []
@@ -903,12 +904,13 @@ def measure_many(requests, between=None):
             alone.append(i)
     out = [None] * len(requests)
     try:
-        runs = [(members, _run(kernel, [requests[i] for i in members], frame_dtype))
-                for (_, frame_dtype), members in groups.items()]
-        for i in alone:
+        calls = [(members, frame_dtype) for (_, frame_dtype), members in groups.items()]
+        calls += [([i], np.dtype(requests[i].frame_dtype)) for i in alone]
+        runs = []
+        for members, frame_dtype in calls:
             if between is not None:
                 between()
-            runs.append(([i], _run(kernel, [requests[i]], np.dtype(requests[i].frame_dtype))))
+            runs.append((members, _run(kernel, [requests[i] for i in members], frame_dtype)))
         measured = _finish_runs(kernel, [raw for _, raw in runs])
         for i, m in zip([i for members, _ in runs for i in members], measured):
             out[i] = m

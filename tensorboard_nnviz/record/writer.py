@@ -191,7 +191,7 @@ class SnapshotWriter:
         self._lock = threading.Lock()
         self.pool = BufferPool()
         # Held by the training thread while it copies a snapshot (`paused`);
-        # the worker waits on it before each weight.
+        # the worker waits on it before each compiled call (stats.measure_many).
         self._pause = threading.Lock()
         self.snapshots_written = 0
         self.worker_cpu_seconds = 0.0  # CPU time the worker spent (benchmarks)
@@ -226,7 +226,8 @@ class SnapshotWriter:
                                   bool(pooled)))
 
     def paused(self):
-        """A context in which the worker stops at its next weight.
+        """A context in which the worker stops before its next compiled call
+        (a large weight, or a snapshot's small ones together).
 
         The training thread copies a snapshot in it: each of its variable
         reads releases the GIL, and a busy worker would take it back for up
