@@ -134,10 +134,14 @@ def test_shards_combine_into_the_whole_tensor(cls, name, shape, parts):
             S.accumulate(part, S.fused_plan(shape, layout["unit_axes"], layout, start, local),
                          w[box], prev[box], init[box], shard=(shape, start))
             combined = part if combined is None else S.combine(combined, part)
-        np.testing.assert_allclose(combined, whole, rtol=1e-12, err_msg=str(max_cells))
+        # A tensor past EXACT_SIZE is summed in float32 rows and chunks, which
+        # the shards cut elsewhere: float32 rounding of a block's sums apart.
+        fast = w.size > S.EXACT_SIZE
+        np.testing.assert_allclose(combined, whole, rtol=1e-6 if fast else 1e-12,
+                                   atol=1e-4 if fast else 0, err_msg=str(max_cells))
         finished = [S.finish(buf, plan, {"update": prev, "init": init}, None, w)
                     for buf in (combined, whole)]
-        assert_agree(finished[0], finished[1], np.zeros(1), "shards")
+        assert_agree(finished[0], finished[1], w, "shards")
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 2048, 6300, 6500, 8193, 20000, S.SAMPLE_SIZE])

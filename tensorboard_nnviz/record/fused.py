@@ -23,8 +23,8 @@ How (the figures: README, "Recording cost"):
   goes to the cells once for all of them. Along one side of the layout, a
   line's cells are runs of equal length; any other layout takes a table of
   each entry's layout row and column. No transposed copy of the tensor.
-- float16 and bfloat16 are read as their uint16 bits and widened through a
-  65,536-entry table: no widened copy either.
+- float16 and bfloat16 are read as their bits and widened in registers
+  (`VIEWS`): no widened copy either.
 """
 
 import functools
@@ -67,6 +67,13 @@ KEY_EXACT, KEY_ROW, KEY_COL = range(3)
 
 _CHUNK = 1 << 14  # entries per chunk of rows whose stats are checked for NaN/Inf
 _MIN_INNER = 64  # a row spans the last axes up to at least this many entries
+_CHUNK32 = 1 << 16  # the same for float32 rows, whose unit sums stay float32 within one
+_SEG = 1024  # float32 sums run over at most this many entries, then go to float64
+# A float32 row's sums of squares stay below this, or its chunk is taken in
+# float64: a unit summed over a chunk's rows (at most _CHUNK32 / _MIN_INNER)
+# stays far from float32's overflow.
+_BIG32 = np.float32(2.0 ** 100)
+_TINY32 = np.float32(2.0 ** -40)  # below this (not 0), squares may underflow float32
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # not nnan/ninf: NaN and Inf must show
 
 
@@ -96,6 +103,45 @@ _min_finite = _llvm_binary("llvm.minnum", ("nnan", "nsz"))
 _max_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
 
 
+@intrinsic
+def _float16_bits(typingctx, v):
+    """The float32 value of float16 bits (int16: see `VIEWS`), the CPU's
+    conversion (F16C), which LLVM vectorises."""
+    if v != types.int16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(v), codegen
+
+
+@intrinsic
+def _bfloat16_bits(typingctx, v):
+    """The float32 value of bfloat16 bits (uint16): the top half of a float32."""
+    if v != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(wide, ir.FloatType())
+
+    return types.float32(v), codegen
+
+
+def _widen32(v, lut):
+    """An entry as float32 (numba only: see its overload)."""
+
+
+@overload(_widen32)
+def _widen32_impl(v, lut):
+    if isinstance(v, types.Float):
+        return lambda v, lut: np.float32(v)
+    if v == types.int16:
+        return lambda v, lut: _float16_bits(v)
+    return lambda v, lut: _bfloat16_bits(v)
+
+
 def _widen(v, lut):
     """An entry as float64 (numba only: see its overload)."""
 
@@ -104,18 +150,12 @@ def _widen(v, lut):
 def _widen_impl(v, lut):
     if isinstance(v, types.Float):
         return lambda v, lut: np.float64(v)
-    return lambda v, lut: np.float64(lut[v])  # uint16 bits of float16 / bfloat16
+    return lambda v, lut: np.float64(_widen32(v, lut))  # bits of float16 / bfloat16
 
 
-def _lut(dtype_name):
-    """float32 value of each of the 65,536 bit patterns of a 16-bit float."""
-    bits = np.arange(1 << 16, dtype=np.uint32)
-    if dtype_name == "float16":
-        return bits.astype(np.uint16).view(np.float16).astype(np.float32)
-    return (bits << 16).view(np.float32)  # bfloat16: the top half of a float32
-
-
-LUTS = {"float16": _lut("float16"), "bfloat16": _lut("bfloat16")}
+# 16-bit floats are read as their bits, in the integer type that says
+# which: no widened copy (stats._kernel_input).
+VIEWS = {"float16": np.int16, "bfloat16": np.uint16}
 NO_LUT = np.zeros(1, np.float32)
 
 
@@ -170,6 +210,111 @@ def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
     sums[9] = max(sums[9], em)
     sums[10] += qq
     return ss, dd
+
+
+@njit(nogil=True, fastmath=_FAST, inline="always")
+def _segment32(xs, ps, qs, lut, tol, along, nv, uv, line):
+    """`_row` over at most _SEG entries in float32 (8 lanes where float64
+    has 4): its sums returned, its entries into `line`, with `along` its
+    squares into nv[m], uv[m]."""
+    zero, one = np.float32(0.0), np.float32(1.0)
+    s = ss = z = dd = pp = ee = qq = dm = em = zero
+    mn = np.float32(np.inf)
+    mx = -mn
+    for m in range(xs.size):
+        v = _widen32(xs[m], lut)
+        a = _widen32(ps[m], lut)
+        b = _widen32(qs[m], lut)
+        sq = v * v
+        d = v - a
+        dsq = d * d
+        e = v - b
+        s += v
+        ss += sq
+        dd += dsq
+        mn = _min_finite(mn, v)
+        mx = _max_finite(mx, v)
+        z += one if abs(v) <= tol else zero
+        dm = _max_finite(dm, abs(d))
+        pp += a * a
+        ee += e * e
+        em = _max_finite(em, abs(e))
+        qq += b * b
+        line[m] += v
+        if along:
+            nv[m] += sq
+            uv[m] += dsq
+    return s, ss, mn, mx, z, dd, dm, pp, ee, em, qq
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+    """`_row` in float32: sums of _SEG entries added to `sums` in float64,
+    units (`nv`, `uv`: float32) and `line` as `_row`. Returns the row's
+    sum W^2 and sum (W - prev)^2, and whether no square came near
+    float32's overflow (nor was NaN)."""
+    rs = rd = 0.0
+    fine = True
+    for lo in range(0, xs.size, _SEG):
+        hi = min(xs.size, lo + _SEG)
+        if along:
+            r = _segment32(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, True, nv[lo:hi], uv[lo:hi],
+                           line[lo:hi])
+        else:
+            r = _segment32(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, False, nv, uv, line[lo:hi])
+        s, ss, mn, mx, z, dd, dm, pp, ee, em, qq = r
+        fine = fine and (ss < _BIG32 and dd < _BIG32 and pp < _BIG32 and ee < _BIG32
+                         and qq < _BIG32)
+        sums[0] += s
+        sums[1] += ss
+        sums[2] = min(sums[2], mn)
+        sums[3] = max(sums[3], mx)
+        sums[4] += z
+        sums[5] += dd
+        sums[6] = max(sums[6], dm)
+        sums[7] += pp
+        sums[8] += ee
+        sums[9] = max(sums[9], em)
+        sums[10] += qq
+        rs += ss
+        rd += dd
+    return rs, rd, fine
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _has_tiny(xs, ps, lut):
+    """Whether an entry of xs or ps is not 0 but below _TINY32 in size:
+    its square, or a difference's, may underflow float32."""
+    n = 0
+    for m in range(xs.size):
+        v = abs(_widen32(xs[m], lut))
+        a = abs(_widen32(ps[m], lut))
+        n += 1 if (v < _TINY32 and v > 0) or (a < _TINY32 and a > 0) else 0
+    return n > 0
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _units64(xs, ps, lut, along, nv, uv):
+    """A row's sum W^2 and sum (W - prev)^2 in float64, NaN and Inf
+    included; with `along`, each entry's into nv[m], uv[m]."""
+    ss = dd = 0.0
+    for m in range(xs.size):
+        v = _widen(xs[m], lut)
+        d = v - _widen(ps[m], lut)
+        ss += v * v
+        dd += d * d
+        if along:
+            nv[m] += v * v
+            uv[m] += d * d
+    return ss, dd
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _flush_units(part, total):
+    """total += part, then part = 0 (float32 unit sums into float64)."""
+    for u in range(part.size):
+        total[u] += part[u]
+        part[u] = 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -342,7 +487,7 @@ def _flush(line, r0, c0, plan, dr, dc, rowcell, colcell, frame):
 
 
 @njit(nogil=True, cache=True)
-def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
+def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast):
     """Adds the flat C-order tensor `x` (with `p` = W_prev and `q` = W_0,
     the same array as x when absent) into `buf`, a partial buffer (see
     `ACC_SIZE`, `partial_size`): acc, per-unit sums, frame cell sums (none
@@ -361,6 +506,12 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     (3, size) hold its (row, column, unit) offsets. `cells`: the frame
     cell of each layout row (times the columns of cells), then of each
     layout column; the cell of (r, c) is their sum.
+
+    `fast`: a float32 or 16-bit tensor of more than stats.EXACT_SIZE
+    entries (stats.py's docstring): rows in float32 (`_row32`), their
+    sums in float32 within _SEG entries, lines and units within a chunk;
+    a chunk where that could go wrong (NaN, Inf, a square near float32's
+    overflow or underflow) is taken again in float64.
     """
     size, rs, cs, us = plan[P_SIZE], plan[P_RS], plan[P_CS], plan[P_US]
     units, ncells, lead = plan[P_UNITS], plan[P_CELLS], plan[P_LEAD]
@@ -376,20 +527,32 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     r0, c0, u0 = plan[P_R0], plan[P_C0], plan[P_U0]
     sums = np.empty(11)
     keyed, nlines, direct = plan[P_KEY], plan[P_LINES], plan[P_DIRECT] != 0
-    lines = np.zeros((0 if direct else nlines, size))
-    line = lines[0] if not direct else frame[:0]
+    lines = np.zeros((0 if direct or fast else nlines, size))
+    lines32 = np.zeros((nlines if fast and not direct else 0, size), np.float32)
+    line = lines[0] if not (direct or fast) else frame[:0]
+    nv32 = np.zeros(units if fast and us == 1 else 0, np.float32)
+    uv32 = np.zeros_like(nv32)
+    tol = np.float32(zero_tol)
+    if tol > zero_tol:  # |v| <= zero_tol for a float32 v: |v| <= the float32 below it
+        tol = np.nextafter(tol, np.float32(0.0))
     line_r = np.full(nlines, -1, np.int64)  # a row of each line: where it sits
     line_c = np.zeros(nlines, np.int64)
     key_r = key_c = -1
     along = us == 1
     rows = x.size // size
-    chunk_rows = max(1, _CHUNK // size)
+    chunk_rows = max(1, (_CHUNK32 if fast else _CHUNK) // size)
     s = 0
+    row_u = np.zeros(chunk_rows if fast else 0, np.int64)  # float32 chunks: each row's
+    row_ss = np.zeros(row_u.size)  # first unit, and with one unit per row its sums
+    row_dd = np.zeros(row_u.size)
     for start in range(0, rows, chunk_rows):
         stop = min(rows, start + chunk_rows)
+        lo, hi = start * size, stop * size
         sums[:] = 0.0
         sums[2] = np.inf
         sums[3] = -np.inf
+        fine = True
+        ulo, uhi = units, 0  # the units nv32, uv32 hold
         for row in range(start, stop):
             li = 0
             if direct:
@@ -404,23 +567,38 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
                 if nlines > 1:
                     li = kr + kc
                 elif kr != key_r or kc != key_c:
-                    if line_r[0] >= 0:
+                    if line_r[0] >= 0 and fast:
+                        _flush(lines32[0], line_r[0], line_c[0], plan, dr, dc, rowcell,
+                               colcell, frame)
+                    elif line_r[0] >= 0:
                         _flush(lines[0], line_r[0], line_c[0], plan, dr, dc, rowcell, colcell,
                                frame)
                     key_r, key_c = kr, kc
                     line_r[0] = -1
                 if line_r[li] < 0:
                     line_r[li], line_c[li] = r0, c0
-            if not direct:
+            if not (direct or fast):
                 line = lines[li]
-            lo = row * size
-            xs, ps = x[lo:lo + size], p[lo:lo + size]
-            nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
-            ss, dd = _row(xs, ps, q[lo:lo + size], lut, zero_tol, along, nv, uv, line, sums)
-            if us == 0:
-                norm[u0] += ss
-                upd[u0] += dd
-            elif not along:
+            at = row * size
+            xs, ps, qs = x[at:at + size], p[at:at + size], q[at:at + size]
+            if fast:
+                row_u[row - start] = u0
+                if along:
+                    ulo, uhi = min(ulo, u0), max(uhi, u0 + size)
+                nv, uv = (nv32[u0:u0 + size], uv32[u0:u0 + size]) if along else (nv32, uv32)
+                if direct:
+                    ss, dd, ok = _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
+                else:
+                    ss, dd, ok = _row32(xs, ps, qs, lut, tol, along, nv, uv, lines32[li], sums)
+                fine = fine and ok
+                row_ss[row - start], row_dd[row - start] = ss, dd
+            else:
+                nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
+                ss, dd = _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums)
+                if us == 0:
+                    norm[u0] += ss
+                    upd[u0] += dd
+            if not along and us != 0:
                 _add_units(xs, ps, lut, u0, us, du, norm, upd)
             for a in range(lead - 1, -1, -1):  # the next row: an odometer
                 idx[a] += 1
@@ -433,8 +611,30 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
                 c0 -= outer[a, 2] * outer[a, 0]
                 u0 -= outer[a, 3] * outer[a, 0]
                 idx[a] = 0
-        lo, hi = start * size, stop * size
-        _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+        if not fast:
+            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+        elif fine and (sums[4] == 0 or not _has_tiny(x[lo:hi], p[lo:hi], lut)):
+            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+            if along:
+                _flush_units(nv32[ulo:uhi], norm[ulo:uhi])
+                _flush_units(uv32[ulo:uhi], upd[ulo:uhi])
+            elif us == 0:
+                for i in range(stop - start):
+                    norm[row_u[i]] += row_ss[i]
+                    upd[row_u[i]] += row_dd[i]
+        else:  # NaN, Inf, or squares float32 would get wrong: the chunk in float64
+            _add_masked(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc)
+            nv32[ulo:uhi] = 0.0
+            uv32[ulo:uhi] = 0.0
+            for i in range(stop - start):
+                at, u = (start + i) * size, row_u[i]
+                if along:
+                    _units64(x[at:at + size], p[at:at + size], lut, True, norm[u:u + size],
+                             upd[u:u + size])
+                elif us == 0:
+                    ss, dd = _units64(x[at:at + size], p[at:at + size], lut, False, norm, upd)
+                    norm[u] += ss
+                    upd[u] += dd
         if sample_at.size == x.size:  # a small tensor: all of it
             _widen_into(x[lo:hi], lut, sample[lo:hi])
         else:
@@ -443,7 +643,10 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
             s = e
     for li in range(nlines):
         if ncells and line_r[li] >= 0:
-            _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
+            if fast:
+                _flush(lines32[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
+            else:
+                _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
 
 
 @intrinsic

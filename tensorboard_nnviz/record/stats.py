@@ -694,9 +694,9 @@ def _kernel_input(kernel, x):
     x = np.ascontiguousarray(x)
     if x.dtype == np.float32 or x.dtype == np.float64:
         return x.reshape(-1), kernel.NO_LUT
-    lut = kernel.LUTS.get(x.dtype.name)
-    if lut is not None:
-        return x.reshape(-1).view(np.uint16), lut
+    bits = kernel.VIEWS.get(x.dtype.name)
+    if bits is not None:
+        return x.reshape(-1).view(bits), kernel.NO_LUT
     return _as_numeric(x).reshape(-1), kernel.NO_LUT
 
 
@@ -715,8 +715,11 @@ def accumulate(buf, plan, w, prev=None, init=None, shard=None):
     p = flat if prev is None else _kernel_input(kernel, prev)[0]
     q = flat if init is None else _kernel_input(kernel, init)[0]
     positions = sample_positions(flat.size) if shard is None else _EMPTY
+    # float32 within blocks where the numpy path has its fast path (docstring)
+    fast = flat.dtype != np.float64 and (flat.size if shard is None else math.prod(shard[0])) \
+        > EXACT_SIZE
     kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, positions,
-                      buf)
+                      buf, fast)
     if shard is not None:
         slots, mine = shard_sample(shard[0], shard[1], np.shape(w))
         first = kernel.ACC_SIZE + 2 * plan.units + math.prod(plan.frame_shape)
