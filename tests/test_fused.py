@@ -168,15 +168,19 @@ def test_float32_rows_within_their_bound_on_a_hard_tensor():
     hard for them. Its mean is 300 times its spread, its rows span four
     float32 segments, its update is exactly 0 in 99% of the entries and
     one ulp in the rest, and one unit holds weights near 1e-21 that moved
-    by one ulp (float32 squares would underflow to 0 and call it still)."""
+    by one ulp in its first rows, 0 below (float32 squares would underflow
+    to 0 and call it still: those rows' chunk is taken in float64, the
+    others in float32)."""
     rng = np.random.default_rng(5)
     shape = (96, 4096)
     w = (3.0 + rng.standard_normal(shape) * 0.01).astype(np.float32)
-    w[:, 7] = (rng.standard_normal(shape[0]) * 1e-21).astype(np.float32)
+    w[:, 7] = 0.0
+    w[:8, 7] = (rng.standard_normal(8) * 1e-21).astype(np.float32)
     prev = w.copy()
     moved = rng.random(shape) < 0.01
     moved[:, 9] = False  # a unit that stood still
-    moved[:, 7] = True
+    moved[:, 7] = False
+    moved[:8, 7] = True
     prev[moved] = np.nextafter(w[moved], np.float32(np.inf))
     init = (w * 0.5 + rng.standard_normal(shape) * 0.1).astype(np.float32)
     layout = layout_of("Dense", "d/kernel", shape, "d", 4096)
