@@ -11,12 +11,19 @@ and the frame with the same code as its numpy path.
 How (the figures: README, "Recording cost"):
 
 - The tensor is walked in memory order, as rows of its last axes. Per row,
-  one loop reads W, W_prev and W_0 once and takes every sum in float64,
-  the squares per unit, and W into a `line` for the frame. It is compiled
-  with reassociation allowed, so LLVM vectorises the sums; without
+  one loop reads W, W_prev and W_0 once and takes every sum, the squares
+  per unit, and W into a `line` for the frame. It is compiled with
+  reassociation allowed, so LLVM vectorises the sums; without
   `nnan`/`ninf`, so a NaN or Inf shows in the sums of its chunk of rows,
   whose stats alone are then summed again entry by entry over the finite
-  entries (units and frame keep NaN and Inf on purpose). min and max are
+  entries (units and frame keep NaN and Inf on purpose).
+- Precision as stats.py's docstring states it: float64 rows (`_row`) for
+  float64 and small tensors; float32 rows (`_row32`, twice the lanes) for
+  larger float32 and 16-bit ones, summed in float32 over at most _SEG
+  entries, then in float64. A chunk of float32 rows that could be wrong
+  (NaN, Inf, a square near float32's overflow or underflow) has its stats
+  and units taken again in float64; its lines keep float32's W, which is
+  W exactly. min and max are
   LLVM's NaN-propagating `minimum` / `maximum`, which it vectorises.
 - Frame cells: consecutive rows that land in the same cells one for one
   (a Dense kernel's rows inside one block row) add into the `line`, which
