@@ -171,67 +171,42 @@ NO_LUT = np.zeros(1, np.float32)
 # wraparound, and that check stops LLVM vectorising.
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
-def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
-    """One row of W (`ps`, `qs`: of W_prev and W_0): its stats added to
-    `sums` (assuming every entry finite: the caller checks the chunk), its
-    entries to `line`, and with `along` (the units run along the row) its
-    squares to the units nv[m], uv[m]. Returns the row's sum W^2 and sum
-    (W - prev)^2, NaN and Inf included (a unit holding NaN shows it)."""
-    s = ss = z = dd = pp = ee = qq = 0.0
-    mn = np.inf
-    mx = -np.inf
-    dm = em = 0.0
-    for m in range(xs.size):
-        v = _widen(xs[m], lut)
-        a = _widen(ps[m], lut)
-        b = _widen(qs[m], lut)
-        sq = v * v
-        d = v - a
-        dsq = d * d
-        e = v - b
-        s += v
-        ss += sq
-        dd += dsq
-        mn = _min_finite(mn, v)
-        mx = _max_finite(mx, v)
-        z += 1.0 if abs(v) <= zero_tol else 0.0
-        dm = _max_finite(dm, abs(d))
-        pp += a * a
-        ee += e * e
-        em = _max_finite(em, abs(e))
-        qq += b * b
-        line[m] += v
-        if along:
-            nv[m] += sq
-            uv[m] += dsq
-    sums[0] += s
-    sums[1] += ss
-    sums[2] = min(sums[2], mn)
-    sums[3] = max(sums[3], mx)
-    sums[4] += z
-    sums[5] += dd
-    sums[6] = max(sums[6], dm)
-    sums[7] += pp
-    sums[8] += ee
-    sums[9] = max(sums[9], em)
-    sums[10] += qq
-    return ss, dd
+def _constants(zero):
+    """(0, 1, inf) in the type of `zero` (numba only: see its overload)."""
+
+
+@overload(_constants)
+def _constants_impl(zero):
+    if zero == types.float32:
+        return lambda zero: (np.float32(0.0), np.float32(1.0), np.float32(np.inf))
+    return lambda zero: (0.0, 1.0, np.inf)
+
+
+def _widen_as(v, lut, zero):
+    """An entry in the type of `zero` (numba only: see its overload)."""
+
+
+@overload(_widen_as)
+def _widen_as_impl(v, lut, zero):
+    if zero == types.float32:
+        return lambda v, lut, zero: _widen32(v, lut)
+    return lambda v, lut, zero: _widen(v, lut)
 
 
 @njit(nogil=True, fastmath=_FAST, inline="always")
-def _segment32(xs, ps, qs, lut, tol, along, nv, uv, line):
-    """`_row` over at most _SEG entries in float32 (8 lanes where float64
-    has 4): its sums returned, its entries into `line`, with `along` its
-    squares into nv[m], uv[m]."""
-    zero, one = np.float32(0.0), np.float32(1.0)
-    s = ss = z = dd = pp = ee = qq = dm = em = zero
-    mn = np.float32(np.inf)
-    mx = -mn
+def _entries(xs, ps, qs, lut, tol, along, nv, uv, line, zero):
+    """The loop of a row: its sums in the type of `zero` (float64, or
+    float32 with 8 lanes where float64 has 4), returned as `sums` orders
+    them; its entries into `line`, and with `along` (the units run along
+    the row) its squares into the units nv[m], uv[m]."""
+    s, one, inf = _constants(zero)
+    ss = z = dd = pp = ee = qq = dm = em = s
+    mn = inf
+    mx = -inf
     for m in range(xs.size):
-        v = _widen32(xs[m], lut)
-        a = _widen32(ps[m], lut)
-        b = _widen32(qs[m], lut)
+        v = _widen_as(xs[m], lut, zero)
+        a = _widen_as(ps[m], lut, zero)
+        b = _widen_as(qs[m], lut, zero)
         sq = v * v
         d = v - a
         dsq = d * d
@@ -254,6 +229,35 @@ def _segment32(xs, ps, qs, lut, tol, along, nv, uv, line):
     return s, ss, mn, mx, z, dd, dm, pp, ee, em, qq
 
 
+@njit(nogil=True, fastmath=_FAST, inline="always")
+def _add_entries(sums, r):
+    """Adds `_entries`' sums `r` into `sums` (min and max: their min, max)."""
+    s, ss, mn, mx, z, dd, dm, pp, ee, em, qq = r
+    sums[0] += s
+    sums[1] += ss
+    sums[2] = min(sums[2], mn)
+    sums[3] = max(sums[3], mx)
+    sums[4] += z
+    sums[5] += dd
+    sums[6] = max(sums[6], dm)
+    sums[7] += pp
+    sums[8] += ee
+    sums[9] = max(sums[9], em)
+    sums[10] += qq
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
+    """One row of W (`ps`, `qs`: of W_prev and W_0) in float64: its stats
+    added to `sums` (assuming every entry finite: the caller checks the
+    chunk), its entries to `line`, and with `along` its squares to the
+    units nv[m], uv[m]. Returns the row's sum W^2 and sum (W - prev)^2,
+    NaN and Inf included (a unit holding NaN shows it)."""
+    r = _entries(xs, ps, qs, lut, zero_tol, along, nv, uv, line, 0.0)
+    _add_entries(sums, r)
+    return r[1], r[5]
+
+
 @njit(nogil=True, cache=True, fastmath=_FAST)
 def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
     """`_row` in float32: sums of _SEG entries added to `sums` in float64,
@@ -262,29 +266,20 @@ def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
     float32's overflow (nor was NaN)."""
     rs = rd = 0.0
     fine = True
+    zero = np.float32(0.0)
     for lo in range(0, xs.size, _SEG):
         hi = min(xs.size, lo + _SEG)
         if along:
-            r = _segment32(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, True, nv[lo:hi], uv[lo:hi],
-                           line[lo:hi])
+            r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, True, nv[lo:hi], uv[lo:hi],
+                         line[lo:hi], zero)
         else:
-            r = _segment32(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, False, nv, uv, line[lo:hi])
-        s, ss, mn, mx, z, dd, dm, pp, ee, em, qq = r
-        fine = fine and (ss < _BIG32 and dd < _BIG32 and pp < _BIG32 and ee < _BIG32
-                         and qq < _BIG32)
-        sums[0] += s
-        sums[1] += ss
-        sums[2] = min(sums[2], mn)
-        sums[3] = max(sums[3], mx)
-        sums[4] += z
-        sums[5] += dd
-        sums[6] = max(sums[6], dm)
-        sums[7] += pp
-        sums[8] += ee
-        sums[9] = max(sums[9], em)
-        sums[10] += qq
-        rs += ss
-        rd += dd
+            r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, False, nv, uv, line[lo:hi],
+                         zero)
+        fine = fine and (r[1] < _BIG32 and r[5] < _BIG32 and r[7] < _BIG32 and r[8] < _BIG32
+                         and r[10] < _BIG32)
+        _add_entries(sums, r)
+        rs += r[1]
+        rd += r[5]
     return rs, rd, fine
 
 
