@@ -269,18 +269,27 @@ def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
     zero = np.float32(0.0)
     for lo in range(0, xs.size, _SEG):
         hi = min(xs.size, lo + _SEG)
-        if along:
-            r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, True, nv[lo:hi], uv[lo:hi],
-                         line[lo:hi], zero)
-        else:
-            r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, False, nv, uv, line[lo:hi],
-                         zero)
+        # nv, uv: the units along the row, or empty (read only with `along`)
+        r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, along, nv[lo:hi], uv[lo:hi],
+                     line[lo:hi], zero)
         fine = fine and (r[1] < _BIG32 and r[5] < _BIG32 and r[7] < _BIG32 and r[8] < _BIG32
                          and r[10] < _BIG32)
         _add_entries(sums, r)
         rs += r[1]
         rd += r[5]
     return rs, rd, fine
+
+
+def _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+    """`_row32`, but for float64 input (numba only: see its overload)."""
+
+
+@overload(_fast_row)
+def _fast_row_impl(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+    if xs.dtype == types.float64:  # never float32 rows (stats.accumulate): not compiled
+        return lambda xs, ps, qs, lut, tol, along, nv, uv, line, sums: (0.0, 0.0, False)
+    return lambda xs, ps, qs, lut, tol, along, nv, uv, line, sums: _row32(
+        xs, ps, qs, lut, tol, along, nv, uv, line, sums)
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
@@ -589,9 +598,10 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
                     ulo, uhi = min(ulo, u0), max(uhi, u0 + size)
                 nv, uv = (nv32[u0:u0 + size], uv32[u0:u0 + size]) if along else (nv32, uv32)
                 if direct:
-                    ss, dd, ok = _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
+                    ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
                 else:
-                    ss, dd, ok = _row32(xs, ps, qs, lut, tol, along, nv, uv, lines32[li], sums)
+                    ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, lines32[li],
+                                           sums)
                 fine = fine and ok
                 row_ss[row - start], row_dd[row - start] = ss, dd
             else:
