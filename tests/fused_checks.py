@@ -6,8 +6,9 @@ and planted shapes) and tests/torch/test_fused_torch.py (torch families).
 
 Numpy reads the shapes here on its exact path (float64 throughout) unless
 a tensor holds more than stats.EXACT_SIZE float32 entries (its fast path:
-float32 within blocks, tests/test_stats.py's bounds); the fused pass sums
-in float64 always.
+float32 within blocks, tests/test_stats.py's bounds); the fused pass takes
+the same tensors in float32 rows (float32 sums within 1,024 entries), the
+rest in float64 (`assert_float64` holds it to either).
 """
 
 import itertools
@@ -138,9 +139,17 @@ def check_weight(tag, value, layer_class, layer_name):
                 assert_agree(*both(w, None, w, layout), w, label + " first")
 
 
+# The fused pass on a fast tensor (stats.py's docstring): norms, std and
+# init_cos within 1e-7 of float64 (relative; init_cos absolute), the mean
+# within 1e-7 of the entries' root mean square. Elsewhere: 1e-12.
+FUSED_FAST_RTOL = 1e-7
+
+
 def assert_float64(measured, w, prev, init, label):
-    """The norms and moments of the fused pass equal float64 numpy's to 1e-12."""
+    """The norms and moments of the fused pass equal float64 numpy's, to
+    1e-12 or, on a fast tensor, to FUSED_FAST_RTOL."""
     x, p, q = (np.asarray(a, np.float64).reshape(-1) for a in (w, prev, init))
+    fast = w.dtype != np.float64 and w.size > S.EXACT_SIZE
     ok = np.isfinite(x)
     want = {"mean": x[ok].mean(), "std": x[ok].std(), "l2": np.linalg.norm(x[ok])}
     for key, other in (("update", p), ("init", q)):
@@ -148,8 +157,16 @@ def assert_float64(measured, w, prev, init, label):
         want[key + "_l2"] = np.linalg.norm(x[joint] - other[joint])
     joint = ok & np.isfinite(q)
     want["init_cos"] = x[joint] @ q[joint] / (np.linalg.norm(x[joint]) * np.linalg.norm(q[joint]))
+    rms = math.sqrt(np.mean(x[ok] ** 2)) if ok.any() else 0.0
     for name, value in want.items():
-        assert measured.stats[name] == pytest.approx(value, rel=1e-12, abs=1e-300), (label, name)
+        got = measured.stats[name]
+        if not fast:
+            assert got == pytest.approx(value, rel=1e-12, abs=1e-300), (label, name)
+        elif name in ("mean", "init_cos"):
+            scale = rms if name == "mean" else 1.0
+            assert abs(got - value) <= FUSED_FAST_RTOL * scale, (label, name, got, value)
+        else:
+            assert abs(got - value) <= FUSED_FAST_RTOL * abs(value), (label, name, got, value)
 
 
 def blocks(shape, parts):

@@ -11,20 +11,27 @@ and the frame with the same code as its numpy path.
 How (the figures: README, "Recording cost"):
 
 - The tensor is walked in memory order, as rows of its last axes. Per row,
-  one loop reads W, W_prev and W_0 once and takes every sum in float64,
-  the squares per unit, and W into a `line` for the frame. It is compiled
-  with reassociation allowed, so LLVM vectorises the sums; without
+  one loop reads W, W_prev and W_0 once and takes every sum, the squares
+  per unit, and W into a `line` for the frame. It is compiled with
+  reassociation allowed, so LLVM vectorises the sums; without
   `nnan`/`ninf`, so a NaN or Inf shows in the sums of its chunk of rows,
   whose stats alone are then summed again entry by entry over the finite
-  entries (units and frame keep NaN and Inf on purpose). min and max are
+  entries (units and frame keep NaN and Inf on purpose).
+- Precision as stats.py's docstring states it: float64 rows (`_row`) for
+  float64 and small tensors; float32 rows (`_row32`, twice the lanes) for
+  larger float32 and 16-bit ones, summed in float32 over at most _SEG
+  entries, then in float64. A chunk of float32 rows that could be wrong
+  (NaN, Inf, a square near float32's overflow or underflow) has its stats
+  and units taken again in float64; its lines keep float32's W, which is
+  W exactly. min and max are
   LLVM's NaN-propagating `minimum` / `maximum`, which it vectorises.
 - Frame cells: consecutive rows that land in the same cells one for one
   (a Dense kernel's rows inside one block row) add into the `line`, which
   goes to the cells once for all of them. Along one side of the layout, a
   line's cells are runs of equal length; any other layout takes a table of
   each entry's layout row and column. No transposed copy of the tensor.
-- float16 and bfloat16 are read as their uint16 bits and widened through a
-  65,536-entry table: no widened copy either.
+- float16 and bfloat16 are read as their bits and widened in registers
+  (`VIEWS`): no widened copy either.
 """
 
 import functools
@@ -67,6 +74,13 @@ KEY_EXACT, KEY_ROW, KEY_COL = range(3)
 
 _CHUNK = 1 << 14  # entries per chunk of rows whose stats are checked for NaN/Inf
 _MIN_INNER = 64  # a row spans the last axes up to at least this many entries
+_CHUNK32 = 1 << 16  # the same for float32 rows, whose unit sums stay float32 within one
+_SEG = 1024  # float32 sums run over at most this many entries, then go to float64
+# A float32 row's sums of squares stay below this, or its chunk is taken in
+# float64: a unit summed over a chunk's rows (at most _CHUNK32 / _MIN_INNER)
+# stays far from float32's overflow.
+_BIG32 = np.float32(2.0 ** 100)
+_TINY32 = np.float32(2.0 ** -40)  # below this (not 0), squares may underflow float32
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # not nnan/ninf: NaN and Inf must show
 
 
@@ -96,6 +110,45 @@ _min_finite = _llvm_binary("llvm.minnum", ("nnan", "nsz"))
 _max_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
 
 
+@intrinsic
+def _float16_bits(typingctx, v):
+    """The float32 value of float16 bits (int16: see `VIEWS`), the CPU's
+    conversion (F16C), which LLVM vectorises."""
+    if v != types.int16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(v), codegen
+
+
+@intrinsic
+def _bfloat16_bits(typingctx, v):
+    """The float32 value of bfloat16 bits (uint16): the top half of a float32."""
+    if v != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(wide, ir.FloatType())
+
+    return types.float32(v), codegen
+
+
+def _widen32(v, lut):
+    """An entry as float32 (numba only: see its overload)."""
+
+
+@overload(_widen32)
+def _widen32_impl(v, lut):
+    if isinstance(v, types.Float):
+        return lambda v, lut: np.float32(v)
+    if v == types.int16:
+        return lambda v, lut: _float16_bits(v)
+    return lambda v, lut: _bfloat16_bits(v)
+
+
 def _widen(v, lut):
     """An entry as float64 (numba only: see its overload)."""
 
@@ -104,18 +157,12 @@ def _widen(v, lut):
 def _widen_impl(v, lut):
     if isinstance(v, types.Float):
         return lambda v, lut: np.float64(v)
-    return lambda v, lut: np.float64(lut[v])  # uint16 bits of float16 / bfloat16
+    return lambda v, lut: np.float64(_widen32(v, lut))  # bits of float16 / bfloat16
 
 
-def _lut(dtype_name):
-    """float32 value of each of the 65,536 bit patterns of a 16-bit float."""
-    bits = np.arange(1 << 16, dtype=np.uint32)
-    if dtype_name == "float16":
-        return bits.astype(np.uint16).view(np.float16).astype(np.float32)
-    return (bits << 16).view(np.float32)  # bfloat16: the top half of a float32
-
-
-LUTS = {"float16": _lut("float16"), "bfloat16": _lut("bfloat16")}
+# 16-bit floats are read as their bits, in the integer type that says
+# which: no widened copy (stats._kernel_input).
+VIEWS = {"float16": np.int16, "bfloat16": np.uint16}
 NO_LUT = np.zeros(1, np.float32)
 
 
@@ -124,21 +171,42 @@ NO_LUT = np.zeros(1, np.float32)
 # wraparound, and that check stops LLVM vectorising.
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST)
-def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
-    """One row of W (`ps`, `qs`: of W_prev and W_0): its stats added to
-    `sums` (assuming every entry finite: the caller checks the chunk), its
-    entries to `line`, and with `along` (the units run along the row) its
-    squares to the units nv[m], uv[m]. Returns the row's sum W^2 and sum
-    (W - prev)^2, NaN and Inf included (a unit holding NaN shows it)."""
-    s = ss = z = dd = pp = ee = qq = 0.0
-    mn = np.inf
-    mx = -np.inf
-    dm = em = 0.0
+def _constants(zero):
+    """(0, 1, inf) in the type of `zero` (numba only: see its overload)."""
+
+
+@overload(_constants)
+def _constants_impl(zero):
+    if zero == types.float32:
+        return lambda zero: (np.float32(0.0), np.float32(1.0), np.float32(np.inf))
+    return lambda zero: (0.0, 1.0, np.inf)
+
+
+def _widen_as(v, lut, zero):
+    """An entry in the type of `zero` (numba only: see its overload)."""
+
+
+@overload(_widen_as)
+def _widen_as_impl(v, lut, zero):
+    if zero == types.float32:
+        return lambda v, lut, zero: _widen32(v, lut)
+    return lambda v, lut, zero: _widen(v, lut)
+
+
+@njit(nogil=True, fastmath=_FAST, inline="always")
+def _entries(xs, ps, qs, lut, tol, along, nv, uv, line, zero):
+    """The loop of a row: its sums in the type of `zero` (float64, or
+    float32 with 8 lanes where float64 has 4), returned as `sums` orders
+    them; its entries into `line`, and with `along` (the units run along
+    the row) its squares into the units nv[m], uv[m]."""
+    s, one, inf = _constants(zero)
+    ss = z = dd = pp = ee = qq = dm = em = s
+    mn = inf
+    mx = -inf
     for m in range(xs.size):
-        v = _widen(xs[m], lut)
-        a = _widen(ps[m], lut)
-        b = _widen(qs[m], lut)
+        v = _widen_as(xs[m], lut, zero)
+        a = _widen_as(ps[m], lut, zero)
+        b = _widen_as(qs[m], lut, zero)
         sq = v * v
         d = v - a
         dsq = d * d
@@ -148,7 +216,7 @@ def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
         dd += dsq
         mn = _min_finite(mn, v)
         mx = _max_finite(mx, v)
-        z += 1.0 if abs(v) <= zero_tol else 0.0
+        z += one if abs(v) <= tol else zero
         dm = _max_finite(dm, abs(d))
         pp += a * a
         ee += e * e
@@ -158,6 +226,13 @@ def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
         if along:
             nv[m] += sq
             uv[m] += dsq
+    return s, ss, mn, mx, z, dd, dm, pp, ee, em, qq
+
+
+@njit(nogil=True, fastmath=_FAST, inline="always")
+def _add_entries(sums, r):
+    """Adds `_entries`' sums `r` into `sums` (min and max: their min, max)."""
+    s, ss, mn, mx, z, dd, dm, pp, ee, em, qq = r
     sums[0] += s
     sums[1] += ss
     sums[2] = min(sums[2], mn)
@@ -169,7 +244,88 @@ def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
     sums[8] += ee
     sums[9] = max(sums[9], em)
     sums[10] += qq
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
+    """One row of W (`ps`, `qs`: of W_prev and W_0) in float64: its stats
+    added to `sums` (assuming every entry finite: the caller checks the
+    chunk), its entries to `line`, and with `along` its squares to the
+    units nv[m], uv[m]. Returns the row's sum W^2 and sum (W - prev)^2,
+    NaN and Inf included (a unit holding NaN shows it)."""
+    r = _entries(xs, ps, qs, lut, zero_tol, along, nv, uv, line, 0.0)
+    _add_entries(sums, r)
+    return r[1], r[5]
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+    """`_row` in float32: sums of _SEG entries added to `sums` in float64,
+    units (`nv`, `uv`: float32) and `line` as `_row`. Returns the row's
+    sum W^2 and sum (W - prev)^2, and whether no square came near
+    float32's overflow (nor was NaN)."""
+    rs = rd = 0.0
+    fine = True
+    zero = np.float32(0.0)
+    for lo in range(0, xs.size, _SEG):
+        hi = min(xs.size, lo + _SEG)
+        # nv, uv: the units along the row, or empty (read only with `along`)
+        r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, along, nv[lo:hi], uv[lo:hi],
+                     line[lo:hi], zero)
+        fine = fine and (r[1] < _BIG32 and r[5] < _BIG32 and r[7] < _BIG32 and r[8] < _BIG32
+                         and r[10] < _BIG32)
+        _add_entries(sums, r)
+        rs += r[1]
+        rd += r[5]
+    return rs, rd, fine
+
+
+def _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+    """`_row32`, but for float64 input (numba only: see its overload)."""
+
+
+@overload(_fast_row)
+def _fast_row_impl(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+    if xs.dtype == types.float64:  # never float32 rows (stats.accumulate): not compiled
+        return lambda xs, ps, qs, lut, tol, along, nv, uv, line, sums: (0.0, 0.0, False)
+    return lambda xs, ps, qs, lut, tol, along, nv, uv, line, sums: _row32(
+        xs, ps, qs, lut, tol, along, nv, uv, line, sums)
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _has_tiny(xs, ps, lut):
+    """Whether an entry of xs or ps is not 0 but below _TINY32 in size:
+    its square, or a difference's, may underflow float32."""
+    n = 0
+    for m in range(xs.size):
+        v = abs(_widen32(xs[m], lut))
+        a = abs(_widen32(ps[m], lut))
+        n += 1 if (v < _TINY32 and v > 0) or (a < _TINY32 and a > 0) else 0
+    return n > 0
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _units64(xs, ps, lut, along, nv, uv):
+    """A row's sum W^2 and sum (W - prev)^2 in float64, NaN and Inf
+    included; with `along`, each entry's into nv[m], uv[m]."""
+    ss = dd = 0.0
+    for m in range(xs.size):
+        v = _widen(xs[m], lut)
+        d = v - _widen(ps[m], lut)
+        ss += v * v
+        dd += d * d
+        if along:
+            nv[m] += v * v
+            uv[m] += d * d
     return ss, dd
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def _flush_units(part, total):
+    """total += part, then part = 0 (float32 unit sums into float64)."""
+    for u in range(part.size):
+        total[u] += part[u]
+        part[u] = 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -342,7 +498,7 @@ def _flush(line, r0, c0, plan, dr, dc, rowcell, colcell, frame):
 
 
 @njit(nogil=True, cache=True)
-def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
+def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast):
     """Adds the flat C-order tensor `x` (with `p` = W_prev and `q` = W_0,
     the same array as x when absent) into `buf`, a partial buffer (see
     `ACC_SIZE`, `partial_size`): acc, per-unit sums, frame cell sums (none
@@ -361,6 +517,12 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     (3, size) hold its (row, column, unit) offsets. `cells`: the frame
     cell of each layout row (times the columns of cells), then of each
     layout column; the cell of (r, c) is their sum.
+
+    `fast`: a float32 or 16-bit tensor of more than stats.EXACT_SIZE
+    entries (stats.py's docstring): rows in float32 (`_row32`), their
+    sums in float32 within _SEG entries, lines and units within a chunk;
+    a chunk where that could go wrong (NaN, Inf, a square near float32's
+    overflow or underflow) is taken again in float64.
     """
     size, rs, cs, us = plan[P_SIZE], plan[P_RS], plan[P_CS], plan[P_US]
     units, ncells, lead = plan[P_UNITS], plan[P_CELLS], plan[P_LEAD]
@@ -376,20 +538,32 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
     r0, c0, u0 = plan[P_R0], plan[P_C0], plan[P_U0]
     sums = np.empty(11)
     keyed, nlines, direct = plan[P_KEY], plan[P_LINES], plan[P_DIRECT] != 0
-    lines = np.zeros((0 if direct else nlines, size))
-    line = lines[0] if not direct else frame[:0]
+    lines = np.zeros((0 if direct or fast else nlines, size))
+    lines32 = np.zeros((nlines if fast and not direct else 0, size), np.float32)
+    line = lines[0] if not (direct or fast) else frame[:0]
+    nv32 = np.zeros(units if fast and us == 1 else 0, np.float32)
+    uv32 = np.zeros_like(nv32)
+    tol = np.float32(zero_tol)
+    if tol > zero_tol:  # |v| <= zero_tol for a float32 v: |v| <= the float32 below it
+        tol = np.nextafter(tol, np.float32(0.0))
     line_r = np.full(nlines, -1, np.int64)  # a row of each line: where it sits
     line_c = np.zeros(nlines, np.int64)
     key_r = key_c = -1
     along = us == 1
     rows = x.size // size
-    chunk_rows = max(1, _CHUNK // size)
+    chunk_rows = max(1, (_CHUNK32 if fast else _CHUNK) // size)
     s = 0
+    row_u = np.zeros(chunk_rows if fast else 0, np.int64)  # float32 chunks: each row's
+    row_ss = np.zeros(row_u.size)  # first unit, and with one unit per row its sums
+    row_dd = np.zeros(row_u.size)
     for start in range(0, rows, chunk_rows):
         stop = min(rows, start + chunk_rows)
+        lo, hi = start * size, stop * size
         sums[:] = 0.0
         sums[2] = np.inf
         sums[3] = -np.inf
+        fine = True
+        ulo, uhi = units, 0  # the units nv32, uv32 hold
         for row in range(start, stop):
             li = 0
             if direct:
@@ -404,23 +578,39 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
                 if nlines > 1:
                     li = kr + kc
                 elif kr != key_r or kc != key_c:
-                    if line_r[0] >= 0:
+                    if line_r[0] >= 0 and fast:
+                        _flush(lines32[0], line_r[0], line_c[0], plan, dr, dc, rowcell,
+                               colcell, frame)
+                    elif line_r[0] >= 0:
                         _flush(lines[0], line_r[0], line_c[0], plan, dr, dc, rowcell, colcell,
                                frame)
                     key_r, key_c = kr, kc
                     line_r[0] = -1
                 if line_r[li] < 0:
                     line_r[li], line_c[li] = r0, c0
-            if not direct:
+            if not (direct or fast):
                 line = lines[li]
-            lo = row * size
-            xs, ps = x[lo:lo + size], p[lo:lo + size]
-            nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
-            ss, dd = _row(xs, ps, q[lo:lo + size], lut, zero_tol, along, nv, uv, line, sums)
-            if us == 0:
-                norm[u0] += ss
-                upd[u0] += dd
-            elif not along:
+            at = row * size
+            xs, ps, qs = x[at:at + size], p[at:at + size], q[at:at + size]
+            if fast:
+                row_u[row - start] = u0
+                if along:
+                    ulo, uhi = min(ulo, u0), max(uhi, u0 + size)
+                nv, uv = (nv32[u0:u0 + size], uv32[u0:u0 + size]) if along else (nv32, uv32)
+                if direct:
+                    ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
+                else:
+                    ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, lines32[li],
+                                           sums)
+                fine = fine and ok
+                row_ss[row - start], row_dd[row - start] = ss, dd
+            else:
+                nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
+                ss, dd = _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums)
+                if us == 0:
+                    norm[u0] += ss
+                    upd[u0] += dd
+            if not along and us != 0:
                 _add_units(xs, ps, lut, u0, us, du, norm, upd)
             for a in range(lead - 1, -1, -1):  # the next row: an odometer
                 idx[a] += 1
@@ -433,8 +623,30 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
                 c0 -= outer[a, 2] * outer[a, 0]
                 u0 -= outer[a, 3] * outer[a, 0]
                 idx[a] = 0
-        lo, hi = start * size, stop * size
-        _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+        if not fast:
+            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+        elif fine and (sums[4] == 0 or not _has_tiny(x[lo:hi], p[lo:hi], lut)):
+            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+            if along:
+                _flush_units(nv32[ulo:uhi], norm[ulo:uhi])
+                _flush_units(uv32[ulo:uhi], upd[ulo:uhi])
+            elif us == 0:
+                for i in range(stop - start):
+                    norm[row_u[i]] += row_ss[i]
+                    upd[row_u[i]] += row_dd[i]
+        else:  # NaN, Inf, or squares float32 would get wrong: the chunk in float64
+            _add_masked(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc)
+            nv32[ulo:uhi] = 0.0
+            uv32[ulo:uhi] = 0.0
+            for i in range(stop - start):
+                at, u = (start + i) * size, row_u[i]
+                if along:
+                    _units64(x[at:at + size], p[at:at + size], lut, True, norm[u:u + size],
+                             upd[u:u + size])
+                elif us == 0:
+                    ss, dd = _units64(x[at:at + size], p[at:at + size], lut, False, norm, upd)
+                    norm[u] += ss
+                    upd[u] += dd
         if sample_at.size == x.size:  # a small tensor: all of it
             _widen_into(x[lo:hi], lut, sample[lo:hi])
         else:
@@ -443,7 +655,10 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf):
             s = e
     for li in range(nlines):
         if ncells and line_r[li] >= 0:
-            _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
+            if fast:
+                _flush(lines32[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
+            else:
+                _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
 
 
 @intrinsic
@@ -509,6 +724,40 @@ def _pair(values, k):
 
 
 @njit(nogil=True, cache=True)
+def _select_pair(a, k):
+    """`_pair` in place (Hoare's quickselect, pivots the median of three):
+    numpy's partition copies and runs several times slower on the few
+    thousand values `_ranked` keeps."""
+    lo, hi = 0, a.size - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k], a[k + 1:].min() if k + 1 < a.size else a[k]
+
+
+@njit(nogil=True, cache=True)
 def _ranked(values, los):
     """The los[i]-th and (los[i]+1)-th smallest of `values` (at most their
     number), for ranks near either end, as stats._ranked: the values beyond
@@ -532,25 +781,21 @@ def _ranked(values, los):
         # Room for twice the expected count (fresh pages per call cost more
         # than the scan); more than that, the cuts were wrong: all of them.
         room = min(n, 4 * (need_lo + need_hi) + 32 * (n // sub.size) + 64)
-        low = np.empty(room)
-        high = np.empty(room)
+        low = np.empty(room + 1)  # the last entry: where values past room go
+        high = np.empty(room + 1)
         nl = nh = 0
-        for j in range(n):
+        for j in range(n):  # without branches: a few in a hundred pass, at random
             v = values[j]
-            if v <= cut_lo:
-                if nl < room:
-                    low[nl] = v
-                nl += 1
-            if v >= cut_hi:
-                if nh < room:
-                    high[nh] = v
-                nh += 1
+            low[np.uint64(min(nl, room))] = v
+            nl += 1 if v <= cut_lo else 0
+            high[np.uint64(min(nh, room))] = v
+            nh += 1 if v >= cut_hi else 0
         if need_lo <= nl <= room and need_hi <= nh <= room:
             for i, k in enumerate(los):
                 if k < n // 2:
-                    out[2 * i], out[2 * i + 1] = _pair(low[:nl], k)
+                    out[2 * i], out[2 * i + 1] = _select_pair(low[:nl], k)
                 else:
-                    out[2 * i], out[2 * i + 1] = _pair(high[:nh], k - n + nh)
+                    out[2 * i], out[2 * i + 1] = _select_pair(high[:nh], k - n + nh)
             return out
     if _near_ends(n, los) <= _FEW:
         for i, k in enumerate(los):
@@ -794,8 +1039,8 @@ BATCH_COLUMNS = 19
 
 
 @njit(nogil=True, cache=True)
-def measure_many(x, p, q, lut, zero_tol, index, plans, tables, cells, covered, positions,
-                 bufs, acc, unit_sums, centred, pcts, still, frames):
+def measure_many(x, p, q, lut, zero_tol, fast_above, index, plans, tables, cells, covered,
+                 positions, bufs, acc, unit_sums, centred, pcts, still, frames):
     """`accumulate` of tensors laid end to end in x (p, q: their W_prev and
     W_0, or themselves), each into its own (empty) partial buffer in
     `bufs`, and what finishing them needs beside it: the acc entries into
@@ -806,7 +1051,9 @@ def measure_many(x, p, q, lut, zero_tol, index, plans, tables, cells, covered, p
     units whose update is exactly 0 into still[t], and the frame's means
     into `frames` (float32, or float16 bits). The sample: the entries at
     its sorted `positions`. One call for many small tensors, so the cost
-    of each is its entries, not a call's; a large tensor comes alone."""
+    of each is its entries, not a call's; a large tensor comes alone.
+    A tensor of more than `fast_above` entries takes float32 rows
+    (`accumulate`'s `fast`)."""
     for t in range(index.shape[0]):
         at = index[t]
         lo, n = at[B_X], at[B_N]
@@ -822,7 +1069,7 @@ def measure_many(x, p, q, lut, zero_tol, index, plans, tables, cells, covered, p
         ns = at[B_SAMPLE_N]
         accumulate(xs, p[lo:lo + n], q[lo:lo + n], lut, zero_tol, plan, table,
                    cells[at[B_CELLS]:at[B_CELLS] + at[B_CELLS_N]],
-                   positions[at[B_SAMPLE]:at[B_SAMPLE] + ns], buf)
+                   positions[at[B_SAMPLE]:at[B_SAMPLE] + ns], buf, n > fast_above)
         acc[t] = buf[:ACC_SIZE]
         unit_sums[at[B_UNITS]:at[B_UNITS] + 2 * units] = buf[ACC_SIZE:ACC_SIZE + 2 * units]
         if at[B_CENTRE] and buf[N] > 0:

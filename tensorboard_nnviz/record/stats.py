@@ -8,9 +8,9 @@ given a layout, the weight's frame too (`layout.make_frame`'s).
 
 Two paths give the same answers (tests/test_fused.py): the fused pass
 (record/fused.py, compiled by numba: one read of W, W_prev and W_0 for the
-stats, the unit sums and the frame, every sum in float64; its partial sums
-are exposed for shards: `new_partial`, `accumulate`, `combine`, `finish`),
-and the numpy path below, taken where numba is missing or fails.
+stats, the unit sums and the frame, to the precision below; its partial
+sums are exposed for shards: `new_partial`, `accumulate`, `combine`,
+`finish`), and the numpy path below, taken where numba is missing or fails.
 
 - `mean, std, min, max, l2, absmax`: over the finite entries (`std` is the
   population standard deviation, ddof = 0).
@@ -39,28 +39,35 @@ has a NaN norm (Inf: an Inf norm), so a broken unit stays visible.
 Undefined values are None, never NaN: no finite entry, no `prev`/`init`
 (or one of another shape), a zero norm in a ratio or cosine.
 
-Precision and speed of the numpy path (the fused pass sums every entry in
-float64). Every sum accumulates in float64 across blocks of at most
-`_BLOCK` entries. Two ways:
+Precision, on both paths. Every sum accumulates in float64 across blocks
+(numpy: of at most `_BLOCK` entries; the fused pass: float32 sums of at most
+1,024 entries, and unit and frame sums within a chunk of 65,536). Two ways:
 
-- exact: tensors of at most `EXACT_SIZE` entries, float64 tensors, and any
-  tensor holding NaN or Inf: each block is widened to float64 and every
-  product and difference is taken there.
-- fast: larger finite float32 tensors (float16, bfloat16 and integers are
+- exact: tensors of at most `EXACT_SIZE` entries, float64 tensors, and (the
+  whole tensor on the numpy path, the chunk of rows holding it on the fused
+  pass) NaN or Inf: every entry is widened to float64 and every product
+  and difference is taken there.
+- fast: larger float32 tensors (float16, bfloat16 and integers are
   widened to float32 first, exactly). Differences and squares are rounded
   to float32 (2**-24 relative per entry) and summed in float32 within a
   block, so norms are within about 1e-7 relative of the float64 value
-  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds it;
-  a few 1e-6 for an update that is exactly 0 in most entries, as
-  bfloat16's often is: tests/test_fused.py).
+  (benchmarks/writer_cpu.py measures it; tests/test_stats.py bounds the
+  numpy path, tests/test_fused.py the fused pass on a tensor built to be
+  hard for it; numpy's float32 blocks are longer, and reach a few 1e-6 for
+  an update that is exactly 0 in most entries, as bfloat16's often is).
   `init_cos` is derived from the three norms, so it is within about 1e-7
-  absolute. A sum that overflows float32, a unit sum that underflows to 0
-  and a large mean (std by cancellation) are redone exactly, so a zero
-  update is always exactly zero and no finite tensor reads as Inf.
+  absolute; frame cells within float32 rounding of their entries. A sum
+  that overflows float32, a unit sum that underflows to 0 and a large mean
+  (std by cancellation) are redone exactly (the fused pass: any chunk
+  holding an entry whose square could come near float32's overflow or
+  underflow), so a zero update is always exactly zero and no finite
+  tensor reads as Inf.
+- min, max and zero counts are exact either way; max |W - other| is the
+  largest difference as float32 rounds it on the fast way.
 
-The fast path reads each block once while it is in the CPU cache and does
-without float64 copies: float64 arithmetic over float32 data runs through
-numpy's casting buffers at a fraction of the speed (measured in
+The numpy fast path reads each block once while it is in the CPU cache and
+does without float64 copies: float64 arithmetic over float32 data runs
+through numpy's casting buffers at a fraction of the speed (measured in
 benchmarks/writer_cpu.py). No BLAS: its threads stall on cores that
 training keeps busy, so products are einsum's single-threaded loops.
 """
@@ -756,9 +763,9 @@ def _kernel_input(kernel, x):
     x = np.ascontiguousarray(x)
     if x.dtype == np.float32 or x.dtype == np.float64:
         return x.reshape(-1), kernel.NO_LUT
-    lut = kernel.LUTS.get(x.dtype.name)
-    if lut is not None:
-        return x.reshape(-1).view(np.uint16), lut
+    bits = kernel.VIEWS.get(x.dtype.name)
+    if bits is not None:
+        return x.reshape(-1).view(bits), kernel.NO_LUT
     return _as_numeric(x).reshape(-1), kernel.NO_LUT
 
 
@@ -777,8 +784,9 @@ def accumulate(buf, plan, w, prev=None, init=None, shard=None):
     p = flat if prev is None else _kernel_input(kernel, prev)[0]
     q = flat if init is None else _kernel_input(kernel, init)[0]
     positions = sample_positions(flat.size) if shard is None else _EMPTY
+    size = flat.size if shard is None else math.prod(shard[0])
     kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, positions,
-                      buf)
+                      buf, size > _float32_rows_above(flat.dtype))
     if shard is not None:
         slots, mine = shard_sample(shard[0], shard[1], np.shape(w))
         first = kernel.ACC_SIZE + 2 * plan.units + math.prod(plan.frame_shape)
@@ -786,6 +794,13 @@ def accumulate(buf, plan, w, prev=None, init=None, shard=None):
 
 
 _EMPTY = np.zeros(0, np.int64)
+
+
+def _float32_rows_above(dtype):
+    """The kernel takes float32 rows for tensors of more entries than this,
+    where the numpy path has its fast path (docstring): float32 and 16-bit
+    input past EXACT_SIZE, never float64."""
+    return EXACT_SIZE if dtype != np.float64 else np.iinfo(np.int64).max
 
 
 @functools.lru_cache(maxsize=1024)
@@ -955,8 +970,9 @@ def _run(kernel, requests, frame_dtype):
     acc, unit_sums = np.empty((k, kernel.ACC_SIZE)), np.empty(batch.units)
     centred, pcts, still = np.full(k, math.nan), np.full((k, 2), math.nan), np.full(k, math.nan)
     frames = np.empty(batch.cells, frame_dtype)
-    kernel.measure_many(x, p, q, lut, ZERO_TOL, batch.index, *batch.parts, positions,
-                        _scratch(batch.buffers), acc, unit_sums, centred, pcts, still,
+    kernel.measure_many(x, p, q, lut, ZERO_TOL, _float32_rows_above(x.dtype), batch.index,
+                        *batch.parts, positions, _scratch(batch.buffers), acc, unit_sums,
+                        centred, pcts, still,
                         frames.view(np.uint16) if frames.dtype == np.float16 else frames)
     return _Run(acc, centred, pcts, still, compared, unit_sums, frames, batch.slices, x, lut,
                 ws[0] if k == 1 else None)
