@@ -119,22 +119,37 @@ def instrument(cb, spent, clock=time.perf_counter):
     during it in "worker", so hooks + worker counts it twice, while hooks +
     worker_training counts each second once (the CPU the worker took from
     training while it ran, then the wall time training waited at the end).
-    Of the worker's CPU, the spectral stats' goes to spent["spectral"]."""
-    for name in HOOKS:
-        hook = getattr(cb, name)
+    Of the worker's CPU, the spectral stats' goes to spent["spectral"].
 
-        def timed(*args, _hook=hook, _name=name, **kwargs):
-            writer = getattr(getattr(cb, "recorder", None), "writer", None)
-            if _name == "on_train_end" and writer is not None:
-                spent["worker_training"] += writer.worker_cpu_seconds
-            start = clock()
-            try:
-                return _hook(*args, **kwargs)
-            finally:
-                spent["hooks"] += clock() - start
-                if _name == "on_train_end" and writer is not None:
-                    spent["worker"] += writer.worker_cpu_seconds
-                    spent["spectral"] += writer.spectral_cpu_seconds
+    Only the hooks `cb`'s class overrides are wrapped: Keras's own no-op
+    hooks cost nothing, and a wrapper timing one (a batch hook, at every
+    batch) would count its own clock reads as the callback's cost."""
+    import keras
+
+    for name in HOOKS:
+        if getattr(type(cb), name) is getattr(keras.callbacks.Callback, name):
+            continue
+        hook = getattr(cb, name)
+        if name == "on_train_end":
+            def timed(*args, _hook=hook, **kwargs):
+                writer = getattr(getattr(cb, "recorder", None), "writer", None)
+                if writer is not None:
+                    spent["worker_training"] += writer.worker_cpu_seconds
+                start = clock()
+                try:
+                    return _hook(*args, **kwargs)
+                finally:
+                    spent["hooks"] += clock() - start
+                    if writer is not None:
+                        spent["worker"] += writer.worker_cpu_seconds
+                        spent["spectral"] += writer.spectral_cpu_seconds
+        else:
+            def timed(*args, _hook=hook, **kwargs):
+                start = clock()
+                try:
+                    return _hook(*args, **kwargs)
+                finally:
+                    spent["hooks"] += clock() - start
 
         setattr(cb, name, timed)
 

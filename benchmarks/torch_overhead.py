@@ -27,7 +27,12 @@ training thread's inside add_histogram and SummaryWriter.close. Targets: ours <=
 add_histogram's overhead and <= 2 % of the loop's time.
 
     python benchmarks/torch_overhead.py [--samples 10000] [--epochs 3] [--every 50] [--repeats 5]
-                                        [--spectral auto]
+                                        [--spectral auto] [--threads N] [--direct-only]
+
+`--threads 1` runs torch on one thread: the copies' CPU is then all on the
+training thread, and on shared cores the loops stop scattering (two
+threads' barriers wait for whichever core is taken). `--direct-only` skips
+the loop without logging and prints the direct cost alone (no "/ loop").
 """
 
 import argparse
@@ -140,8 +145,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--spectral", default="auto", help="watch's spectral option: auto, True, False")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--direct-only", action="store_true",
+                        help="skip the loop without logging; print the direct cost only")
     args = parser.parse_args()
     args.spectral = {"True": True, "False": False}.get(args.spectral, args.spectral)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = tuple(c for c in CONFIGS if not (args.direct_only and c == "none"))
 
     g = torch.Generator().manual_seed(0)
     data = (torch.randn(args.samples, 1, 28, 28, generator=g),
@@ -149,13 +160,13 @@ def main():
     names = args.models.split(",")
     warm = argparse.Namespace(**dict(vars(args), epochs=1))
     for name in names:  # first-use imports and allocator warm-up of each configuration
-        for config in CONFIGS:
+        for config in configs:
             run_loop(MODELS[name], config, (data[0][:512], data[1][:512]), warm)
 
-    results = {(m, c): [] for m in names for c in CONFIGS}
+    results = {(m, c): [] for m in names for c in configs}
     sizes, steps = {}, 0
     for rep in range(args.repeats):
-        order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]
+        order = configs[rep % len(configs):] + configs[:rep % len(configs)]
         for name in names:
             for config in order:
                 gc.collect()
@@ -172,6 +183,9 @@ def main():
           % (args.samples, args.batch, args.epochs, steps, snapshots, args.every, args.repeats,
              torch.__version__, torch.get_num_threads(),
              " ".join("%.1f" % v for v in os.getloadavg())))
+    if args.direct_only:
+        print_direct_only(results, names, sizes)
+        return
     header = ("| model | nnviz records | clock | loop, no logging | nnviz overhead | "
               "add_histogram overhead | nnviz / add_histogram | nnviz / loop |")
     print(header)
@@ -205,6 +219,21 @@ def main():
             print("| %s | %s | %.2f s | %.3f s | %.3f s | %.3f | %.2f%% | %s | %s |" % (
                 name, _label(config), base, ours, theirs, ours / theirs, 100 * ours / base,
                 format_bytes(sizes[(name, config)]), format_bytes(sizes[(name, "histogram")])))
+
+
+def print_direct_only(results, names, sizes):
+    """The direct cost table without the loop that logs nothing (`--direct-only`)."""
+    header = ("| model | nnviz records | nnviz calls | nnviz worker | add_histogram calls | "
+              "nnviz / add_histogram | bytes nnviz |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in names:
+        theirs = min(t[3] for t in results[(name, "histogram")])
+        for config in NNVIZ:
+            best = min(results[(name, config)], key=lambda t: t[3] + t[4])
+            print("| %s | %s | %.3f s | %.3f s | %.3f s | %.3f | %s |" % (
+                name, _label(config), best[3], best[4], theirs, (best[3] + best[4]) / theirs,
+                format_bytes(sizes[(name, config)])))
 
 
 def _label(config):

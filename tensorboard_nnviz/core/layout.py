@@ -18,6 +18,7 @@ of n layout columns (before reduction), e.g. the gates of an LSTM kernel or
 the heads of an attention projection.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -351,11 +352,22 @@ def choose_block(rows, cols, max_cells, row_align=(), col_align=()):
     tile or a gate/head group (`*_align`) in two: e.g. a 3x3 conv kernel is
     reduced by 3x3 or 6x6 blocks, not 2x2 ones, unless that costs over
     twice the detail.
+
+    The search (`_best_block`, over a hundred or more block heights) is
+    remembered per arguments: a model asks again for every weight of the
+    same shape, and for each quantity of a weight.
     """
     if rows * cols <= max_cells:
         return [1, 1]
     if max_cells < 1:
         raise ValueError("max_cells must be >= 1, got %r" % (max_cells,))
+    return list(_best_block(int(rows), int(cols), int(max_cells), tuple(row_align),
+                            tuple(col_align)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _best_block(rows, cols, max_cells, row_align, col_align):
+    """`choose_block`'s search, as a tuple."""
     # Block heights worth trying: around the square block's side, around
     # the least feasible height (when the columns are few), a geometric
     # sweep in between, and all rows.
@@ -380,7 +392,7 @@ def choose_block(rows, cols, max_cells, row_align=(), col_align=()):
                 score *= 2
             if best is None or score < best[0]:
                 best = (score, br, bc)
-    return [best[1], best[2]]
+    return best[1], best[2]
 
 
 def frame_block(layout, shape, max_cells):

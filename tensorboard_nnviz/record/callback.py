@@ -185,7 +185,8 @@ class NNVizCallback(keras.callbacks.Callback):
         it = self._iterations() if iterations is None else iterations
         self._find_shards()
         source = _KerasModel(self.model, self.recorder.shards is not None,
-                             self.recorder.quantities, self.recorder.warn_once)
+                             self.recorder.quantities, self.recorder.warn_once,
+                             iterations=it if self._has_iterations() else None)
         self.recorder.snapshot(source, it, token=self._optimizer())
 
     def _find_shards(self):
@@ -209,10 +210,12 @@ class NNVizCallback(keras.callbacks.Callback):
         return getattr(self.model, "optimizer", None)
 
     def _iterations(self):
-        iterations = getattr(self._optimizer(), "iterations", None)
-        if iterations is None:  # no optimizer: count the batches ourselves
+        if not self._has_iterations():  # no optimizer: count the batches ourselves
             return self._count
-        return int(np.asarray(keras.ops.convert_to_numpy(iterations)))
+        return int(np.asarray(keras.ops.convert_to_numpy(self._optimizer().iterations)))
+
+    def _has_iterations(self):
+        return getattr(self._optimizer(), "iterations", None) is not None
 
     def _has_weights(self):
         return bool(getattr(self.model, "built", True) and self.model.weights)
@@ -225,11 +228,12 @@ _Recorded = collections.namedtuple("_Recorded", structure_lib.WeightRef._fields 
 class _KerasModel(recorder_lib.Source):
     """A Keras model as the recorder sees it (recorder.Source)."""
 
-    def __init__(self, model, shards=False, quantities=(), warn=logger.warning):
+    def __init__(self, model, shards=False, quantities=(), warn=logger.warning, iterations=None):
         self.model = model
         self.shards = shards  # sharded weights measured where they lie (sharded.py)
         self.quantities = quantities  # read beside each weight (quantities_keras.py)
         self.warn = warn
+        self.iterations = iterations  # the optimizer's, read once for this snapshot
 
     def key(self):
         # The optimizer too: a recompile with another one writes the structure again.
@@ -292,7 +296,7 @@ class _KerasModel(recorder_lib.Source):
             return None
         try:
             return quantities_keras.Reader(getattr(self.model, "optimizer", None),
-                                           self.quantities, _host_view)
+                                           self.quantities, _host_view, self.iterations)
         except Exception as e:
             self._failed(e)
             return None

@@ -72,9 +72,12 @@ class Reader:
       names: the quantities wanted, names from `format.QUANTITIES`.
       host_view: `host_view(value, variable)` -> numpy array sharing the
         backend's memory where it can (the callback's).
+      iterations: `optimizer.iterations` as the caller just read it, or
+        None to read it here (each read is a device read: on TensorFlow
+        an op). Used only when the optimizer is not a wrapper.
     """
 
-    def __init__(self, optimizer, names, host_view):
+    def __init__(self, optimizer, names, host_view, iterations=None):
         self._host_view = host_view
         self._opt = structure.inner_optimizer(optimizer) if optimizer is not None else None
         self._names = tuple(n for n in fmt.QUANTITIES if n in names)
@@ -83,7 +86,9 @@ class Reader:
         self._centered = None  # centered RMSprop's mean gradients
         if not self._names or self._opt is None or not getattr(self._opt, "built", False):
             return
-        self._t = int(np.asarray(keras.ops.convert_to_numpy(self._opt.iterations)))
+        if iterations is None or self._opt is not optimizer:  # a wrapper counts its own
+            iterations = np.asarray(keras.ops.convert_to_numpy(self._opt.iterations))
+        self._t = int(iterations)
         if self._t < 1:
             return  # no step yet: the slots hold their initial zeros
         self._slots = self._slot_lists()

@@ -37,14 +37,20 @@ __all__ = ["Reading", "read"]
 
 class Reading:
     """One quantity of one parameter, to copy to host: `tensor` (the
-    optimizer's own, not copied yet), and `finish`, a function applied in
-    place to the host copy (a torch tensor) once it has landed (scaling,
-    square root), or None."""
+    optimizer's own, not copied yet), `scale`, a factor the copy is
+    multiplied by (a bias correction; 1.0 for none), and `finish`, a
+    function applied in place to the host copy (a torch tensor) once it
+    has landed and been scaled (a square root), or None.
 
-    __slots__ = ("quantity", "tensor", "finish")
+    The scale is separate from `finish` so that a CPU copy can be scaled
+    as it is made (`torch.mul(..., out=)`), one pass over the memory
+    instead of a copy and then a multiply in place.
+    """
 
-    def __init__(self, quantity, tensor, finish=None):
-        self.quantity, self.tensor, self.finish = quantity, tensor, finish
+    __slots__ = ("quantity", "tensor", "scale", "finish")
+
+    def __init__(self, quantity, tensor, finish=None, scale=1.0):
+        self.quantity, self.tensor, self.finish, self.scale = quantity, tensor, finish, scale
 
 
 def groups_of(optimizers):
@@ -118,13 +124,11 @@ def _adam(quantity, group, state):
         return None
     beta1, beta2 = (float(b) for b in group["betas"])
     if quantity == "m_hat" and "exp_avg" in state:
-        c1 = 1.0 / (1.0 - beta1 ** t)
-        return Reading(quantity, state["exp_avg"], lambda host: host.mul_(c1))
+        return Reading(quantity, state["exp_avg"], scale=1.0 / (1.0 - beta1 ** t))
     if quantity == "v_rms" and "exp_avg_sq" in state:
         v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state \
             else state["exp_avg_sq"]
-        c2 = 1.0 / (1.0 - beta2 ** t)
-        return Reading(quantity, v, lambda host: host.mul_(c2).sqrt_())
+        return Reading(quantity, v, _sqrt_in_place, scale=1.0 / (1.0 - beta2 ** t))
     return None
 
 
@@ -139,6 +143,10 @@ def _step(state):
 
 def _sqrt(host):
     host.clamp_(min=0).sqrt_()
+
+
+def _sqrt_in_place(host):
+    host.sqrt_()  # of a scaled average of squares: never negative
 
 
 def skipped(optimizer):

@@ -259,8 +259,8 @@ class Recorder:
         """Logs what will be recorded: tensors, bytes per snapshot and, when
         known, the snapshots expected. `echo`: print it as well (beside a
         progress bar). On the writing process only; never raises."""
-        if self.writer is None:
-            return
+        if self.writer is None or not (echo or logger.isEnabledFor(logging.INFO)):
+            return  # nobody would read it: not worth a walk of the layouts
         try:
             recorded = self.tensors(source)[2]
             msg = budget_lib.budget_message(

@@ -473,14 +473,23 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
     # `writer.Weight.key`), with the block's start for a shard.
     devices = set()
     weights = []
-    finishing = []  # (host buffer, in-place function) once the copies landed
+    finishing = []  # (host tensor, scale, in-place function) once the copies landed
 
-    def host(tensor, key):
+    def host(tensor, key, scale=1.0, finish=None):
+        """`tensor` copied into a pooled buffer, times `scale`, then
+        `finish`ed in place (queued until the copies have landed)."""
         if tensor.device.type == "cuda":
             devices.add(tensor.device)
             pool.pinned = True
         buf = pool.take(key, tuple(tensor.shape), _HOST_DTYPES.get(tensor.dtype, np.float32))
-        torch.from_numpy(buf).copy_(tensor, non_blocking=tensor.device.type == "cuda")
+        dest = torch.from_numpy(buf)
+        if scale != 1.0 and tensor.device.type == "cpu" and tensor.dtype == dest.dtype:
+            torch.mul(tensor, scale, out=dest)  # the copy and the scaling in one pass
+            scale = 1.0
+        else:
+            dest.copy_(tensor, non_blocking=tensor.device.type == "cuda")
+        if scale != 1.0 or finish is not None:
+            finishing.append((dest, scale, finish))
         return buf
 
     for e in items:
@@ -492,8 +501,7 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
                 mine = [] if local is None else [sharded_lib.Shard(start, host(local, (e.tag, start)))]
                 weights.append(writer_lib.Weight(e.tag, sharded_lib.Sharded(tensor.shape, mine, cut),
                                                  e.layer_class, e.layer, e.dtype))
-                weights.extend(_sharded_quantities(e, tensor, local, quantities, groups or {}, host,
-                                                   finishing))
+                weights.extend(_sharded_quantities(e, tensor, local, quantities, groups or {}, host))
                 continue
             tensor = tensor.full_tensor()  # every rank gathers it (a collective)
         if writes:
@@ -501,23 +509,24 @@ def copy_to_host(items, pool, writes=True, shards=False, quantities=(), groups=N
                                              e.dtype))
             wanted = () if structure_torch.is_sharded(e.tensor) else quantities  # gathered: none
             for r in quantities_torch.read_safely(e.tensor, wanted, groups or {}):
-                buf = host(r.tensor.detach(), (e.tag, r.quantity))
-                if r.finish is not None:
-                    finishing.append((buf, r.finish))
+                buf = host(r.tensor.detach(), (e.tag, r.quantity), r.scale, r.finish)
                 weights.append(writer_lib.Weight(e.tag, buf, e.layer_class, e.layer,
                                                  str(buf.dtype), r.quantity))
     for device in devices:
         torch.cuda.current_stream(device).synchronize()
-    for buf, finish in finishing:
-        finish(torch.from_numpy(buf))
+    for dest, scale, finish in finishing:
+        if scale != 1.0:
+            dest.mul_(scale)
+        if finish is not None:
+            finish(dest)
     return weights
 
 
-def _sharded_quantities(e, param, local, quantities, groups, host, finishing):
+def _sharded_quantities(e, param, local, quantities, groups, host):
     """A `writer.Weight` of a `sharded.Sharded` per quantity of `quantities`
     for the sharded parameter of entry `e` (`local`: this rank's block of
     it, or None), this rank's block of the optimizer's DTensor copied by
-    `host` (its finishing step queued on `finishing`).
+    `host` (scaled and finished as the Reading says).
 
     Every rank gives the same list (parameter and optimizer are the same
     everywhere), so the ranks enter the same collectives; a quantity this
@@ -540,10 +549,9 @@ def _sharded_quantities(e, param, local, quantities, groups, host, finishing):
             start, mine, cut = block
             shards = []
             if mine is not None:
-                buf = host(mine, ((e.tag, quantity), start))
+                buf = host(mine, ((e.tag, quantity), start), readings[0].scale,
+                           readings[0].finish)
                 shards.append(sharded_lib.Shard(start, buf))
-                if readings[0].finish is not None:
-                    finishing.append((buf, readings[0].finish))
             value = sharded_lib.Sharded(param.shape, shards, cut)
         out.append(writer_lib.Weight(e.tag, value, e.layer_class, e.layer, np.dtype(dtype).name,
                                      quantity))

@@ -475,10 +475,11 @@ class SnapshotWriter:
         done = self._unchanged_spectra(matrices)
         for tag in done:
             del matrices[tag]
-        with spectral_lib.blas_single_thread():
-            for tag, (w, tag_stats) in list(matrices.items()):
-                if not isinstance(w.value, np.ndarray):  # sharded: sharded.py chose (its Gram)
-                    del matrices[tag]
+        sharded = [tag for tag, (w, _) in matrices.items() if not isinstance(w.value, np.ndarray)]
+        if sharded:  # sharded.py chose them (their Gram)
+            with spectral_lib.blas_single_thread():
+                for tag in sharded:
+                    w, tag_stats = matrices.pop(tag)
                     metrics = _spectral_metrics(tag, w.value, None)
                     if metrics is not None:
                         tag_stats.update(metrics)
@@ -486,6 +487,8 @@ class SnapshotWriter:
         ops = [(tag, spectral_lib.cost(w.value.shape, self.state[tag].matrix))
                for tag, (w, _) in matrices.items()]
         chosen = self._scheduler.select(ops, elapsed=elapsed, writer_seconds=writer_seconds)
+        if not chosen:
+            return done
         with spectral_lib.blas_single_thread():
             for tag in chosen:
                 with self._pause:  # not while the training thread copies
