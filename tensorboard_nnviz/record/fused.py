@@ -520,7 +520,8 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
 
     `fast`: a float32 or 16-bit tensor of more than stats.EXACT_SIZE
     entries (stats.py's docstring): rows in float32 (`_row32`), their
-    sums in float32 within _SEG entries, lines and units within a chunk;
+    sums in float32 within _SEG entries, units within a chunk (lines and
+    the frame float64, as on float64 rows);
     a chunk where that could go wrong (NaN, Inf, a square near float32's
     overflow or underflow) is taken again in float64.
     """
@@ -538,9 +539,10 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
     r0, c0, u0 = plan[P_R0], plan[P_C0], plan[P_U0]
     sums = np.empty(11)
     keyed, nlines, direct = plan[P_KEY], plan[P_LINES], plan[P_DIRECT] != 0
-    lines = np.zeros((0 if direct or fast else nlines, size))
-    lines32 = np.zeros((nlines if fast and not direct else 0, size), np.float32)
-    line = lines[0] if not (direct or fast) else frame[:0]
+    # Lines are float64 on float32 rows too: a frame is rounded once, to
+    # float16, from cell sums as the float64 rows make them.
+    lines = np.zeros((0 if direct else nlines, size))
+    line = lines[0] if not direct else frame[:0]
     nv32 = np.zeros(units if fast and us == 1 else 0, np.float32)
     uv32 = np.zeros_like(nv32)
     tol = np.float32(zero_tol)
@@ -578,17 +580,14 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
                 if nlines > 1:
                     li = kr + kc
                 elif kr != key_r or kc != key_c:
-                    if line_r[0] >= 0 and fast:
-                        _flush(lines32[0], line_r[0], line_c[0], plan, dr, dc, rowcell,
-                               colcell, frame)
-                    elif line_r[0] >= 0:
+                    if line_r[0] >= 0:
                         _flush(lines[0], line_r[0], line_c[0], plan, dr, dc, rowcell, colcell,
                                frame)
                     key_r, key_c = kr, kc
                     line_r[0] = -1
                 if line_r[li] < 0:
                     line_r[li], line_c[li] = r0, c0
-            if not (direct or fast):
+            if not direct:
                 line = lines[li]
             at = row * size
             xs, ps, qs = x[at:at + size], p[at:at + size], q[at:at + size]
@@ -597,11 +596,7 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
                 if along:
                     ulo, uhi = min(ulo, u0), max(uhi, u0 + size)
                 nv, uv = (nv32[u0:u0 + size], uv32[u0:u0 + size]) if along else (nv32, uv32)
-                if direct:
-                    ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
-                else:
-                    ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, lines32[li],
-                                           sums)
+                ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
                 fine = fine and ok
                 row_ss[row - start], row_dd[row - start] = ss, dd
             else:
@@ -655,10 +650,7 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
             s = e
     for li in range(nlines):
         if ncells and line_r[li] >= 0:
-            if fast:
-                _flush(lines32[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
-            else:
-                _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
+            _flush(lines[li], line_r[li], line_c[li], plan, dr, dc, rowcell, colcell, frame)
 
 
 @intrinsic
