@@ -22,9 +22,10 @@ How (the figures: README, "Recording cost"):
   larger float32 and 16-bit ones, summed in float32 over at most _SEG
   entries, then in float64. A chunk of float32 rows that could be wrong
   (NaN, Inf, a square near float32's overflow or underflow) has its stats
-  and units taken again in float64; its lines keep float32's W, which is
-  W exactly. min and max are
-  LLVM's NaN-propagating `minimum` / `maximum`, which it vectorises.
+  and units taken again in float64. Lines and frame cells are float64 on
+  either kind of row, so a reduced frame is rounded once, to float16, from
+  the same sums. min and max are LLVM's NaN-propagating `minimum` /
+  `maximum`, which it vectorises.
 - Frame cells: consecutive rows that land in the same cells one for one
   (a Dense kernel's rows inside one block row) add into the `line`, which
   goes to the cells once for all of them. Along one side of the layout, a
@@ -136,34 +137,33 @@ def _bfloat16_bits(typingctx, v):
     return types.float32(v), codegen
 
 
-def _widen32(v, lut):
+def _widen32(v):
     """An entry as float32 (numba only: see its overload)."""
 
 
 @overload(_widen32)
-def _widen32_impl(v, lut):
+def _widen32_impl(v):
     if isinstance(v, types.Float):
-        return lambda v, lut: np.float32(v)
+        return lambda v: np.float32(v)
     if v == types.int16:
-        return lambda v, lut: _float16_bits(v)
-    return lambda v, lut: _bfloat16_bits(v)
+        return lambda v: _float16_bits(v)
+    return lambda v: _bfloat16_bits(v)
 
 
-def _widen(v, lut):
+def _widen(v):
     """An entry as float64 (numba only: see its overload)."""
 
 
 @overload(_widen)
-def _widen_impl(v, lut):
+def _widen_impl(v):
     if isinstance(v, types.Float):
-        return lambda v, lut: np.float64(v)
-    return lambda v, lut: np.float64(_widen32(v, lut))  # bits of float16 / bfloat16
+        return lambda v: np.float64(v)
+    return lambda v: np.float64(_widen32(v))  # bits of float16 / bfloat16
 
 
 # 16-bit floats are read as their bits, in the integer type that says
 # which: no widened copy (stats._kernel_input).
 VIEWS = {"float16": np.int16, "bfloat16": np.uint16}
-NO_LUT = np.zeros(1, np.float32)
 
 
 # --- the kernel (numba) --------------------------------------------------------------
@@ -182,19 +182,19 @@ def _constants_impl(zero):
     return lambda zero: (0.0, 1.0, np.inf)
 
 
-def _widen_as(v, lut, zero):
+def _widen_as(v, zero):
     """An entry in the type of `zero` (numba only: see its overload)."""
 
 
 @overload(_widen_as)
-def _widen_as_impl(v, lut, zero):
+def _widen_as_impl(v, zero):
     if zero == types.float32:
-        return lambda v, lut, zero: _widen32(v, lut)
-    return lambda v, lut, zero: _widen(v, lut)
+        return lambda v, zero: _widen32(v)
+    return lambda v, zero: _widen(v)
 
 
 @njit(nogil=True, fastmath=_FAST, inline="always")
-def _entries(xs, ps, qs, lut, tol, along, nv, uv, line, zero):
+def _entries(xs, ps, qs, tol, along, nv, uv, line, zero):
     """The loop of a row: its sums in the type of `zero` (float64, or
     float32 with 8 lanes where float64 has 4), returned as `sums` orders
     them; its entries into `line`, and with `along` (the units run along
@@ -204,9 +204,9 @@ def _entries(xs, ps, qs, lut, tol, along, nv, uv, line, zero):
     mn = inf
     mx = -inf
     for m in range(xs.size):
-        v = _widen_as(xs[m], lut, zero)
-        a = _widen_as(ps[m], lut, zero)
-        b = _widen_as(qs[m], lut, zero)
+        v = _widen_as(xs[m], zero)
+        a = _widen_as(ps[m], zero)
+        b = _widen_as(qs[m], zero)
         sq = v * v
         d = v - a
         dsq = d * d
@@ -247,19 +247,19 @@ def _add_entries(sums, r):
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
-def _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums):
+def _row(xs, ps, qs, zero_tol, along, nv, uv, line, sums):
     """One row of W (`ps`, `qs`: of W_prev and W_0) in float64: its stats
     added to `sums` (assuming every entry finite: the caller checks the
     chunk), its entries to `line`, and with `along` its squares to the
     units nv[m], uv[m]. Returns the row's sum W^2 and sum (W - prev)^2,
     NaN and Inf included (a unit holding NaN shows it)."""
-    r = _entries(xs, ps, qs, lut, zero_tol, along, nv, uv, line, 0.0)
+    r = _entries(xs, ps, qs, zero_tol, along, nv, uv, line, 0.0)
     _add_entries(sums, r)
     return r[1], r[5]
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
-def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+def _row32(xs, ps, qs, tol, along, nv, uv, line, sums):
     """`_row` in float32: sums of _SEG entries added to `sums` in float64,
     units (`nv`, `uv`: float32) and `line` as `_row`. Returns the row's
     sum W^2 and sum (W - prev)^2, and whether no square came near
@@ -270,7 +270,7 @@ def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
     for lo in range(0, xs.size, _SEG):
         hi = min(xs.size, lo + _SEG)
         # nv, uv: the units along the row, or empty (read only with `along`)
-        r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], lut, tol, along, nv[lo:hi], uv[lo:hi],
+        r = _entries(xs[lo:hi], ps[lo:hi], qs[lo:hi], tol, along, nv[lo:hi], uv[lo:hi],
                      line[lo:hi], zero)
         fine = fine and (r[1] < _BIG32 and r[5] < _BIG32 and r[7] < _BIG32 and r[8] < _BIG32
                          and r[10] < _BIG32)
@@ -280,38 +280,38 @@ def _row32(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
     return rs, rd, fine
 
 
-def _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+def _fast_row(xs, ps, qs, tol, along, nv, uv, line, sums):
     """`_row32`, but for float64 input (numba only: see its overload)."""
 
 
 @overload(_fast_row)
-def _fast_row_impl(xs, ps, qs, lut, tol, along, nv, uv, line, sums):
+def _fast_row_impl(xs, ps, qs, tol, along, nv, uv, line, sums):
     if xs.dtype == types.float64:  # never float32 rows (stats.accumulate): not compiled
-        return lambda xs, ps, qs, lut, tol, along, nv, uv, line, sums: (0.0, 0.0, False)
-    return lambda xs, ps, qs, lut, tol, along, nv, uv, line, sums: _row32(
-        xs, ps, qs, lut, tol, along, nv, uv, line, sums)
+        return lambda xs, ps, qs, tol, along, nv, uv, line, sums: (0.0, 0.0, False)
+    return lambda xs, ps, qs, tol, along, nv, uv, line, sums: _row32(
+        xs, ps, qs, tol, along, nv, uv, line, sums)
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
-def _has_tiny(xs, ps, lut):
+def _has_tiny(xs, ps):
     """Whether an entry of xs or ps is not 0 but below _TINY32 in size:
     its square, or a difference's, may underflow float32."""
     n = 0
     for m in range(xs.size):
-        v = abs(_widen32(xs[m], lut))
-        a = abs(_widen32(ps[m], lut))
+        v = abs(_widen32(xs[m]))
+        a = abs(_widen32(ps[m]))
         n += 1 if (v < _TINY32 and v > 0) or (a < _TINY32 and a > 0) else 0
     return n > 0
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
-def _units64(xs, ps, lut, along, nv, uv):
+def _units64(xs, ps, along, nv, uv):
     """A row's sum W^2 and sum (W - prev)^2 in float64, NaN and Inf
     included; with `along`, each entry's into nv[m], uv[m]."""
     ss = dd = 0.0
     for m in range(xs.size):
-        v = _widen(xs[m], lut)
-        d = v - _widen(ps[m], lut)
+        v = _widen(xs[m])
+        d = v - _widen(ps[m])
         ss += v * v
         dd += d * d
         if along:
@@ -329,22 +329,22 @@ def _flush_units(part, total):
 
 
 @njit(nogil=True, cache=True)
-def _widen_into(xs, lut, out):
+def _widen_into(xs, out):
     for m in range(xs.size):
-        out[m] = _widen(xs[m], lut)
+        out[m] = _widen(xs[m])
 
 
 @njit(nogil=True, cache=True)
-def _gather(x, at, lut, out):
+def _gather(x, at, out):
     for t in range(at.size):
-        out[t] = _widen(x[np.uint64(at[t])], lut)
+        out[t] = _widen(x[np.uint64(at[t])])
 
 
 @njit(nogil=True, cache=True)
-def _add_masked(x, p, q, lut, zero_tol, acc):
+def _add_masked(x, p, q, zero_tol, acc):
     """A chunk holding NaN or Inf, entry by entry over the finite entries."""
     for j in range(x.size):
-        v = _widen(x[j], lut)
+        v = _widen(x[j])
         ok = np.isfinite(v)
         if ok:
             acc[N] += 1.0
@@ -358,7 +358,7 @@ def _add_masked(x, p, q, lut, zero_tol, acc):
             acc[NAN] += 1.0
         else:
             acc[INF] += 1.0
-        for base, o in ((UPDATE, _widen(p[j], lut)), (INIT, _widen(q[j], lut))):
+        for base, o in ((UPDATE, _widen(p[j])), (INIT, _widen(q[j]))):
             if ok and np.isfinite(o):
                 d = v - o
                 acc[base + DN] += 1.0
@@ -369,13 +369,13 @@ def _add_masked(x, p, q, lut, zero_tol, acc):
 
 
 @njit(nogil=True, cache=True)
-def _add_sums(x, p, q, lut, zero_tol, acc, sums):
+def _add_sums(x, p, q, zero_tol, acc, sums):
     """Adds a chunk's `sums` (from `_row`) to `acc`, or the chunk again
     entry by entry when it holds NaN or Inf."""
     # Any NaN or Inf in x, p or q makes one of these sums NaN or Inf.
     if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(sums[5])
             and np.isfinite(sums[7]) and np.isfinite(sums[8]) and np.isfinite(sums[10])):
-        _add_masked(x, p, q, lut, zero_tol, acc)
+        _add_masked(x, p, q, zero_tol, acc)
         return
     n = float(x.size)
     acc[N] += n
@@ -394,12 +394,12 @@ def _add_sums(x, p, q, lut, zero_tol, acc, sums):
 
 
 @njit(nogil=True, cache=True)
-def _add_units(xs, ps, lut, u0, us, du, norm, upd):
+def _add_units(xs, ps, u0, us, du, norm, upd):
     """Units of a row neither along it nor one per row: entry m belongs to
     u0 + m * us, or to u0 + du[m] when us is US_TABLE."""
     for m in range(xs.size):
-        v = _widen(xs[m], lut)
-        d = v - _widen(ps[m], lut)
+        v = _widen(xs[m])
+        d = v - _widen(ps[m])
         u = np.uint64(u0 + (du[m] if us == US_TABLE else m * us))
         norm[u] += v * v
         upd[u] += d * d
@@ -498,7 +498,7 @@ def _flush(line, r0, c0, plan, dr, dc, rowcell, colcell, frame):
 
 
 @njit(nogil=True, cache=True)
-def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast):
+def accumulate(x, p, q, zero_tol, plan, tables, cells, sample_at, buf, fast):
     """Adds the flat C-order tensor `x` (with `p` = W_prev and `q` = W_0,
     the same array as x when absent) into `buf`, a partial buffer (see
     `ACC_SIZE`, `partial_size`): acc, per-unit sums, frame cell sums (none
@@ -596,17 +596,17 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
                 if along:
                     ulo, uhi = min(ulo, u0), max(uhi, u0 + size)
                 nv, uv = (nv32[u0:u0 + size], uv32[u0:u0 + size]) if along else (nv32, uv32)
-                ss, dd, ok = _fast_row(xs, ps, qs, lut, tol, along, nv, uv, line, sums)
+                ss, dd, ok = _fast_row(xs, ps, qs, tol, along, nv, uv, line, sums)
                 fine = fine and ok
                 row_ss[row - start], row_dd[row - start] = ss, dd
             else:
                 nv, uv = (norm[u0:u0 + size], upd[u0:u0 + size]) if along else (norm, upd)
-                ss, dd = _row(xs, ps, qs, lut, zero_tol, along, nv, uv, line, sums)
+                ss, dd = _row(xs, ps, qs, zero_tol, along, nv, uv, line, sums)
                 if us == 0:
                     norm[u0] += ss
                     upd[u0] += dd
             if not along and us != 0:
-                _add_units(xs, ps, lut, u0, us, du, norm, upd)
+                _add_units(xs, ps, u0, us, du, norm, upd)
             for a in range(lead - 1, -1, -1):  # the next row: an odometer
                 idx[a] += 1
                 r0 += outer[a, 1]
@@ -619,9 +619,9 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
                 u0 -= outer[a, 3] * outer[a, 0]
                 idx[a] = 0
         if not fast:
-            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
-        elif fine and (sums[4] == 0 or not _has_tiny(x[lo:hi], p[lo:hi], lut)):
-            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc, sums)
+            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], zero_tol, acc, sums)
+        elif fine and (sums[4] == 0 or not _has_tiny(x[lo:hi], p[lo:hi])):
+            _add_sums(x[lo:hi], p[lo:hi], q[lo:hi], zero_tol, acc, sums)
             if along:
                 _flush_units(nv32[ulo:uhi], norm[ulo:uhi])
                 _flush_units(uv32[ulo:uhi], upd[ulo:uhi])
@@ -630,23 +630,23 @@ def accumulate(x, p, q, lut, zero_tol, plan, tables, cells, sample_at, buf, fast
                     norm[row_u[i]] += row_ss[i]
                     upd[row_u[i]] += row_dd[i]
         else:  # NaN, Inf, or squares float32 would get wrong: the chunk in float64
-            _add_masked(x[lo:hi], p[lo:hi], q[lo:hi], lut, zero_tol, acc)
+            _add_masked(x[lo:hi], p[lo:hi], q[lo:hi], zero_tol, acc)
             nv32[ulo:uhi] = 0.0
             uv32[ulo:uhi] = 0.0
             for i in range(stop - start):
                 at, u = (start + i) * size, row_u[i]
                 if along:
-                    _units64(x[at:at + size], p[at:at + size], lut, True, norm[u:u + size],
+                    _units64(x[at:at + size], p[at:at + size], True, norm[u:u + size],
                              upd[u:u + size])
                 elif us == 0:
-                    ss, dd = _units64(x[at:at + size], p[at:at + size], lut, False, norm, upd)
+                    ss, dd = _units64(x[at:at + size], p[at:at + size], False, norm, upd)
                     norm[u] += ss
                     upd[u] += dd
         if sample_at.size == x.size:  # a small tensor: all of it
-            _widen_into(x[lo:hi], lut, sample[lo:hi])
+            _widen_into(x[lo:hi], sample[lo:hi])
         else:
             e = np.searchsorted(sample_at, hi)
-            _gather(x, sample_at[s:e], lut, sample[s:e])
+            _gather(x, sample_at[s:e], sample[s:e])
             s = e
     for li in range(nlines):
         if ncells and line_r[li] >= 0:
@@ -696,11 +696,11 @@ def frame_means(sums, rows_covered, cols_covered, out):
 
 
 @njit(nogil=True, cache=True)
-def centred_sumsq(x, lut, shift):
+def centred_sumsq(x, shift):
     """sum (x - shift)^2 over the finite entries, in float64."""
     total = 0.0
     for j in range(x.size):
-        v = _widen(x[j], lut)
+        v = _widen(x[j])
         if np.isfinite(v):
             d = v - shift
             total += d * d
@@ -1031,7 +1031,7 @@ BATCH_COLUMNS = 19
 
 
 @njit(nogil=True, cache=True)
-def measure_many(x, p, q, lut, zero_tol, fast_above, index, plans, tables, cells, covered,
+def measure_many(x, p, q, zero_tol, fast_above, index, plans, tables, cells, covered,
                  positions, bufs, acc, unit_sums, centred, pcts, still, frames):
     """`accumulate` of tensors laid end to end in x (p, q: their W_prev and
     W_0, or themselves), each into its own (empty) partial buffer in
@@ -1059,13 +1059,13 @@ def measure_many(x, p, q, lut, zero_tol, fast_above, index, plans, tables, cells
         buf[MIN] = np.inf
         buf[MAX] = -np.inf
         ns = at[B_SAMPLE_N]
-        accumulate(xs, p[lo:lo + n], q[lo:lo + n], lut, zero_tol, plan, table,
+        accumulate(xs, p[lo:lo + n], q[lo:lo + n], zero_tol, plan, table,
                    cells[at[B_CELLS]:at[B_CELLS] + at[B_CELLS_N]],
                    positions[at[B_SAMPLE]:at[B_SAMPLE] + ns], buf, n > fast_above)
         acc[t] = buf[:ACC_SIZE]
         unit_sums[at[B_UNITS]:at[B_UNITS] + 2 * units] = buf[ACC_SIZE:ACC_SIZE + 2 * units]
         if at[B_CENTRE] and buf[N] > 0:
-            centred[t] = centred_sumsq(xs, lut, buf[SUM] / buf[N])
+            centred[t] = centred_sumsq(xs, buf[SUM] / buf[N])
         percentiles(buf[buf.size - ns:], buf[NAN] == 0 and buf[INF] == 0, pcts[t])
         if at[B_UPDATE]:
             zeros = 0

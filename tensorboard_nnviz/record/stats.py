@@ -740,8 +740,7 @@ def centring_shift(buf):
 def centred_sumsq(w, shift):
     """sum (w - shift)^2 over the finite entries of `w` (any shape), in float64."""
     kernel = _fused_kernel()
-    flat, lut = _kernel_input(kernel, w)
-    return kernel.centred_sumsq(flat, lut, float(shift))
+    return kernel.centred_sumsq(_kernel_input(kernel, w), float(shift))
 
 
 def combine(a, b):
@@ -758,15 +757,15 @@ def combine(a, b):
 
 
 def _kernel_input(kernel, x):
-    """(the flat array the kernel reads, its widening table): float32 and
-    float64 as they are, float16 and bfloat16 as their bits (no copy)."""
+    """The flat array the kernel reads: float32 and float64 as they are,
+    float16 and bfloat16 as their bits (no copy; the kernel widens them)."""
     x = np.ascontiguousarray(x)
     if x.dtype == np.float32 or x.dtype == np.float64:
-        return x.reshape(-1), kernel.NO_LUT
+        return x.reshape(-1)
     bits = kernel.VIEWS.get(x.dtype.name)
     if bits is not None:
-        return x.reshape(-1).view(bits), kernel.NO_LUT
-    return _as_numeric(x).reshape(-1), kernel.NO_LUT
+        return x.reshape(-1).view(bits)
+    return _as_numeric(x).reshape(-1)
 
 
 def accumulate(buf, plan, w, prev=None, init=None, shard=None):
@@ -780,12 +779,12 @@ def accumulate(buf, plan, w, prev=None, init=None, shard=None):
     tensor's.
     """
     kernel = _fused_kernel()
-    flat, lut = _kernel_input(kernel, w)
-    p = flat if prev is None else _kernel_input(kernel, prev)[0]
-    q = flat if init is None else _kernel_input(kernel, init)[0]
+    flat = _kernel_input(kernel, w)
+    p = flat if prev is None else _kernel_input(kernel, prev)
+    q = flat if init is None else _kernel_input(kernel, init)
     positions = sample_positions(flat.size) if shard is None else _EMPTY
     size = flat.size if shard is None else math.prod(shard[0])
-    kernel.accumulate(flat, p, q, lut, ZERO_TOL, plan.plan, plan.tables, plan.cells, positions,
+    kernel.accumulate(flat, p, q, ZERO_TOL, plan.plan, plan.tables, plan.cells, positions,
                       buf, size > _float32_rows_above(flat.dtype))
     if shard is not None:
         slots, mine = shard_sample(shard[0], shard[1], np.shape(w))
@@ -942,7 +941,7 @@ def measure_many(requests, between=None):
 # pcts, still, and compared: {"prev", "init": bools}), its unit sums and
 # frames end to end with `slices` saying where, and the kernel's input.
 _Run = collections.namedtuple("_Run", "acc centred pcts still compared unit_sums frames slices "
-                                      "x lut w")
+                                      "x w")
 
 
 def _run(kernel, requests, frame_dtype):
@@ -953,15 +952,15 @@ def _run(kernel, requests, frame_dtype):
     compared = {key: [_comparable(getattr(r, key), w) for r, w in zip(requests, ws)]
                 for key in ("prev", "init")}
     if len(ws) == 1:
-        x, lut = _kernel_input(kernel, ws[0])
-        p, q = (_kernel_input(kernel, getattr(requests[0], key).astype(ws[0].dtype, copy=False))[0]
+        x = _kernel_input(kernel, ws[0])
+        p, q = (_kernel_input(kernel, getattr(requests[0], key).astype(ws[0].dtype, copy=False))
                 if compared[key][0] else x for key in ("prev", "init"))
         positions = sample_positions(x.size)
     else:
-        x, lut = _kernel_input(kernel, np.concatenate(ws, axis=None))
+        x = _kernel_input(kernel, np.concatenate(ws, axis=None))
         p, q = (_kernel_input(kernel, np.concatenate(
             [getattr(r, key) if c else w for r, w, c in zip(requests, ws, compared[key])],
-            axis=None, dtype=ws[0].dtype, casting="unsafe"))[0] for key in ("prev", "init"))
+            axis=None, dtype=ws[0].dtype, casting="unsafe")) for key in ("prev", "init"))
         positions = _all_positions(BATCH_SIZE)
     plans = tuple(fused_plan(w.shape, default_unit_axes(w.ndim) if r.unit_axes is None
                              else r.unit_axes, r.layout) for r, w in zip(requests, ws))
@@ -970,11 +969,11 @@ def _run(kernel, requests, frame_dtype):
     acc, unit_sums = np.empty((k, kernel.ACC_SIZE)), np.empty(batch.units)
     centred, pcts, still = np.full(k, math.nan), np.full((k, 2), math.nan), np.full(k, math.nan)
     frames = np.empty(batch.cells, frame_dtype)
-    kernel.measure_many(x, p, q, lut, ZERO_TOL, _float32_rows_above(x.dtype), batch.index,
+    kernel.measure_many(x, p, q, ZERO_TOL, _float32_rows_above(x.dtype), batch.index,
                         *batch.parts, positions, _scratch(batch.buffers), acc, unit_sums,
                         centred, pcts, still,
                         frames.view(np.uint16) if frames.dtype == np.float16 else frames)
-    return _Run(acc, centred, pcts, still, compared, unit_sums, frames, batch.slices, x, lut,
+    return _Run(acc, centred, pcts, still, compared, unit_sums, frames, batch.slices, x,
                 ws[0] if k == 1 else None)
 
 
@@ -994,7 +993,7 @@ def _finish_runs(kernel, runs):
     t = 0
     for r in runs:  # what a large tensor's call left to do, when needed (rare)
         if r.w is not None and centre[t] and math.isnan(centred[t]):
-            centred[t] = kernel.centred_sumsq(r.x, r.lut, float(m.shift[t]))
+            centred[t] = kernel.centred_sumsq(r.x, float(m.shift[t]))
         if r.w is not None and not finite[t] and m.n[t] and math.isnan(pcts[t, 0]):
             # The sample missed every finite entry: from all of them.
             flat = _as_numeric(r.w).reshape(-1)
